@@ -1,0 +1,147 @@
+"""The `grader` command: a thin layer over the library (grader.runner, grader.release, grader.submit)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from grader.manifest import GraderError
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from grader import manifest as manifests
+    from grader import report
+    from grader.runner import assignments_in, grade
+
+    kit = Path(args.course).resolve() if args.course else manifests.course_root()
+    path = Path(args.path)
+    if args.assignment:
+        names = [args.assignment]
+    else:
+        names = assignments_in(path, kit) if path.is_dir() else []
+        if not names:
+            available = manifests.available(kit)
+            if len(available) == 1:
+                names = available
+            else:
+                raise GraderError(f"{path}: cannot tell which assignment this is; pass --assignment "
+                                  f"(one of {', '.join(available)})")
+    out_root = Path(args.out)
+    color = sys.stdout.isatty() and not args.no_color
+    failed_floor = False
+    totals = []
+    for name in names:
+        def progress(r, _name=name):
+            if args.verbose:
+                print(f"  {r.number:>5} {r.id:<50} {r.status}", file=sys.stderr, flush=True)
+        result = grade(path, name, device=args.device, hidden=args.hidden, parts=args.part or None,
+                       dataset=args.dataset, kit=kit, on_result=progress)
+        out = out_root if len(names) == 1 else out_root / name
+        paths = report.write_all(result, out)
+        if args.format == "json":
+            print(json.dumps(report.gradescope(result), indent=2))
+        else:
+            print(report.table(result, color=color))
+            print(f"Reports: {paths['json']}, {paths['junit']}, {paths['markdown']}")
+        totals.append((name, result.score, result.max_score))
+        if args.fail_under is not None and result.score < args.fail_under * result.max_score / 100:
+            failed_floor = True
+    if len(totals) > 1:
+        print("\n" + "\n".join(f"{n:<16} {s:7.2f} / {m:g}" for n, s, m in totals))
+    return 1 if failed_floor else 0
+
+
+def _release(args: argparse.Namespace) -> int:
+    from grader import manifest as manifests
+    from grader.release import release
+
+    kit = Path(args.course).resolve() if args.course else manifests.course_root()
+    paths = release(kit, Path(args.out), assignments=args.assignment or None, force=args.force)
+    for k, v in paths.items():
+        print(f"{k}: {v}")
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from grader import manifest as manifests
+    from grader.submit import build_submission
+
+    kit = Path(args.course).resolve() if args.course else manifests.course_root()
+    out = build_submission(Path(args.path), args.assignment, kit=kit, out=Path(args.out) if args.out else None,
+                           allow_incomplete=args.allow_incomplete)
+    print(f"Wrote {out}. Upload this file.")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from grader import manifest as manifests
+    from grader.runner import load_checks
+
+    kit = Path(args.course).resolve() if args.course else manifests.course_root()
+    for name in ([args.assignment] if args.assignment else manifests.available(kit)):
+        m = manifests.load(name, kit)
+        print(f"{m.name}: {m.title} ({m.points:g} points)")
+        specs = load_checks(m, hidden=args.hidden)
+        for p in m.parts:
+            print(f"  {p.name} ({p.points:g} points, {p.file})")
+            for f, pts in p.functions.items():
+                ids = [s.id + (" [hidden]" if s.hidden else "") for s in specs if s.function == f]
+                print(f"    {f:<34} {pts:5g}  " + ", ".join(ids))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="grader", description="Grade, release and submit course assignments.")
+    ap.add_argument("--course", help="the course root (the folder with assignments/); default: found from here")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("grade", help="grade a submission folder or zip")
+    g.add_argument("path", nargs="?", default=".", help="a submission folder or .zip (default: this folder)")
+    g.add_argument("--assignment", "-a", help="assignment name (default: every assignment the folder holds)")
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    g.add_argument("--hidden", action="store_true", help="include the hidden checks (autograder bundle only)")
+    g.add_argument("--part", action="append", help="grade only this part (repeatable)")
+    g.add_argument("--dataset", choices=["auto", "cifar10", "digits"], default=None,
+                   help="data set for accuracy checks (default: $DLCV_DATASET, else CIFAR-10 if present, else digits)")
+    g.add_argument("--out", default="grader-results", help="folder for results.json, junit.xml, summary.md")
+    g.add_argument("--format", choices=["table", "json"], default="table")
+    g.add_argument("--fail-under", type=float, metavar="PERCENT",
+                   help="exit with status 1 when the score is below this percentage")
+    g.add_argument("--no-color", action="store_true")
+    g.add_argument("--verbose", "-v", action="store_true", help="print each check as it finishes")
+    g.set_defaults(func=_grade)
+
+    r = sub.add_parser("release", help="write the student kit and the autograder bundle")
+    r.add_argument("--out", required=True, help="folder to write student/ and autograder/ into")
+    r.add_argument("--assignment", "-a", action="append", help="only this assignment (repeatable)")
+    r.add_argument("--force", action="store_true", help="replace an earlier release in --out")
+    r.set_defaults(func=_release)
+
+    s = sub.add_parser("submit", help="build the zip to upload")
+    s.add_argument("path", nargs="?", default=".", help="your assignment folder (default: this folder)")
+    s.add_argument("--assignment", "-a", required=True)
+    s.add_argument("--out", help="zip path (default: <assignment>_submission.zip in this folder)")
+    s.add_argument("--allow-incomplete", action="store_true",
+                   help="build the zip even if functions are not implemented yet")
+    s.set_defaults(func=_submit)
+
+    ls = sub.add_parser("list", help="list assignments, parts, points and checks")
+    ls.add_argument("--assignment", "-a")
+    ls.add_argument("--hidden", action="store_true")
+    ls.set_defaults(func=_list)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except GraderError as e:
+        print(f"grader {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""What a grading run produces. Renderers (grader.report) are separate functions over these."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class CheckResult:
+    id: str
+    title: str
+    function: str
+    part: str
+    number: str
+    score: float
+    max_score: float
+    status: str          # "passed" | "failed"
+    visibility: str
+    hidden: bool
+    output: str
+    seed: int
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+@dataclass
+class PartResult:
+    name: str
+    title: str
+    score: float
+    max_score: float
+
+
+@dataclass
+class GradeResult:
+    assignment: str
+    title: str
+    score: float
+    max_score: float
+    checks: list[CheckResult]
+    parts: list[PartResult]
+    execution_time: float
+    dataset: str
+    device: str
+    hidden: bool
+    submission: str
+    digest: str
+    problems: list[str] = field(default_factory=list)   # submission-level feedback (missing files, ...)
+    sandbox: dict = field(default_factory=dict)          # worker starts, time split, isolation info
+    notebooks: dict = field(default_factory=dict)        # notebook -> path of its executed copy / error
+    grader_version: str = ""
+    started_at: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)

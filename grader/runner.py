@@ -1,0 +1,241 @@
+"""The judge: grade one submission of one assignment.
+
+`grade()` stages the submission, loads the assignment's checks (trusted code from the kit), runs each
+against a sandbox worker, and scores them. It never imports the student's code. A function's points
+are shared by its checks in the run (public, or public + hidden) in proportion to their weights, so a
+run scores out of the assignment's points either way, and a wrong function loses exactly its points.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.machinery
+import importlib.util
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from grader import manifest as manifests
+from grader.checks import CheckFailed, CheckSpec, Ctx, collect
+from grader.intake import Staged, stage
+from grader.manifest import GraderError, Manifest
+from grader.results import CheckResult, GradeResult, PartResult
+from grader.sandbox import Sandbox, SandboxConfig, SandboxError
+from grader.staticscan import loops, scan
+
+VERSION = "0.1.0"
+
+
+def resolve_device(device: str) -> str:
+    if device not in ("auto", "cpu", "cuda"):
+        raise GraderError(f"--device: expected auto, cpu or cuda, found {device!r}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise GraderError("--device cuda: no CUDA device is available on this machine (use --device cpu or auto)")
+    return device
+
+
+def load_checks(m: Manifest, hidden: bool) -> list[CheckSpec]:
+    """Import the assignment's check files (as a private package named after the assignment)."""
+    pkg = f"_grader_checks_{m.name}"
+    if pkg not in sys.modules:
+        spec = importlib.machinery.ModuleSpec(pkg, None, is_package=True)
+        spec.submodule_search_locations = [str(m.dir)]
+        sys.modules[pkg] = importlib.util.module_from_spec(spec)
+    specs: list[CheckSpec] = []
+    files = list(m.checks) + (list(m.hidden_checks) if hidden else [])
+    for f in files:
+        path = m.dir / f
+        if not path.is_file():
+            if f in m.hidden_checks:
+                raise GraderError(f"--hidden: {path} is not here (a student kit has no hidden checks)")
+            raise GraderError(f"{m.dir / 'assignment.toml'}: check file {f!r} not found at {path}")
+        mod = importlib.import_module(f"{pkg}.{Path(f).stem}")
+        specs.extend(collect(mod))
+    ids = [s.id for s in specs]
+    dup = {i for i in ids if ids.count(i) > 1}
+    if dup:
+        raise GraderError(f"{m.dir}: check ids used twice: {sorted(dup)}")
+    graded = {f for p in m.parts for f in p.functions}
+    for s in specs:
+        if s.function not in graded:
+            raise GraderError(f"{m.dir}: check {s.id} grades {s.function!r}, which no part of the manifest lists")
+    order = {f: i for i, f in enumerate(f for p in m.parts for f in p.functions)}
+    specs.sort(key=lambda s: (order[s.function], s.hidden))   # stable: file order within a function
+    unchecked = graded - {s.function for s in specs}
+    if unchecked:
+        raise GraderError(f"{m.dir}: no check grades {sorted(unchecked)}")
+    return specs
+
+
+class Run:
+    """One grading run's context, passed explicitly to every check (through its Ctx)."""
+
+    def __init__(self, m: Manifest, staged: Staged, sandbox: Sandbox, device: str, dataset: str | None,
+                 kit: Path) -> None:
+        self.manifest, self.staged, self.sandbox, self.device, self.kit = m, staged, sandbox, device, kit
+        self.dataset_request = dataset
+        self._dataset: Any = None
+        self.dataset_name = "none (no check used a data set)"
+        self._scans: dict[str, str | None] = {}
+
+    def file_of(self, module: str) -> str:
+        return next((p.file for p in self.manifest.parts if p.module == module), module.replace(".", "/") + ".py")
+
+    def module_for(self, called: str, graded: str) -> str:
+        part = self.manifest.part_of(graded)
+        if part.file in self.staged.missing:
+            raise CheckFailed(f"{part.file} is missing from your submission, so {graded} could not be graded.")
+        if part.file in self.staged.syntax_errors:
+            raise CheckFailed(f"{part.file} has a syntax error, so none of its functions can run:\n  "
+                              + self.staged.syntax_errors[part.file])
+        return part.module
+
+    def static_problem(self, function: str) -> str | None:
+        """What reading the submitted source finds wrong with `function` (forbidden calls, loops)."""
+        if function not in self._scans:
+            part = self.manifest.part_of(function)
+            src = self.staged.sources.get(part.file)
+            problem = None
+            if src is not None and part.file not in self.staged.syntax_errors:
+                uses = scan(src, function, self.manifest.forbidden_for(function), part.file)
+                if uses:
+                    listed = ", ".join(f"{u.text} (line {u.line})" for u in uses)
+                    problem = (f"{function} uses {listed}; {function} may not use "
+                               f"{', '.join(sorted({u.name for u in uses}))} in this assignment.")
+                allowed = part.max_loops.get(function)
+                found = loops(src, function) if allowed is not None else []
+                if allowed is not None and len(found) > allowed:
+                    lines = ", ".join(str(n) for n in found)
+                    problem = (f"{function} may contain {'no loops' if allowed == 0 else f'at most {allowed} loop'}"
+                               f" (for, while or comprehension); found {len(found)} (line {lines}). "
+                               "Use vectorised tensor operations instead.")
+            self._scans[function] = problem
+        return self._scans[function]
+
+    def dataset(self):
+        if self._dataset is None:
+            from dlcv.data import load_dataset
+            *arrays, info = load_dataset(self.dataset_request)
+            self._dataset = (*arrays, info)
+            self.dataset_name = info["name"] if isinstance(info, dict) else info.name
+        return self._dataset
+
+    def target(self, key: str) -> float:
+        self.dataset()
+        table = self.manifest.targets.get(self.dataset_name)
+        if table is None or key not in table:
+            raise GraderError(f"{self.manifest.dir / 'assignment.toml'}: no target {key!r} for data set "
+                              f"{self.dataset_name!r} under [targets.{self.dataset_name}]")
+        return table[key]
+
+
+def _points(m: Manifest, specs: list[CheckSpec]) -> dict[str, float]:
+    out = {}
+    for p in m.parts:
+        for f, pts in p.functions.items():
+            mine = [s for s in specs if s.function == f]
+            total = sum(s.weight for s in mine)
+            for s in mine:
+                out[s.id] = pts * s.weight / total
+    return out
+
+
+def run_check(run: Run, spec: CheckSpec) -> tuple[str, str]:
+    """Run one check; returns (status, feedback)."""
+    ctx = Ctx(run, spec)
+    try:
+        problem = run.static_problem(spec.function)
+        if problem:
+            raise CheckFailed(problem)
+        spec.body(ctx, **spec.params)
+        status, text = "passed", ""
+    except CheckFailed as e:
+        status, text = "failed", str(e)
+    except GraderError:
+        raise
+    except SandboxError as e:  # a check that called the sandbox directly
+        status, text = "failed", e.message
+    except Exception as e:  # noqa: BLE001 - a result the check could not judge
+        status = "failed"
+        text = (f"the grader could not judge {spec.function}'s result ({type(e).__name__}: {e}). "
+                "If your function returns what its docstring says, please tell the course staff.\n"
+                + "".join(traceback.format_exception(e)[-3:]))
+    lines = [t for t in [text, *ctx.notes] if t]
+    return status, "\n".join(lines)
+
+
+def grade(submission: Path, assignment: str, *, device: str = "auto", hidden: bool = False,
+          parts: list[str] | None = None, dataset: str | None = None, kit: Path | None = None,
+          on_result: Callable[[CheckResult], None] | None = None) -> GradeResult:
+    """Grade `submission` (a folder or a zip) against `assignment`; returns the result (writes nothing)."""
+    t_start = time.perf_counter()
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    kit = kit or manifests.course_root()
+    m = manifests.load(assignment, kit)
+    device = resolve_device(device)
+    specs = load_checks(m, hidden)
+    if parts:
+        unknown = set(parts) - {p.name for p in m.parts}
+        if unknown:
+            raise GraderError(f"--part: {sorted(unknown)} not in {m.name} (parts: {[p.name for p in m.parts]})")
+        specs = [s for s in specs if m.part_of(s.function).name in parts]
+    points = _points(m, specs)
+    with tempfile.TemporaryDirectory(prefix="grader-stage-") as tmp:
+        staged = stage(m, kit, Path(submission), Path(tmp) / "kit")
+        problems = [f"{f} is missing from the submission." for f in staged.missing]
+        problems += [f"syntax error in {msg}" for msg in staged.syntax_errors.values()]
+        config = SandboxConfig(root=staged.root, student_files=staged.present, device=device,
+                               guarded=m.guarded_names(), call_timeout=m.call_timeout, memory_mb=m.memory_mb)
+        results: list[CheckResult] = []
+        with Sandbox(config) as sandbox:
+            run = Run(m, staged, sandbox, device, dataset, kit)
+            part_index = {p.name: i + 1 for i, p in enumerate(m.parts)}
+            counters: dict[str, int] = {}
+            for spec in specs:
+                part = m.part_of(spec.function)
+                counters[part.name] = counters.get(part.name, 0) + 1
+                t0 = time.perf_counter()
+                status, text = run_check(run, spec)
+                pts = points[spec.id]
+                r = CheckResult(id=spec.id, title=spec.title, function=spec.function, part=part.name,
+                                number=f"{part_index[part.name]}.{counters[part.name]}",
+                                score=pts if status == "passed" else 0.0, max_score=pts, status=status,
+                                visibility=spec.visibility, hidden=spec.hidden,
+                                output=text, seed=spec.seed, seconds=time.perf_counter() - t0)
+                results.append(r)
+                if on_result:
+                    on_result(r)
+            stats = sandbox.stats
+            sandbox_info = {"worker_starts": stats.starts, "start_seconds": stats.start_seconds,
+                            "io_seconds": stats.io_seconds, "call_seconds": stats.call_seconds,
+                            "requests": stats.requests, **{k: v for k, v in sandbox.info.items() if k != "pid"}}
+            dataset_name = run.dataset_name
+    part_results = []
+    for p in m.parts:
+        mine = [r for r in results if r.part == p.name]
+        if mine:
+            part_results.append(PartResult(p.name, p.title, sum(r.score for r in mine),
+                                           sum(r.max_score for r in mine)))
+    return GradeResult(
+        assignment=m.name, title=m.title, score=round(sum(r.score for r in results), 6),
+        max_score=round(sum(r.max_score for r in results), 6), checks=results, parts=part_results,
+        execution_time=time.perf_counter() - t_start, dataset=dataset_name, device=device, hidden=hidden,
+        submission=str(submission), digest=staged.digest, problems=problems, sandbox=sandbox_info,
+        grader_version=VERSION, started_at=started)
+
+
+def assignments_in(submission: Path, kit: Path) -> list[str]:
+    """The assignments whose files a submission folder holds (all of them for the instructor's repo)."""
+    names = []
+    for name in manifests.available(kit):
+        m = manifests.load(name, kit)
+        if submission.is_dir() and any((submission / f).is_file() for f in m.files):
+            names.append(name)
+    return names

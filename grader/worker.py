@@ -1,0 +1,269 @@
+"""The sandbox worker: the only process that imports and runs student code.
+
+Started by `grader.sandbox.Sandbox` as `python -I -m grader.worker`. It speaks the wire format on two
+private file descriptors (the real stdin/stdout are pointed away, so a student's `print` or `input`
+cannot touch the protocol), answers one request at a time, and keeps every object that cannot cross the
+boundary in a table of handles. Nothing here decides a score: the judge treats every answer as untrusted.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import os
+import random
+import resource
+import struct
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    chunks, got = [], 0
+    while got < n:
+        b = os.read(fd, min(n - got, 1 << 20))
+        if not b:
+            raise EOFError
+        chunks.append(b)
+        got += len(b)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+class Worker:
+    def __init__(self, fd_in: int, fd_out: int) -> None:
+        self.fd_in, self.fd_out = fd_in, fd_out
+        self.handles: dict[int, Any] = {}
+        self.next_handle = 1
+        self.student_files: set[str] = set()
+        self.current_forbidden: frozenset[str] = frozenset()
+        self.forbidden_hits: list[str] = []
+        self.device = "cpu"
+
+    # -- protocol -----------------------------------------------------------------------------
+    def recv(self) -> Any:
+        from grader import wire
+        (n,) = struct.unpack(">Q", _read_exact(self.fd_in, 8))
+        return wire.decode(_read_exact(self.fd_in, n), device_map=self._device_map, from_handle=self._resolve)
+
+    def send(self, obj: Any) -> None:
+        from grader import wire
+        try:
+            msg = wire.encode(obj, to_handle=self._keep)
+        except Exception as e:  # noqa: BLE001 - anything the student's value does while being encoded
+            msg = wire.encode({"ok": False, "kind": "unsendable", "type": type(e).__name__, "message": str(e)[:2000]})
+        _write_all(self.fd_out, wire.frame(msg))
+
+    def _device_map(self, device: str) -> str:
+        return device
+
+    def _keep(self, obj: Any):
+        from grader.wire import Handle
+        hid = self.next_handle
+        self.next_handle += 1
+        self.handles[hid] = obj
+        return Handle(hid, type(obj).__name__)
+
+    def _resolve(self, h) -> Any:
+        if h.id not in self.handles:
+            raise KeyError(f"unknown handle {h.id}")
+        return self.handles[h.id]
+
+    # -- setup --------------------------------------------------------------------------------
+    def setup(self, cfg: dict) -> dict:
+        root = cfg["root"]
+        os.chdir(cfg.get("workdir") or root)
+        sys.path.insert(0, root)
+        self.device = cfg.get("device", "cpu")
+        self.student_files = {os.path.realpath(os.path.join(root, f)) for f in cfg.get("student_files", [])}
+        info = {"pid": os.getpid(), "network_isolated": _cut_network(), "memory_limited": False}
+        import torch  # noqa: F401  (imported before limits so its own start-up is not counted)
+        torch.set_num_threads(int(cfg.get("threads", 1)))
+        self._install_guards(cfg.get("guarded", []))
+        info["memory_limited"] = _limit_resources(cfg.get("memory_mb"), cfg.get("max_files", 256),
+                                                  self.device == "cpu")
+        return info
+
+    def _install_guards(self, names: list[str]) -> None:
+        """Wrap each guarded callable (e.g. 'torch.cdist', 'torch.Tensor.norm') so a call made from a
+        student file while the current function forbids it is recorded. Installed before any student
+        module is imported, so aliases taken at import time (`from torch import cdist`) are caught too."""
+        worker = self
+        for name in names:
+            owner, attr = _resolve_owner(name)
+            if owner is None or attr is None:
+                continue
+            original = getattr(owner, attr)
+            if not callable(original):
+                continue
+
+            def wrapper(*args, __original=original, __name=name, **kwargs):
+                if __name in worker.current_forbidden:
+                    frame = sys._getframe(1)
+                    if os.path.realpath(frame.f_code.co_filename) in worker.student_files:
+                        worker.forbidden_hits.append(f"{__name} (line {frame.f_lineno})")
+                return __original(*args, **kwargs)
+
+            wrapper.__name__ = getattr(original, "__name__", attr)
+            wrapper.__doc__ = getattr(original, "__doc__", None)
+            try:
+                setattr(owner, attr, wrapper)
+            except (TypeError, AttributeError):
+                pass
+
+    # -- requests -----------------------------------------------------------------------------
+    def handle(self, req: dict) -> dict:
+        op = req.get("op")
+        if op == "import":
+            t0 = time.perf_counter()
+            importlib.import_module(req["module"])
+            return {"ok": True, "seconds": time.perf_counter() - t0}
+        if op == "call":
+            return self._call(req)
+        if op == "put":
+            return {"ok": True, "value": self._keep(req["value"])}
+        if op == "get":
+            return {"ok": True, "value": req["value"]}
+        if op == "release":
+            for h in req.get("handles", []):
+                self.handles.pop(getattr(h, "id", h), None)
+            return {"ok": True}
+        if op == "ping":
+            return {"ok": True}
+        raise ValueError(f"unknown op {op!r}")
+
+    def _call(self, req: dict) -> dict:
+        target = req["target"]
+        if "module" in target:
+            fn = importlib.import_module(target["module"])
+        else:
+            fn = self.handles[target["handle"]] if isinstance(target["handle"], int) else target["handle"]
+        for part in target.get("attr", "").split(".") if target.get("attr") else []:
+            fn = getattr(fn, part)
+        args, kwargs = list(req.get("args", [])), dict(req.get("kwargs", {}))
+        _seed(req.get("seed", 0))
+        self.current_forbidden = frozenset(req.get("forbidden", []))
+        self.forbidden_hits = []
+        try:
+            t0 = time.perf_counter()
+            value = fn(*args, **kwargs)
+            if self.device.startswith("cuda"):
+                import torch
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - t0
+        finally:
+            self.current_forbidden = frozenset()
+        out = {"ok": True, "seconds": seconds, "forbidden_hits": list(self.forbidden_hits)}
+        out["aliases"] = [i for i, a in enumerate(args) if value is a]
+        out["value"] = self._keep(value) if req.get("keep") else value
+        if req.get("return_args"):
+            out["args"] = args
+            out["kwargs"] = kwargs
+        return out
+
+    def serve(self) -> None:
+        while True:
+            try:
+                req = self.recv()
+            except EOFError:
+                return
+            try:
+                if req.get("op") == "setup":
+                    reply = {"ok": True, "info": self.setup(req["config"])}
+                else:
+                    reply = self.handle(req)
+            except BaseException as e:  # noqa: BLE001 - every student failure is reported, never fatal
+                if isinstance(e, KeyboardInterrupt):
+                    raise
+                reply = _error_reply(e, self.student_files)
+            self.send(reply)
+
+
+def _error_reply(e: BaseException, student_files: set[str]) -> dict:
+    tb = traceback.extract_tb(e.__traceback__)
+    frames = [f for f in tb if os.path.realpath(f.filename) in student_files] or list(tb)[-1:]
+    where = [{"file": os.path.basename(f.filename), "line": f.lineno, "function": f.name, "code": f.line or ""}
+             for f in frames[-5:]]
+    kind = "exit" if isinstance(e, SystemExit) else "exception"
+    return {"ok": False, "kind": kind, "type": type(e).__name__, "message": str(e)[:2000], "where": where}
+
+
+def _resolve_owner(name: str):
+    parts = name.split(".")
+    try:
+        obj = importlib.import_module(parts[0])
+        for i, p in enumerate(parts[1:-1], start=1):
+            try:
+                obj = getattr(obj, p)
+            except AttributeError:
+                obj = importlib.import_module(".".join(parts[: i + 1]))
+        return obj, parts[-1] if hasattr(obj, parts[-1]) else None
+    except Exception:  # noqa: BLE001
+        return None, None
+
+
+def _seed(seed: int) -> None:
+    import torch
+    random.seed(seed)
+    torch.manual_seed(seed)  # seeds CUDA too
+    try:
+        import numpy
+        numpy.random.seed(seed % 2**32)
+    except ImportError:
+        pass
+
+
+def _cut_network() -> bool:
+    """Move this process into a fresh network namespace (no interfaces but a down loopback)
+    where the OS allows it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.unshare(0x40000000) == 0  # CLONE_NEWNET
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _limit_resources(memory_mb: int | None, max_files: int, limit_address_space: bool) -> bool:
+    limited = False
+    if memory_mb and limit_address_space:
+        # The address space already mapped (torch's own libraries) plus the allowance.
+        with open("/proc/self/status") as f:
+            vm = next((int(l.split()[1]) for l in f if l.startswith("VmSize:")), 0) * 1024
+        limit = vm + int(memory_mb) * 2**20
+        try:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            limited = True
+        except (ValueError, OSError):
+            pass
+    for res, value in ((resource.RLIMIT_NOFILE, max_files), (resource.RLIMIT_CORE, 0)):
+        try:
+            soft, hard = resource.getrlimit(res)
+            value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+            resource.setrlimit(res, (value, value))
+        except (ValueError, OSError):
+            pass
+    return limited
+
+
+def main() -> None:
+    # Keep the protocol on private descriptors; what the student prints goes to stderr.
+    fd_in, fd_out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    threading.stack_size(0)
+    Worker(fd_in, fd_out).serve()
+
+
+if __name__ == "__main__":
+    main()
