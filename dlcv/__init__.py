@@ -21,6 +21,8 @@ from .data import (
     preprocess_cifar10,
 )
 from .grad import compute_numeric_gradient, grad_check_sparse, rel_error
+from .selfcheck import check
+from .submit import make_submission
 from .utils import reset_seed
 from .vis import tensor_to_image, visualize_dataset
 
@@ -28,12 +30,14 @@ __all__ = [
     "CIFAR10_CLASSES",
     "DIGITS_CLASSES",
     "DatasetInfo",
+    "check",
     "cifar10_available",
     "compute_numeric_gradient",
     "grad_check_sparse",
     "load_cifar10",
     "load_dataset",
     "load_digits_as_cifar",
+    "make_submission",
     "preprocess_cifar10",
     "rel_error",
     "reset_seed",

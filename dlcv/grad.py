@@ -27,10 +27,8 @@ def rel_error(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-10) -> float:
     Returns:
     - error: Python float.
     """
-    x = torch.as_tensor(x)
-    y = torch.as_tensor(y, device=x.device)
-    x = x.to(torch.float64)  # rounding in the check itself must not hide or create an error
-    y = y.to(torch.float64)
+    x = torch.as_tensor(x, dtype=torch.float64)  # rounding in the check itself must not hide or create an error
+    y = torch.as_tensor(y, dtype=torch.float64, device=x.device)
     if x.numel() == 0 and y.numel() == 0:
         return 0.0
     top = (x - y).abs().max().item()
@@ -66,14 +64,14 @@ def compute_numeric_gradient(
     """
     grad = torch.zeros_like(x)  # (D1, ..., Dn)
     if dLdf is not None:
-        dLdf = torch.as_tensor(dLdf, device=x.device).to(torch.float64).flatten()  # (K,)
+        dLdf = _as_float64(dLdf, x.device)  # (K,)
     for index in itertools.product(*(range(size) for size in x.shape)):
         old_value = x[index].item()
         try:
             x[index] = old_value + h
-            f_plus = torch.as_tensor(f(x), device=x.device).to(torch.float64).flatten()  # (K,)
+            f_plus = _as_float64(f(x), x.device)  # (K,)
             x[index] = old_value - h
-            f_minus = torch.as_tensor(f(x), device=x.device).to(torch.float64).flatten()  # (K,)
+            f_minus = _as_float64(f(x), x.device)  # (K,)
         finally:
             x[index] = old_value
         df_dxi = (f_plus - f_minus) / (2 * h)  # (K,)
@@ -127,3 +125,8 @@ def grad_check_sparse(
         max_error = max(max_error, error)
         print(f"numerical: {grad_numerical:f} analytic: {grad_analytic:f}, relative error: {error:e}")
     return max_error
+
+
+def _as_float64(value, device: torch.device) -> torch.Tensor:
+    """A tensor or a Python number as a flat float64 tensor on device (numbers must not pass through float32)."""
+    return torch.as_tensor(value, dtype=torch.float64, device=device).flatten()

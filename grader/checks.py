@@ -204,7 +204,7 @@ class Ctx:
             reply = self.run.sandbox.call(module, function, args, kwargs, seed=self.seed,
                                           forbidden=self.run.manifest.forbidden_for(self.spec.function),
                                           keep=keep, return_args=return_args,
-                                          timeout=timeout or self.spec.timeout or self.run.manifest.call_timeout)
+                                          timeout=self._timeout(timeout))
         except SandboxError as e:
             raise self._failure(e, module, function) from None
         self._judge_reply(reply, function)
@@ -220,11 +220,15 @@ class Ctx:
         try:
             reply = self.run.sandbox.call(None, name, args, kwargs, handle=obj, seed=self.seed,
                                           forbidden=self.run.manifest.forbidden_for(self.spec.function), keep=keep,
-                                          timeout=timeout or self.spec.timeout or self.run.manifest.call_timeout)
+                                          timeout=self._timeout(timeout))
         except SandboxError as e:
             raise self._failure(e, None, f"{obj.type}.{name}") from None
         self._judge_reply(reply, f"{obj.type}.{name}")
         return reply.value
+
+    def _timeout(self, timeout: float | None) -> float:
+        limit = timeout or self.spec.timeout or self.run.manifest.call_timeout
+        return min(limit, self.run.timeout_cap) if self.run.timeout_cap else limit
 
     def put(self, value: Any) -> Handle:
         """Send `value` to the sandbox once and get a handle to pass to later calls."""

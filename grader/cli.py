@@ -37,7 +37,7 @@ def _grade(args: argparse.Namespace) -> int:
             if args.verbose:
                 print(f"  {r.number:>5} {r.id:<50} {r.status}", file=sys.stderr, flush=True)
         result = grade(path, name, device=args.device, hidden=args.hidden, parts=args.part or None,
-                       dataset=args.dataset, kit=kit, on_result=progress)
+                       dataset=args.dataset, kit=kit, call_timeout=args.timeout, on_result=progress)
         out = out_root if len(names) == 1 else out_root / name
         paths = report.write_all(result, out)
         if args.format == "json":
@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--part", action="append", help="grade only this part (repeatable)")
     g.add_argument("--dataset", choices=["auto", "cifar10", "digits"], default=None,
                    help="data set for accuracy checks (default: $DLCV_DATASET, else CIFAR-10 if present, else digits)")
+    g.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="time limit per call into student code (default: the manifest's call_timeout)")
     g.add_argument("--out", default="grader-results", help="folder for results.json, junit.xml, summary.md")
     g.add_argument("--format", choices=["table", "json"], default="table")
     g.add_argument("--fail-under", type=float, metavar="PERCENT",

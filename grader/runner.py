@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import traceback
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,7 +44,7 @@ def resolve_device(device: str) -> str:
 
 def load_checks(m: Manifest, hidden: bool) -> list[CheckSpec]:
     """Import the assignment's check files (as a private package named after the assignment)."""
-    pkg = f"_grader_checks_{m.name}"
+    pkg = f"_grader_checks_{m.name}_{zlib.crc32(str(m.dir).encode()):08x}"  # one per kit folder
     if pkg not in sys.modules:
         spec = importlib.machinery.ModuleSpec(pkg, None, is_package=True)
         spec.submodule_search_locations = [str(m.dir)]
@@ -84,6 +85,7 @@ class Run:
         self._dataset: Any = None
         self.dataset_name = "none (no check used a data set)"
         self._scans: dict[str, str | None] = {}
+        self.timeout_cap: float | None = None    # --timeout: caps every call's time limit
 
     def file_of(self, module: str) -> str:
         return next((p.file for p in self.manifest.parts if p.module == module), module.replace(".", "/") + ".py")
@@ -173,12 +175,15 @@ def run_check(run: Run, spec: CheckSpec) -> tuple[str, str]:
 
 def grade(submission: Path, assignment: str, *, device: str = "auto", hidden: bool = False,
           parts: list[str] | None = None, dataset: str | None = None, kit: Path | None = None,
-          on_result: Callable[[CheckResult], None] | None = None) -> GradeResult:
+          call_timeout: float | None = None, on_result: Callable[[CheckResult], None] | None = None) -> GradeResult:
     """Grade `submission` (a folder or a zip) against `assignment`; returns the result (writes nothing)."""
     t_start = time.perf_counter()
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     kit = kit or manifests.course_root()
     m = manifests.load(assignment, kit)
+    if call_timeout is not None:
+        if call_timeout <= 0:
+            raise GraderError(f"--timeout: expected a positive number of seconds, found {call_timeout:g}")
     device = resolve_device(device)
     specs = load_checks(m, hidden)
     if parts:
@@ -192,10 +197,12 @@ def grade(submission: Path, assignment: str, *, device: str = "auto", hidden: bo
         problems = [f"{f} is missing from the submission." for f in staged.missing]
         problems += [f"syntax error in {msg}" for msg in staged.syntax_errors.values()]
         config = SandboxConfig(root=staged.root, student_files=staged.present, device=device,
-                               guarded=m.guarded_names(), call_timeout=m.call_timeout, memory_mb=m.memory_mb)
+                               guarded=m.guarded_names(), call_timeout=min(m.call_timeout, call_timeout or 1e9),
+                               memory_mb=m.memory_mb)
         results: list[CheckResult] = []
         with Sandbox(config) as sandbox:
             run = Run(m, staged, sandbox, device, dataset, kit)
+            run.timeout_cap = call_timeout
             part_index = {p.name: i + 1 for i, p in enumerate(m.parts)}
             counters: dict[str, int] = {}
             for spec in specs:

@@ -1,0 +1,69 @@
+"""`grader submit`: the zip a student uploads, refused when it is incomplete."""
+
+from __future__ import annotations
+
+import ast
+import datetime as _dt
+import zipfile
+from pathlib import Path
+
+from grader import manifest as manifests
+from grader.manifest import GraderError
+from grader.staticscan import find_function
+
+
+def unfinished(source: str, functions: list[str]) -> list[str]:
+    """The graded functions whose body still raises NotImplementedError directly (the kit's stub)."""
+    tree = ast.parse(source)
+    todo = []
+    for name in functions:
+        node = find_function(tree, name)
+        if node is None:
+            continue
+        bodies = [node] if not isinstance(node, ast.ClassDef) else \
+            [n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        for fn in bodies:
+            for stmt in ast.walk(fn):
+                if isinstance(stmt, ast.Raise) and stmt.exc is not None:
+                    exc = stmt.exc.func if isinstance(stmt.exc, ast.Call) else stmt.exc
+                    if isinstance(exc, ast.Name) and exc.id == "NotImplementedError":
+                        todo.append(name if fn is node else f"{name}.{fn.name}")
+                        break
+    return todo
+
+
+def build_submission(path: Path, assignment: str, *, kit: Path | None = None, out: Path | None = None,
+                     allow_incomplete: bool = False) -> Path:
+    """Zip the manifest's files and notebooks from `path`; returns the zip's path (never overwrites)."""
+    kit = kit or manifests.course_root()
+    m = manifests.load(assignment, kit)
+    missing = [f for f in m.files + m.notebooks if not (path / f).is_file()]
+    if missing:
+        raise GraderError(f"cannot build the {m.name} submission: missing {', '.join(missing)} in {path}")
+    problems = []
+    for part in m.parts:
+        src = (path / part.file).read_text()
+        try:
+            todo = unfinished(src, list(part.functions))
+        except SyntaxError as e:
+            raise GraderError(f"{part.file} line {e.lineno}: syntax error ({e.msg}); fix it before submitting") \
+                from None
+        problems += [f"{part.file}: {t}" for t in todo]
+    if problems and not allow_incomplete:
+        raise GraderError("these functions are not implemented yet (they raise NotImplementedError):\n  "
+                          + "\n  ".join(problems) + "\nFinish them, or pass --allow-incomplete to submit anyway.")
+    for nb in m.notebooks:
+        import nbformat
+        try:
+            nbformat.validate(nbformat.read(str(path / nb), as_version=4))
+        except Exception as e:  # noqa: BLE001
+            raise GraderError(f"{nb}: not a valid notebook ({type(e).__name__}: {str(e)[:200]})") from None
+    if out is None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = path / f"{m.name}_submission_{stamp}.zip"
+    if out.exists():
+        raise GraderError(f"{out} already exists; choose another --out (nothing is overwritten)")
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in m.files + m.notebooks:
+            zf.write(path / f, f)
+    return out

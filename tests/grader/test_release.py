@@ -1,0 +1,162 @@
+"""Release: stubbing solution regions, the student kit, the autograder bundle, and grader submit."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from grader import manifest
+from grader.manifest import GraderError
+from grader.release import find_regions, release, stub_source
+from grader.runner import grade, load_checks
+from grader.submit import build_submission
+from tests.conftest import ROOT
+from tests.grader.gradescope_schema import validate
+
+REFERENCE = '''\
+def f(x):
+    """Docstring stays."""
+    out = None
+    # TODO: square x.
+    # BEGIN SOLUTION
+    out = x * x
+    # END SOLUTION
+    return out
+
+
+class K:
+    def g(self):
+        # BEGIN SOLUTION
+        return 42
+        # END SOLUTION
+'''
+
+
+def test_regions_become_stubs_naming_the_function():
+    text, removed = stub_source(REFERENCE, "m.py")
+    assert "x * x" not in text and "return 42" not in text
+    assert 'raise NotImplementedError("TODO: implement f in m.py")' in text
+    assert 'raise NotImplementedError("TODO: implement K.g in m.py")' in text
+    assert "Docstring stays." in text and "# TODO: square x." in text
+    assert [r.strip() for r in removed] == ["out = x * x", "return 42"]
+    ns = {}
+    exec(compile(text, "m.py", "exec"), ns)
+    with pytest.raises(NotImplementedError, match="implement f"):
+        ns["f"](3)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("def f():\n    # BEGIN SOLUTION\n    pass\n", "line 2: '# BEGIN SOLUTION' is never closed"),
+    ("def f():\n    # END SOLUTION\n", "line 2: '# END SOLUTION' without"),
+    ("def f():\n    # BEGIN SOLUTION\n    # BEGIN SOLUTION\n", "line 3: '# BEGIN SOLUTION' inside"),
+    ("def f():\n    # BEGIN SOLUTION\n    x = 1\n  # END SOLUTION\n", "indented differently"),
+    ("def f():\n    x = 1  # BEGIN SOLUTION\n", "must stand alone"),
+])
+def test_malformed_markers_name_the_file_and_line(text, message):
+    with pytest.raises(GraderError, match=re.escape(message)):
+        find_regions(text, "pkg/m.py")
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    out = tmp_path_factory.mktemp("release")
+    paths = release(ROOT, out)
+    return out, paths
+
+
+def solution_lines():
+    lines = set()
+    for m in (manifest.load(n, ROOT) for n in manifest.available(ROOT)):
+        for f in m.files:
+            text = (ROOT / f).read_text()
+            stubbed, removed = stub_source(text, f)
+            kept = {ln.strip() for ln in stubbed.splitlines()}
+            lines |= {r.strip() for r in removed if len(r.strip()) > 15 and r.strip() not in kept
+                      and not r.strip().startswith("#")}
+    return lines
+
+
+def test_no_solution_text_and_no_hidden_check_reaches_the_student_kit(released):
+    out, _ = released
+    student = out / "student"
+    needles = solution_lines()
+    assert needles, "the reference should have solution regions"
+    hidden_ids = set()
+    for name in manifest.available(ROOT):
+        m = manifest.load(name, ROOT)
+        hidden_ids |= {s.id for s in load_checks(m, hidden=True) if s.hidden}
+        assert not any((student / "assignments" / name / h).exists() for h in m.hidden_checks)
+    assert hidden_ids
+    for p in student.rglob("*"):
+        if p.is_file() and p.suffix in (".py", ".ipynb", ".toml", ".md", ".yml"):
+            text = p.read_text()
+            for n in needles:
+                assert n not in text, f"{n!r} leaked into {p}"
+            for h in hidden_ids:
+                assert h not in text, f"hidden check {h} named in {p}"
+            if p.suffix == ".ipynb":
+                nb = json.loads(text)
+                assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
+
+
+def test_the_student_kit_imports_and_scores_zero_without_a_traceback(released):
+    out, _ = released
+    student = out / "student"
+    for name in manifest.available(ROOT):
+        result = grade(student, name, device="cpu", kit=student)
+        assert result.score == 0 and result.max_score == pytest.approx(100)
+        for c in result.checks:
+            assert "Traceback" not in c.output and "could not judge" not in c.output, c.output
+        assert any("not implemented yet" in c.output for c in result.checks)
+    with pytest.raises(GraderError, match="hidden"):
+        grade(student, "a1_knn", hidden=True, kit=student)
+
+
+def test_the_autograder_bundle_grades_like_gradescope(released, tmp_path):
+    out, paths = released
+    bundle = paths["autograder a1_knn"]
+    with zipfile.ZipFile(bundle) as zf:
+        names = zf.namelist()
+        assert "setup.sh" in names and "run_autograder" in names
+        assert "source/assignments/a1_knn/hidden.py" in names
+        zf.extractall(tmp_path / "ag")
+    ag = tmp_path / "ag"
+    (ag / "source").rename(ag / "source")
+    sub = ag / "submission"
+    sub.mkdir()
+    for f in ("a1_knn/knn.py", "a1_knn/pytorch101.py"):   # a flat upload, as Gradescope stores it
+        (sub / Path(f).name).write_text((ROOT / f).read_text())
+    env = {**os.environ, "AUTOGRADER_ROOT": str(ag), "GRADER_PYTHON": sys.executable}
+    proc = subprocess.run(["bash", str(ag / "run_autograder")], env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((ag / "results" / "results.json").read_text())
+    validate(results)
+    assert results["score"] == pytest.approx(100)
+    assert any(t["visibility"] == "after_published" for t in results["tests"])   # hidden checks ran
+
+
+def test_release_refuses_to_overwrite_without_force(released):
+    out, _ = released
+    with pytest.raises(GraderError, match="already exists; pass --force"):
+        release(ROOT, out)
+
+
+def test_submit_builds_the_zip_and_refuses_an_incomplete_one(released, tmp_path):
+    out, _ = released
+    zip_path = build_submission(ROOT, "a1_knn", kit=ROOT, out=tmp_path / "sub.zip")
+    with zipfile.ZipFile(zip_path) as zf:
+        assert set(zf.namelist()) == {"a1_knn/knn.py", "a1_knn/pytorch101.py", "notebooks/pytorch101.ipynb",
+                                      "notebooks/knn.ipynb"}
+    with pytest.raises(GraderError, match="already exists"):
+        build_submission(ROOT, "a1_knn", kit=ROOT, out=tmp_path / "sub.zip")
+    student = out / "student"
+    with pytest.raises(GraderError, match=r"not implemented yet[\s\S]*compute_distances_no_loops"):
+        build_submission(student, "a1_knn", kit=student, out=tmp_path / "kit.zip")
+    assert not (tmp_path / "kit.zip").exists()
+    assert build_submission(student, "a1_knn", kit=student, out=tmp_path / "kit.zip", allow_incomplete=True)

@@ -1,0 +1,147 @@
+"""The sandbox worker: results come back, and every way student code can fail is contained."""
+
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from grader.sandbox import Sandbox, SandboxConfig, SandboxError
+
+STUDENT = '''
+import os, sys, torch
+from torch import cdist
+print("printed at import")
+
+def matmul(a, b):
+    print("printed in a call")
+    return a @ b
+
+def uses_cdist(a, b):
+    return cdist(a, b)
+
+def uses_norm_method(a):
+    return a.norm()
+
+def hang():
+    while True:
+        pass
+
+def hard_exit():
+    os._exit(0)
+
+def soft_exit():
+    sys.exit(3)
+
+def memory_bomb():
+    return torch.ones(2**40, dtype=torch.uint8)
+
+def list_bomb():
+    return [1] * (2**36)
+
+def raises():
+    return {}["missing"]
+
+def reads_stdin():
+    return input()
+
+def mutate(x):
+    x[0] = 5
+    return x
+
+def returns_object():
+    return object()
+
+class Counter:
+    def __init__(self, start):
+        self.n = start
+    def add(self, k):
+        self.n += k
+        return self.n
+'''
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kit")
+    (root / "pkg").mkdir()
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "student.py").write_text(STUDENT)
+    (root / "pkg" / "exits.py").write_text("import os\nos._exit(0)\n")
+    (root / "pkg" / "broken.py").write_text("import torch\nraise ValueError('bad import')\n")
+    cfg = SandboxConfig(root=root, student_files=["pkg/student.py", "pkg/exits.py", "pkg/broken.py"],
+                        guarded=["torch.cdist", "torch.Tensor.norm"], call_timeout=3, memory_mb=512)
+    with Sandbox(cfg) as sb:
+        yield sb
+
+
+def test_values_come_back_and_prints_do_not_break_the_protocol(sandbox):
+    r = sandbox.call("pkg.student", "matmul", (torch.ones(2, 3), torch.ones(3, 4)))
+    assert torch.equal(r.value, torch.full((2, 4), 3.0)) and r.seconds > 0
+    assert "printed in a call" in sandbox.output_since(0)
+
+
+def test_forbidden_calls_are_recorded_even_through_import_time_aliases(sandbox):
+    a, b = torch.randn(3, 2), torch.randn(4, 2)
+    hits = sandbox.call("pkg.student", "uses_cdist", (a, b), forbidden=["torch.cdist"]).forbidden_hits
+    assert hits and hits[0].startswith("torch.cdist")
+    assert sandbox.call("pkg.student", "uses_cdist", (a, b)).forbidden_hits == []  # allowed elsewhere
+    assert sandbox.call("pkg.student", "uses_norm_method", (a,), forbidden=["torch.Tensor.norm"]).forbidden_hits
+
+
+def test_mutation_and_aliasing_are_reported(sandbox):
+    x = torch.zeros(3)
+    r = sandbox.call("pkg.student", "mutate", (x,), return_args=True)
+    assert r.aliases == [0] and r.args[0][0] == 5
+    assert x[0] == 0  # the judge's tensor is never touched
+
+
+def test_objects_stay_in_the_worker_as_handles(sandbox):
+    h = sandbox.call("pkg.student", "Counter", (10,)).value
+    assert h.type == "Counter"
+    assert sandbox.call(None, "add", (5,), handle=h).value == 15
+    assert sandbox.call(None, "add", (1,), handle=h).value == 16
+    assert sandbox.call("pkg.student", "returns_object").value.type == "object"
+
+
+@pytest.mark.parametrize("fn, kind, text", [
+    ("raises", "exception", "missing"),
+    ("reads_stdin", "exception", "EOF"),
+    ("soft_exit", "exit", "3"),
+    ("hard_exit", "exit", "exit code 0"),
+    ("memory_bomb", "exception", "allocate"),
+    ("list_bomb", "exception", ""),
+    ("hang", "timeout", "time limit"),
+])
+def test_failures_are_contained_and_the_next_call_works(sandbox, fn, kind, text):
+    t0 = time.perf_counter()
+    with pytest.raises(SandboxError) as info:
+        sandbox.call("pkg.student", fn)
+    assert info.value.kind == kind and text in info.value.message
+    assert time.perf_counter() - t0 < 30
+    # grading goes on: a call after the failure works (in a fresh worker where needed)
+    assert sandbox.call("pkg.student", "matmul", (torch.ones(1, 1), torch.ones(1, 1))).value.item() == 1
+
+
+def test_a_student_frame_is_named_in_exceptions(sandbox):
+    with pytest.raises(SandboxError) as info:
+        sandbox.call("pkg.student", "raises")
+    assert info.value.type_name == "KeyError"
+    assert info.value.where[-1]["file"] == "student.py" and info.value.where[-1]["function"] == "raises"
+
+
+def test_import_failures_are_remembered_so_they_cost_one_worker(sandbox):
+    for module, kind in (("pkg.exits", "exit"), ("pkg.broken", "exception")):
+        starts = sandbox.stats.starts
+        for _ in range(3):
+            with pytest.raises(SandboxError) as info:
+                sandbox.call(module, "anything")
+            assert info.value.kind == kind
+        assert sandbox.stats.starts - starts <= 1
+
+
+def test_the_worker_is_isolated(sandbox):
+    sandbox.call("pkg.student", "matmul", (torch.ones(1, 1), torch.ones(1, 1)))
+    assert sandbox.info["memory_limited"] is True
+    assert "network_isolated" in sandbox.info
