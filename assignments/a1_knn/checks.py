@@ -1,30 +1,203 @@
 """Public checks for A1. Each judges the student's function against an oracle computed here, in the judge,
-with PyTorch's own ops in float64. Hidden variants (other seeds, shapes, edge cases) live in hidden.py."""
+with PyTorch's own ops in float64. Hidden variants (other seeds, shapes, edge cases) live in hidden.py.
+
+Nothing here imports the a1_knn package: the oracles below are independent re-statements of SPEC.md A1.
+Test labels of the grading data set stay in the judge; only images and training labels enter the sandbox.
+"""
 
 from __future__ import annotations
 
+import ast
+import math
+from typing import Any, Callable
+
 import torch
 
-from grader.checks import check
+from grader.checks import CheckFailed, check, fmt_shape
+from grader.staticscan import LOOP_NODES, find_function
+
+DEFAULT_K_CHOICES = [1, 3, 5, 8, 10, 12, 15, 20, 50, 100]
 
 # ---- oracles ------------------------------------------------------------------------------------
 
 
 def sq_distances(x_train: torch.Tensor, x_test: torch.Tensor) -> torch.Tensor:
-    """Squared Euclidean distances (num_train, num_test), in float64."""
-    a = x_train.reshape(x_train.shape[0], -1).double().cpu()
-    b = x_test.reshape(x_test.shape[0], -1).double().cpu()
+    """Squared Euclidean distances (num_train, num_test), in float64 on the CPU."""
+    a = x_train.reshape(x_train.shape[0], -1).double().cpu()  # (num_train, D)
+    b = x_test.reshape(x_test.shape[0], -1).double().cpu()  # (num_test, D)
     return torch.cdist(a, b) ** 2
 
 
-def vote(dists: torch.Tensor, y_train: torch.Tensor, k: int) -> torch.Tensor:
-    """Majority vote of the k nearest; a tie goes to the smallest label."""
-    idx = dists.double().cpu().topk(k, dim=0, largest=False).indices  # (k, num_test)
-    labels = y_train.cpu()[idx]                                       # (k, num_test)
+def vote(dists: torch.Tensor, y_train: torch.Tensor, k: int, *, largest_label_on_tie: bool = False,
+         farthest: bool = False) -> torch.Tensor:
+    """Majority vote of the k nearest (num_test,); a tie goes to the smallest label. The keyword options
+    give the votes of two known mistakes (ties to the largest label, the k farthest neighbours)."""
+    idx = dists.double().cpu().topk(k, dim=0, largest=farthest).indices  # (k, num_test)
+    labels = y_train.cpu()[idx]  # (k, num_test)
     num_classes = int(y_train.max()) + 1
-    counts = torch.zeros(num_classes, dists.shape[1], dtype=torch.int64)
+    counts = torch.zeros(num_classes, dists.shape[1], dtype=torch.int64)  # (C, num_test)
     counts.scatter_add_(0, labels, torch.ones_like(labels))
-    return counts.argmax(dim=0)                                       # first maximum = smallest label
+    if largest_label_on_tie:
+        return num_classes - 1 - counts.flip(0).argmax(dim=0)
+    return counts.argmax(dim=0)  # the first maximum = the smallest label
+
+
+def cross_validate(x: torch.Tensor, y: torch.Tensor, num_folds: int, k_choices: list[int], *,
+                   split: Callable = torch.chunk, leak: bool = False) -> dict[int, list[float]]:
+    """{k: [accuracy in percent on fold i]}: folds split in order (torch.chunk), the others train.
+    `split`/`leak` give known mistakes (other fold boundaries; training on the held-out fold too)."""
+    x_folds, y_folds = split(x.cpu(), num_folds), split(y.cpu(), num_folds)
+    out: dict[int, list[float]] = {k: [] for k in k_choices}
+    for i in range(len(x_folds)):
+        x_rest = torch.cat([f for j, f in enumerate(x_folds) if j != i or leak])
+        y_rest = torch.cat([f for j, f in enumerate(y_folds) if j != i or leak])
+        d = sq_distances(x_rest, x_folds[i])  # (num_rest, num_val)
+        for k in k_choices:
+            correct = int((vote(d, y_rest, k) == y_folds[i]).sum())
+            out[k].append(100.0 * correct / y_folds[i].shape[0])
+    return out
+
+
+def best_k(k_to_accuracies: dict[int, list[float]]) -> int:
+    """The k of highest mean accuracy; the smallest such k on a tie."""
+    means = {k: sum(v) / len(v) for k, v in k_to_accuracies.items()}
+    top = max(means.values())
+    return min(k for k, m in means.items() if m == top)
+
+
+def clusters(ctx, n: int, shape: tuple[int, ...], num_classes: int, dtype: torch.dtype,
+             spread: float = 1.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """n points around num_classes random centres (labels int64), so k-NN has something to learn."""
+    centres = ctx.randn(num_classes, *shape, dtype=torch.float64)
+    y = ctx.randint(0, num_classes, (n,))
+    x = centres[y] + ctx.randn(n, *shape, dtype=torch.float64, scale=spread)
+    return x.to(dtype), y
+
+
+# ---- judging helpers ----------------------------------------------------------------------------
+
+
+def _short(t: torch.Tensor) -> str:
+    return str(t.tolist()) if t.numel() <= 12 else f"a tensor of shape {fmt_shape(t.shape)}"
+
+
+def expect_exact(ctx, got: Any, expected: torch.Tensor, name: str, *, hint: str = "",
+                 mistakes: dict[str, torch.Tensor] | None = None, **kw: Any) -> None:
+    """expect_tensor, and for integer results also name a known mistake that `got` equals exactly
+    (expect_tensor matches mistakes only for floating-point results)."""
+    if expected.is_floating_point():
+        ctx.expect_tensor(got, expected, name, hint=hint, mistakes=mistakes, **kw)
+        return
+    try:
+        ctx.expect_tensor(got, expected, name, hint=hint, **kw)
+    except CheckFailed as e:
+        if isinstance(got, torch.Tensor) and got.shape == expected.shape and got.dtype == expected.dtype:
+            for desc, alt in (mistakes or {}).items():
+                if alt.shape == got.shape and torch.equal(got.cpu(), alt.cpu().to(got.dtype)):
+                    raise CheckFailed(f"{e} Likely bug: {desc}.") from None
+        raise
+
+
+def expect_int(ctx, got: Any, want: int, name: str, mistakes: dict[str, int] | None = None) -> None:
+    """A Python int equal to `want` (a 0-d tensor or a bool is not an int here)."""
+    if isinstance(got, torch.Tensor):
+        ctx.fail(f"{name}: expected a Python int, found a tensor ({_short(got)}); convert it with int(...) "
+                 "or .item().")
+    if isinstance(got, bool) or not isinstance(got, int):
+        ctx.fail(f"{name}: expected a Python int, found {type(got).__name__} ({got!r}).")
+    if got != want:
+        why = next((d for d, v in (mistakes or {}).items() if v == got and v != want), None)
+        ctx.fail(f"{name}: expected {want}, found {got}." + (f" Likely bug: {why}." if why else ""))
+
+
+def expect_in_place(ctx, reply, expected: torch.Tensor, function: str) -> None:
+    """The call modified x (argument 0) in place to `expected` and returned that same object."""
+    after = reply.args[0]
+    if reply.aliases != [0]:
+        if isinstance(after, torch.Tensor) and torch.equal(after.cpu(), expected.cpu()):
+            ctx.fail(f"{function} modified x correctly but returned another object; return x itself.")
+        if isinstance(reply.value, torch.Tensor) and reply.value.shape == expected.shape \
+                and torch.equal(reply.value.cpu(), expected.cpu()):
+            ctx.fail(f"{function} returned the right values in a new tensor, but x itself was not modified; "
+                     "write into x in place (no clone or copy) and return it.")
+        ctx.fail(f"{function} must modify x in place and return x itself; it returned "
+                 f"{type(reply.value).__name__ if not isinstance(reply.value, torch.Tensor) else 'another tensor'}.")
+    expect_exact(ctx, reply.value, expected, "x after the call", bound=0.0)
+
+
+def function_source(ctx, function: str) -> ast.AST | None:
+    """The submitted definition of `function` (None when the file does not define it)."""
+    file = ctx.run.manifest.part_of(ctx.spec.function).file
+    ctx.run.module_for(function, ctx.spec.function)  # missing file / syntax error: the usual feedback
+    src = ctx.run.staged.sources.get(file)
+    return None if src is None else find_function(ast.parse(src), function)
+
+
+def _raises_not_implemented(fn: ast.AST) -> bool:
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            if isinstance(exc, ast.Name) and exc.id == "NotImplementedError":
+                return True
+    return False
+
+
+def _strings(node: ast.AST, names: dict[str, set[str]]) -> set[str]:
+    """String constants in `node`, following plain names to what the function assigned them."""
+    out: set[str] = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Constant) and isinstance(n.value, str):
+            out.add(n.value)
+        elif isinstance(n, ast.Name) and n.id in names:
+            out |= names[n.id]
+    return out
+
+
+def device_moves(fn: ast.AST) -> tuple[bool, bool, bool]:
+    """(moves to CUDA, moves back to the CPU, multiplies) as read from a function's code."""
+    names: dict[str, set[str]] = {}
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Assign):
+            for t in node.targets:
+                if isinstance(t, ast.Name):
+                    names.setdefault(t.id, set()).update(_strings(node.value, {}))
+    to_cuda = to_cpu = product = False
+    for node in ast.walk(fn):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
+            product = True
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        attr = node.func.attr
+        if attr in ("mm", "matmul", "bmm", "einsum", "tensordot", "addmm", "inner", "dot", "mv"):
+            product = True
+        if attr == "cuda":
+            to_cuda = True
+        elif attr == "cpu":
+            to_cpu = True
+        elif attr == "to":
+            consts = set()
+            for a in [*node.args, *(k.value for k in node.keywords)]:
+                consts |= _strings(a, names)
+            if any(c.startswith("cuda") for c in consts):
+                to_cuda = True
+            else:  # .to("cpu"), .to(x.device), .to(device) ...: a move back
+                to_cpu = True
+    return to_cuda, to_cpu, product
+
+
+def branch_loops(fn: ast.AST, flag: str) -> tuple[int, int] | None:
+    """(loops where `flag` is true, loops where it is false) for an `if flag:` / `if not flag:` in fn."""
+    for node in ast.walk(fn):
+        if not isinstance(node, ast.If):
+            continue
+        test, negated = node.test, False
+        if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+            test, negated = test.operand, True
+        if isinstance(test, ast.Name) and test.id == flag:
+            count = [sum(isinstance(n, LOOP_NODES) for s in branch for n in ast.walk(s))
+                     for branch in (node.body, node.orelse)]
+            return (count[1], count[0]) if negated else (count[0], count[1])
+    return None
 
 
 # ---- warm-up --------------------------------------------------------------------------------------
@@ -32,23 +205,330 @@ def vote(dists: torch.Tensor, y_train: torch.Tensor, k: int) -> torch.Tensor:
 
 @check("a1.warmup.create_sample_tensor", function="create_sample_tensor")
 def create_sample_tensor(ctx):
-    """create_sample_tensor returns the (3, 2) sample tensor"""
-    expected = torch.zeros(3, 2)
+    """create_sample_tensor returns the float32 (3, 2) sample tensor"""
+    expected = torch.zeros(3, 2, dtype=torch.float32)
     expected[0, 1], expected[1, 0] = 10, 100
-    ctx.expect_tensor(ctx.call("create_sample_tensor"), expected.to(ctx.device), "the sample tensor",
-                      dtype=torch.float32)
+    ctx.expect_tensor(ctx.call("create_sample_tensor"), expected, "the sample tensor", bound=0.0, device="cpu",
+                      mistakes={"10 and 100 are swapped: x[0, 1] is 10 and x[1, 0] is 100": expected.t().flip(0, 1)
+                                if False else torch.tensor([[0.0, 100.0], [10.0, 0.0], [0.0, 0.0]])})
 
 
-@check("a1.warmup.count_tensor_elements", function="count_tensor_elements", shape=(3, 4, 5))
-def count_tensor_elements(ctx, shape):
-    """count_tensor_elements counts the elements of tensors of several ranks"""
-    for s in (shape, (7,), (2, 0, 3), ()):
+@check("a1.warmup.mutate_tensor", function="mutate_tensor", shape=(4, 5), num_writes=6, dtype=torch.float32)
+def mutate_tensor(ctx, shape, num_writes, dtype):
+    """mutate_tensor writes the values in place, later duplicates winning, and returns x"""
+    M, N = shape
+    if dtype.is_floating_point:
+        x = ctx.randn(M, N, dtype=dtype)
+        values = [float(v) for v in ctx.randint(-9, 10, (num_writes,)).cpu() + 0.5]
+    else:
+        x = ctx.randint(-9, 10, (M, N), dtype=dtype)
+        values = [int(v) for v in ctx.randint(20, 40, (num_writes,)).cpu()]
+    rows, cols = ctx.randint(0, M, (num_writes,)).cpu().tolist(), ctx.randint(0, N, (num_writes,)).cpu().tolist()
+    indices = [(i, j) for i, j in zip(rows, cols)]
+    if num_writes >= 2:  # the last write repeats the first position with another value: the later wins
+        indices[-1] = indices[0]
+    expected, first_wins = x.clone().cpu(), x.clone().cpu()
+    for (i, j), v in zip(indices, values):
+        expected[i, j] = v
+    for (i, j), v in reversed(list(zip(indices, values))):
+        first_wins[i, j] = v
+    reply = ctx.invoke("mutate_tensor", x, indices, values, return_args=True)
+    expect_in_place(ctx, reply, expected, "mutate_tensor")
+    if not torch.equal(expected, first_wins):
+        expect_exact(ctx, reply.value, expected.to(ctx.device), "x after the call", bound=0.0,
+                     mistakes={f"position {indices[0]} appears twice; the later value ({values[-1]}) must win":
+                               first_wins})
+
+
+@check("a1.warmup.count_tensor_elements", function="count_tensor_elements",
+       shapes=((3, 4, 5), (7,), (2, 0, 3), ()))
+def count_tensor_elements(ctx, shapes):
+    """count_tensor_elements returns the element count of tensors of several ranks as an int"""
+    for s in shapes:
+        want = math.prod(s)
         got = ctx.call("count_tensor_elements", torch.zeros(s, device=ctx.device))
-        ctx.expect_type(got, int, f"the count for a tensor of shape {tuple(s)}")
-        want = 1
-        for d in s:
-            want *= d
-        ctx.expect(got == want, f"for a tensor of shape {tuple(s)}: expected {want} elements, found {got}.")
+        expect_int(ctx, got, want, f"the count for a tensor of shape {fmt_shape(s)}",
+                   mistakes={"you returned the number of dimensions": len(s),
+                             "you returned the size of the first dimension only": s[0] if s else -1})
+
+
+@check("a1.warmup.create_tensor_of_pi", function="create_tensor_of_pi", sizes=((4, 5), (1, 1), (1, 7)))
+def create_tensor_of_pi(ctx, sizes):
+    """create_tensor_of_pi returns an (M, N) float32 tensor of 3.14"""
+    for M, N in sizes:
+        ctx.expect_tensor(ctx.call("create_tensor_of_pi", M, N), torch.full((M, N), 3.14), f"create_tensor_of_pi({M}, {N})",
+                          bound=0.0, dtype=torch.float32, device="cpu", hint="Every entry must be 3.14.")
+
+
+@check("a1.warmup.multiples_of_ten", function="multiples_of_ten", ranges=((5, 25), (10, 30), (-25, 5), (5, 9)))
+def multiples_of_ten(ctx, ranges):
+    """multiples_of_ten returns the float64 multiples of ten in [start, stop], empty if none"""
+    for start, stop in ranges:
+        want = torch.tensor([float(m) for m in range(start, stop + 1) if m % 10 == 0], dtype=torch.float64)
+        name = f"multiples_of_ten({start}, {stop})"
+        got = ctx.call("multiples_of_ten", start, stop)
+        ctx.expect_type(got, torch.Tensor, name)
+        if tuple(got.shape) != tuple(want.shape):
+            found = _short(got)
+            hint = "Both start and stop are included." if want.numel() else \
+                "When there is no multiple of ten, return an empty tensor of shape (0,)."
+            ctx.fail(f"{name}: expected {want.tolist()} (shape {fmt_shape(want.shape)}), found {found} "
+                     f"(shape {fmt_shape(got.shape)}). {hint}")
+        ctx.expect_tensor(got, want, name, bound=0.0, dtype=torch.float64, device="cpu",
+                          hint=f"Expected {want.tolist()}." + ("" if want.numel() else
+                                                                " An empty result must be float64 too."))
+
+
+@check("a1.warmup.slice_indexing_practice", function="slice_indexing_practice", shape=(5, 7), dtype=torch.float64)
+def slice_indexing_practice(ctx, shape, dtype):
+    """slice_indexing_practice returns the last row, third column, 2x3 block and even/odd slice"""
+    M, N = shape
+    x = ctx.randn(M, N, dtype=dtype) if dtype.is_floating_point else ctx.randint(-50, 50, (M, N), dtype=dtype)
+    reply = ctx.invoke("slice_indexing_practice", x, return_args=True)
+    ctx.expect_unchanged([x], reply, ["x"])
+    out = reply.value
+    ctx.expect_type(out, (tuple, list), "the result of slice_indexing_practice")
+    ctx.expect(len(out) == 4, f"slice_indexing_practice must return 4 tensors, found {len(out)}.")
+    xc = x.cpu()
+    wanted = [
+        ("last_row", xc[-1], "The last row is 1-D: index the row with a single integer (x[-1])."),
+        ("third_col", xc[:, 2:3], "The third column stays 2-D, shape (M, 1): slice it (x[:, 2:3])."),
+        ("first_two_rows_three_cols", xc[:2, :3], "Take rows 0-1 and columns 0-2."),
+        ("even_rows_odd_cols", xc[::2, 1::2], "Rows 0, 2, 4, ... and, within them, columns 1, 3, 5, ..."),
+    ]
+    for got, (name, want, hint) in zip(out, wanted):
+        expect_exact(ctx, got, want.to(ctx.device), name, bound=0.0, hint=hint)
+
+
+SLICE_PATTERN = [[0, 1, 2, 2, 2, 2], [0, 1, 2, 2, 2, 2], [3, 4, 3, 4, 5, 5], [3, 4, 3, 4, 5, 5]]
+
+
+@check("a1.warmup.slice_assignment_practice", function="slice_assignment_practice", shape=(6, 8),
+       dtype=torch.float32)
+def slice_assignment_practice(ctx, shape, dtype):
+    """slice_assignment_practice writes the 4x6 pattern into x in place with at most 6 slice assignments"""
+    fn = function_source(ctx, "slice_assignment_practice")
+    if fn is not None and not _raises_not_implemented(fn):
+        subscript_assigns = [n for n in ast.walk(fn) if isinstance(n, ast.Assign) and
+                             any(isinstance(t, ast.Subscript) for t in n.targets)
+                             or isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Subscript)]
+        looped = [n.lineno for loop in ast.walk(fn) if isinstance(loop, LOOP_NODES)
+                  for n in ast.walk(loop) if n in subscript_assigns]
+        ctx.expect(not looped, f"slice_assignment_practice assigns inside a loop (line {looped[0] if looped else ''}); "
+                   "use at most 6 slice assignments and no loop.")
+        ctx.expect(len(subscript_assigns) <= 6,
+                   f"slice_assignment_practice makes {len(subscript_assigns)} slice assignments (lines "
+                   f"{', '.join(str(n.lineno) for n in subscript_assigns)}); at most 6 are allowed. Strided "
+                   "slices such as x[2:4, 0:4:2] set several columns at once.")
+    M, N = shape
+    x = ctx.randint(10, 99, (M, N), dtype=dtype)
+    expected = x.clone().cpu()
+    expected[:4, :6] = torch.tensor(SLICE_PATTERN, dtype=dtype)
+    reply = ctx.invoke("slice_assignment_practice", x, return_args=True)
+    expect_in_place(ctx, reply, expected, "slice_assignment_practice")
+
+
+@check("a1.warmup.shuffle_cols", function="shuffle_cols", shape=(5, 6), dtype=torch.float64)
+def shuffle_cols(ctx, shape, dtype):
+    """shuffle_cols returns columns 0, 0, 2, 1 of x"""
+    M, N = shape
+    x = ctx.randn(M, N, dtype=dtype) if dtype.is_floating_point else ctx.randint(-50, 50, (M, N), dtype=dtype)
+    reply = ctx.invoke("shuffle_cols", x, return_args=True)
+    ctx.expect_unchanged([x], reply, ["x"])
+    xc = x.cpu()
+    expect_exact(ctx, reply.value, xc[:, [0, 0, 2, 1]].to(ctx.device), "the shuffled columns", bound=0.0,
+                 hint="The output is (M, 4): columns 0, 0, 2, 1 of x, in that order.",
+                 mistakes={"you picked rows 0, 0, 2, 1 instead of columns": xc[[0, 0, 2, 1]],
+                           "the order is columns 0, 0, 2, 1": xc[:, [0, 0, 1, 2]]})
+
+
+@check("a1.warmup.reverse_rows", function="reverse_rows", shape=(5, 4), dtype=torch.float64)
+def reverse_rows(ctx, shape, dtype):
+    """reverse_rows returns the rows of x in reverse order"""
+    M, N = shape
+    x = ctx.randn(M, N, dtype=dtype) if dtype.is_floating_point else ctx.randint(-50, 50, (M, N), dtype=dtype)
+    reply = ctx.invoke("reverse_rows", x, return_args=True)
+    ctx.expect_unchanged([x], reply, ["x"])
+    xc = x.cpu()
+    expect_exact(ctx, reply.value, xc.flip(0).to(ctx.device), "the reversed rows", bound=0.0,
+                 mistakes={"you reversed the columns; reverse the order of the rows": xc.flip(1),
+                           "you reversed both rows and columns": xc.flip(0, 1)})
+
+
+@check("a1.warmup.take_one_elem_per_col", function="take_one_elem_per_col", shape=(5, 4), dtype=torch.float64)
+def take_one_elem_per_col(ctx, shape, dtype):
+    """take_one_elem_per_col returns [x[1, 0], x[0, 1], x[3, 2]]"""
+    M, N = shape
+    x = ctx.randn(M, N, dtype=dtype) if dtype.is_floating_point else ctx.randint(-50, 50, (M, N), dtype=dtype)
+    reply = ctx.invoke("take_one_elem_per_col", x, return_args=True)
+    ctx.expect_unchanged([x], reply, ["x"])
+    xc = x.cpu()
+    mistakes = {"the rows and the columns are swapped: index x[[1, 0, 3], [0, 1, 2]]": xc[[0, 1, 2], [1, 0, 3]]} \
+        if N >= 4 else {}
+    expect_exact(ctx, reply.value, xc[[1, 0, 3], [0, 1, 2]].to(ctx.device), "the picked elements", bound=0.0,
+                 hint="Expected the 1-D tensor [x[1, 0], x[0, 1], x[3, 2]].", mistakes=mistakes)
+
+
+@check("a1.warmup.count_negative_entries", function="count_negative_entries", shape=(6, 7), dtype=torch.float32)
+def count_negative_entries(ctx, shape, dtype):
+    """count_negative_entries counts the entries < 0 (zeros excluded) as an int"""
+    x = ctx.randint(-3, 4, tuple(shape), dtype=dtype)  # zeros included on purpose
+    reply = ctx.invoke("count_negative_entries", x, return_args=True)
+    ctx.expect_unchanged([x], reply, ["x"])
+    xc = x.cpu()
+    expect_int(ctx, reply.value, int((xc < 0).sum()), f"the count for a tensor of shape {fmt_shape(x.shape)}",
+               mistakes={"you counted the zeros too; only entries < 0 are negative": int((xc <= 0).sum()),
+                         "you counted the positive entries": int((xc > 0).sum())})
+
+
+@check("a1.warmup.make_one_hot", function="make_one_hot", labels=(3, 0, 3, 1, 0), as_tensor=False)
+def make_one_hot(ctx, labels, as_tensor):
+    """make_one_hot returns float32 (N, 1 + max(labels)) one-hot rows"""
+    N, C = len(labels), max(labels) + 1
+    expected = torch.zeros(N, C, dtype=torch.float32)
+    expected[torch.arange(N), torch.tensor(labels)] = 1
+    if as_tensor:
+        arg, device, what = torch.tensor(labels, dtype=torch.int64, device=ctx.device), "default", "tensor"
+    else:
+        arg, device, what = list(labels), "cpu", "list"
+    ctx.expect_tensor(ctx.call("make_one_hot", arg), expected, f"make_one_hot of the {what} {list(labels)}",
+                      bound=0.0, dtype=torch.float32, device=device,
+                      hint=f"C = 1 + max(labels) = {C} columns (not the number of distinct labels); row i has "
+                           "its 1 in column labels[i].",
+                      mistakes={"the rows and columns are swapped": expected.t()} if N == C else None)
+
+
+@check("a1.warmup.reshape_practice", function="reshape_practice", dtype=torch.float64)
+def reshape_practice(ctx, dtype):
+    """reshape_practice rearranges 24 values into the (3, 8) layout"""
+    x = ctx.randn(24, dtype=dtype) if dtype.is_floating_point else ctx.randperm(24).to(dtype)
+    reply = ctx.invoke("reshape_practice", x, return_args=True)
+    ctx.expect_unchanged([x], reply, ["x"])
+    xc = x.cpu()
+    expect_exact(ctx, reply.value, xc.view(2, 3, 4).transpose(0, 1).reshape(3, 8).to(ctx.device),
+                 "the reshaped tensor", bound=0.0,
+                 hint="Row r is x[4r:4r+4] followed by x[12+4r:12+4r+4]: view x as (2, 3, 4), swap the first two "
+                      "dimensions, then flatten the last two.",
+                 mistakes={"you reshaped x straight to (3, 8); view it as (2, 3, 4) and swap the first two "
+                           "dimensions first": xc.view(3, 8),
+                           "you swapped the wrong pair of dimensions": xc.view(2, 3, 4).permute(1, 2, 0).reshape(3, 8)})
+
+
+def _zero_row_min_expected(x: torch.Tensor, got: Any) -> torch.Tensor:
+    """x with each row's minimum set to 0. When a minimum repeats, any non-empty set of its occurrences may be
+    zeroed: the expectation follows the ones `got` zeroed, and the first one when it zeroed none."""
+    x = x.cpu()
+    M = x.shape[0]
+    expected = x.clone()
+    expected[torch.arange(M), x.argmin(dim=1)] = 0
+    if isinstance(got, torch.Tensor) and got.shape == x.shape and got.dtype == x.dtype:
+        is_min = x == x.min(dim=1, keepdim=True).values  # (M, N)
+        zeroed = is_min & (got.cpu() == 0)
+        expected = x.clone()
+        expected[zeroed] = 0
+        none = ~zeroed.any(dim=1)
+        expected[torch.arange(M)[none], x.argmin(dim=1)[none]] = 0
+    return expected
+
+
+@check("a1.warmup.zero_row_min", function="zero_row_min", shape=(4, 6), dtype=torch.float64, ties=False)
+def zero_row_min(ctx, shape, dtype, ties):
+    """zero_row_min returns a copy with each row's minimum set to 0"""
+    M, N = shape
+    if ties:  # few distinct values: minima repeat within rows
+        x = ctx.randint(1, 4, (M, N), dtype=dtype)
+    else:
+        x = ctx.randn(M, N, dtype=dtype) + 3 if dtype.is_floating_point else ctx.randperm(M * N).view(M, N).to(dtype) + 1
+    reply = ctx.invoke("zero_row_min", x, return_args=True)
+    ctx.expect_unchanged([x], reply, ["x"])
+    xc = x.cpu()
+    col_min = xc.clone()
+    col_min[xc.argmin(dim=0), torch.arange(N)] = 0
+    row_max = xc.clone()
+    row_max[torch.arange(M), xc.argmax(dim=1)] = 0
+    expect_exact(ctx, reply.value, _zero_row_min_expected(x, reply.value).to(ctx.device), "the result", bound=0.0,
+                 hint="Set the smallest entry of each ROW to 0 and leave every other entry as it is.",
+                 mistakes={"you zeroed each column's minimum instead of each row's": col_min,
+                           "you zeroed each row's maximum instead of its minimum": row_max})
+
+
+def _batched(ctx, use_loop, B, N, M, P, dtype):
+    fn = function_source(ctx, "batched_matrix_multiply")
+    loops = branch_loops(fn, "use_loop") if fn is not None and not _raises_not_implemented(fn) else None
+    if loops is not None:
+        ctx.expect(not use_loop or loops[0] > 0,
+                   "with use_loop=True, batched_matrix_multiply should loop over the batch (a Python for loop "
+                   "over the B matrices); found no loop in that branch.")
+        ctx.expect(use_loop or loops[1] == 0,
+                   "with use_loop=False, batched_matrix_multiply must not use a Python loop; found one in that "
+                   "branch. One call (torch.bmm or @) multiplies the whole batch.")
+    x, y = ctx.randn(B, N, M, dtype=dtype), ctx.randn(B, M, P, dtype=dtype)
+    reply = ctx.invoke("batched_matrix_multiply", x, y, use_loop=use_loop, return_args=True)
+    ctx.expect_unchanged([x, y], reply, ["x", "y"])
+    expected = torch.bmm(x.double().cpu(), y.double().cpu())
+    ctx.expect_tensor(reply.value, expected.to(ctx.device, dtype), f"the product (use_loop={use_loop})",
+                      bound=1e-10 if dtype == torch.float64 else 1e-5,
+                      hint="z[i] = x[i] @ y[i], shape (B, N, P), with x's dtype and device.")
+
+
+@check("a1.warmup.batched_matrix_multiply_loop", function="batched_matrix_multiply",
+       B=3, N=4, M=5, P=6, dtype=torch.float64)
+def batched_matrix_multiply_loop(ctx, B, N, M, P, dtype):
+    """batched_matrix_multiply with use_loop=True multiplies each pair of matrices"""
+    _batched(ctx, True, B, N, M, P, dtype)
+
+
+@check("a1.warmup.batched_matrix_multiply_no_loop", function="batched_matrix_multiply",
+       B=3, N=4, M=5, P=6, dtype=torch.float64)
+def batched_matrix_multiply_no_loop(ctx, B, N, M, P, dtype):
+    """batched_matrix_multiply with use_loop=False multiplies the batch without a loop"""
+    _batched(ctx, False, B, N, M, P, dtype)
+
+
+@check("a1.warmup.normalize_columns", function="normalize_columns", shape=(5, 4), dtype=torch.float64)
+def normalize_columns(ctx, shape, dtype):
+    """normalize_columns gives each column zero mean and unit (unbiased) standard deviation"""
+    M, N = shape
+    x = ctx.randn(M, N, dtype=torch.float64, scale=3.0) + ctx.randn(1, N, dtype=torch.float64, scale=5.0)
+    x = x.to(dtype)
+    reply = ctx.invoke("normalize_columns", x, return_args=True)
+    ctx.expect_unchanged([x], reply, ["x"])
+    xd = x.double().cpu()
+    mu, sigma = xd.mean(dim=0, keepdim=True), xd.std(dim=0, keepdim=True)  # std: 1/(M-1)
+    expected = (xd - mu) / sigma
+    mistakes = {"you divide by M in the variance; the standard deviation here uses 1/(M - 1)":
+                expected * math.sqrt(M / (M - 1)),
+                "you normalised the rows; normalise each column": (xd - xd.mean(1, keepdim=True)) / xd.std(1, keepdim=True),
+                "you did not subtract the column mean": xd / sigma,
+                "you did not divide by the column standard deviation": xd - mu}
+    ctx.expect_tensor(reply.value, expected.to(ctx.device, dtype), "the normalised columns",
+                      bound=1e-10 if dtype == torch.float64 else 1e-5, mistakes=mistakes)
+
+
+@check("a1.warmup.mm_on_gpu", function="mm_on_gpu", N=64, M=48, P=32)
+def mm_on_gpu(ctx, N, M, P):
+    """mm_on_gpu multiplies on the GPU and returns the product on the CPU"""
+    fn = function_source(ctx, "mm_on_gpu")
+    if ctx.device.type != "cuda":
+        ctx.note("mm_on_gpu was checked by reading your code: there is no CUDA device here.")
+    if fn is None:
+        ctx.fail("mm_on_gpu is not defined in your file.")
+    if _raises_not_implemented(fn):
+        ctx.fail("mm_on_gpu is not implemented yet (it raises NotImplementedError).")
+    to_cuda, to_cpu, product = device_moves(fn)
+    ctx.expect(to_cuda, "mm_on_gpu must copy x and w to the GPU (x.cuda() or x.to('cuda')) and multiply them "
+                        "there; no copy to CUDA was found in your code.")
+    ctx.expect(product, "mm_on_gpu must multiply x and w (x @ w, torch.mm or torch.matmul); no matrix product "
+                        "was found in your code.")
+    ctx.expect(to_cpu, "mm_on_gpu must return the product on the CPU (.cpu()); no copy back to the CPU was "
+                       "found in your code.")
+    if ctx.device.type == "cuda":
+        x = ctx.randn(N, M, dtype=torch.float32).cpu()
+        w = ctx.randn(M, P, dtype=torch.float32).cpu()
+        reply = ctx.invoke("mm_on_gpu", x, w, return_args=True)
+        ctx.expect_unchanged([x, w], reply, ["x", "w"])
+        ctx.expect_tensor(reply.value, (x.double() @ w.double()).float(), "the product", bound=1e-4,
+                          device="cpu", hint="mm_on_gpu takes CPU tensors and returns x @ w on the CPU.")
 
 
 # ---- KNN ------------------------------------------------------------------------------------------
@@ -59,11 +539,14 @@ def _distances(ctx, function, num_train, num_test, shape, dtype):
     x_test = ctx.randn(num_test, *shape, dtype=dtype)
     reply = ctx.invoke(function, x_train, x_test, return_args=True)
     ctx.expect_unchanged([x_train, x_test], reply, ["x_train", "x_test"])
-    ctx.expect_tensor(reply.value, sq_distances(x_train, x_test).to(dtype), "the distances",
+    expected = sq_distances(x_train, x_test)
+    ctx.expect_tensor(reply.value, expected.to(ctx.device, dtype), "the distances",
                       bound=1e-5 if dtype == torch.float32 else 1e-10,
                       hint="Distances are laid out (num_train, num_test) and are squared Euclidean distances.",
-                      mistakes={"you return Euclidean distances; they should be squared":
-                                sq_distances(x_train, x_test).sqrt()})
+                      mistakes={"you return Euclidean distances; they should be squared (no square root)":
+                                expected.sqrt(),
+                                "your distances are laid out (num_test, num_train); the layout is "
+                                "(num_train, num_test)": expected.t()})
 
 
 @check("a1.knn.distances_two_loops", function="compute_distances_two_loops",
@@ -87,33 +570,222 @@ def distances_no_loops(ctx, num_train, num_test, shape, dtype):
     _distances(ctx, "compute_distances_no_loops", num_train, num_test, shape, dtype)
 
 
+@check("a1.knn.distances_no_loops_memory", function="compute_distances_no_loops", timeout=60.0)
+def distances_no_loops_memory(ctx):
+    """compute_distances_no_loops handles CIFAR-sized inputs without a (num_train, num_test, D) tensor"""
+    # A (num_train, num_test, D) float32 intermediate is 12 GB on the CPU (3x the sandbox's allowance) and
+    # 150 GB on a GPU (more than any card has); the expanded square needs a few tens of MB.
+    num_train, num_test = (5000, 2500) if ctx.device.type == "cuda" else (2000, 500)
+    x_train = ctx.rand(num_train, 3, 32, 32, dtype=torch.float32)
+    x_test = ctx.rand(num_test, 3, 32, 32, dtype=torch.float32)
+    try:
+        got = ctx.call("compute_distances_no_loops", x_train, x_test)
+    except CheckFailed as e:
+        if "memory" in str(e).lower():
+            raise CheckFailed(f"{e}\n  With {num_train} training and {num_test} test images of 3x32x32, a "
+                              "(num_train, num_test, D) intermediate does not fit; expand "
+                              "||a - b||^2 = ||a||^2 + ||b||^2 - 2 a.b and get all the a.b from one matrix "
+                              "multiplication.") from None
+        raise
+    ctx.expect_tensor(got, sq_distances(x_train, x_test).float().to(ctx.device), "the distances", bound=1e-5)
+
+
+def _toy_dists(device):
+    dists = torch.tensor([[0.3, 0.4, 0.1], [0.4, 0.1, 0.2], [0.8, 0.5, 0.3], [0.9, 0.2, 0.9],
+                          [0.1, 0.4, 0.6]], device=device)  # (num_train 5, num_test 3)
+    return dists, torch.tensor([0, 1, 0, 1, 2], device=device)
+
+
+def _labels(ctx, dists, y_train, k, name):
+    reply = ctx.invoke("predict_labels", dists, y_train, k=k, return_args=True)
+    ctx.expect_unchanged([dists, y_train], reply, ["dists", "y_train"])
+    expected = vote(dists, y_train, k)
+    mistakes = {"a tied vote must go to the smallest label; yours went to a larger one":
+                vote(dists, y_train, k, largest_label_on_tie=True),
+                "you voted with the k farthest training images; use the k smallest distances":
+                vote(dists, y_train, k, farthest=True)}
+    if dists.shape[0] != dists.shape[1] and dists.shape[1] >= k:
+        pass  # a (num_test, num_train) reading gives another shape, which expect_tensor reports
+    expect_exact(ctx, reply.value, expected.to(ctx.device), name,
+                 hint="dists is (num_train, num_test): each COLUMN holds one test image's distances, and the "
+                      "vote is among its k smallest. A tied vote goes to the smallest label.",
+                 mistakes={d: m for d, m in mistakes.items() if not torch.equal(m, expected)})
+
+
 @check("a1.knn.predict_labels_toy", function="predict_labels")
 def predict_labels_toy(ctx):
-    """predict_labels on the course's toy vote (ties go to the smallest label)"""
-    dists = torch.tensor([[0.3, 0.4, 0.1], [0.4, 0.1, 0.2], [0.8, 0.5, 0.3], [0.9, 0.2, 0.9],
-                          [0.1, 0.4, 0.6]], device=ctx.device)
-    y_train = torch.tensor([0, 1, 0, 1, 2], device=ctx.device)
+    """predict_labels on the course's toy vote with k=1 and k=3"""
+    dists, y_train = _toy_dists(ctx.device)
     for k in (1, 3):
-        got = ctx.call("predict_labels", dists, y_train, k=k)
-        ctx.expect_tensor(got, vote(dists, y_train, k).to(ctx.device), f"the labels with k={k}",
-                          hint="A tied vote goes to the smallest label.")
+        _labels(ctx, dists, y_train, k, f"the labels of the toy vote with k={k}")
 
 
-@check("a1.knn.classifier_accuracy", function="KnnClassifier", num_train=None, num_test=None, k=1)
+@check("a1.knn.predict_labels_random", function="predict_labels", num_train=30, num_test=20, num_classes=4,
+       ks=(1, 2, 4, 7), dtype=torch.float64)
+def predict_labels_random(ctx, num_train, num_test, num_classes, ks, dtype):
+    """predict_labels votes among the k nearest, ties to the smallest label"""
+    dists = ctx.rand(num_train, num_test, dtype=dtype)
+    y_train = ctx.randint(0, num_classes, (num_train,))
+    for k in ks:
+        _labels(ctx, dists, y_train, k, f"the labels with k={k} ({num_train} training, {num_test} test images)")
+
+
+@check("a1.knn.classifier_predict", function="KnnClassifier", num_train=60, num_test=25, shape=(3, 4, 4),
+       k=3, dtype=torch.float64)
+def classifier_predict(ctx, num_train, num_test, shape, k, dtype):
+    """KnnClassifier.predict returns the int64 labels of k-nearest-neighbour votes"""
+    # Two classes and an odd k: no vote can tie, so predict_labels' tie rule does not matter here.
+    x, y = clusters(ctx, num_train + num_test, shape, 2, dtype)
+    x_train, y_train, x_test = x[:num_train], y[:num_train], x[num_train:]
+    clf = ctx.call("KnnClassifier", x_train, y_train)
+    pred = ctx.method(clf, "predict", x_test, k=k)
+    d = sq_distances(x_train, x_test)
+    expected = vote(d, y_train, k)
+    expect_exact(ctx, pred, expected.to(ctx.device), f"the predicted labels with k={k}",
+                 hint="predict takes the distances between the memorised training images and x_test "
+                      "(num_train, num_test) and votes among each test image's k nearest.",
+                 mistakes={"you voted with the k farthest training images": vote(d, y_train, k, farthest=True)})
+
+
+@check("a1.knn.classifier_accuracy", function="KnnClassifier", num_train=5000, num_test=500, k=1)
 def classifier_accuracy(ctx, num_train, num_test, k):
     """KnnClassifier predicts like k-NN and reaches the data set's accuracy target"""
     x_train, y_train, x_test, y_test, _ = ctx.dataset()
     x_train, y_train = x_train[:num_train].float(), y_train[:num_train]
     x_test, y_test = x_test[:num_test].float(), y_test[:num_test]
     clf = ctx.call("KnnClassifier", x_train.to(ctx.device), y_train.to(ctx.device))
-    pred = ctx.method(clf, "predict", x_test.to(ctx.device), k=k)    # the test labels stay in the judge
+    pred = ctx.method(clf, "predict", x_test.to(ctx.device), k=k)  # the test labels stay in the judge
     expected = vote(sq_distances(x_train, x_test), y_train, k)
-    ctx.expect_type(pred, torch.Tensor, "the predicted labels")
-    ctx.expect(tuple(pred.shape) == (x_test.shape[0],),
-               f"the predicted labels: expected shape ({x_test.shape[0]},), found {tuple(pred.shape)}.")
+    ctx.expect_tensor(pred, expected, "the predicted labels", dtype=torch.int64)  # type, shape, dtype, device
     agree = (pred.cpu() == expected).double().mean().item() * 100
     accuracy = (pred.cpu() == y_test).double().mean().item() * 100
     target = ctx.target("knn_k1_accuracy")
-    ctx.note(f"accuracy {accuracy:.1f}% with k={k} on {ctx.run.dataset_name} (target {target:g}%)")
-    ctx.expect(agree >= 99.0, f"only {agree:.1f}% of your predictions match k-nearest neighbours with k={k}.")
+    ctx.note(f"accuracy {accuracy:.1f}% with k={k} on {ctx.run.dataset_name} "
+             f"({x_train.shape[0]} training, {x_test.shape[0]} test images; target {target:g}%)")
+    ctx.expect(agree >= 99.0, f"only {agree:.1f}% of your predictions match k-nearest neighbours with k={k} "
+                              "(at least 99% should: a few may differ where two distances tie).")
     ctx.expect(accuracy >= target, f"accuracy {accuracy:.1f}% is below the target {target:g}%.")
+
+
+def _accuracies(ctx, got: Any, k_choices: list[int] | None, num_folds: int) -> dict[int, list[float]]:
+    """Check the shape of knn_cross_validate's result: {k: [num_folds percentages]} for every k."""
+    ctx.expect_type(got, dict, "the result of knn_cross_validate")
+    if k_choices is not None and set(got) != set(k_choices):
+        ctx.fail(f"the result's keys: expected the k values {list(k_choices)}, found "
+                 f"{sorted(got, key=lambda v: (str(type(v)), v))}"
+                 + (" (None for k_choices means the default list)" if k_choices == DEFAULT_K_CHOICES else "")
+                 + ".")
+    for k, accs in got.items():
+        ctx.expect(isinstance(k, int) and not isinstance(k, bool),
+                   f"the result's keys must be the int values of k; found {k!r}.")
+        ctx.expect_type(accs, (list, tuple), f"k_to_accuracies[{k}]")
+        ctx.expect(len(accs) == num_folds, f"k_to_accuracies[{k}]: expected {num_folds} accuracies (one per fold), "
+                                           f"found {len(accs)}.")
+        for i, a in enumerate(accs):
+            if isinstance(a, torch.Tensor):
+                ctx.fail(f"k_to_accuracies[{k}][{i}] is a tensor; append a Python float (e.g. with .item()).")
+            ctx.expect(isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a),
+                       f"k_to_accuracies[{k}][{i}]: expected a float percentage, found {a!r}.")
+    return got
+
+
+def _compare_folds(ctx, got, x, y, num_folds, ks):
+    expected = cross_validate(x, y, num_folds, ks)
+
+    def same(a, b):
+        return all(abs(g - e) <= 1e-6 for k in ks for g, e in zip(a[k], b[k]))
+
+    if same(got, expected):
+        return
+    why = ""
+    if same(got, {k: [100 * v for v in got[k]] for k in ks}) or \
+            same({k: [100 * v for v in got[k]] for k in ks}, expected):
+        why = "your accuracies look like fractions (0 to 1); they should be percentages (0 to 100)"
+    elif same(got, cross_validate(x, y, num_folds, ks, leak=True)):
+        why = "the held-out fold seems to be among the training data; train on the other folds only"
+    elif same(got, cross_validate(x, y, num_folds, ks, split=torch.tensor_split)):
+        why = "your folds are split like torch.tensor_split; split in order as torch.chunk does"
+    k, i = next((k, i) for k in ks for i, (g, e) in enumerate(zip(got[k], expected[k])) if abs(g - e) > 1e-6)
+    ctx.fail(f"k_to_accuracies[{k}][{i}] (k={k}, fold {i} held out): expected {expected[k][i]:.4f}%, found "
+             f"{got[k][i]:.4f}%." + (f" Likely bug: {why}." if why else
+                                     " Fold i is the i-th of torch.chunk(x_train, num_folds); the other folds, "
+                                     "concatenated, are the training data."))
+
+
+@check("a1.knn.cross_validate", function="knn_cross_validate", num_train=50, shape=(2, 3, 3), num_folds=5,
+       k_choices=(1, 3, 5, 7), dtype=torch.float64)
+def cross_validate_folds(ctx, num_train, shape, num_folds, k_choices, dtype):
+    """knn_cross_validate returns each fold's accuracy (percent) for each k"""
+    # Two classes and odd k: no vote ties, so only the folds and the accuracies are judged here.
+    x, y = clusters(ctx, num_train, shape, 2, dtype)
+    reply = ctx.invoke("knn_cross_validate", x, y, num_folds=num_folds, k_choices=list(k_choices),
+                       return_args=True)
+    ctx.expect_unchanged([x, y], reply, ["x_train", "y_train"])
+    got = _accuracies(ctx, reply.value, list(k_choices), num_folds)
+    _compare_folds(ctx, got, x, y, num_folds, list(k_choices))
+
+
+@check("a1.knn.cross_validate_default_k", function="knn_cross_validate", num_train=150, shape=(4, 3), num_folds=5)
+def cross_validate_default_k(ctx, num_train, shape, num_folds):
+    """knn_cross_validate with k_choices=None tries the default k values"""
+    x, y = clusters(ctx, num_train, shape, 2, torch.float64, spread=2.5)
+    got = _accuracies(ctx, ctx.call("knn_cross_validate", x, y, num_folds=num_folds), DEFAULT_K_CHOICES, num_folds)
+    _compare_folds(ctx, got, x, y, num_folds, [k for k in DEFAULT_K_CHOICES if k % 2])  # odd k: no vote ties
+
+
+@check("a1.knn.cross_validate_best_k", function="knn_cross_validate", num_train=5000, num_test=500, num_folds=5)
+def cross_validate_best_k(ctx, num_train, num_test, num_folds):
+    """the k chosen by your cross-validation reaches the data set's accuracy target"""
+    x_train, y_train, x_test, y_test, _ = ctx.dataset()
+    x_train, y_train = x_train[:num_train].float(), y_train[:num_train]
+    x_test, y_test = x_test[:num_test].float(), y_test[:num_test]
+    got = ctx.call("knn_cross_validate", x_train.to(ctx.device), y_train.to(ctx.device), num_folds=num_folds)
+    got = _accuracies(ctx, got, DEFAULT_K_CHOICES, num_folds)
+    k = best_k(got)  # chosen here, not by your knn_get_best_k, so each function is judged on its own
+    accuracy = (vote(sq_distances(x_train, x_test), y_train, k) == y_test).double().mean().item() * 100
+    target = ctx.target("knn_best_k_accuracy")
+    ctx.note(f"cross-validation on {x_train.shape[0]} images of {ctx.run.dataset_name} picked k={k} "
+             f"(mean {sum(got[k]) / len(got[k]):.1f}%); test accuracy {accuracy:.1f}% (target {target:g}%)")
+    ctx.expect(accuracy >= target, f"with k={k}, the best k of your cross-validation, k-NN reaches "
+                                   f"{accuracy:.1f}% on the test set, below the target {target:g}%.")
+
+
+BEST_K_CASES = {
+    "public": [
+        ({1: [10.0, 20.0], 3: [30.0, 30.0], 5: [25.0, 25.0]}, "a clear winner"),
+        ({1: [20.0, 30.0], 3: [25.0, 25.0], 5: [30.0, 20.0], 8: [10.0, 10.0]}, "a three-way tie"),
+        ({1: [90.0, 10.0], 3: [60.0, 60.0], 5: [55.0, 55.0]}, "one high fold"),
+    ],
+    "unsorted_keys": [
+        ({10: [40.0, 40.0], 5: [30.0, 50.0], 3: [20.0, 20.0], 1: [35.0, 45.0]}, "a tie, keys in descending order"),
+        ({100: [50.0, 50.0], 50: [62.5, 37.5], 20: [49.0, 49.0]}, "a tie, keys in descending order"),
+        ({8: [12.5, 12.5, 12.5], 3: [12.5, 12.5, 12.5], 12: [0.0, 0.0, 37.5]}, "a tie, keys in no order"),
+    ],
+    "unequal_lengths": [
+        ({1: [50.0, 50.0, 50.0], 3: [60.0, 60.0]}, "lists of different lengths"),
+        ({1: [75.0], 5: [70.0, 80.0, 75.0, 75.0], 7: [74.0, 76.0, 70.0]}, "a tie between lists of different lengths"),
+    ],
+}
+
+
+@check("a1.knn.get_best_k", function="knn_get_best_k", case="public")
+def get_best_k(ctx, case):
+    """knn_get_best_k returns the k of highest mean accuracy, the smallest k on a tie"""
+    for k_to_acc, what in BEST_K_CASES[case]:
+        want = best_k(k_to_acc)
+        means = {k: sum(v) / len(v) for k, v in k_to_acc.items()}
+        top = [k for k, m in means.items() if m == means[want]]
+        reply = ctx.invoke("knn_get_best_k", k_to_acc, return_args=True)
+        ctx.expect(reply.args[0] == k_to_acc, "knn_get_best_k modified its input dictionary; leave it unchanged.")
+        mistakes = {"on a tie, return the smallest of the tied k": max(top) if len(top) > 1 else want,
+                    "pick k by the mean over the folds, not by the best single fold":
+                        min(k_to_acc, key=lambda k: (-max(k_to_acc[k]), k)),
+                    "pick k by the mean accuracy, not the sum": min(k_to_acc, key=lambda k: (-sum(k_to_acc[k]), k))}
+        if len(top) > 1:
+            first = next(k for k in k_to_acc if k in top)
+            if first != want:
+                mistakes["on a tie, return the smallest tied k, not the first one in the dictionary"] = first
+        expect_int(ctx, reply.value, want,
+                   f"knn_get_best_k({k_to_acc}) ({what}; mean accuracies "
+                   f"{ {k: round(m, 4) for k, m in means.items()} })",
+                   mistakes=mistakes)
