@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from grader.sandbox import Reply, SandboxError
-from grader.wire import Handle
+from grader.wire import Handle, Ref
 
 if TYPE_CHECKING:
     from grader.runner import Run
@@ -213,6 +213,10 @@ class Ctx:
     def call(self, function: str, *args: Any, **kwargs: Any) -> Any:
         """Call `function` in the sandbox and return what it returned."""
         return self.invoke(function, *args, **kwargs).value
+
+    def ref(self, name: str) -> Ref:
+        """A student's function or class, to pass as an argument (e.g. a loss function to a trainer)."""
+        return Ref(self.run.module_for(name, self.spec.function), name)
 
     def method(self, obj: Handle, name: str, *args: Any, keep: bool = False, timeout: float | None = None,
                **kwargs: Any) -> Any:

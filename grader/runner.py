@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import torch
 
+from dlcv.data import load_dataset  # imported before any student code runs
 from grader import manifest as manifests
 from grader.checks import CheckFailed, CheckSpec, Ctx, collect
 from grader.intake import Staged, stage
@@ -123,7 +124,6 @@ class Run:
 
     def dataset(self):
         if self._dataset is None:
-            from dlcv.data import load_dataset
             *arrays, info = load_dataset(self.dataset_request)
             self._dataset = (*arrays, info)
             self.dataset_name = info["name"] if isinstance(info, dict) else info.name

@@ -48,6 +48,7 @@ class SandboxConfig:
     memory_mb: int = 4096
     threads: int = 1
     python: str = sys.executable
+    run_as: str | None = "nobody"   # when the judge runs as root, the worker drops to this user
 
 
 @dataclass
@@ -70,6 +71,29 @@ class Stats:
     requests: int = 0
 
 
+def _user_ids(name: str | None) -> tuple[int, int] | None:
+    if not name:
+        return None
+    import pwd
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    return entry.pw_uid, entry.pw_gid
+
+
+def _make_readable(root: Path) -> None:
+    """Let another user read `root` and everything under it, and pass through its parents inside the
+    temporary folder (the judge stages there; nothing outside it is touched)."""
+    tmp = Path(tempfile.gettempdir()).resolve()
+    for d in [root, *root.parents]:
+        if d == tmp or tmp not in d.parents:
+            break
+        d.chmod(d.stat().st_mode | 0o055)
+    for p in root.rglob("*"):
+        p.chmod(p.stat().st_mode | (0o055 if p.is_dir() else 0o044))
+
+
 class Sandbox:
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
@@ -83,6 +107,12 @@ class Sandbox:
         self._stderr = open(self._stderr_path, "ab+")
         self._workdir = Path(self._tmp.name) / "work"
         self._workdir.mkdir()
+        self._run_as = _user_ids(config.run_as) if os.getuid() == 0 else None
+        if self._run_as:
+            # the unprivileged worker reads the staged tree and writes only its working folder
+            os.chmod(self._tmp.name, 0o755)
+            os.chown(self._workdir, *self._run_as)
+            _make_readable(Path(config.root))
 
     # -- life cycle ---------------------------------------------------------------------------
     def __enter__(self) -> "Sandbox":
@@ -112,7 +142,8 @@ class Sandbox:
         self.stats.starts += 1
         cfg = {"root": str(self.config.root), "workdir": str(self._workdir), "device": self.config.device,
                "student_files": list(self.config.student_files), "guarded": list(self.config.guarded),
-               "memory_mb": self.config.memory_mb, "threads": self.config.threads}
+               "memory_mb": self.config.memory_mb, "threads": self.config.threads,
+               "run_as": list(self._run_as) if self._run_as else None}
         try:
             reply = self._roundtrip({"op": "setup", "config": cfg}, self.config.startup_timeout, "starting")
         finally:

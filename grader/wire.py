@@ -48,6 +48,15 @@ class Handle:
         return f"<{self.type} object in the sandbox #{self.id}>"
 
 
+@dataclass(frozen=True)
+class Ref:
+    """A name the worker resolves on its side: `module.attr` (e.g. a student's loss function passed as an
+    argument to their training function). The judge sends Refs; it never receives one."""
+
+    module: str
+    attr: str
+
+
 def encode(obj: Any, to_handle: Callable[[Any], Handle] | None = None) -> bytes:
     """Encode `obj` into one message. Objects outside the format go through `to_handle`
     (the worker keeps them and sends a Handle); without it they raise WireError."""
@@ -76,6 +85,8 @@ def encode(obj: Any, to_handle: Callable[[Any], Handle] | None = None) -> bytes:
             return meta
         if isinstance(x, Handle):
             return {"__handle__": x.id, "type": x.type}
+        if isinstance(x, Ref):
+            return {"__ref__": [x.module, x.attr]}
         if isinstance(x, torch.dtype):
             if x not in DTYPE_NAMES:
                 raise WireError(f"dtype {x} cannot cross the sandbox boundary")
@@ -98,9 +109,11 @@ def encode(obj: Any, to_handle: Callable[[Any], Handle] | None = None) -> bytes:
 
 
 def decode(msg: bytes, device_map: Callable[[str], str] | None = None,
-           from_handle: Callable[[Handle], Any] | None = None) -> Any:
+           from_handle: Callable[[Handle], Any] | None = None,
+           from_ref: Callable[[Ref], Any] | None = None) -> Any:
     """Decode one message. `device_map` maps the sender's device name to a local one
-    (default: keep it); `from_handle` resolves handles (the worker's side)."""
+    (default: keep it); `from_handle` and `from_ref` resolve handles and refs (the worker's side).
+    Without `from_ref` a Ref is refused: the judge never accepts one."""
     if len(msg) < 4:
         raise WireError("message too short")
     (hlen,) = struct.unpack(">I", msg[:4])
@@ -134,6 +147,11 @@ def decode(msg: bytes, device_map: Callable[[str], str] | None = None,
         if "__handle__" in x:
             h = Handle(int(x["__handle__"]), str(x.get("type", "object")))
             return from_handle(h) if from_handle else h
+        if "__ref__" in x:
+            if from_ref is None:
+                raise WireError("a name reference is not accepted here")
+            module, attr = (str(v) for v in x["__ref__"])
+            return from_ref(Ref(module, attr))
         if "__dtype__" in x:
             return _lookup_dtype(x["__dtype__"])
         if "__device__" in x:

@@ -53,7 +53,8 @@ class Worker:
     def recv(self) -> Any:
         from grader import wire
         (n,) = struct.unpack(">Q", _read_exact(self.fd_in, 8))
-        return wire.decode(_read_exact(self.fd_in, n), device_map=self._device_map, from_handle=self._resolve)
+        return wire.decode(_read_exact(self.fd_in, n), device_map=self._device_map, from_handle=self._resolve,
+                           from_ref=self._resolve_ref)
 
     def send(self, obj: Any) -> None:
         from grader import wire
@@ -73,6 +74,12 @@ class Worker:
         self.handles[hid] = obj
         return Handle(hid, type(obj).__name__)
 
+    def _resolve_ref(self, ref) -> Any:
+        obj = importlib.import_module(ref.module)
+        for part in ref.attr.split("."):
+            obj = getattr(obj, part)
+        return obj
+
     def _resolve(self, h) -> Any:
         if h.id not in self.handles:
             raise KeyError(f"unknown handle {h.id}")
@@ -91,6 +98,7 @@ class Worker:
         self._install_guards(cfg.get("guarded", []))
         info["memory_limited"] = _limit_resources(cfg.get("memory_mb"), cfg.get("max_files", 256),
                                                   self.device == "cpu")
+        info["user"] = _drop_privileges(cfg.get("run_as"))
         return info
 
     def _install_guards(self, names: list[str]) -> None:
@@ -230,6 +238,18 @@ def _cut_network() -> bool:
         return libc.unshare(0x40000000) == 0  # CLONE_NEWNET
     except Exception:  # noqa: BLE001
         return False
+
+
+def _drop_privileges(run_as: list[int] | None) -> str:
+    """When started as root, become an unprivileged user (uid, gid) before any student code runs, so it
+    cannot write to the kit, the judge's files or the results."""
+    if run_as and os.getuid() == 0:
+        uid, gid = run_as
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+        os.environ["HOME"] = os.getcwd()
+    return str(os.getuid())
 
 
 def _limit_resources(memory_mb: int | None, max_files: int, limit_address_space: bool) -> bool:

@@ -1,9 +1,82 @@
-"""Hidden checks for A1: the public checks' code with other seeds, shapes and edge cases."""
+"""Hidden checks for A1: the public checks' code with other seeds, shapes, dtypes and edge cases."""
+
+import torch
 
 from grader.checks import variant
 
-from .checks import distances_no_loops
+from .checks import (
+    batched_matrix_multiply_loop,
+    batched_matrix_multiply_no_loop,
+    classifier_predict,
+    count_negative_entries,
+    count_tensor_elements,
+    create_tensor_of_pi,
+    cross_validate_default_k,
+    cross_validate_folds,
+    distances_no_loops,
+    distances_one_loop,
+    distances_two_loops,
+    get_best_k,
+    make_one_hot,
+    multiples_of_ten,
+    mutate_tensor,
+    normalize_columns,
+    predict_labels_random,
+    reshape_practice,
+    reverse_rows,
+    shuffle_cols,
+    slice_assignment_practice,
+    slice_indexing_practice,
+    take_one_elem_per_col,
+    zero_row_min,
+)
 
-hidden = [
-    variant(distances_no_loops, "float32_large", num_train=300, num_test=100, shape=(3, 8, 8)),
+warmup = [
+    variant(mutate_tensor, "int64_many_duplicates", shape=(3, 3), num_writes=12, dtype=torch.int64),
+    variant(mutate_tensor, "float64_one_row", shape=(1, 6), num_writes=4, dtype=torch.float64),
+    variant(count_tensor_elements, "more_ranks", shapes=((1, 1, 1, 1, 5), (0,), (6, 1), (2, 3, 4, 5))),
+    variant(create_tensor_of_pi, "other_sizes", sizes=((7, 3), (2, 1), (10, 10))),
+    variant(multiples_of_ten, "edges", ranges=((0, 0), (30, 30), (11, 19), (-9, -1), (-30, -10), (1, 1000))),
+    variant(slice_indexing_practice, "smallest_int64", shape=(3, 3), dtype=torch.int64),
+    variant(slice_indexing_practice, "even_sizes_float32", shape=(6, 8), dtype=torch.float32),
+    variant(slice_assignment_practice, "exact_4x6_int64", shape=(4, 6), dtype=torch.int64),
+    variant(slice_assignment_practice, "large_float64", shape=(9, 11), dtype=torch.float64),
+    variant(shuffle_cols, "three_columns_int64", shape=(1, 3), dtype=torch.int64),
+    variant(reverse_rows, "one_row", shape=(1, 5), dtype=torch.float32),
+    variant(reverse_rows, "one_column_int64", shape=(6, 1), dtype=torch.int64),
+    variant(take_one_elem_per_col, "smallest_int64", shape=(4, 3), dtype=torch.int64),
+    variant(count_negative_entries, "rank3_int64", shape=(2, 3, 4), dtype=torch.int64),
+    variant(count_negative_entries, "one_element", shape=(1,), dtype=torch.float64),
+    variant(make_one_hot, "tensor_labels", labels=(2, 0, 1, 0, 5), as_tensor=True),
+    variant(make_one_hot, "one_label", labels=(0,), as_tensor=False),
+    variant(make_one_hot, "square", labels=(1, 2, 0), as_tensor=True),
+    variant(reshape_practice, "int64", dtype=torch.int64),
+    variant(zero_row_min, "ties_int64", shape=(6, 5), dtype=torch.int64, ties=True),
+    variant(zero_row_min, "one_column_float32", shape=(5, 1), dtype=torch.float32),
+    variant(zero_row_min, "one_row", shape=(1, 7), dtype=torch.float64),
+    variant(batched_matrix_multiply_loop, "float32_batch_of_one", B=1, N=1, M=7, P=3, dtype=torch.float32),
+    variant(batched_matrix_multiply_no_loop, "float32_larger", B=16, N=9, M=12, P=5, dtype=torch.float32),
+    variant(normalize_columns, "float32_tall", shape=(50, 3), dtype=torch.float32),
+    variant(normalize_columns, "two_rows_one_column", shape=(2, 1), dtype=torch.float64),
+]
+
+knn = [
+    variant(distances_two_loops, "float32_flat", num_train=9, num_test=7, shape=(13,), dtype=torch.float32),
+    variant(distances_two_loops, "square_one_pixel", num_train=6, num_test=6, shape=(1, 1, 1)),
+    variant(distances_one_loop, "float32_one_test", num_train=15, num_test=1, shape=(3, 5, 5), dtype=torch.float32),
+    variant(distances_one_loop, "square", num_train=8, num_test=8, shape=(2, 3)),
+    variant(distances_no_loops, "float32_large", num_train=300, num_test=100, shape=(3, 8, 8), dtype=torch.float32),
+    variant(distances_no_loops, "one_train_square", num_train=1, num_test=1, shape=(5,)),
+    variant(distances_no_loops, "square", num_train=10, num_test=10, shape=(3, 2, 2)),
+    variant(predict_labels_random, "all_vote_two_classes", num_train=6, num_test=9, num_classes=2, ks=(6, 4, 2)),
+    variant(predict_labels_random, "float32_many_classes", num_train=40, num_test=1, num_classes=9, ks=(1, 3, 10),
+            dtype=torch.float32),
+    variant(classifier_predict, "float32_k1", num_train=40, num_test=30, shape=(12,), k=1, dtype=torch.float32),
+    variant(classifier_predict, "k5_images", num_train=80, num_test=11, shape=(3, 6, 6), k=5),
+    variant(cross_validate_folds, "four_uneven_folds", num_train=23, num_folds=4, k_choices=(5, 1, 3)),
+    variant(cross_validate_folds, "three_folds_chunk_vs_tensor_split", num_train=31, num_folds=3,
+            k_choices=(1, 9), dtype=torch.float32),
+    variant(cross_validate_default_k, "ten_folds", num_train=200, num_folds=10),
+    variant(get_best_k, "unsorted_keys", case="unsorted_keys"),
+    variant(get_best_k, "unequal_lengths", case="unequal_lengths"),
 ]

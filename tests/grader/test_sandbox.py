@@ -145,3 +145,33 @@ def test_the_worker_is_isolated(sandbox):
     sandbox.call("pkg.student", "matmul", (torch.ones(1, 1), torch.ones(1, 1)))
     assert sandbox.info["memory_limited"] is True
     assert "network_isolated" in sandbox.info
+
+
+def test_the_worker_cannot_write_outside_its_working_folder(tmp_path):
+    import os
+    if os.getuid() != 0:
+        pytest.skip("privileges are dropped only when the judge runs as root")
+    root = tmp_path / "kit"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "w.py").write_text(textwrap.dedent('''
+        import os
+        def write(path):
+            with open(path, "w") as f:
+                f.write("tampered")
+            return True
+        def write_here():
+            with open("scratch.txt", "w") as f:
+                f.write("ok")
+            return os.getuid()
+    '''))
+    target = tmp_path / "results.json"
+    target.write_text("judge's")
+    cfg = SandboxConfig(root=root, student_files=["pkg/w.py"], call_timeout=10)
+    with Sandbox(cfg) as sb:
+        with pytest.raises(SandboxError, match="Permission denied"):
+            sb.call("pkg.w", "write", (str(target),))
+        with pytest.raises(SandboxError, match="Permission denied"):
+            sb.call("pkg.w", "write", (str(root / "pkg" / "w.py"),))
+        assert sb.call("pkg.w", "write_here").value != 0
+    assert target.read_text() == "judge's"

@@ -71,3 +71,10 @@ def test_a_pickle_is_not_a_message():
 
     with pytest.raises(WireError):
         wire.decode(pickle.dumps(Evil()))
+
+
+def test_refs_cross_only_towards_the_worker():
+    msg = wire.encode([wire.Ref("pkg.mod", "fn")])
+    with pytest.raises(WireError, match="not accepted"):
+        wire.decode(msg)
+    assert wire.decode(msg, from_ref=lambda r: f"{r.module}:{r.attr}") == ["pkg.mod:fn"]
