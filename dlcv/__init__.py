@@ -22,6 +22,7 @@ from .data import (
 )
 from .grad import compute_numeric_gradient, grad_check_sparse, rel_error
 from .selfcheck import check
+from .solver import Solver
 from .submit import make_submission
 from .utils import reset_seed
 from .vis import tensor_to_image, visualize_dataset
@@ -30,6 +31,7 @@ __all__ = [
     "CIFAR10_CLASSES",
     "DIGITS_CLASSES",
     "DatasetInfo",
+    "Solver",
     "check",
     "cifar10_available",
     "compute_numeric_gradient",

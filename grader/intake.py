@@ -8,7 +8,6 @@ submitted files laid over them; nothing else from the submission is used.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import shutil
 import stat
@@ -127,10 +126,10 @@ def stage(manifest: Manifest, kit: Path, submission: Path, dest: Path) -> Staged
             text = data.decode("utf-8", "replace")
             staged.sources[rel] = text
             try:
-                ast.parse(text, filename=rel)
-            except SyntaxError as e:
-                staged.syntax_errors[rel] = f"{rel} line {e.lineno}: {e.msg}" + (
-                    f"\n    {e.text.rstrip()}" if e.text else "")
+                compile(text, rel, "exec", dont_inherit=True)   # compiling runs nothing
+            except (SyntaxError, ValueError) as e:
+                staged.syntax_errors[rel] = (f"{rel} line {getattr(e, 'lineno', '?')}: {getattr(e, 'msg', e)}"
+                                             + (f"\n    {e.text.rstrip()}" if getattr(e, "text", None) else ""))
         for nb in manifest.notebooks:
             found = _find(source, nb, all_files)
             if found is not None:

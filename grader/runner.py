@@ -160,6 +160,9 @@ def run_check(run: Run, spec: CheckSpec) -> tuple[str, str]:
         status, text = "passed", ""
     except CheckFailed as e:
         status, text = "failed", str(e)
+        name = spec.function.split(".")[0]
+        if name not in text:            # every failure names the function it is about
+            text = f"{spec.function}: {text}"
     except GraderError:
         raise
     except SandboxError as e:  # a check that called the sandbox directly

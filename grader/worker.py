@@ -198,9 +198,13 @@ class Worker:
 
 def _error_reply(e: BaseException, student_files: set[str]) -> dict:
     tb = traceback.extract_tb(e.__traceback__)
-    frames = [f for f in tb if os.path.realpath(f.filename) in student_files] or list(tb)[-1:]
+    frames = [f for f in tb if os.path.realpath(f.filename) in student_files] or \
+        [f for f in list(tb)[-1:] if not f.filename.startswith("<")]
     where = [{"file": os.path.basename(f.filename), "line": f.lineno, "function": f.name, "code": f.line or ""}
              for f in frames[-5:]]
+    if isinstance(e, SyntaxError) and e.filename:
+        where = [{"file": os.path.basename(e.filename), "line": e.lineno, "function": "<module>",
+                  "code": (e.text or "").strip()}]
     kind = "exit" if isinstance(e, SystemExit) else "exception"
     return {"ok": False, "kind": kind, "type": type(e).__name__, "message": str(e)[:2000], "where": where}
 

@@ -129,7 +129,7 @@ def test_hostile_submissions_still_yield_complete_results(tmp_path, attack):
     if function:
         replace_function(knn, function, code)
     else:
-        knn.write_text(code + knn.read_text())
+        knn.write_text(knn.read_text() + "\n" + code)
     out = tmp_path / "out"
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "grader", "grade", str(sub), "-a", "a1_knn", "--device", "cpu",

@@ -81,3 +81,10 @@ def test_corrupt_and_wrong_inputs_name_the_file(a1, root, tmp_path):
         stage(a1, root, txt, tmp_path / "stage2")
     with pytest.raises(GraderError, match="does not exist"):
         stage(a1, root, tmp_path / "nope", tmp_path / "stage3")
+
+
+def test_compile_time_errors_count_as_syntax_errors(a1, root, tmp_path):
+    z = make_zip(tmp_path / "s.zip", {"knn.py": "import os\nfrom __future__ import annotations\n",
+                                      "pytorch101.py": "A = 1\n"})
+    staged = stage(a1, root, z, tmp_path / "stage")
+    assert "line 2" in staged.syntax_errors["a1_knn/knn.py"]

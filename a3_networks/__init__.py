@@ -1,0 +1,1 @@
+"""Assignment 3: fully connected networks (fully_connected_networks) and convolutional networks (convolutional_networks)."""
