@@ -77,8 +77,9 @@ def _enclosing(tree: ast.AST | None, line: int) -> str | None:
     return best
 
 
-def stub_source(text: str, where: str) -> tuple[str, list[str]]:
-    """Replace every solution region of Python source `text`; returns (stubbed text, removed lines)."""
+def stub_source(text: str, where: str) -> tuple[str, list[list[str]]]:
+    """Replace every solution region of Python source `text`; returns (stubbed text, the removed lines
+    of each region)."""
     regions = find_regions(text, where)
     if not regions:
         return text, []
@@ -93,7 +94,7 @@ def stub_source(text: str, where: str) -> tuple[str, list[str]]:
         name = _enclosing(tree, r.begin + 1)
         what = f"{name} in {where}" if name else f"this part of {where}"
         out.append(f'{r.indent}raise NotImplementedError("TODO: implement {what}")\n')
-        removed.extend(lines[r.begin + 1:r.end])
+        removed.append(lines[r.begin + 1:r.end])
         pos = r.end + 1
     out.extend(lines[pos:])
     stubbed = "".join(out)
@@ -105,7 +106,7 @@ def stub_source(text: str, where: str) -> tuple[str, list[str]]:
     return stubbed, removed
 
 
-def stub_notebook(path: Path, where: str) -> tuple[str, list[str]]:
+def stub_notebook(path: Path, where: str) -> tuple[str, list[list[str]]]:
     """The notebook at `path` with solution regions stubbed and every output cleared (as JSON text)."""
     import nbformat
 
@@ -113,7 +114,7 @@ def stub_notebook(path: Path, where: str) -> tuple[str, list[str]]:
         nb = nbformat.read(str(path), as_version=4)
     except Exception as e:  # noqa: BLE001 - nbformat raises several kinds
         raise GraderError(f"{where}: not a readable notebook ({type(e).__name__}: {e})") from None
-    removed: list[str] = []
+    removed: list[list[str]] = []
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
             src, gone = stub_source(cell.source, f"{where} cell {i + 1}") if "SOLUTION" in cell.source \
@@ -126,7 +127,21 @@ def stub_notebook(path: Path, where: str) -> tuple[str, list[str]]:
     return nbformat.writes(nb) + "\n", removed
 
 
-def _copy_tree(src: Path, dst: Path, removed: list[str], kept: set[str], rel: Path) -> None:
+def code_lines(text: str, suffix: str = ".py") -> list[str]:
+    """The stripped, non-blank, non-comment lines of a .py file, or of a notebook's cells."""
+    if suffix == ".ipynb":
+        import json
+        text = "\n".join("".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+                         for c in json.loads(text)["cells"])
+    return [s for s in (line.strip() for line in text.splitlines()) if s and not s.startswith("#")]
+
+
+def line_pairs(lines: list[str]) -> set[tuple[str, str]]:
+    """Consecutive pairs of lines: two solution lines in a row are a leak, one generic line is not."""
+    return set(zip(lines, lines[1:]))
+
+
+def _copy_tree(src: Path, dst: Path, removed: list[list[str]], rel: Path) -> None:
     """Copy a package, stubbing the solution regions of its .py and .ipynb files."""
     for p in sorted(src.rglob("*")):
         if "__pycache__" in p.parts or p.suffix == ".pyc" or p.name.startswith(".ipynb_checkpoints"):
@@ -141,7 +156,6 @@ def _copy_tree(src: Path, dst: Path, removed: list[str], kept: set[str], rel: Pa
             text, gone = (stub_source(p.read_text(), where) if p.suffix == ".py" else stub_notebook(p, where))
             target.write_text(text)
             removed += gone
-            kept.update(line.strip() for line in text.splitlines())
         else:
             shutil.copy2(p, target)
 
@@ -240,7 +254,7 @@ def release(kit: Path, out: Path, assignments: list[str] | None = None, force: b
     try:
         student, bundles = staging / "student", staging / "autograder"
         _write_student_kit(kit, student, ms)
-        built = {m.name: _bundle(kit, student, m, bundles) for m in ms}
+        built = {m.name: _bundle(student, m, bundles) for m in ms}
         for d, new in ((final_student, student), (final_bundles, bundles)):
             if d.exists():
                 shutil.rmtree(d)
@@ -253,8 +267,7 @@ def release(kit: Path, out: Path, assignments: list[str] | None = None, force: b
 
 
 def _write_student_kit(kit: Path, student: Path, ms: list[Manifest]) -> None:
-    removed: list[str] = []
-    kept: set[str] = set()
+    removed: list[list[str]] = []
     # the shared parts of the kit hold no solutions (and grader/ names the markers): copied as they are
     for rel in ("grader", "dlcv"):
         shutil.copytree(kit / rel, student / rel, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -264,7 +277,7 @@ def _write_student_kit(kit: Path, student: Path, ms: list[Manifest]) -> None:
     for m in ms:
         packages = sorted({p.module.split(".")[0] for p in m.parts})
         for pkg in packages:
-            _copy_tree(kit / pkg, student / pkg, removed, kept, Path(pkg))
+            _copy_tree(kit / pkg, student / pkg, removed, Path(pkg))
         adir = student / "assignments" / m.name
         adir.mkdir(parents=True, exist_ok=True)
         for p in m.dir.iterdir():
@@ -278,10 +291,67 @@ def _write_student_kit(kit: Path, student: Path, ms: list[Manifest]) -> None:
             (student / nb).parent.mkdir(parents=True, exist_ok=True)
             (student / nb).write_text(text)
             removed += gone
-            kept.update(line.strip() for line in text.splitlines())
     (student / "Makefile").write_text(STUDENT_MAKEFILE)
     (student / "README.md").write_text(_student_readme(ms))
     wf = student / ".github" / "workflows" / "grade.yml"
     wf.parent.mkdir(parents=True, exist_ok=True)
     wf.write_text(GITHUB_WORKFLOW)
-    verify_student_kit(student, {r.strip() for r in removed} - kept, ms)
+    verify_student_kit(student, removed, ms)
+
+
+GITHUB_WORKFLOW = """\
+name: grade
+on: [push, workflow_dispatch]
+jobs:
+  grade:
+    runs-on: ubuntu-latest
+    timeout-minutes: 60
+    steps:
+      - uses: actions/checkout@v4
+      - uses: actions/setup-python@v5
+        with: {python-version: "3.11"}
+      - run: make grade ARGS="--device cpu --no-color"
+      - if: always()
+        run: cat grader-results/*/summary.md grader-results/summary.md >> "$GITHUB_STEP_SUMMARY" 2>/dev/null || true
+"""
+
+
+def _bundle(student: Path, m: Manifest, bundles: Path) -> Path:
+    """A Gradescope autograder zip: setup.sh and run_autograder at its root; under source/ the student
+    kit's code (stubs, so no solution ships) plus this assignment's checks, hidden ones included."""
+    bundles.mkdir(parents=True, exist_ok=True)
+    path = bundles / f"{m.name}.zip"
+    wanted = {"grader", "dlcv", "pyproject.toml", "README.md", *{p.module.split(".")[0] for p in m.parts}}
+    files = [(p, f"source/{p.relative_to(student).as_posix()}") for p in sorted(student.rglob("*"))
+             if p.is_file() and p.relative_to(student).parts[0] in wanted]
+    files += [(p, f"source/assignments/{m.name}/{p.name}") for p in sorted(m.dir.iterdir())
+              if p.is_file() and p.suffix in (".py", ".toml")]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for script, text in (("setup.sh", SETUP_SH), ("run_autograder", RUN_AUTOGRADER.format(name=m.name))):
+            info = zipfile.ZipInfo(script)
+            info.external_attr = (stat.S_IFREG | 0o755) << 16
+            zf.writestr(info, text)
+        for p, arc in files:
+            zf.write(p, arc)
+    return path
+
+
+def verify_student_kit(student: Path, removed: list[list[str]], ms: list[Manifest]) -> None:
+    """Refuse a student kit that still holds a solution marker, two consecutive lines of a solution
+    region, or a hidden check file."""
+    needles = set().union(*(line_pairs(code_lines("".join(r))) for r in removed)) if removed else set()
+    for m in ms:
+        for f in m.hidden_checks:
+            if (student / "assignments" / m.name / f).exists():
+                raise GraderError(f"release: hidden check file {f} of {m.name} reached the student kit")
+    for p in student.rglob("*"):
+        rel = p.relative_to(student)
+        if not p.is_file() or rel.parts[0] == "grader" or p.suffix not in (".py", ".ipynb", ".md", ".toml"):
+            continue
+        text = p.read_text(errors="replace")
+        if MARKER.search(text):
+            raise GraderError(f"release: {rel} still holds a solution marker")
+        leaked = needles & line_pairs(code_lines(text, p.suffix))
+        if leaked:
+            first = sorted(leaked)[0]
+            raise GraderError(f"release: solution lines {first[0][:50]!r} / {first[1][:50]!r} leaked into {rel}")

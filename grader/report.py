@@ -19,18 +19,19 @@ def gradescope(result: GradeResult) -> dict:
     lines = [f"{result.title}: {_pts(result.score)} / {_pts(result.max_score)}",
              f"Data set: {result.dataset}. Device: {result.device}."]
     lines += result.problems
+    tests = [
+        {"name": f"{c.title} [{c.id}]", "number": c.number, "score": round(c.score, 6),
+         "max_score": round(c.max_score, 6), "status": c.status, "visibility": c.visibility,
+         "output": c.output + (f"\n(seed {c.seed})" if c.status == "failed" else "")}
+        for c in result.checks
+    ]
     return {
-        "score": result.score,
+        "score": round(sum(t["score"] for t in tests), 4),   # what the tests add up to, as shown
         "execution_time": round(result.execution_time, 3),
         "output": "\n".join(lines),
         "visibility": "visible",
         "stdout_visibility": "hidden",
-        "tests": [
-            {"name": f"{c.title} [{c.id}]", "number": c.number, "score": round(c.score, 6),
-             "max_score": round(c.max_score, 6), "status": c.status, "visibility": c.visibility,
-             "output": c.output + (f"\n(seed {c.seed})" if c.status == "failed" else "")}
-            for c in result.checks
-        ],
+        "tests": tests,
         "extra_data": {"assignment": result.assignment, "dataset": result.dataset, "device": result.device,
                        "hidden_checks_included": result.hidden, "digest": result.digest,
                        "grader_version": result.grader_version, "started_at": result.started_at,

@@ -54,7 +54,7 @@ warmup = [
     variant(zero_row_min, "ties_int64", shape=(6, 5), dtype=torch.int64, ties=True),
     variant(zero_row_min, "one_column_float32", shape=(5, 1), dtype=torch.float32),
     variant(zero_row_min, "one_row", shape=(1, 7), dtype=torch.float64),
-    variant(batched_matrix_multiply_loop, "float32_batch_of_one", B=1, N=1, M=7, P=3, dtype=torch.float32),
+    variant(batched_matrix_multiply_loop, "float64_batch_of_one", B=1, N=1, M=7, P=3, dtype=torch.float64),
     variant(batched_matrix_multiply_no_loop, "float32_larger", B=16, N=9, M=12, P=5, dtype=torch.float32),
     variant(normalize_columns, "float32_tall", shape=(50, 3), dtype=torch.float32),
     variant(normalize_columns, "two_rows_one_column", shape=(2, 1), dtype=torch.float64),

@@ -12,7 +12,7 @@ import pytest
 
 from grader import manifest
 from grader.manifest import GraderError
-from grader.release import find_regions, release, stub_source
+from grader.release import code_lines, find_regions, line_pairs, release, stub_source
 from grader.runner import grade, load_checks
 from grader.submit import build_submission
 from tests.conftest import ROOT
@@ -43,7 +43,7 @@ def test_regions_become_stubs_naming_the_function():
     assert 'raise NotImplementedError("TODO: implement f in m.py")' in text
     assert 'raise NotImplementedError("TODO: implement K.g in m.py")' in text
     assert "Docstring stays." in text and "# TODO: square x." in text
-    assert [r.strip() for r in removed] == ["out = x * x", "return 42"]
+    assert [[ln.strip() for ln in r] for r in removed] == [["out = x * x"], ["return 42"]]
     ns = {}
     exec(compile(text, "m.py", "exec"), ns)
     with pytest.raises(NotImplementedError, match="implement f"):
@@ -69,22 +69,21 @@ def released(tmp_path_factory):
     return out, paths
 
 
-def solution_lines():
-    lines = set()
+def solution_pairs():
+    """Every two consecutive code lines of every solution region of the reference."""
+    pairs = set()
     for m in (manifest.load(n, ROOT) for n in manifest.available(ROOT)):
         for f in m.files:
-            text = (ROOT / f).read_text()
-            stubbed, removed = stub_source(text, f)
-            kept = {ln.strip() for ln in stubbed.splitlines()}
-            lines |= {r.strip() for r in removed if len(r.strip()) > 15 and r.strip() not in kept
-                      and not r.strip().startswith("#")}
-    return lines
+            _, removed = stub_source((ROOT / f).read_text(), f)
+            for region in removed:
+                pairs |= line_pairs(code_lines("".join(region)))
+    return pairs
 
 
 def test_no_solution_text_and_no_hidden_check_reaches_the_student_kit(released):
     out, _ = released
     student = out / "student"
-    needles = solution_lines()
+    needles = solution_pairs()
     assert needles, "the reference should have solution regions"
     hidden_ids = set()
     for name in manifest.available(ROOT):
@@ -95,8 +94,8 @@ def test_no_solution_text_and_no_hidden_check_reaches_the_student_kit(released):
     for p in student.rglob("*"):
         if p.is_file() and p.suffix in (".py", ".ipynb", ".toml", ".md", ".yml"):
             text = p.read_text()
-            for n in needles:
-                assert n not in text, f"{n!r} leaked into {p}"
+            leaked = needles & line_pairs(code_lines(text, ".ipynb" if p.suffix == ".ipynb" else ".py"))
+            assert not leaked, f"{sorted(leaked)[:3]} leaked into {p}"
             for h in hidden_ids:
                 assert h not in text, f"hidden check {h} named in {p}"
             if p.suffix == ".ipynb":

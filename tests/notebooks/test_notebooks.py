@@ -167,9 +167,10 @@ def test_solution_regions_are_well_formed_and_stub_cleanly(assignment, path):
     stubbed = nbformat.reads(text, as_version=4)
     nbformat.validate(stubbed)
     assert "BEGIN SOLUTION" not in text
-    for line in removed:
-        if line.strip() and not line.strip().startswith("#"):
-            assert line not in text, f"{path}: solution line {line.strip()!r} survives stubbing"
+    for region in removed:
+        for line in region:
+            if line.strip() and not line.strip().startswith("#"):
+                assert line not in text, f"{path}: solution line {line.strip()!r} survives stubbing"
 
 
 # ---------------------------------------------------------------------------------------------------------
