@@ -288,6 +288,9 @@ class Ctx:
         """`got` must be a tensor shaped like `expected`, of `dtype` (default: expected's) on `device`
         (default: the grading device), with relative error at most `bound` (exact for integers/bools)."""
         self.expect_type(got, torch.Tensor, name)
+        if got.requires_grad and self.run.manifest.forbid_autograd:
+            raise CheckFailed(f"{name} requires grad: this assignment computes gradients by hand, "
+                              "without autograd (no requires_grad, .backward() or torch.autograd).")
         want_dtype = expected.dtype if dtype is None else dtype
         if tuple(got.shape) != tuple(expected.shape):
             msg = f"{name}: expected shape {fmt_shape(expected.shape)}, found {fmt_shape(got.shape)}."

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-AUTOGRAD_NAMES = ["torch.Tensor.backward", "torch.autograd.grad", "torch.autograd.backward",
-                  "torch.Tensor.requires_grad_"]
+# What "no autograd" forbids. torch.Tensor.requires_grad also catches `requires_grad=True` keywords (static scan).
+# (torch.autograd.grad/backward are listed too so the worker's guard wraps them: it wraps callables only.)
+AUTOGRAD_NAMES = ["torch.autograd", "torch.autograd.grad", "torch.autograd.backward", "torch.Tensor.backward",
+                  "torch.Tensor.requires_grad_", "torch.Tensor.requires_grad"]
 
 
 class GraderError(Exception):

@@ -71,6 +71,12 @@ def scan(source: str, qualname: str, forbidden: list[str], filename: str = "<sub
     uses: list[Use] = []
     seen: set[tuple[str, int]] = set()
     for node in ast.walk(fn):
+        if isinstance(node, ast.keyword) and node.arg in methods:   # e.g. requires_grad=True
+            hit = (f"torch.Tensor.{node.arg}", node.value.lineno)
+            if hit not in seen:
+                seen.add(hit)
+                uses.append(Use(hit[0], hit[1], f"{node.arg}="))
+            continue
         if not isinstance(node, (ast.Attribute, ast.Name)):
             continue
         parts = _dotted(node)
@@ -90,6 +96,7 @@ def scan(source: str, qualname: str, forbidden: list[str], filename: str = "<sub
                     if hit not in seen:
                         seen.add(hit)
                         uses.append(Use(f, node.lineno, text))
+                    break           # the first forbidden name that covers it is enough
         elif isinstance(node, ast.Attribute) and node.attr in methods:
             hit = (f"torch.Tensor.{node.attr}", node.lineno)
             if hit not in seen:

@@ -60,6 +60,25 @@ def test_loops_counts_for_while_and_comprehensions():
     assert loops(SRC, "clean") == []
 
 
+def test_autograd_use_is_found_in_every_spelling():
+    from grader.manifest import AUTOGRAD_NAMES
+    src = (
+        "import torch\n"
+        "from torch.autograd import grad\n"
+        "def f(w, x):\n"
+        "    a = torch.zeros(3, requires_grad=True)\n"
+        "    w.requires_grad_()\n"
+        "    x.requires_grad = True\n"
+        "    (w * x).sum().backward()\n"
+        "    return grad(w.sum(), w), torch.autograd.grad\n"
+        "def g(w):\n"
+        "    return 2 * w\n")
+    found = {(u.name, u.line) for u in scan(src, "f", AUTOGRAD_NAMES)}
+    assert {("torch.Tensor.requires_grad", 4), ("torch.Tensor.requires_grad_", 5),
+            ("torch.Tensor.requires_grad", 6), ("torch.Tensor.backward", 7), ("torch.autograd", 8)} <= found
+    assert scan(src, "g", AUTOGRAD_NAMES) == []
+
+
 def test_syntax_errors_surface():
     with pytest.raises(SyntaxError):
         scan("def f(:\n", "f", FORBIDDEN)
