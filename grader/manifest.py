@@ -51,6 +51,7 @@ class Manifest:
     call_timeout: float = 60.0
     memory_mb: int = 4096
     forbid_autograd: bool = False
+    autograd_allowed_in: list[str] = field(default_factory=list)  # given code that may use autograd (FastConv)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -160,7 +161,8 @@ def _parse(data: dict, path: Path) -> Manifest:
         targets={k: {kk: float(vv) for kk, vv in v.items()} for k, v in data.get("targets", {}).items()},
         call_timeout=float(limits.get("call_timeout", 60.0)), memory_mb=int(limits.get("memory_mb", 4096)),
         forbid_autograd=bool(data.get("forbid_autograd", False)),
+        autograd_allowed_in=list(data.get("autograd_allowed_in", [])),
         extra={k: v for k, v in data.items() if k not in {"parts", "files", "notebooks", "checks", "hidden_checks",
                                                           "sandbox_paths", "targets", "limits", "name", "title",
-                                                          "forbid_autograd"}},
+                                                          "forbid_autograd", "autograd_allowed_in"}},
     )

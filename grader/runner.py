@@ -200,7 +200,7 @@ def grade(submission: Path, assignment: str, *, device: str = "auto", hidden: bo
         problems = [f"{f} is missing from the submission." for f in staged.missing]
         problems += [f"syntax error in {msg}" for msg in staged.syntax_errors.values()]
         config = SandboxConfig(root=staged.root, student_files=staged.present, device=device,
-                               guarded=m.guarded_names(), call_timeout=min(m.call_timeout, call_timeout or 1e9),
+                               guarded=m.guarded_names(), exempt=m.autograd_allowed_in, call_timeout=min(m.call_timeout, call_timeout or 1e9),
                                memory_mb=m.memory_mb)
         results: list[CheckResult] = []
         with Sandbox(config) as sandbox:

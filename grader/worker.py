@@ -46,6 +46,7 @@ class Worker:
         self.next_handle = 1
         self.student_files: set[str] = set()
         self.current_forbidden: frozenset[str] = frozenset()
+        self.exempt: tuple[str, ...] = ()   # qualified names of given code the guard ignores
         self.forbidden_hits: list[str] = []
         self.device = "cpu"
 
@@ -92,6 +93,7 @@ class Worker:
         sys.path.insert(0, root)
         self.device = cfg.get("device", "cpu")
         self.student_files = {os.path.realpath(os.path.join(root, f)) for f in cfg.get("student_files", [])}
+        self.exempt = tuple(cfg.get("exempt", []))
         info = {"pid": os.getpid(), "network_isolated": _cut_network(), "memory_limited": False}
         import torch  # noqa: F401  (imported before limits so its own start-up is not counted)
         torch.set_num_threads(int(cfg.get("threads", 1)))
@@ -117,7 +119,9 @@ class Worker:
             def wrapper(*args, __original=original, __name=name, **kwargs):
                 if __name in worker.current_forbidden:
                     frame = sys._getframe(1)
-                    if os.path.realpath(frame.f_code.co_filename) in worker.student_files:
+                    code = frame.f_code
+                    if os.path.realpath(code.co_filename) in worker.student_files and not any(
+                            code.co_qualname == e or code.co_qualname.startswith(e + ".") for e in worker.exempt):
                         worker.forbidden_hits.append(f"{__name} (line {frame.f_lineno})")
                 return __original(*args, **kwargs)
 
