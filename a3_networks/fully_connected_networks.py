@@ -490,8 +490,8 @@ def get_five_layer_network_params() -> tuple[float, float]:
     learning_rate = 2e-3
     # TODO: Set weight_scale and learning_rate (deeper networks are more sensitive to both).
     # BEGIN SOLUTION
-    weight_scale = 1e-1
-    learning_rate = 1e-1
+    weight_scale = 2e-1
+    learning_rate = 2e-2
     # END SOLUTION
     return weight_scale, learning_rate
 

@@ -136,9 +136,14 @@ def describe_error(err: SandboxError, function: str) -> str:
         w = err.where[-1]
         where = f"\n  at {w['file']} line {w['line']}, in {w['function']}: {w['code'].strip()}"
     if err.kind == "exception" and err.type_name == "NotImplementedError":
-        text = f"{function} is not implemented yet (it raises NotImplementedError)."
-    elif err.kind == "exception" and err.type_name == "MemoryError":
-        text = f"{function} ran out of memory (MemoryError): it allocates more than the sandbox allows.{where}"
+        raiser = err.where[-1]["function"] if err.where else ""
+        raiser = raiser if raiser and raiser != "<module>" and raiser not in function else ""
+        text = (f"{raiser} is not implemented yet (it raises NotImplementedError), and {function} calls it."
+                if raiser else f"{function} is not implemented yet (it raises NotImplementedError).")
+    elif err.kind == "exception" and (err.type_name == "MemoryError" or "out of memory" in err.message
+                                      or "can't allocate memory" in err.message):
+        text = (f"{function} ran out of memory: it allocates more than the sandbox allows (look for a large "
+                f"intermediate tensor).\n  {err.type_name}: {err.message[:300]}{where}")
     elif err.kind == "exception":
         text = f"{function} raised {err.type_name}: {err.message}{where}"
     elif err.kind == "exit":
@@ -159,6 +164,28 @@ class ImportFailed(CheckFailed):
     pass
 
 
+def _handles_in(value: Any) -> list[Handle]:
+    if isinstance(value, Handle):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [h for v in value for h in _handles_in(v)]
+    if isinstance(value, dict):
+        return [h for v in value.values() for h in _handles_in(v)]
+    return []
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values, tensors compared exactly (shape, dtype and every entry)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+                and a.dtype == b.dtype and torch.equal(a.cpu(), b.cpu()))
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b or (a != a and b != b)
+
+
 # ---- the context a check runs with --------------------------------------------------------------
 
 class Ctx:
@@ -171,6 +198,7 @@ class Ctx:
         self.gen = torch.Generator().manual_seed(spec.seed)
         self.notes: list[str] = []
         self.calls: list[Reply] = []
+        self.handles: list[Handle] = []    # objects this check left in the sandbox; released after it
 
     # -- inputs ---------------------------------------------------------------------------------
     def randn(self, *shape: int, dtype: torch.dtype = torch.float64, scale: float = 1.0) -> torch.Tensor:
@@ -218,17 +246,21 @@ class Ctx:
         """A student's function or class, to pass as an argument (e.g. a loss function to a trainer)."""
         return Ref(self.run.module_for(name, self.spec.function), name)
 
-    def method(self, obj: Handle, name: str, *args: Any, keep: bool = False, timeout: float | None = None,
-               **kwargs: Any) -> Any:
-        """Call method `name` of an object that lives in the sandbox (see `call` of a class)."""
+    def invoke_method(self, obj: Handle, name: str, *args: Any, keep: bool = False, return_args: bool = False,
+                      timeout: float | None = None, **kwargs: Any) -> Reply:
+        """Call method `name` of an object that lives in the sandbox; returns the whole Reply."""
         try:
             reply = self.run.sandbox.call(None, name, args, kwargs, handle=obj, seed=self.seed,
                                           forbidden=self.run.manifest.forbidden_for(self.spec.function), keep=keep,
-                                          timeout=self._timeout(timeout))
+                                          return_args=return_args, timeout=self._timeout(timeout))
         except SandboxError as e:
             raise self._failure(e, None, f"{obj.type}.{name}") from None
         self._judge_reply(reply, f"{obj.type}.{name}")
-        return reply.value
+        return reply
+
+    def method(self, obj: Handle, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call method `name` of an object that lives in the sandbox (see `call` of a class)."""
+        return self.invoke_method(obj, name, *args, **kwargs).value
 
     def _timeout(self, timeout: float | None) -> float:
         limit = timeout or self.spec.timeout or self.run.manifest.call_timeout
@@ -237,7 +269,9 @@ class Ctx:
     def put(self, value: Any) -> Handle:
         """Send `value` to the sandbox once and get a handle to pass to later calls."""
         try:
-            return self.run.sandbox.put(value)
+            h = self.run.sandbox.put(value)
+            self.handles.append(h)
+            return h
         except SandboxError as e:
             raise CheckFailed(describe_error(e, "sending the inputs")) from None
 
@@ -256,6 +290,7 @@ class Ctx:
 
     def _judge_reply(self, reply: Reply, function: str) -> None:
         self.calls.append(reply)
+        self.handles.extend(_handles_in(reply.value))
         if reply.forbidden_hits:
             raise CheckFailed(f"{function} called {', '.join(reply.forbidden_hits)}, which "
                               f"{self.spec.function} may not use in this assignment.")
@@ -275,11 +310,9 @@ class Ctx:
     def expect_type(self, value: Any, types: type | tuple[type, ...], name: str) -> None:
         if not isinstance(value, types):
             names = types.__name__ if isinstance(types, type) else " or ".join(t.__name__ for t in types)
-            if isinstance(value, Handle):
-                found = value.type
-            else:
-                found = type(value).__name__
-            raise CheckFailed(f"{name}: expected a {names}, found {found}.")
+            found = value.type if isinstance(value, Handle) else type(value).__name__
+            article = "an" if names[0] in "aeiou" else "a"
+            raise CheckFailed(f"{name}: expected {article} {names}, found {found}.")
 
     def expect_tensor(self, got: Any, expected: torch.Tensor, name: str = "the output", *,
                       bound: float = 1e-6, dtype: torch.dtype | None = None, device: Any = "default",
@@ -308,9 +341,13 @@ class Ctx:
             diff = (got.cpu() != expected.cpu())
             if diff.any():
                 idx = tuple(int(i) for i in diff.nonzero()[0])
-                raise CheckFailed(f"{name}: {int(diff.sum())} of {diff.numel()} entries are wrong; e.g. at index "
-                                  f"{idx} expected {expected.cpu()[idx].item()}, found {got.cpu()[idx].item()}."
-                                  + (f" {hint}" if hint else ""))
+                msg = (f"{name}: {int(diff.sum())} of {diff.numel()} entries are wrong; e.g. at index "
+                       f"{idx} expected {expected.cpu()[idx].item()}, found {got.cpu()[idx].item()}.")
+                why = next((d for d, alt in (mistakes or {}).items()
+                            if alt.shape == got.shape and torch.equal(alt.cpu().to(got.dtype), got.cpu())), None)
+                if why:
+                    msg += f" Likely bug: {why}."
+                raise CheckFailed(msg + (f" {hint}" if hint else ""))
             return
         if not torch.isfinite(got.detach().cpu()).all() and torch.isfinite(expected.detach().cpu()).all():
             bad = int((~torch.isfinite(got.detach().cpu())).sum())
@@ -343,7 +380,6 @@ class Ctx:
         """The call (made with return_args=True) must not have modified its tensor inputs."""
         after = reply.args or []
         for name, b, a in zip(names, before, after):
-            if isinstance(b, torch.Tensor) and isinstance(a, torch.Tensor) and b.shape == a.shape:
-                if not torch.equal(b.cpu(), a.cpu()):
-                    raise CheckFailed(f"the call modified its input {name}; it must leave its inputs unchanged "
-                                      "(work on a copy, e.g. x.clone()).")
+            if not _same(b, a):
+                raise CheckFailed(f"the call modified its input {name}; it must leave its inputs unchanged "
+                                  "(work on a copy, e.g. x.clone()).")

@@ -8,6 +8,7 @@ run scores out of the assignment's points either way, and a wrong function loses
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib.machinery
 import importlib.util
@@ -124,7 +125,8 @@ class Run:
 
     def dataset(self):
         if self._dataset is None:
-            *arrays, info = load_dataset(self.dataset_request)
+            with contextlib.redirect_stdout(sys.stderr):      # stdout may carry --format json
+                *arrays, info = load_dataset(self.dataset_request)
             self._dataset = (*arrays, info)
             self.dataset_name = info["name"] if isinstance(info, dict) else info.name
         return self._dataset
@@ -156,7 +158,12 @@ def run_check(run: Run, spec: CheckSpec) -> tuple[str, str]:
         problem = run.static_problem(spec.function)
         if problem:
             raise CheckFailed(problem)
-        spec.body(ctx, **spec.params)
+        starts = run.sandbox.stats.starts
+        try:
+            spec.body(ctx, **spec.params)
+        finally:
+            if run.sandbox.stats.starts == starts:   # the handles belong to the worker still running
+                run.sandbox.release(ctx.handles)
         status, text = "passed", ""
     except CheckFailed as e:
         status, text = "failed", str(e)

@@ -315,6 +315,15 @@ class Sandbox:
         return self._roundtrip({"op": "put", "value": value}, timeout or self.config.call_timeout,
                                "sending inputs")["value"]
 
+    def release(self, handles: list[Handle]) -> None:
+        """Let the worker drop objects it keeps (a no-op when the worker that held them is gone)."""
+        if handles and self.proc is not None and self.proc.poll() is None:
+            try:
+                self._roundtrip({"op": "release", "handles": [h.id for h in handles]}, self.config.call_timeout,
+                                "releasing objects")
+            except SandboxError:
+                pass
+
     def get(self, handle: Handle, timeout: float | None = None) -> Any:
         self._ensure()
         return self._roundtrip({"op": "get", "value": handle}, timeout or self.config.call_timeout,

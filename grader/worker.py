@@ -51,11 +51,13 @@ class Worker:
         self.device = "cpu"
 
     # -- protocol -----------------------------------------------------------------------------
-    def recv(self) -> Any:
-        from grader import wire
+    def recv(self) -> bytes:
         (n,) = struct.unpack(">Q", _read_exact(self.fd_in, 8))
-        return wire.decode(_read_exact(self.fd_in, n), device_map=self._device_map, from_handle=self._resolve,
-                           from_ref=self._resolve_ref)
+        return _read_exact(self.fd_in, n)
+
+    def decode(self, msg: bytes) -> Any:
+        from grader import wire
+        return wire.decode(msg, device_map=self._device_map, from_handle=self._resolve, from_ref=self._resolve_ref)
 
     def send(self, obj: Any) -> None:
         from grader import wire
@@ -185,10 +187,11 @@ class Worker:
     def serve(self) -> None:
         while True:
             try:
-                req = self.recv()
+                msg = self.recv()
             except EOFError:
                 return
             try:
+                req = self.decode(msg)
                 if req.get("op") == "setup":
                     reply = {"ok": True, "info": self.setup(req["config"])}
                 else:

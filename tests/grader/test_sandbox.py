@@ -204,3 +204,11 @@ def test_given_code_can_be_exempt_from_the_guard(tmp_path):
         assert sb.call("pkg.layers", "student_backward", (x,), forbidden=names).forbidden_hits == []
         hits = sb.call("pkg.layers", "cheating_backward", (x,), forbidden=names).forbidden_hits
         assert {h.split(" ")[0] for h in hits} == set(names)
+
+
+def test_released_objects_are_dropped_by_the_worker(sandbox):
+    h = sandbox.call("pkg.student", "Counter", (1,)).value
+    assert sandbox.call(None, "add", (1,), handle=h).value == 2
+    sandbox.release([h])
+    with pytest.raises(SandboxError, match="unknown handle"):
+        sandbox.call(None, "add", (1,), handle=h)
