@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     print(render(rows))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps([r.__dict__ for r in rows], indent=2) + "\n")
+    out.write_text(json.dumps([{**r.__dict__, "ratio": r.ratio} for r in rows], indent=2) + "\n")
     print(f"\nwritten to {out}")
     return 0
 

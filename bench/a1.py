@@ -37,7 +37,7 @@ def run(repeat: int = 5) -> list[Row]:
     wall = time.perf_counter() - t0
     sb = result.sandbox
     overhead = sb["start_seconds"] + sb["io_seconds"]
-    rows.append(Row("a1", "grading A1, public + hidden (wall)", wall, "-", wall, "s",
+    rows.append(Row("a1", "grading A1, public + hidden (wall)", wall, "", None, "s",
                     note=f"{len(result.checks)} checks, score {result.score:g}"))
     rows.append(Row("a1", "  share: starting + feeding the sandbox", overhead, "grading A1 (wall)", wall, "s",
                     note=f"{sb['worker_starts']} worker start(s), {sb['requests']} requests"))

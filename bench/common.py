@@ -16,14 +16,14 @@ class Row:
     suite: str
     measure: str          # what is measured
     value: float
-    baseline_name: str    # what it is compared with, measured in the same run
-    baseline: float
+    baseline_name: str    # what it is compared with, measured in the same run ("" for none)
+    baseline: float | None
     unit: str             # "s", "MB", "%" ...
     note: str = ""
 
     @property
-    def ratio(self) -> float:
-        return self.value / self.baseline if self.baseline else float("nan")
+    def ratio(self) -> float | None:
+        return self.value / self.baseline if self.baseline else None
 
 
 def median_time(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
@@ -64,8 +64,10 @@ def render(rows: list[Row]) -> str:
     head = f"{'suite':<6} {'measure':<46} {'value':>12} {'baseline (same run)':<30} {'baseline':>12} {'ratio':>8}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r.suite:<6} {r.measure:<46} {_fmt(r.value, r.unit):>12} {r.baseline_name:<30} "
-                     f"{_fmt(r.baseline, r.unit):>12} {r.ratio:>8.2f}" + (f"  {r.note}" if r.note else ""))
+        base = _fmt(r.baseline, r.unit) if r.baseline is not None else "-"
+        ratio = f"{r.ratio:.2f}" if r.ratio is not None else "-"
+        lines.append(f"{r.suite:<6} {r.measure:<46} {_fmt(r.value, r.unit):>12} {r.baseline_name or '-':<30} "
+                     f"{base:>12} {ratio:>8}" + (f"  {r.note}" if r.note else ""))
     return "\n".join(lines)
 
 
