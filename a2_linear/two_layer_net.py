@@ -21,15 +21,15 @@ Your code goes where a TODO comment asks for it; leave the rest of the file as i
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
-from a2_linear.linear_classifier import sample_batch
+from a2_linear.linear_classifier import sample_batch  # nn_train draws its minibatches with your sample_batch
 
-Params = dict[str, torch.Tensor]
-LossFunction = Callable[..., "torch.Tensor | tuple[torch.Tensor, Params]"]
-PredictFunction = Callable[[Params, LossFunction, torch.Tensor], torch.Tensor]
+Params = dict[str, torch.Tensor]  # 'W1' (D, H), 'b1' (H,), 'W2' (H, C), 'b2' (C,)
+LossFunction = Callable[..., Any]  # like nn_forward_backward: scores without labels, (loss, grads) with them
+PredictFunction = Callable[[Params, LossFunction, torch.Tensor], torch.Tensor]  # like nn_predict
 
 
 class TwoLayerNet:

@@ -513,10 +513,9 @@ class DeepConvNet:
         if weight_initializer is None:
             weight_initializer = kaiming_initializer
         C, H, W = input_dims
-        # TODO: Initialise the parameters. Convolution i (1-based) has weights Wi of shape
-        # (num_filters[i-1], channels in, 3, 3) and biases bi; with batchnorm also gammai (ones) and betai
-        # (zeros). The linear layer WL maps the flattened output of the last block to num_classes. Weights
-        # are weight_scale * randn, or come from weight_initializer when weight_scale == 'kaiming'.
+        # TODO: Initialise Wi (num_filters[i-1], channels in, 3, 3) and bi (zeros) for each convolution i, with
+        # gammai (ones) and betai (zeros) if batchnorm, and WL, bL for the final linear layer. Weights are
+        # weight_scale * randn, or from weight_initializer(...) when weight_scale == 'kaiming'.
         # BEGIN SOLUTION
         kaiming = isinstance(weight_scale, str) and weight_scale == "kaiming"
         channels = C
@@ -612,10 +611,9 @@ class DeepConvNet:
         pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2}
 
         scores = None
-        # TODO: Compute the class scores. For convolutional layer i (0-based) use the sandwich that
-        # matches it: Conv_ReLU or Conv_ReLU_Pool without batchnorm, Conv_BatchNorm_ReLU or
-        # Conv_BatchNorm_ReLU_Pool (with self.bn_params[i]) with batchnorm; pool when i is in
-        # self.max_pools. Then the linear layer. Keep every cache.
+        # TODO: Compute the class scores: convolutional layer i (0-based) is Conv_ReLU, or Conv_BatchNorm_ReLU
+        # with self.bn_params[i] when self.batchnorm, in its _Pool version when i is in self.max_pools; then
+        # the final Linear. Keep every cache.
         # BEGIN SOLUTION
         caches = []
         h = X  # (N, C, H, W), then the output of each block

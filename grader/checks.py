@@ -275,6 +275,15 @@ class Ctx:
         except SandboxError as e:
             raise CheckFailed(describe_error(e, "sending the inputs")) from None
 
+    def getattr(self, obj: Handle, attr: str) -> Any:
+        """An attribute of an object that lives in the sandbox (e.g. `W` of a trained classifier)."""
+        try:
+            value = self.run.sandbox.getattr(obj, attr)
+        except SandboxError as e:
+            raise CheckFailed(describe_error(e, f"{obj.type}.{attr}")) from None
+        self.handles.extend(_handles_in(value))
+        return value
+
     def fetch(self, handle: Handle) -> Any:
         try:
             return self.run.sandbox.get(handle)

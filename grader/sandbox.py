@@ -315,6 +315,12 @@ class Sandbox:
         return self._roundtrip({"op": "put", "value": value}, timeout or self.config.call_timeout,
                                "sending inputs")["value"]
 
+    def getattr(self, handle: Handle, attr: str, timeout: float | None = None) -> Any:
+        """An attribute (dotted path) of an object in the worker, e.g. a trained classifier's `W`."""
+        self._ensure()
+        return self._roundtrip({"op": "getattr", "value": handle, "attr": attr}, timeout or self.config.call_timeout,
+                               f"reading {handle.type}.{attr}")["value"]
+
     def release(self, handles: list[Handle]) -> None:
         """Let the worker drop objects it keeps (a no-op when the worker that held them is gone)."""
         if handles and self.proc is not None and self.proc.poll() is None:

@@ -143,6 +143,11 @@ class Worker:
             return {"ok": True, "seconds": time.perf_counter() - t0}
         if op == "call":
             return self._call(req)
+        if op == "getattr":
+            obj = req["value"]
+            for part in req["attr"].split("."):
+                obj = getattr(obj, part)
+            return {"ok": True, "value": obj}
         if op == "put":
             return {"ok": True, "value": self._keep(req["value"])}
         if op == "get":

@@ -212,3 +212,10 @@ def test_released_objects_are_dropped_by_the_worker(sandbox):
     sandbox.release([h])
     with pytest.raises(SandboxError, match="unknown handle"):
         sandbox.call(None, "add", (1,), handle=h)
+
+
+def test_attributes_of_kept_objects_can_be_read(sandbox):
+    h = sandbox.call("pkg.student", "Counter", (7,)).value
+    assert sandbox.getattr(h, "n") == 7
+    with pytest.raises(SandboxError, match="AttributeError|no attribute"):
+        sandbox.getattr(h, "missing")
