@@ -206,8 +206,9 @@ SETUP_SH = """\
 #!/usr/bin/env bash
 # Gradescope runs this once when it builds the autograder image.
 set -euo pipefail
-apt-get update -q && apt-get install -y -q python3-venv python3-pip
-python3 -m venv /autograder/venv
+# the kit needs Python 3.11 or newer (Gradescope's Ubuntu 22.04 image ships it in its universe repository)
+apt-get update -q && apt-get install -y -q python3.11 python3.11-venv
+python3.11 -m venv /autograder/venv
 /autograder/venv/bin/pip install -q --upgrade pip
 /autograder/venv/bin/pip install -q /autograder/source
 """
