@@ -239,8 +239,8 @@ class MaxPool:
 class FastConv:
     """
     (Given.) The convolutional layer of `Conv`, computed by PyTorch's own convolution. The backward pass
-    lets PyTorch's autograd differentiate that one operation (the only use of autograd in this course's
-    code, and not one you may copy into your own layers).
+    lets PyTorch's autograd differentiate that one operation (with FastMaxPool, the only use of autograd
+    in this assignment's code, and not one you may copy into your own layers).
     """
 
     @staticmethod

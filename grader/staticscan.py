@@ -68,6 +68,8 @@ def scan(source: str, qualname: str, forbidden: list[str], filename: str = "<sub
     aliases = _aliases(tree)
     methods = {f.rsplit(".", 1)[1] for f in forbidden if f.startswith("torch.Tensor.")}
     modules = set(aliases)
+    # names of the file's own classes and functions: `Linear.backward(dout, cache)` is a layer, not a tensor
+    local = {n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))}
     uses: list[Use] = []
     seen: set[tuple[str, int]] = set()
     for node in ast.walk(fn):
@@ -97,7 +99,7 @@ def scan(source: str, qualname: str, forbidden: list[str], filename: str = "<sub
                         seen.add(hit)
                         uses.append(Use(f, node.lineno, text))
                     break           # the first forbidden name that covers it is enough
-        elif isinstance(node, ast.Attribute) and node.attr in methods:
+        elif isinstance(node, ast.Attribute) and node.attr in methods and not (len(parts) == 2 and parts[0] in local):
             hit = (f"torch.Tensor.{node.attr}", node.lineno)
             if hit not in seen:
                 seen.add(hit)

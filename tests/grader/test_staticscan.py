@@ -79,6 +79,23 @@ def test_autograd_use_is_found_in_every_spelling():
     assert scan(src, "g", AUTOGRAD_NAMES) == []
 
 
+def test_a_layer_backward_is_not_tensor_backward():
+    from grader.manifest import AUTOGRAD_NAMES
+    src = (
+        "import torch\n"
+        "from layers import Conv\n"
+        "class Linear:\n"
+        "    @staticmethod\n"
+        "    def backward(dout, cache):\n"
+        "        return dout\n"
+        "def net_backward(dout, cache, scores):\n"
+        "    dx = Linear.backward(dout, cache)\n"
+        "    dy = Conv.backward(dout, cache)\n"
+        "    scores.sum().backward()\n"
+        "    return dx, dy\n")
+    assert [(u.name, u.line) for u in scan(src, "net_backward", AUTOGRAD_NAMES)] == [("torch.Tensor.backward", 10)]
+
+
 def test_syntax_errors_surface():
     with pytest.raises(SyntaxError):
         scan("def f(:\n", "f", FORBIDDEN)
