@@ -242,9 +242,10 @@ class Ctx:
         """Call `function` in the sandbox and return what it returned."""
         return self.invoke(function, *args, **kwargs).value
 
-    def ref(self, name: str) -> Ref:
-        """A student's function or class, to pass as an argument (e.g. a loss function to a trainer)."""
-        return Ref(self.run.module_for(name, self.spec.function), name)
+    def ref(self, name: str, module: str | None = None) -> Ref:
+        """A student's function or class, to pass as an argument (e.g. a loss function to a trainer);
+        `module` names another module of the sandbox tree (e.g. "dlcv.solver" for the given Solver)."""
+        return Ref(module or self.run.module_for(name, self.spec.function), name)
 
     def invoke_method(self, obj: Handle, name: str, *args: Any, keep: bool = False, return_args: bool = False,
                       timeout: float | None = None, **kwargs: Any) -> Reply:
