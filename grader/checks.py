@@ -223,11 +223,14 @@ class Ctx:
         return self.run.target(key)
 
     # -- calling the student's code -------------------------------------------------------------
-    def invoke(self, function: str, *args: Any, keep: bool = False, return_args: bool = False,
+    def invoke(self, function: str | Ref, *args: Any, keep: bool = False, return_args: bool = False,
                timeout: float | None = None, **kwargs: Any) -> Reply:
         """Call `function` (a name in the part's module; `Class.method` for a static method) in the
         sandbox. A failure there becomes feedback; a forbidden call found there fails the check."""
-        module = self.run.module_for(function, self.spec.function)
+        if isinstance(function, Ref):            # e.g. ctx.call(ctx.ref("Solver", module="dlcv.solver"), ...)
+            module, function = function.module, function.attr
+        else:
+            module = self.run.module_for(function, self.spec.function)
         try:
             reply = self.run.sandbox.call(module, function, args, kwargs, seed=self.seed,
                                           forbidden=self.run.manifest.forbidden_for(self.spec.function),
@@ -238,7 +241,7 @@ class Ctx:
         self._judge_reply(reply, function)
         return reply
 
-    def call(self, function: str, *args: Any, **kwargs: Any) -> Any:
+    def call(self, function: str | Ref, *args: Any, **kwargs: Any) -> Any:
         """Call `function` in the sandbox and return what it returned."""
         return self.invoke(function, *args, **kwargs).value
 
