@@ -137,9 +137,12 @@ def describe_error(err: SandboxError, function: str) -> str:
         where = f"\n  at {w['file']} line {w['line']}, in {w['function']}: {w['code'].strip()}"
     if err.kind == "exception" and err.type_name == "NotImplementedError":
         raiser = err.where[-1]["function"] if err.where else ""
-        raiser = raiser if raiser and raiser != "<module>" and raiser not in function else ""
-        text = (f"{raiser} is not implemented yet (it raises NotImplementedError), and {function} calls it."
-                if raiser else f"{function} is not implemented yet (it raises NotImplementedError).")
+        if not raiser or raiser == "<module>" or function.startswith(raiser):
+            text = f"{function} is not implemented yet (it raises NotImplementedError)."
+        elif raiser.startswith(function.split(".")[0] + "."):     # a method of the class being checked
+            text = f"{raiser} is not implemented yet (it raises NotImplementedError)."
+        else:
+            text = f"{raiser} is not implemented yet (it raises NotImplementedError), and {function} calls it."
     elif err.kind == "exception" and (err.type_name == "MemoryError" or "out of memory" in err.message
                                       or "can't allocate memory" in err.message):
         text = (f"{function} ran out of memory: it allocates more than the sandbox allows (look for a large "

@@ -17,7 +17,6 @@ import struct
 import sys
 import threading
 import time
-import traceback
 from typing import Any
 
 
@@ -209,11 +208,16 @@ class Worker:
 
 
 def _error_reply(e: BaseException, student_files: set[str]) -> dict:
-    tb = traceback.extract_tb(e.__traceback__)
-    frames = [f for f in tb if os.path.realpath(f.filename) in student_files] or \
-        [f for f in list(tb)[-1:] if not f.filename.startswith("<")]
-    where = [{"file": os.path.basename(f.filename), "line": f.lineno, "function": f.name, "code": f.line or ""}
-             for f in frames[-5:]]
+    import linecache
+    frames, tb = [], e.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        frames.append((code.co_filename, tb.tb_lineno, code.co_qualname))
+        tb = tb.tb_next
+    mine = [f for f in frames if os.path.realpath(f[0]) in student_files] or \
+        [f for f in frames[-1:] if not f[0].startswith("<")]
+    where = [{"file": os.path.basename(f), "line": n, "function": q, "code": linecache.getline(f, n).strip()}
+             for f, n, q in mine[-5:]]
     if isinstance(e, SyntaxError) and e.filename:
         where = [{"file": os.path.basename(e.filename), "line": e.lineno, "function": "<module>",
                   "code": (e.text or "").strip()}]
