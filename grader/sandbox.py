@@ -72,6 +72,29 @@ class Stats:
     requests: int = 0
 
 
+def python_readable_by_others(python: str) -> bool:
+    """Whether another user could run `python` and import its standard library and packages (a Python
+    installed under /root, as pyenv does, is not: the worker then keeps the judge's user)."""
+    import subprocess
+    out = subprocess.run([python, "-c", "import sysconfig, json; print(json.dumps(sorted(set(sysconfig.get_paths()"
+                          "[k] for k in ('stdlib', 'platstdlib', 'purelib', 'platlib')))))"],
+                         capture_output=True, text=True)
+    import json
+    try:
+        paths = [Path(p) for p in json.loads(out.stdout)]
+    except ValueError:
+        return False
+    for p in paths:
+        for d in [p, *p.parents]:
+            try:
+                mode = d.stat().st_mode
+            except OSError:
+                return False
+            if not mode & 0o001 or (d == p and not mode & 0o004):
+                return False
+    return True
+
+
 def _user_ids(name: str | None) -> tuple[int, int] | None:
     if not name:
         return None
@@ -108,7 +131,8 @@ class Sandbox:
         self._stderr = open(self._stderr_path, "ab+")
         self._workdir = Path(self._tmp.name) / "work"
         self._workdir.mkdir()
-        self._run_as = _user_ids(config.run_as) if os.getuid() == 0 else None
+        self._run_as = (_user_ids(config.run_as) if os.getuid() == 0 and config.run_as
+                        and python_readable_by_others(config.python) else None)
         if self._run_as:
             # the unprivileged worker reads the staged tree and writes only its working folder
             os.chmod(self._tmp.name, 0o755)

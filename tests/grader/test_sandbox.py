@@ -149,8 +149,12 @@ def test_the_worker_is_isolated(sandbox):
 
 def test_the_worker_cannot_write_outside_its_working_folder(tmp_path):
     import os
+    import sys
+    from grader.sandbox import python_readable_by_others
     if os.getuid() != 0:
         pytest.skip("privileges are dropped only when the judge runs as root")
+    if not python_readable_by_others(sys.executable):
+        pytest.skip("this Python is installed where an unprivileged user cannot read it (e.g. under /root)")
     root = tmp_path / "kit"
     (root / "pkg").mkdir(parents=True)
     (root / "pkg" / "__init__.py").write_text("")
@@ -219,3 +223,16 @@ def test_attributes_of_kept_objects_can_be_read(sandbox):
     assert sandbox.getattr(h, "n") == 7
     with pytest.raises(SandboxError, match="AttributeError|no attribute"):
         sandbox.getattr(h, "missing")
+
+
+def test_lazily_imported_standard_modules_work_in_the_worker(sandbox, tmp_path):
+    # torch imports sympy -> mpmath -> colorsys on first use of autograd: the worker must be able to import
+    # the standard library after it has started (a dropped user that cannot read it would break this)
+    r = sandbox.call("pkg.student", "matmul", (torch.ones(1, 1), torch.ones(1, 1)))
+    assert r.value.item() == 1
+    root = tmp_path / "kit"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "late.py").write_text("def f():\n    import colorsys, mpmath\n    return colorsys.rgb_to_hsv(1, 0, 0)[2]\n")
+    with Sandbox(SandboxConfig(root=root, student_files=["pkg/late.py"], call_timeout=30)) as sb:
+        assert sb.call("pkg.late", "f").value == 1.0
