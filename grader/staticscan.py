@@ -70,6 +70,10 @@ def scan(source: str, qualname: str, forbidden: list[str], filename: str = "<sub
     modules = set(aliases)
     # names of the file's own classes and functions: `Linear.backward(dout, cache)` is a layer, not a tensor
     local = {n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))}
+    # `layer.backward(dout, cache)`: a layer's backward takes two arguments; a tensor's takes at most a gradient
+    # (the worker's guard still sees a real tensor.backward however it is written)
+    layer_calls = {id(n.func) for n in ast.walk(fn) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+                   and n.func.attr == "backward" and len(n.args) >= 2}
     uses: list[Use] = []
     seen: set[tuple[str, int]] = set()
     for node in ast.walk(fn):
@@ -82,6 +86,8 @@ def scan(source: str, qualname: str, forbidden: list[str], filename: str = "<sub
         if not isinstance(node, (ast.Attribute, ast.Name)):
             continue
         parts = _dotted(node)
+        if id(node) in layer_calls:
+            continue
         if parts is None:
             if isinstance(node, ast.Attribute) and node.attr in methods:
                 hit = (f"torch.Tensor.{node.attr}", node.lineno)

@@ -92,6 +92,8 @@ def test_a_layer_backward_is_not_tensor_backward():
         "    dx = Linear.backward(dout, cache)\n"
         "    dy = Conv.backward(dout, cache)\n"
         "    scores.sum().backward()\n"
+        "    for layer in (Linear, Conv):\n"
+        "        dz = layer.backward(dout, cache)\n"
         "    return dx, dy\n")
     assert [(u.name, u.line) for u in scan(src, "net_backward", AUTOGRAD_NAMES)] == [("torch.Tensor.backward", 10)]
 
