@@ -26,7 +26,7 @@ from dlcv.data import load_dataset  # imported before any student code runs
 from grader import manifest as manifests
 from grader.checks import CheckFailed, CheckSpec, Ctx, collect
 from grader.intake import Staged, stage
-from grader.manifest import GraderError, Manifest
+from grader.manifest import AUTOGRAD_NAMES, GraderError, Manifest
 from grader.results import CheckResult, GradeResult, PartResult
 from grader.sandbox import Sandbox, SandboxConfig, SandboxError
 from grader.staticscan import loops, scan
@@ -207,7 +207,8 @@ def grade(submission: Path, assignment: str, *, device: str = "auto", hidden: bo
         problems = [f"{f} is missing from the submission." for f in staged.missing]
         problems += [f"syntax error in {msg}" for msg in staged.syntax_errors.values()]
         config = SandboxConfig(root=staged.root, student_files=staged.present, device=device,
-                               guarded=m.guarded_names(), exempt=m.autograd_allowed_in, call_timeout=min(m.call_timeout, call_timeout or 1e9),
+                               guarded=m.guarded_names(), exempt=m.autograd_allowed_in,
+                               exempt_names=AUTOGRAD_NAMES, call_timeout=min(m.call_timeout, call_timeout or 1e9),
                                memory_mb=m.memory_mb)
         results: list[CheckResult] = []
         with Sandbox(config) as sandbox:

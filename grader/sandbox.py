@@ -43,7 +43,8 @@ class SandboxConfig:
     student_files: list[str]        # paths (relative to root) that came from the submission
     device: str = "cpu"
     guarded: list[str] = field(default_factory=list)   # callables to wrap (forbidden-call guard)
-    exempt: list[str] = field(default_factory=list)    # given code (qualified names) the guard ignores
+    exempt: list[str] = field(default_factory=list)    # given code (qualified names) the guard ignores ...
+    exempt_names: list[str] = field(default_factory=list)  # ... when it calls these names (autograd)
     call_timeout: float = 60.0
     startup_timeout: float = 120.0
     memory_mb: int = 4096
@@ -167,7 +168,7 @@ class Sandbox:
         self.stats.starts += 1
         cfg = {"root": str(self.config.root), "workdir": str(self._workdir), "device": self.config.device,
                "student_files": list(self.config.student_files), "guarded": list(self.config.guarded),
-               "exempt": list(self.config.exempt),
+               "exempt": list(self.config.exempt), "exempt_names": list(self.config.exempt_names),
                "memory_mb": self.config.memory_mb, "threads": self.config.threads,
                "run_as": list(self._run_as) if self._run_as else None}
         try:

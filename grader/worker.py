@@ -45,7 +45,8 @@ class Worker:
         self.next_handle = 1
         self.student_files: set[str] = set()
         self.current_forbidden: frozenset[str] = frozenset()
-        self.exempt: tuple[str, ...] = ()   # qualified names of given code the guard ignores
+        self.exempt: tuple[str, ...] = ()   # qualified names of given code the guard ignores ...
+        self.exempt_names: frozenset[str] = frozenset()   # ... for these names only (autograd)
         self.forbidden_hits: list[str] = []
         self.device = "cpu"
 
@@ -95,6 +96,7 @@ class Worker:
         self.device = cfg.get("device", "cpu")
         self.student_files = {os.path.realpath(os.path.join(root, f)) for f in cfg.get("student_files", [])}
         self.exempt = tuple(cfg.get("exempt", []))
+        self.exempt_names = frozenset(cfg.get("exempt_names", []))
         info = {"pid": os.getpid(), "network_isolated": _cut_network(), "memory_limited": False}
         import torch  # noqa: F401  (imported before limits so its own start-up is not counted)
         torch.set_num_threads(int(cfg.get("threads", 1)))
@@ -121,9 +123,12 @@ class Worker:
                 if __name in worker.current_forbidden:
                     frame = sys._getframe(1)
                     code = frame.f_code
-                    if os.path.realpath(code.co_filename) in worker.student_files and not any(
-                            code.co_qualname == e or code.co_qualname.startswith(e + ".") for e in worker.exempt):
-                        worker.forbidden_hits.append(f"{__name} (line {frame.f_lineno})")
+                    if os.path.realpath(code.co_filename) in worker.student_files and not (
+                            __name in worker.exempt_names and any(
+                                code.co_qualname == e or code.co_qualname.startswith(e + ".") for e in worker.exempt)):
+                        hit = f"{__name} (line {frame.f_lineno})"
+                        if hit not in worker.forbidden_hits:
+                            worker.forbidden_hits.append(hit)
                 return __original(*args, **kwargs)
 
             wrapper.__name__ = getattr(original, "__name__", attr)

@@ -189,25 +189,33 @@ def test_given_code_can_be_exempt_from_the_guard(tmp_path):
         import torch
         class FastLayer:                       # given code: may use autograd
             @staticmethod
+            def conv(x):
+                return torch.cdist(x[None], x[None])
+            @staticmethod
             def backward(x):
                 x = x.clone().requires_grad_()
                 (x * x).sum().backward()
                 return x.grad
         def student_backward(x):
             return FastLayer.backward(x)
+        def conv_through_given_code(x):
+            return FastLayer.conv(x)
         def cheating_backward(x):
             x = x.clone().requires_grad_()
             (x * x).sum().backward()
             return x.grad
     '''))
     names = ["torch.Tensor.backward", "torch.Tensor.requires_grad_"]
-    cfg = SandboxConfig(root=root, student_files=["pkg/layers.py"], guarded=names, exempt=["FastLayer"],
-                        call_timeout=10)
+    cfg = SandboxConfig(root=root, student_files=["pkg/layers.py"], guarded=names + ["torch.cdist"],
+                        exempt=["FastLayer"], exempt_names=names, call_timeout=10)
     with Sandbox(cfg) as sb:
         x = torch.ones(3)
         assert sb.call("pkg.layers", "student_backward", (x,), forbidden=names).forbidden_hits == []
         hits = sb.call("pkg.layers", "cheating_backward", (x,), forbidden=names).forbidden_hits
         assert {h.split(" ")[0] for h in hits} == set(names)
+        # the exemption covers autograd only: a forbidden op reached through given code is still caught
+        hits = sb.call("pkg.layers", "conv_through_given_code", (torch.ones(2, 2),), forbidden=["torch.cdist"])
+        assert [h.split(" ")[0] for h in hits.forbidden_hits] == ["torch.cdist"]
 
 
 def test_released_objects_are_dropped_by_the_worker(sandbox):

@@ -1,0 +1,1877 @@
+"""Public checks for A3. Each judges the student's layer, network or choice against an oracle computed here, in the
+judge: PyTorch's own ops (`F.linear`, `F.relu`, `F.conv2d`, `F.max_pool2d`, `F.batch_norm`, `torch.optim`) in
+float64, differentiated with `torch.autograd` (autograd is fine in the judge; only the student's code must do without
+it). Hidden variants (other seeds, shapes, strides, paddings, dtypes and hyperparameters) live in hidden.py.
+
+Nothing here imports the a3_networks package. Networks are built in the sandbox and their parameters read back with
+`ctx.getattr`; the judge re-implements each network with PyTorch's ops from those parameters. Trained parameters are
+evaluated here, on data whose labels never enter the sandbox.
+
+Composite units are judged on their own logic: a network that is wrong only because a layer it uses is wrong (Linear,
+ReLU, Dropout, BatchNorm, ...) does not lose its points too (the layer's own checks judge it), and the choices of
+hyperparameters are judged by training a correct model here when the student's own model cannot train.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import math
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from grader.checks import CheckFailed, check, fmt_shape, rel_error
+from grader.staticscan import find_function
+from grader.wire import Handle
+
+FWD, BWD, NET = 1e-7, 1e-8, 1e-6        # float64 bounds: layers forward, layers backward, networks (SPEC.md A3)
+LOW = 1e-4                              # anything computed in float32
+FC_MODULE = "a3_networks.fully_connected_networks"
+TRAIN_KEYS = ("X_train", "y_train", "X_val", "y_val")
+
+# How much the checks that train do, per data set. digits (the offline stand-in) trains on the CPU: the convolutional
+# solver gets at most conv_epochs epochs (deterministic, ~15 s for the reference). cifar10: the course's final run,
+# train(time_limit=60) on a GPU, as many epochs as the student asked for.
+# conv_train_samples caps the training images the Solver measures its (reported) training accuracy on each epoch:
+# it does not change the training, only saves time.
+SCALE = {
+    "digits": {"conv_epochs": 2, "conv_time_limit": 60.0, "conv_train_samples": 100},
+    "cifar10": {"conv_epochs": None, "conv_time_limit": 60.0, "conv_train_samples": None},
+}
+
+
+def bound(dtype: torch.dtype, b: float) -> float:
+    return b if dtype == torch.float64 else LOW
+
+
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+# ---- general helpers ----------------------------------------------------------------------------
+
+
+def _cpu64(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu", torch.float64)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, Handle):
+        return f"a {value.type} object"
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {fmt_shape(value.shape)}"
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
+def expect_items(ctx, value: Any, n: int, what: str) -> tuple:
+    if not isinstance(value, (tuple, list)) or len(value) != n:
+        ctx.fail(f"{what}: expected a tuple of {n} items, found {_kind(value)}.")
+    return tuple(value)
+
+
+def expect_float(ctx, value: Any, name: str, positive: bool = True) -> float:
+    if isinstance(value, torch.Tensor):
+        ctx.fail(f"{name}: expected a Python float, found a tensor; convert it with .item().")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        ctx.fail(f"{name}: expected a finite Python float, found {_kind(value)}.")
+    if positive and value <= 0:
+        ctx.fail(f"{name}: expected a positive number, found {value!r}.")
+    return float(value)
+
+
+def same_tensor(a: Any, b: Any) -> bool:
+    return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+            and a.dtype == b.dtype and torch.equal(a.cpu(), b.cpu()))
+
+
+def close(a: Any, b: Any, tol: float) -> bool:
+    """Tensors of one shape within relative error tol (False for anything else)."""
+    return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+            and rel_error(a, b) <= tol)
+
+
+def expect_inputs_unchanged(ctx, function: str, names: list[str], before: list, after: list | None) -> None:
+    for name, b, a in zip(names, before, after or []):
+        if isinstance(b, torch.Tensor) and not same_tensor(b, a):
+            ctx.fail(f"{function} modified its input {name}; it must leave its inputs unchanged (work on new tensors, "
+                     "e.g. out = x.clamp(min=0) or x.clone(), not x.clamp_(...) or x[...] = ...).")
+
+
+def expect_layout(ctx, got: Any, shape: tuple, dtype: torch.dtype, name: str, hint: str = "") -> None:
+    """A tensor of this shape and dtype on the grading device (its values are judged elsewhere)."""
+    fits = isinstance(got, torch.Tensor) and tuple(got.shape) == tuple(shape) and got.dtype == dtype
+    expected = got.detach().cpu() if fits else torch.zeros(shape, dtype=dtype)
+    ctx.expect_tensor(got, expected, name, bound=math.inf, hint=hint)
+
+
+def expect_loss(ctx, got: Any, want: torch.Tensor, name: str, *, tol: float, mistakes: dict | None = None) -> None:
+    """A loss: a one-element tensor (0-dim, as the docstrings say) or a Python number, close to `want`."""
+    if isinstance(got, torch.Tensor):
+        if got.numel() != 1:
+            ctx.fail(f"{name}: expected a 0-dim tensor, found {_kind(got)}.")
+        if got.requires_grad:
+            ctx.fail(f"{name} requires grad: this assignment computes gradients by hand, without autograd.")
+        got = got.item()
+    ctx.expect_close(got, float(want), name, bound=tol, mistakes={k: float(v) for k, v in (mistakes or {}).items()})
+
+
+def with_grads(fn: Callable, inputs: list[torch.Tensor], dout: torch.Tensor | None = None):
+    """(value, [gradient of each input]) of fn by autograd, in float64 on the CPU; dout is the upstream gradient
+    (None when fn returns a scalar)."""
+    xs = [_cpu64(t).requires_grad_(True) for t in inputs]
+    with torch.enable_grad():
+        out = fn(*xs)
+        grads = torch.autograd.grad(out, xs, grad_outputs=None if dout is None else _cpu64(dout), allow_unused=True)
+    return out.detach(), [torch.zeros_like(x) if g is None else g for g, x in zip(grads, xs)]
+
+
+def expect_grads(ctx, got: Any, wants: list[tuple[str, torch.Tensor]], what: str, dtype: torch.dtype, tol: float, *,
+                 n: int | None = None, mistakes: dict[str, dict] | None = None, hints: dict[str, str] | None = None):
+    """The result of a backward pass: one gradient per tensor argument of forward, in that order (a lone tensor
+    when there is one). Names a result returned in the wrong order."""
+    names = [w[0] for w in wants]
+    if len(wants) == 1:
+        got = (got,)
+    else:
+        got = expect_items(ctx, got, len(wants), f"the result of {what} ({', '.join(names)})")
+    for i, (name, want) in enumerate(wants):
+        g = got[i]
+        if isinstance(g, torch.Tensor) and (tuple(g.shape) != tuple(want.shape) or rel_error(g, want) > tol):
+            for j, (other, w2) in enumerate(wants):
+                if j != i and tuple(g.shape) == tuple(w2.shape) and \
+                        (tuple(g.shape) != tuple(want.shape) or rel_error(g, w2) <= tol):
+                    ctx.fail(f"{what}: item {i} of the result is {other}, not {name}. Likely bug: the gradients are "
+                             f"returned in the wrong order; return ({', '.join(names)}), one per tensor argument of "
+                             "forward, in the order of those arguments.")
+        ctx.expect_tensor(g, want.to(dtype), f"{name} ({what})", bound=tol, n=n,
+                          mistakes=(mistakes or {}).get(name), hint=(hints or {}).get(name, ""))
+
+
+def probe(ctx, names: list[str]) -> str | None:
+    """Which of the student's building blocks `names` is wrong ("your BatchNorm is wrong"), None if all look right.
+    Tells a composite's own failure from one it inherits. Probes run small versions of the blocks' checks."""
+    for name in names:
+        notes = list(ctx.notes)
+        try:
+            PROBES[name](ctx)
+        except Exception:  # noqa: BLE001 - a CheckFailed, or a result too odd to judge: wrong either way
+            return f"your {name} is wrong (see its checks)"
+        finally:
+            ctx.notes[:] = notes
+    return None
+
+
+@contextlib.contextmanager
+def excused_by(ctx, blocks: list[str], what: str, unit: str | None = None):
+    """Inside: a failure is excused (noted, the check passes) when one of `blocks` is wrong, since `what` uses it;
+    never when `unit` (default `what`), the unit judged, is itself not implemented."""
+    unit = unit or what
+    try:
+        yield
+    except CheckFailed as e:
+        head = str(e).split(" is not implemented yet", 1)[0] if " is not implemented yet" in str(e) else None
+        if head is not None and (head == unit or head.startswith(unit + ".")):
+            raise
+        broken = probe(ctx, blocks)
+        if broken is None:
+            raise
+        problem = str(e) if len(str(e)) < 400 else str(e)[:400] + " ..."
+        ctx.note(f"{unit} could not be judged on its own: {broken}, and {unit} uses it; {unit}'s own part looks "
+                 f"right as far as can be told. What went wrong ({what}): {problem}")
+
+
+def unit_source(ctx, unit: str) -> ast.AST | None:
+    """The submitted definition of `unit` (a class or function of the graded file), None when it is not there."""
+    file = ctx.run.manifest.part_of(ctx.spec.function).file
+    ctx.run.module_for(unit, ctx.spec.function)  # missing file / syntax error: the usual feedback
+    src = ctx.run.staged.sources.get(file)
+    return None if src is None else find_function(ast.parse(src), unit)
+
+
+GIVEN_FAST = ("FastConv", "FastMaxPool", "ConvVectorized", "Conv_ReLU", "Conv_ReLU_Pool", "Conv_BatchNorm_ReLU",
+              "Conv_BatchNorm_ReLU_Pool")
+
+
+def expect_naive(ctx, unit: str) -> None:
+    """The naive layers compute every window themselves: they may not hand the work to the given fast layers
+    (which call PyTorch's convolution and pooling where the run-time guard cannot tell who asked)."""
+    node = unit_source(ctx, unit)
+    if node is None:
+        return
+    for n in ast.walk(node):
+        used = n.id if isinstance(n, ast.Name) else n.value if isinstance(n, ast.Constant) else None
+        if isinstance(used, str) and used in GIVEN_FAST:
+            ctx.fail(f"{unit} uses {used} (line {n.lineno}); {unit} is the naive layer: compute every window "
+                     f"yourself with loops, without the given fast layers (they call PyTorch's own convolution and "
+                     "pooling, which this layer may not use).")
+
+
+def side_randn(ctx, *shape: int, dtype: torch.dtype, offset: int = 1) -> torch.Tensor:
+    """Normal values from a generator other than the check's (the sandbox's random numbers come from the check's seed:
+    inputs drawn from the same stream would be correlated with, e.g., a dropout mask)."""
+    gen = torch.Generator().manual_seed(ctx.seed * 7919 + offset)
+    return torch.randn(*shape, generator=gen, dtype=torch.float64).to(ctx.device, dtype)
+
+
+# ---- data -----------------------------------------------------------------------------------------
+
+_DATA: dict = {}
+
+
+def course_data(ctx, flatten: bool) -> dict:
+    """The grading data set as dlcv.preprocess_cifar10 gives it (float32, on the CPU): pixels / 255, the per-channel
+    mean of the training images subtracted, optionally flattened, the last 20% of the training images kept for
+    validation. X_test / y_test never leave the judge."""
+    x_train, y_train, x_test, y_test, _ = ctx.dataset()
+    key = (ctx.run.dataset_name, flatten)
+    if key not in _DATA:
+        _DATA.clear()
+        xs = x_train.to(torch.float32) / 255
+        xt = x_test.to(torch.float32) / 255
+        mean = xs.mean(dim=(0, 2, 3), keepdim=True)
+        xs, xt = xs - mean, xt - mean
+        if flatten:
+            xs, xt = xs.flatten(1), xt.flatten(1)
+        cut = xs.shape[0] - int(round(0.2 * xs.shape[0]))
+        _DATA[key] = {"X_train": xs[:cut], "y_train": y_train[:cut], "X_val": xs[cut:], "y_val": y_train[cut:],
+                      "X_test": xt, "y_test": y_test}
+    return _DATA[key]
+
+
+def scale(ctx, key: str) -> Any:
+    ctx.dataset()
+    return SCALE.get(ctx.run.dataset_name, SCALE["cifar10"])[key]
+
+
+def on_device(ctx, data: dict, keys=TRAIN_KEYS) -> dict:
+    return {k: data[k].to(ctx.device) for k in keys}
+
+
+@contextlib.contextmanager
+def one_thread():
+    """The judge's own training runs on one thread (on a busy machine more threads only contend)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def accuracy(scores: torch.Tensor, y: torch.Tensor) -> float:
+    """Percent of rows whose highest score is the label."""
+    return 100.0 * (scores.argmax(1).cpu() == y.cpu()).double().mean().item()
+
+
+# ---- oracles: the networks, re-implemented with PyTorch's ops -------------------------------------
+
+
+def count_layers(p: dict) -> int:
+    return sum(1 for k in p if k.startswith("W") and k[1:].isdigit())
+
+
+def two_layer_scores(p: dict, X: torch.Tensor) -> torch.Tensor:
+    hidden = F.relu(F.linear(X.flatten(1), p["W1"].t(), p["b1"]))
+    return F.linear(hidden, p["W2"].t(), p["b2"])
+
+
+def fc_scores(p: dict, X: torch.Tensor, masks: list | None = None) -> torch.Tensor:
+    """FullyConnectedNet: {linear - relu - [dropout: times its mask]} x (L - 1) - linear."""
+    L, h = count_layers(p), X.flatten(1)
+    for i in range(1, L):
+        h = F.relu(F.linear(h, p[f"W{i}"].t(), p[f"b{i}"]))
+        if masks is not None:
+            h = h * masks[i - 1]
+    return F.linear(h, p[f"W{L}"].t(), p[f"b{L}"])
+
+
+def three_layer_scores(p: dict, X: torch.Tensor) -> torch.Tensor:
+    pad = (p["W1"].shape[2] - 1) // 2
+    h = F.max_pool2d(F.relu(F.conv2d(X, p["W1"], p["b1"], padding=pad)), 2, 2)
+    h = F.relu(F.linear(h.flatten(1), p["W2"].t(), p["b2"]))
+    return F.linear(h, p["W3"].t(), p["b3"])
+
+
+def deep_scores(p: dict, X: torch.Tensor, max_pools, stats: list | None = None, eps: float = 1e-5) -> torch.Tensor:
+    """DeepConvNet: {3x3 conv pad 1 - [batchnorm] - relu - [2x2 pool]} x (L - 1) - linear. With batchnorm, `stats`
+    None normalises with the batch's statistics (train mode), else with stats[i] = (running_mean, running_var)."""
+    L, h = count_layers(p), X
+    for i in range(1, L):
+        h = F.conv2d(h, p[f"W{i}"], p[f"b{i}"], padding=1)
+        if f"gamma{i}" in p:
+            rm, rv = (None, None) if stats is None else stats[i - 1]
+            h = F.batch_norm(h, rm, rv, p[f"gamma{i}"], p[f"beta{i}"], training=stats is None, eps=eps)
+        h = F.relu(h)
+        if i - 1 in max_pools:
+            h = F.max_pool2d(h, 2, 2)
+    return F.linear(h.flatten(1), p[f"W{L}"].t(), p[f"b{L}"])
+
+
+def objective(forward: Callable, keys: list[str], X, y, reg: float, weights: list[str], coef: float = 1.0,
+              regularised: list[str] | None = None) -> Callable:
+    """The loss as a function of the parameters (in `keys` order): mean softmax loss plus coef * reg * sum of squares
+    of `regularised` (default: the weights)."""
+    def fn(*values):
+        p = dict(zip(keys, values))
+        penalty = sum((p[k] * p[k]).sum() for k in (regularised or weights))
+        return F.cross_entropy(forward(p, X), y) + coef * reg * penalty
+    return fn
+
+
+def net_expectations(forward: Callable, params: dict, X, y, reg: float, weights: list[str]):
+    """(loss, grads, loss mistakes, grad mistakes): the oracle and the regulariser's usual mistakes."""
+    keys = list(params)
+    Xc, yc = _cpu64(X), y.cpu()
+    vals = [params[k] for k in keys]
+
+    def run(coef=1.0, regularised=None):
+        loss, grads = with_grads(objective(forward, keys, Xc, yc, reg, weights, coef, regularised), vals)
+        return loss, dict(zip(keys, grads))
+
+    loss, grads = run()
+    if reg == 0:
+        return loss, grads, {}, {}
+    none, double, half, every = run(0.0), run(2.0), run(0.5), run(1.0, keys)
+    loss_mistakes = {"the regulariser is missing from the loss (reg * the sum of W * W over the weights)": none[0],
+                     "the regulariser is counted twice": double[0],
+                     "the regulariser has a factor 1/2; this course's regulariser is reg * sum(W * W)": half[0]}
+    groups = {"the biases are regularised too; only the weights are": [k for k in keys if k.startswith("b")],
+              "gamma and beta are regularised too; only the weights are": [k for k in keys if k.startswith(("gamma",
+                                                                                                              "beta"))],
+              "gamma is regularised too; only the weights are": [k for k in keys if k.startswith("gamma")],
+              "every parameter is regularised; only the weights are": [k for k in keys if k not in weights]}
+    for desc, extra in groups.items():
+        if extra and (desc.startswith("every") or len(extra) < len(keys) - len(weights)):
+            loss_mistakes[desc] = run(1.0, weights + extra)[0]
+    grad_mistakes = {}
+    for k in keys:
+        if k in weights:
+            grad_mistakes[k] = {f"the regulariser's gradient 2 * reg * {k} is missing": none[1][k],
+                                f"the regulariser's gradient is counted twice (4 * reg * {k})": double[1][k],
+                                f"the regulariser's gradient is reg * {k}; the derivative of reg * sum({k} * {k}) is "
+                                f"2 * reg * {k}": half[1][k]}
+        else:
+            grad_mistakes[k] = {f"{k} is regularised; only the weights are (no 2 * reg * {k} in its gradient)":
+                                every[1][k]}
+    return loss, grads, loss_mistakes, grad_mistakes
+
+
+# ---- networks: built in the sandbox, judged here --------------------------------------------------
+
+
+def expect_params(ctx, params: Any, shapes: dict[str, tuple], dtype: torch.dtype, what: str, hint: str = "") -> None:
+    ctx.expect_type(params, dict, f"{what}.params")
+    if set(params) != set(shapes):
+        missing, extra = sorted(set(shapes) - set(params)), sorted(set(params) - set(shapes))
+        ctx.fail(f"{what}.params: expected the keys {list(shapes)}, found {sorted(params)}"
+                 + (f" (missing {missing})" if missing else "") + (f" (unexpected {extra})" if extra else "") + ".")
+    for k, s in shapes.items():
+        expect_layout(ctx, params[k], s, dtype, f"{what}.params['{k}']", hint=hint)
+
+
+def expect_std(ctx, t: torch.Tensor, want: float, name: str, alternatives: dict[str, float] | None = None) -> None:
+    """Values drawn from N(0, want^2): the sample standard deviation within a few standard errors."""
+    v = _cpu64(t).flatten()
+    n = v.numel()
+    std, mean = v.std().item(), v.mean().item()
+    tol = 5 / math.sqrt(2 * n) + 0.01
+    if not abs(std / want - 1) <= tol:
+        why = next((d for d, a in (alternatives or {}).items()
+                    if abs(std / a - 1) <= tol and abs(a / want - 1) > 2 * tol), None)
+        ctx.fail(f"{name}: the standard deviation of its {n} values is {std:.4g}; expected {want:.4g} (within "
+                 f"{100 * tol:.0f}%)." + (f" Likely bug: {why}." if why else ""))
+    if not abs(mean) <= 6 * want / math.sqrt(n):
+        ctx.fail(f"{name}: the mean of its {n} values is {mean:.3g}; expected about 0 (normal values with mean 0).")
+
+
+def expect_zeros(ctx, t: torch.Tensor, name: str, value: float = 0.0) -> None:
+    if not bool((t.cpu() == value).all()):
+        ctx.fail(f"{name}: expected all {'zeros' if value == 0 else f'{value:g}s'} at initialisation, found values "
+                 f"from {t.min().item():.3g} to {t.max().item():.3g}.")
+
+
+def set_params(ctx, model: Handle, params: dict) -> None:
+    """Replace the values in model.params (the dict itself, as the Solver does) with the judge's."""
+    held = ctx.invoke_method(model, "__getattribute__", "params", keep=True).value
+    ctx.method(held, "update", params)
+
+
+def random_params(ctx, shapes: dict[str, tuple], dtype: torch.dtype, w_scale: float, b_scale: float) -> dict:
+    out = {}
+    for k, s in shapes.items():
+        if k.startswith("gamma"):
+            out[k] = 1 + ctx.randn(*s, dtype=dtype, scale=0.3)
+        else:
+            out[k] = ctx.randn(*s, dtype=dtype, scale=w_scale if k.startswith("W") else b_scale)
+    return out
+
+
+def judge_net_loss(ctx, model: Handle, cls: str, params: dict, X, y, reg: float, forward: Callable, dtype, what: str,
+                   test_forward: Callable | None = None, test_mistakes: Callable | None = None) -> None:
+    """model.loss(X, y) -> (loss, grads) and model.loss(X) -> scores against the oracle `forward` (train mode) and
+    `test_forward` (test mode: called after the train-mode call, default `forward`)."""
+    weights = [k for k in params if k.startswith("W")]
+    reply = ctx.invoke_method(model, "loss", X, y, return_args=True)
+    expect_inputs_unchanged(ctx, f"{cls}.loss", ["X"], [X], reply.args)
+    loss, grads = expect_items(ctx, reply.value, 2, f"the result of {cls}.loss(X, y) (loss, grads)")
+    want_loss, want_grads, loss_mistakes, grad_mistakes = net_expectations(forward, params, X, y, reg, weights)
+    tol = bound(dtype, NET)
+    expect_loss(ctx, loss, want_loss, f"the loss {what}", tol=tol, mistakes=loss_mistakes)
+    ctx.expect_type(grads, dict, f"grads {what}")
+    if set(grads) != set(params):
+        ctx.fail(f"grads {what}: expected one gradient per parameter, keys {list(params)}; found {sorted(grads)}.")
+    top = max(g.abs().max().item() for g in want_grads.values())
+    for k in params:
+        if want_grads[k].abs().max().item() <= 1e-9 * top:
+            # e.g. the bias of a convolution followed by a batch normalisation: the normalisation removes it, so its
+            # gradient is zero up to rounding, and only an absolute comparison means anything
+            expect_layout(ctx, grads[k], tuple(params[k].shape), dtype, f"grads['{k}'] {what}")
+            ctx.expect(bool(grads[k].detach().abs().max().item() <= tol * top),
+                       f"grads['{k}'] {what}: expected zeros (up to rounding): the batch normalisation after the "
+                       f"layer removes any constant shift, so {k} has no effect on the loss; found values up to "
+                       f"{grads[k].detach().abs().max().item():.3g}.")
+            continue
+        ctx.expect_tensor(grads[k], want_grads[k].to(dtype), f"grads['{k}'] {what}", bound=tol,
+                          n=X.shape[0], mistakes=grad_mistakes.get(k),
+                          hint=f"grads['{k}'] has the shape of params['{k}'], {fmt_shape(params[k].shape)}.")
+    scores = ctx.method(model, "loss", X)
+    if isinstance(scores, (tuple, list)):
+        ctx.fail(f"{cls}.loss(X) without labels should return the scores alone, a tensor; found {_kind(scores)}.")
+    q = {k: _cpu64(v) for k, v in params.items()}
+    want = (test_forward or forward)(q, _cpu64(X))
+    ctx.expect_tensor(scores, want.to(dtype), f"the scores of {cls}.loss(X) {what}", bound=tol,
+                      mistakes=test_mistakes(q, _cpu64(X)) if test_mistakes else None,
+                      hint=f"scores is (N, num_classes) = {fmt_shape(want.shape)}.")
+
+
+def build(ctx, cls: str, **kwargs) -> Handle:
+    model = ctx.call(cls, **kwargs)
+    if not isinstance(model, Handle) or model.type != cls:
+        ctx.fail(f"{cls}(...) should build a {cls} object; found {_kind(model)}.")
+    return model
+
+
+# ---- Linear and ReLU ------------------------------------------------------------------------------
+
+
+def linear_problem(ctx, N, shape, M, dtype):
+    D = math.prod(shape)
+    return (ctx.randn(N, *shape, dtype=dtype), ctx.randn(D, M, dtype=dtype, scale=0.5),
+            ctx.randn(M, dtype=dtype))
+
+
+def linear_oracle(x, w, b):
+    return F.linear(x.reshape(x.shape[0], -1), w.t(), b)
+
+
+@check("a3.fully_connected.linear_forward", function="Linear", N=3, shape=(2, 3, 4), M=5, dtype=torch.float64)
+def linear_forward(ctx, N, shape, M, dtype):
+    """Linear.forward: out = x (each example flattened) @ w + b"""
+    x, w, b = linear_problem(ctx, N, shape, M, dtype)
+    reply = ctx.invoke("Linear.forward", x, w, b, return_args=True)
+    expect_inputs_unchanged(ctx, "Linear.forward", ["x", "w", "b"], [x, w, b], reply.args)
+    out, _ = expect_items(ctx, reply.value, 2, "the result of Linear.forward (out, cache)")
+    X, W, B = _cpu64(x), _cpu64(w), _cpu64(b)
+    what = f"x {fmt_shape(x.shape)}, w {fmt_shape(w.shape)}, {_name(dtype)}"
+    ctx.expect_tensor(out, linear_oracle(X, W, B).to(dtype), f"out ({what})", bound=bound(dtype, FWD),
+                      mistakes={"the bias b is not added": X.reshape(N, -1) @ W},
+                      hint=f"out is (N, M) = {fmt_shape((N, M))}: flatten each example of x into a row of "
+                           f"D = {w.shape[0]} numbers first.")
+
+
+def judge_linear_backward(ctx, N, shape, M, dtype):
+    x, w, b = linear_problem(ctx, N, shape, M, dtype)
+    _, cache = expect_items(ctx, ctx.call("Linear.forward", x, w, b), 2, "the result of Linear.forward (out, cache)")
+    dout = ctx.randn(N, M, dtype=dtype)
+    reply = ctx.invoke("Linear.backward", dout, cache, return_args=True)
+    expect_inputs_unchanged(ctx, "Linear.backward", ["dout"], [dout], reply.args)
+    _, (dx, dw, db) = with_grads(linear_oracle, [x, w, b], dout)
+    what = f"Linear.backward, x {fmt_shape(x.shape)}, w {fmt_shape(w.shape)}, {_name(dtype)}"
+    expect_grads(ctx, reply.value, [("dx", dx), ("dw", dw), ("db", db)], what, dtype, bound(dtype, BWD), n=N,
+                 hints={"dx": f"dx has the shape of x, {fmt_shape(x.shape)}: reshape dout @ w.T back to it.",
+                        "dw": f"dw has the shape of w, {fmt_shape(w.shape)}: (flattened x).T @ dout.",
+                        "db": f"db has the shape of b, {fmt_shape(b.shape)}: sum dout over the examples."})
+
+
+@check("a3.fully_connected.linear_backward", function="Linear", N=4, shape=(3, 5), M=6, dtype=torch.float64)
+def linear_backward(ctx, **kw):
+    """Linear.backward: dx, dw, db match autograd"""
+    judge_linear_backward(ctx, **kw)
+
+
+def relu_input(ctx, shape, dtype, zeros: bool):
+    x = ctx.randn(*shape, dtype=dtype)
+    if zeros:   # exact zeros: ReLU's gradient there is 0 (the docstring: zero where x <= 0)
+        x = torch.where(ctx.rand(*shape) < 0.2, torch.zeros_like(x), x)
+    return x
+
+
+@check("a3.fully_connected.relu_forward", function="ReLU", shape=(5, 7), dtype=torch.float64, zeros=False)
+def relu_forward(ctx, shape, dtype, zeros):
+    """ReLU.forward: max(0, x), x unchanged"""
+    x = relu_input(ctx, shape, dtype, zeros)
+    reply = ctx.invoke("ReLU.forward", x, return_args=True)
+    expect_inputs_unchanged(ctx, "ReLU.forward", ["x"], [x], reply.args)
+    out, _ = expect_items(ctx, reply.value, 2, "the result of ReLU.forward (out, cache)")
+    X = _cpu64(x)
+    ctx.expect_tensor(out, F.relu(X).to(dtype), f"out (x {fmt_shape(x.shape)}, {_name(dtype)})",
+                      bound=bound(dtype, FWD), mistakes={"out is x: the negative entries must become 0": X,
+                                                         "the positive entries are zeroed, not the negative ones":
+                                                         X.clamp(max=0)})
+
+
+@check("a3.fully_connected.relu_backward", function="ReLU", shape=(4, 3, 5), dtype=torch.float64, zeros=False)
+def relu_backward(ctx, shape, dtype, zeros):
+    """ReLU.backward: the gradient passes where x > 0 only"""
+    x = relu_input(ctx, shape, dtype, zeros)
+    _, cache = expect_items(ctx, ctx.call("ReLU.forward", x), 2, "the result of ReLU.forward (out, cache)")
+    dout = ctx.randn(*shape, dtype=dtype)
+    got = ctx.call("ReLU.backward", dout, cache)
+    _, (dx,) = with_grads(F.relu, [x], dout)
+    D, X = _cpu64(dout), _cpu64(x)
+    expect_grads(ctx, got, [("dx", dx)], f"ReLU.backward, x {fmt_shape(x.shape)}, {_name(dtype)}", dtype,
+                 bound(dtype, BWD), mistakes={"dx": {
+                     "dx is dout everywhere: zero it where x <= 0": D,
+                     "dx is dout * relu(x); ReLU's derivative is 1 where x > 0 and 0 elsewhere": D * F.relu(X),
+                     "the gradient passes where x >= 0; at x = 0 it must be 0 (zero where x <= 0)": D * (X >= 0)}})
+
+
+# ---- Dropout --------------------------------------------------------------------------------------
+
+
+@check("a3.fully_connected.dropout_test_mode", function="Dropout", shape=(20, 30), p=0.6, dtype=torch.float64)
+def dropout_test_mode(ctx, shape, p, dtype):
+    """Dropout in test mode is the identity (forward and backward)"""
+    x = ctx.randn(*shape, dtype=dtype)
+    reply = ctx.invoke("Dropout.forward", x, {"mode": "test", "p": p}, return_args=True)
+    expect_inputs_unchanged(ctx, "Dropout.forward", ["x"], [x], reply.args)
+    out, cache = expect_items(ctx, reply.value, 2, "the result of Dropout.forward (out, cache)")
+    ctx.expect_tensor(out, x, f"out in test mode (p={p:g})", bound=0.0,
+                      mistakes={f"test mode scales x by 1 - p = {1 - p:g}; inverted dropout does nothing at test time":
+                                _cpu64(x) * (1 - p)})
+    dout = ctx.randn(*shape, dtype=dtype)
+    ctx.expect_tensor(ctx.call("Dropout.backward", dout, cache), dout, "dx in test mode", bound=0.0)
+
+
+def dropout_stats(ctx, p: float, dtype: torch.dtype, shape=(500, 400), seed=None):
+    """Run Dropout.forward in train mode on positive x; (x, out, cache) after the layout checks."""
+    x = 1 + side_randn(ctx, *shape, dtype=dtype).abs()   # positive: a zero output is a dropped unit
+    param = {"mode": "train", "p": p} if seed is None else {"mode": "train", "p": p, "seed": seed}
+    reply = ctx.invoke("Dropout.forward", x, param, return_args=True)
+    expect_inputs_unchanged(ctx, "Dropout.forward", ["x"], [x], reply.args)
+    out, cache = expect_items(ctx, reply.value, 2, "the result of Dropout.forward (out, cache)")
+    expect_layout(ctx, out, tuple(x.shape), dtype, f"out in train mode (p={p:g})")
+    return x, out, cache
+
+
+@check("a3.fully_connected.dropout_train", function="Dropout", p=0.3, dtype=torch.float64)
+def dropout_train(ctx, p, dtype):
+    """Dropout in train mode drops a fraction p, scales the rest by 1/(1-p), keeps the mean"""
+    x, out, _ = dropout_stats(ctx, p, dtype)
+    X, O = _cpu64(x), _cpu64(out)
+    n = X.numel()
+    dropped = (O == 0).double().mean().item()
+    tol = 6 * math.sqrt(p * (1 - p) / n) + 1e-3 if 0 < p < 1 else 1e-12
+    if abs(dropped - p) > tol:
+        why = (" Likely bug: p is taken as the probability of KEEPING a unit; in this course p is the probability of "
+               "dropping one (keep each with probability 1 - p)." if abs(dropped - (1 - p)) <= tol else "")
+        ctx.fail(f"with p={p:g} a fraction {dropped:.4f} of the {n} units was dropped (zero); expected about {p:g}."
+                 + why)
+    kept = O != 0
+    if kept.any():
+        ratio = (O[kept] / X[kept])
+        want = 1 / (1 - p)
+        if rel_error(ratio, torch.full_like(ratio, want)) > bound(dtype, FWD):
+            seen = ratio.median().item()
+            known = {f"the kept units are scaled by 1/p = {1 / p:.4g}; inverted dropout scales them by "
+                     f"1/(1 - p) = {want:.4g}": 1 / p,
+                     f"the kept units are multiplied by p = {p:g}; inverted dropout scales them by 1/(1 - p)": p,
+                     f"the kept units are multiplied by 1 - p = {1 - p:g}; inverted dropout divides by it": 1 - p,
+                     "the kept units are not scaled; inverted dropout scales them by 1/(1 - p) so that the expected "
+                     "output equals the input": 1.0} if p > 0 else {}
+            why = next((d for d, v in known.items() if abs(seen / v - 1) < 1e-6), None)
+            ctx.fail(f"with p={p:g} the kept units should equal x / (1 - p) = {want:.4g} x; found out / x = "
+                     f"{seen:.4g} (median over the kept units)." + (f" Likely bug: {why}." if why else ""))
+    m_in, m_out = X.mean().item(), O.mean().item()
+    if abs(m_out / m_in - 1) > 0.02:
+        ctx.fail(f"in train mode the mean of out ({m_out:.4f}) should be close to the mean of x ({m_in:.4f}): "
+                 "drop with probability p and scale what is kept by 1/(1 - p).")
+    ctx.note(f"p={p:g}: dropped {100 * dropped:.2f}% of {n} units, mean {m_in:.4f} -> {m_out:.4f}")
+
+
+def judge_dropout_backward(ctx, p, dtype, shape):
+    x, out, cache = dropout_stats(ctx, p, dtype, shape=shape, seed=123)
+    dout = ctx.randn(*shape, dtype=dtype)
+    got = ctx.call("Dropout.backward", dout, cache)
+    X, O, D = _cpu64(x), _cpu64(out), _cpu64(dout)
+    scale_kept = O / X        # 1/(1 - p) where kept, 0 where dropped: the layer's own mask
+    expect_grads(ctx, got, [("dx", D * scale_kept)], f"Dropout.backward, train mode, p={p:g}", dtype,
+                 bound(dtype, BWD), mistakes={"dx": {
+                     "dx is dout: in train mode the gradient flows only through the kept units": D,
+                     "dx is not scaled: the kept units' gradient is dout / (1 - p), as in forward": D * (O != 0),
+                     "dx is scaled by p instead of 1/(1 - p)": D * (O != 0) * p}})
+
+
+@check("a3.fully_connected.dropout_backward", function="Dropout", p=0.4, dtype=torch.float64, shape=(30, 40))
+def dropout_backward(ctx, p, dtype, shape):
+    """Dropout.backward: the gradient flows only through the kept units, scaled by 1/(1-p)"""
+    judge_dropout_backward(ctx, p, dtype, shape)
+
+
+@check("a3.fully_connected.dropout_seed", function="Dropout", p=0.5, dtype=torch.float64, shape=(40, 50))
+def dropout_seed(ctx, p, dtype, shape):
+    """Dropout: a seed in dropout_param repeats the mask; another seed draws another"""
+    x = 1 + ctx.randn(*shape, dtype=dtype).abs()
+    outs = []
+    for seed in (17, 17, 18):
+        out, _ = expect_items(ctx, ctx.call("Dropout.forward", x, {"mode": "train", "p": p, "seed": seed}), 2,
+                              "the result of Dropout.forward (out, cache)")
+        expect_layout(ctx, out, tuple(x.shape), dtype, "out in train mode")
+        outs.append(out)
+    if not same_tensor(outs[0], outs[1]):
+        ctx.fail("two calls with the same dropout_param['seed'] (17) dropped different units; when a seed is given, "
+                 "seed the random number generator with it (torch.manual_seed) before drawing the mask.")
+    if same_tensor(outs[0], outs[2]):
+        ctx.fail("the seeds 17 and 18 dropped the same units: draw the mask after seeding with dropout_param['seed'].")
+    out, _ = expect_items(ctx, ctx.call("Dropout.forward", x, {"mode": "train", "p": 0.0}), 2,
+                          "the result of Dropout.forward (out, cache)")
+    ctx.expect_tensor(out, x, "out in train mode with p=0 (nothing is dropped)", bound=bound(dtype, FWD),
+                      mistakes={"everything is dropped with p=0: the kept units are multiplied by p; inverted dropout "
+                                "keeps each unit with probability 1 - p and scales it by 1/(1 - p)": 0 * _cpu64(x)})
+
+
+# ---- TwoLayerNet and FullyConnectedNet ----------------------------------------------------------
+
+
+def two_layer_shapes(D, H, C):
+    return {"W1": (D, H), "b1": (H,), "W2": (H, C), "b2": (C,)}
+
+
+@check("a3.fully_connected.two_layer_init", function="TwoLayerNet", D=200, H=150, C=7, weight_scale=0.05,
+       dtype=torch.float64)
+def two_layer_init(ctx, D, H, C, weight_scale, dtype):
+    """TwoLayerNet: params W1, b1, W2, b2 with weights N(0, weight_scale^2), zero biases"""
+    kwargs = {} if dtype is None else {"dtype": dtype}
+    model = build(ctx, "TwoLayerNet", input_dim=D, hidden_dim=H, num_classes=C, weight_scale=weight_scale,
+                  device=str(ctx.device), **kwargs)
+    dtype = dtype or torch.float32
+    params = ctx.getattr(model, "params")
+    what = f"TwoLayerNet(input_dim={D}, hidden_dim={H}, num_classes={C}, weight_scale={weight_scale:g}, {_name(dtype)})"
+    expect_params(ctx, params, two_layer_shapes(D, H, C), dtype, what,
+                  hint="W1 (input_dim, hidden_dim), b1 (hidden_dim,), W2 (hidden_dim, num_classes), b2 (num_classes,), "
+                       "in the dtype asked for (float32 by default), on the device asked for.")
+    for k in ("W1", "W2"):
+        expect_std(ctx, params[k], weight_scale, f"{what}.params['{k}']",
+                   {"the weights are not multiplied by weight_scale": 1.0})
+    for k in ("b1", "b2"):
+        expect_zeros(ctx, params[k], f"{what}.params['{k}']")
+
+
+@check("a3.fully_connected.two_layer_loss", function="TwoLayerNet", N=7, shape=(3, 4, 4), H=10, C=5, reg=0.1,
+       dtype=torch.float64)
+def two_layer_loss(ctx, N, shape, H, C, reg, dtype):
+    """TwoLayerNet.loss: scores, loss and every gradient match autograd (L2 on the weights only)"""
+    D = math.prod(shape)
+    model = build(ctx, "TwoLayerNet", input_dim=D, hidden_dim=H, num_classes=C, weight_scale=0.1, reg=reg,
+                  dtype=dtype, device=str(ctx.device))
+    shapes = two_layer_shapes(D, H, C)
+    expect_params(ctx, ctx.getattr(model, "params"), shapes, dtype, "TwoLayerNet")
+    params = random_params(ctx, shapes, dtype, 0.4, 0.4)
+    set_params(ctx, model, params)
+    X, y = ctx.randn(N, *shape, dtype=dtype), ctx.randint(0, C, (N,))
+    with excused_by(ctx, ["Linear", "ReLU"], "TwoLayerNet"):
+        judge_net_loss(ctx, model, "TwoLayerNet", params, X, y, reg, two_layer_scores, dtype,
+                       f"(N={N}, D={D}, H={H}, C={C}, reg={reg:g}, {_name(dtype)})")
+
+
+def fc_shapes(hidden_dims, D, C):
+    dims = [D, *hidden_dims, C]
+    out = {}
+    for i in range(1, len(dims)):
+        out[f"W{i}"], out[f"b{i}"] = (dims[i - 1], dims[i]), (dims[i],)
+    return out
+
+
+@check("a3.fully_connected.fc_init", function="FullyConnectedNet", hidden_dims=(60, 50, 40), D=120, C=9,
+       weight_scale=0.05, dtype=torch.float64)
+def fc_init(ctx, hidden_dims, D, C, weight_scale, dtype):
+    """FullyConnectedNet: params W1..WL, b1..bL chained through hidden_dims; N(0, weight_scale^2) weights"""
+    kwargs = {} if dtype is None else {"dtype": dtype}
+    model = build(ctx, "FullyConnectedNet", hidden_dims=list(hidden_dims), input_dim=D, num_classes=C,
+                  weight_scale=weight_scale, device=str(ctx.device), **kwargs)
+    dtype = dtype or torch.float32
+    params = ctx.getattr(model, "params")
+    what = f"FullyConnectedNet({list(hidden_dims)}, input_dim={D}, num_classes={C}, {_name(dtype)})"
+    shapes = fc_shapes(hidden_dims, D, C)
+    expect_params(ctx, params, shapes, dtype, what,
+                  hint="layer i maps the previous layer's output (the input for i = 1) to hidden_dims[i - 1] "
+                       "(num_classes for the last layer).")
+    for k in shapes:
+        if k.startswith("W"):
+            expect_std(ctx, params[k], weight_scale, f"{what}.params['{k}']",
+                       {"the weights are not multiplied by weight_scale": 1.0})
+        else:
+            expect_zeros(ctx, params[k], f"{what}.params['{k}']")
+
+
+def judge_fc_loss(ctx, N, hidden_dims, D, C, reg, dtype, dropout=0.0):
+    kwargs = {"dropout": dropout, "seed": 123} if dropout else {}
+    model = build(ctx, "FullyConnectedNet", hidden_dims=list(hidden_dims), input_dim=D, num_classes=C, reg=reg,
+                  weight_scale=0.1, dtype=dtype, device=str(ctx.device), **kwargs)
+    shapes = fc_shapes(hidden_dims, D, C)
+    expect_params(ctx, ctx.getattr(model, "params"), shapes, dtype, "FullyConnectedNet")
+    params = random_params(ctx, shapes, dtype, 0.5, 0.3)
+    set_params(ctx, model, params)
+    X, y = ctx.randn(N, D, dtype=dtype), ctx.randint(0, C, (N,))
+    what = f"(hidden_dims={list(hidden_dims)}, reg={reg:g}, dropout={dropout:g}, {_name(dtype)})"
+    blocks = ["Linear", "ReLU"]
+    if not dropout:
+        with excused_by(ctx, blocks, "FullyConnectedNet"):
+            judge_net_loss(ctx, model, "FullyConnectedNet", params, X, y, reg, fc_scores, dtype, what)
+        return
+    # The masks: your own Dropout, seeded as the net seeds it (every Dropout.forward call reseeds with seed=123, so
+    # the mask of layer i depends only on its shape (N, hidden_dims[i])).
+    masks = []
+    try:
+        for h in hidden_dims:
+            ones = torch.ones(N, h, dtype=dtype, device=ctx.device)
+            out, _ = expect_items(ctx, ctx.call("Dropout.forward", ones, {"mode": "train", "p": dropout,
+                                                                         "seed": 123}), 2, "")
+            expect_layout(ctx, out, (N, h), dtype, "")
+            masks.append(_cpu64(out))
+    except CheckFailed:
+        masks = None
+    if masks is None or probe(ctx, ["Dropout"]):
+        ctx.note("FullyConnectedNet with dropout was judged in test mode only: your Dropout is wrong (see its checks), "
+                 "so the masks the net should draw are not known.")
+        scores = ctx.method(model, "loss", X)
+        with excused_by(ctx, blocks, "FullyConnectedNet"):
+            ctx.expect_tensor(scores, fc_scores({k: _cpu64(v) for k, v in params.items()}, _cpu64(X)).to(dtype),
+                              f"the scores of FullyConnectedNet.loss(X) {what} (test mode: no dropout)",
+                              bound=bound(dtype, NET))
+        return
+
+    def train_forward(p, X_):
+        return fc_scores(p, X_, masks)
+
+    def test_mistakes(q, Xc):
+        return {"dropout is applied in test mode too (loss(X) runs the net in test mode: no dropout)":
+                fc_scores(q, Xc, masks)}
+
+    with excused_by(ctx, blocks, "FullyConnectedNet"):
+        judge_net_loss(ctx, model, "FullyConnectedNet", params, X, y, reg, train_forward, dtype, what,
+                       test_forward=fc_scores, test_mistakes=test_mistakes)
+
+
+@check("a3.fully_connected.fc_loss", function="FullyConnectedNet", N=6, hidden_dims=(7, 5), D=8, C=4, reg=0.05,
+       dtype=torch.float64)
+def fc_loss(ctx, **kw):
+    """FullyConnectedNet.loss: scores, loss and every gradient match autograd"""
+    judge_fc_loss(ctx, **kw)
+
+
+@check("a3.fully_connected.fc_loss_dropout", function="FullyConnectedNet", N=6, hidden_dims=(7, 5), D=8, C=3,
+       reg=0.1, dtype=torch.float64, dropout=0.3)
+def fc_loss_dropout(ctx, **kw):
+    """FullyConnectedNet with dropout: a dropout after each hidden ReLU in training, none at test time"""
+    judge_fc_loss(ctx, **kw)
+
+
+# ---- update rules -------------------------------------------------------------------------------
+
+RULES = {   # SPEC defaults, and the state each rule keeps in its config
+    "sgd_momentum": ({"learning_rate": 1e-2, "momentum": 0.9}, ("velocity",)),
+    "rmsprop": ({"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8}, ("cache",)),
+    "adam": ({"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}, ("m", "v", "t")),
+}
+
+
+def torch_steps(rule: str, w0: torch.Tensor, dws: list[torch.Tensor], hyper: dict) -> list[tuple]:
+    """(next_w, state in the course's names) after each step, from torch.optim (float64)."""
+    p = _cpu64(w0).clone()
+    if rule == "sgd_momentum":
+        opt = torch.optim.SGD([p], lr=hyper["learning_rate"], momentum=hyper["momentum"])
+    elif rule == "rmsprop":
+        opt = torch.optim.RMSprop([p], lr=hyper["learning_rate"], alpha=hyper["decay_rate"], eps=hyper["epsilon"])
+    else:
+        opt = torch.optim.Adam([p], lr=hyper["learning_rate"], betas=(hyper["beta1"], hyper["beta2"]),
+                               eps=hyper["epsilon"])
+    out = []
+    for dw in dws:
+        p.grad = _cpu64(dw)
+        opt.step()
+        s = opt.state[p]
+        if rule == "sgd_momentum":   # torch keeps buf = momentum * buf + dw and steps -lr * buf: v = -lr * buf
+            state = {"velocity": -hyper["learning_rate"] * s["momentum_buffer"]}
+        elif rule == "rmsprop":
+            state = {"cache": s["square_avg"].clone()}
+        else:
+            state = {"m": s["exp_avg"].clone(), "v": s["exp_avg_sq"].clone(), "t": int(s["step"])}
+        out.append((p.detach().clone(), state))
+    return out
+
+
+def rule_mistakes(rule: str, w0, dws, hyper: dict) -> dict[str, list[torch.Tensor]]:
+    """next_w after each step for the rule's well-known mistakes (float64)."""
+    lr = hyper["learning_rate"]
+    w, seqs = _cpu64(w0), {}
+    g = [_cpu64(d) for d in dws]
+
+    def run(step):
+        cur, state, outs = w, {}, []
+        for t, d in enumerate(g, start=1):
+            cur = step(cur, d, state, t)
+            outs.append(cur)
+        return outs
+
+    if rule == "sgd_momentum":
+        mu = hyper["momentum"]
+
+        def old_velocity(cur, d, s, t):
+            v_old = s.get("v", torch.zeros_like(cur))
+            s["v"] = mu * v_old - lr * d
+            return cur + v_old
+        seqs["w is moved by the previous velocity: update v first, then next_w = w + v"] = run(old_velocity)
+        seqs["the momentum is ignored (plain SGD)"] = run(lambda cur, d, s, t: cur - lr * d)
+    elif rule == "rmsprop":
+        rho, eps = hyper["decay_rate"], hyper["epsilon"]
+
+        def eps_inside(cur, d, s, t):
+            s["c"] = rho * s.get("c", torch.zeros_like(cur)) + (1 - rho) * d * d
+            return cur - lr * d / torch.sqrt(s["c"] + eps)
+
+        def fresh(cur, d, s, t):
+            return cur - lr * d / (torch.sqrt((1 - rho) * d * d) + eps)
+
+        def adagrad(cur, d, s, t):
+            s["c"] = s.get("c", torch.zeros_like(cur)) + d * d
+            return cur - lr * d / (torch.sqrt(s["c"]) + eps)
+        seqs["epsilon is added inside the square root; add it to sqrt(cache)"] = run(eps_inside)
+        seqs["the cache is not kept between steps: store it in config['cache']"] = run(fresh)
+        seqs["the cache is not decayed (cache += dw * dw): cache = decay_rate * cache + (1 - decay_rate) * dw * dw"] = \
+            run(adagrad)
+    else:
+        b1, b2, eps = hyper["beta1"], hyper["beta2"], hyper["epsilon"]
+
+        def adam_like(correct: bool, carry: bool):
+            def step(cur, d, s, t):
+                m = b1 * (s.get("m", 0 * d) if carry else 0 * d) + (1 - b1) * d
+                v = b2 * (s.get("v", 0 * d) if carry else 0 * d) + (1 - b2) * d * d
+                s["m"], s["v"] = m, v
+                k = t if carry else 1
+                if correct:
+                    m, v = m / (1 - b1 ** k), v / (1 - b2 ** k)
+                return cur - lr * m / (v.sqrt() + eps)
+            return step
+        seqs["no bias correction: divide m by (1 - beta1 ** t) and v by (1 - beta2 ** t)"] = run(adam_like(False, True))
+        seqs["m, v and t are not kept between steps: store them back in config"] = run(adam_like(True, False))
+    return seqs
+
+
+def judge_rule(ctx, rule: str, hyper: dict | None, steps: int, shape: tuple, dtype: torch.dtype) -> None:
+    defaults, state_keys = RULES[rule]
+    full = dict(defaults, **(hyper or {}))
+    w = ctx.randn(*shape, dtype=dtype)
+    dws = [ctx.randn(*shape, dtype=dtype) for _ in range(steps)]
+    want = torch_steps(rule, w, dws, full)
+    alts = rule_mistakes(rule, w, dws, full)
+    tol = bound(dtype, 1e-8)
+    config = None if hyper is None else dict(hyper)
+    setting = "config=None (the defaults)" if hyper is None else \
+        "config " + ", ".join(f"{k}={v:g}" for k, v in hyper.items())
+    cur = w
+    for k, dw in enumerate(dws):
+        args = (cur, dw) if config is None else (cur, dw, config)
+        reply = ctx.invoke(rule, *args, return_args=True)
+        expect_inputs_unchanged(ctx, rule, ["w", "dw"], [cur, dw], reply.args)
+        next_w, config = expect_items(ctx, reply.value, 2, f"the result of {rule} (next_w, config)")
+        what = f"step {k + 1} of {steps} with {setting}" + (", passing back the config returned" if k else "")
+        expect_layout(ctx, next_w, tuple(shape), dtype, f"next_w ({what})")
+        if k == 0 and rule == "adam" and not torch.isfinite(next_w.cpu()).all():
+            ctx.fail(f"next_w ({what}) holds nan or inf. Likely bug: t is incremented after the bias correction; "
+                     "increment it first, so the first step uses t = 1 (1 - beta1 ** 0 = 0 divides by zero).")
+        step_got, step_want = _cpu64(next_w) - _cpu64(cur), want[k][0] - _cpu64(cur)
+        mistakes = {d: seq[k] - _cpu64(cur) for d, seq in alts.items()}
+        ctx.expect_tensor(step_got, step_want, f"the step next_w - w ({what})", bound=tol, device=None,
+                          mistakes=mistakes)
+        ctx.expect_type(config, dict, f"the config returned by {rule} ({what})")
+        for key, value in defaults.items():
+            if hyper is None or key not in hyper:
+                got = config.get(key)
+                ctx.expect(isinstance(got, (int, float)) and not isinstance(got, bool) and abs(got - value) <= 1e-15,
+                           f"config['{key}'] ({what}): expected the default {value:g}, found {_kind(got)}.")
+        for key in state_keys:
+            ctx.expect(key in config, f"config ({what}): expected config['{key}'], the rule's state, to be stored "
+                                      f"for the next step; found the keys {sorted(config)}.")
+            if key == "t":
+                ctx.expect(config["t"] == want[k][1]["t"] and not isinstance(config["t"], bool),
+                           f"config['t'] ({what}): expected {want[k][1]['t']}, the number of steps taken so far; "
+                           f"found {_kind(config['t'])}.")
+            else:
+                ctx.expect_tensor(config[key], want[k][1][key].to(dtype), f"config['{key}'] ({what})", bound=tol)
+        cur = next_w
+
+
+@check("a3.fully_connected.sgd_momentum", function="sgd_momentum", steps=4, shape=(5, 4), dtype=torch.float64,
+       hyper={"learning_rate": 0.05, "momentum": 0.8})
+def sgd_momentum(ctx, steps, shape, dtype, hyper):
+    """sgd_momentum: v = momentum * v - lr * dw; next_w = w + v, over several steps"""
+    judge_rule(ctx, "sgd_momentum", hyper, steps, shape, dtype)
+
+
+@check("a3.fully_connected.sgd_momentum_defaults", function="sgd_momentum", steps=2, shape=(7,), dtype=torch.float64)
+def sgd_momentum_defaults(ctx, steps, shape, dtype):
+    """sgd_momentum: config=None uses learning_rate 1e-2, momentum 0.9"""
+    judge_rule(ctx, "sgd_momentum", None, steps, shape, dtype)
+
+
+@check("a3.fully_connected.rmsprop", function="rmsprop", steps=4, shape=(3, 6), dtype=torch.float64,
+       hyper={"learning_rate": 0.02, "decay_rate": 0.9, "epsilon": 1e-6})
+def rmsprop(ctx, steps, shape, dtype, hyper):
+    """rmsprop: the moving average of dw * dw scales each step, over several steps"""
+    judge_rule(ctx, "rmsprop", hyper, steps, shape, dtype)
+
+
+@check("a3.fully_connected.rmsprop_defaults", function="rmsprop", steps=2, shape=(7,), dtype=torch.float64)
+def rmsprop_defaults(ctx, steps, shape, dtype):
+    """rmsprop: config=None uses learning_rate 1e-2, decay_rate 0.99, epsilon 1e-8"""
+    judge_rule(ctx, "rmsprop", None, steps, shape, dtype)
+
+
+@check("a3.fully_connected.adam", function="adam", steps=5, shape=(4, 5), dtype=torch.float64,
+       hyper={"learning_rate": 0.01, "beta1": 0.8, "beta2": 0.95, "epsilon": 1e-6})
+def adam(ctx, steps, shape, dtype, hyper):
+    """adam: moving averages with bias correction (t counted from 1), over several steps"""
+    judge_rule(ctx, "adam", hyper, steps, shape, dtype)
+
+
+@check("a3.fully_connected.adam_defaults", function="adam", steps=2, shape=(7,), dtype=torch.float64)
+def adam_defaults(ctx, steps, shape, dtype):
+    """adam: config=None uses learning_rate 1e-3, beta1 0.9, beta2 0.999, epsilon 1e-8"""
+    judge_rule(ctx, "adam", None, steps, shape, dtype)
+
+
+# ---- training: solver instances and overfitting ---------------------------------------------------
+
+
+def expect_solver(ctx, solver: Any, function: str, model_type: str) -> Handle:
+    ctx.expect(isinstance(solver, Handle) and solver.type == "Solver",
+               f"{function} should return a Solver (from dlcv); found {_kind(solver)}.")
+    model = ctx.getattr(solver, "model")
+    ctx.expect(isinstance(model, Handle) and model.type == model_type,
+               f"the Solver returned by {function} should train a {model_type}; its model is {_kind(model)}.")
+    return model
+
+
+def rule_blocks(ctx, solver: Handle) -> list[str]:
+    """The student's update rule the solver uses, if it is one of the graded ones."""
+    try:
+        name = ctx.getattr(solver, "update_rule.__name__")
+    except CheckFailed:
+        return []
+    return [name] if name in RULES else []
+
+
+@check("a3.fully_connected.create_solver_instance", function="create_solver_instance", timeout=600.0)
+def create_solver_instance(ctx):
+    """create_solver_instance: its TwoLayerNet, trained, reaches the target on held-out data"""
+    data = course_data(ctx, flatten=True)
+    hdata = ctx.put(on_device(ctx, data))
+    blocks = ["Linear", "ReLU", "TwoLayerNet"]
+    with excused_by(ctx, blocks, "create_solver_instance"):
+        solver = ctx.call("create_solver_instance", hdata, torch.float32, str(ctx.device))
+        model = expect_solver(ctx, solver, "create_solver_instance", "TwoLayerNet")
+        blocks += rule_blocks(ctx, solver)
+        epochs = ctx.getattr(solver, "num_epochs")
+        t = ctx.invoke_method(solver, "train").seconds
+        params = ctx.getattr(model, "params")
+        D, C = data["X_train"].shape[1], int(data["y_train"].max()) + 1
+        ctx.expect_type(params, dict, "solver.model.params")
+        W1 = params.get("W1")
+        H = W1.shape[1] if isinstance(W1, torch.Tensor) and W1.dim() == 2 else 1
+        expect_params(ctx, params, two_layer_shapes(D, H, C), torch.float32, "solver.model")
+        q = {k: _cpu64(v) for k, v in params.items()}
+        acc = accuracy(two_layer_scores(q, _cpu64(data["X_test"])), data["y_test"])
+        target = ctx.target("two_layer_solver_accuracy")
+        ctx.note(f"TwoLayerNet with {H} hidden units, {epochs} epochs in {t:.1f} s: {acc:.1f}% on the held-out test "
+                 f"split of {ctx.run.dataset_name} (target {target:g}%)")
+        ctx.expect(acc >= target, f"the trained TwoLayerNet reaches {acc:.1f}% on held-out data, below the target "
+                                  f"{target:g}%: tune the hidden size, weight scale, learning rate (and its decay), "
+                                  "regularisation and number of epochs on the validation set.")
+
+
+def overfit_data(ctx, n: int = 50) -> dict:
+    data = course_data(ctx, flatten=False)
+    return {"X_train": data["X_train"][:n], "y_train": data["y_train"][:n], "X_val": data["X_val"][:n],
+            "y_val": data["y_val"][:n]}
+
+
+def judge_train(forward: Callable, params: dict, data: dict, *, epochs: int, batch_size: int, rule: str, lr: float,
+                reg: float, seed: int) -> float:
+    """The Solver's protocol, run here with a correct model (autograd, torch.optim): minibatches drawn without
+    replacement, `epochs` epochs, no decay; the final parameters' training accuracy in percent."""
+    X, y = data["X_train"].to(torch.float32), data["y_train"]
+    gen = torch.Generator().manual_seed(seed)
+    p = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    opt = (torch.optim.SGD if rule == "sgd" else torch.optim.Adam)(list(p.values()), lr=lr)
+    iters = epochs * max(X.shape[0] // batch_size, 1)
+    with one_thread(), torch.enable_grad():
+        for _ in range(iters):
+            rows = torch.randperm(X.shape[0], generator=gen)[:batch_size]
+            penalty = sum((v * v).sum() for k, v in p.items() if k.startswith("W"))
+            loss = F.cross_entropy(forward(p, X[rows]), y[rows]) + reg * penalty
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            return accuracy(forward(p, X), y)
+
+
+def judge_overfit(ctx, function: str, unit: str, make: dict, forward: Callable, solver_kw: dict, rule: str,
+                  reg: float, init: Callable[[float, torch.Generator], dict]) -> None:
+    ws, lr = expect_items(ctx, ctx.call(function), 2, f"the result of {function} (weight_scale, learning_rate)")
+    ws, lr = expect_float(ctx, ws, "weight_scale"), expect_float(ctx, lr, "learning_rate")
+    small = overfit_data(ctx)
+    hsmall = ctx.put(on_device(ctx, small))
+    epochs, batch = solver_kw["num_epochs"], solver_kw["batch_size"]
+    setting = (f"{unit}({', '.join(f'{k}={v}' for k, v in make.items())}) with weight_scale={ws:g}, "
+               f"{rule} with learning_rate={lr:g}, {epochs} epochs of batch {batch} on 50 training images")
+    acc, problem = None, None
+    try:
+        model = build(ctx, unit, weight_scale=ws, reg=reg, dtype=torch.float32, device=str(ctx.device), **make)
+        rule_ref = ctx.ref(rule, module=FC_MODULE)
+        solver = ctx.call(ctx.ref("Solver", module="dlcv.solver"), model, hsmall, update_rule=rule_ref,
+                          optim_config={"learning_rate": lr}, device=str(ctx.device), verbose=False, **solver_kw)
+        ctx.method(solver, "train", return_best_params=False)
+        params = ctx.getattr(model, "params")
+        q = {k: _cpu64(v) for k, v in params.items()} if isinstance(params, dict) else {}
+        acc = accuracy(forward(q, _cpu64(small["X_train"])), small["y_train"])
+    except (CheckFailed, KeyError, RuntimeError, TypeError, ValueError, IndexError) as e:
+        problem = str(e)
+    if acc is not None and acc >= 100.0:
+        ctx.note(f"{setting}: 100% training accuracy")
+        return
+    broken = probe(ctx, ["Linear", "ReLU", unit] + ([rule] if rule in RULES else []))
+    if broken is None:
+        if problem is not None:
+            ctx.fail(f"{setting}: the training could not run: {problem}")
+        ctx.fail(f"{setting}: the final training accuracy is {acc:.0f}%, not 100%. Try other values of both, on a "
+                 "log scale (a larger weight scale, a larger learning rate, ...).")
+    gen = torch.Generator().manual_seed(ctx.seed)
+    acc = judge_train(forward, init(ws, gen), small, epochs=epochs, batch_size=batch, rule=rule, lr=lr, reg=reg,
+                      seed=ctx.seed)
+    ctx.note(f"{broken}, so your values were tried here with a correct {unit}: {setting}: {acc:.0f}% training "
+             "accuracy.")
+    ctx.expect(acc >= 100.0, f"{setting} (trained here with a correct {unit}, since {broken}): the final training "
+                             f"accuracy is {acc:.0f}%, not 100%. Try other values of both, on a log scale.")
+
+
+def fc_init_params(hidden_dims, D=3 * 32 * 32, C=10):
+    def init(ws, gen):
+        return {k: (ws * torch.randn(*s, generator=gen) if k.startswith("W") else torch.zeros(*s))
+                for k, s in fc_shapes(hidden_dims, D, C).items()}
+    return init
+
+
+@check("a3.fully_connected.three_layer_overfit", function="get_three_layer_network_params", timeout=300.0)
+def three_layer_overfit(ctx):
+    """get_three_layer_network_params: FullyConnectedNet([100, 100]) overfits 50 images in 20 epochs"""
+    judge_overfit(ctx, "get_three_layer_network_params", "FullyConnectedNet", {"hidden_dims": [100, 100]}, fc_scores,
+                  {"num_epochs": 20, "batch_size": 25}, "sgd", 0.0, fc_init_params([100, 100]))
+
+
+@check("a3.fully_connected.five_layer_overfit", function="get_five_layer_network_params", timeout=300.0)
+def five_layer_overfit(ctx):
+    """get_five_layer_network_params: FullyConnectedNet([100] * 4) overfits 50 images in 20 epochs"""
+    judge_overfit(ctx, "get_five_layer_network_params", "FullyConnectedNet", {"hidden_dims": [100] * 4}, fc_scores,
+                  {"num_epochs": 20, "batch_size": 25}, "sgd", 0.0, fc_init_params([100] * 4))
+
+
+# ---- Conv -----------------------------------------------------------------------------------------
+
+
+def conv_problem(ctx, N, C, H, W, F_, HH, WW, dtype):
+    return (ctx.randn(N, C, H, W, dtype=dtype), ctx.randn(F_, C, HH, WW, dtype=dtype, scale=0.5),
+            ctx.randn(F_, dtype=dtype))
+
+
+def conv_out_shape(N, H, W, F_, HH, WW, stride, pad):
+    return (N, F_, 1 + (H + 2 * pad - HH) // stride, 1 + (W + 2 * pad - WW) // stride)
+
+
+def conv_shifted(x, w, b, stride, pad, d, shape):
+    """The convolution with every window d pixels off (down and right): padding off by one, or missing."""
+    HH, WW = w.shape[2:]
+    padded = F.pad(x, (pad - d, pad + d + WW, pad - d, pad + d + HH))
+    return F.conv2d(padded, w, b, stride=stride)[:, :, :shape[2], :shape[3]]
+
+
+@check("a3.convolutional.conv_forward", function="Conv", N=2, C=3, H=8, W=8, F_=4, HH=3, WW=3, stride=2, pad=1,
+       dtype=torch.float64)
+def conv_forward(ctx, N, C, H, W, F_, HH, WW, stride, pad, dtype):
+    """Conv.forward matches F.conv2d (stride and zero padding)"""
+    expect_naive(ctx, "Conv")
+    x, w, b = conv_problem(ctx, N, C, H, W, F_, HH, WW, dtype)
+    conv_param = {"stride": stride, "pad": pad}
+    reply = ctx.invoke("Conv.forward", x, w, b, conv_param, return_args=True)
+    expect_inputs_unchanged(ctx, "Conv.forward", ["x", "w", "b"], [x, w, b], reply.args)
+    out, _ = expect_items(ctx, reply.value, 2, "the result of Conv.forward (out, cache)")
+    X, Wt, B = _cpu64(x), _cpu64(w), _cpu64(b)
+    want = F.conv2d(X, Wt, B, stride=stride, padding=pad)
+    shape = tuple(want.shape)
+    mistakes = {"the filters are flipped (a true convolution); this layer slides the filter as it is (a "
+                "cross-correlation, like F.conv2d)": F.conv2d(X, Wt.flip(2, 3), B, stride=stride, padding=pad),
+                "the bias b is not added": F.conv2d(X, Wt, None, stride=stride, padding=pad)}
+    for d, desc in ((1, "the padding is off by one: the windows are one pixel off (up and left); pad exactly `pad` "
+                        "zeros on every side and take window (i, j) at row i * stride, column j * stride of the "
+                        "padded input"),
+                    (-1, "the padding is off by one: the windows are one pixel off (down and right); pad exactly "
+                         "`pad` zeros on every side and take window (i, j) at row i * stride, column j * stride of "
+                         "the padded input"),
+                    (pad, "the input is not padded at the top and left: pad `pad` zeros on every side")):
+        if pad > 0 or abs(d) == 1:
+            mistakes.setdefault(desc, conv_shifted(X, Wt, B, stride, pad, d, shape))
+    what = f"x {fmt_shape(x.shape)}, w {fmt_shape(w.shape)}, stride {stride}, pad {pad}, {_name(dtype)}"
+    ctx.expect_tensor(out, want.to(dtype), f"out ({what})", bound=bound(dtype, FWD), mistakes=mistakes,
+                      hint=f"out is (N, F, H', W') = {fmt_shape(shape)} with H' = 1 + (H + 2 * pad - HH) // stride "
+                           f"and W' = 1 + (W + 2 * pad - WW) // stride.")
+
+
+def judge_conv_backward(ctx, N, C, H, W, F_, HH, WW, stride, pad, dtype):
+    expect_naive(ctx, "Conv")
+    x, w, b = conv_problem(ctx, N, C, H, W, F_, HH, WW, dtype)
+    conv_param = {"stride": stride, "pad": pad}
+    _, cache = expect_items(ctx, ctx.call("Conv.forward", x, w, b, conv_param), 2,
+                            "the result of Conv.forward (out, cache)")
+    dout = ctx.randn(*conv_out_shape(N, H, W, F_, HH, WW, stride, pad), dtype=dtype)
+    reply = ctx.invoke("Conv.backward", dout, cache, return_args=True)
+    expect_inputs_unchanged(ctx, "Conv.backward", ["dout"], [dout], reply.args)
+    _, (dx, dw, db) = with_grads(lambda a, c, e: F.conv2d(a, c, e, stride=stride, padding=pad), [x, w, b], dout)
+    what = f"Conv.backward, x {fmt_shape(x.shape)}, w {fmt_shape(w.shape)}, stride {stride}, pad {pad}, {_name(dtype)}"
+    expect_grads(ctx, reply.value, [("dx", dx), ("dw", dw), ("db", db)], what, dtype, bound(dtype, BWD), n=N,
+                 mistakes={"dw": {"dw is flipped": dw.flip(2, 3)}},
+                 hints={"dx": f"dx has the shape of x, {fmt_shape(x.shape)}: drop the padding's rows and columns "
+                              "from the gradient of the padded input.",
+                        "dw": f"dw has the shape of w, {fmt_shape(w.shape)}.",
+                        "db": f"db has the shape of b, {fmt_shape(b.shape)}: sum dout over N, H' and W'."})
+
+
+@check("a3.convolutional.conv_forward_s1", function="Conv", N=3, C=2, H=6, W=5, F_=3, HH=5, WW=3, stride=1, pad=2,
+       dtype=torch.float64)
+def conv_forward_s1(ctx, **kw):
+    """Conv.forward matches F.conv2d (stride 1, a 5x3 filter, pad 2)"""
+    conv_forward(ctx, **kw)
+
+
+@check("a3.convolutional.conv_backward", function="Conv", N=2, C=3, H=8, W=8, F_=4, HH=3, WW=3, stride=2, pad=1,
+       dtype=torch.float64)
+def conv_backward(ctx, **kw):
+    """Conv.backward: dx, dw, db match autograd (stride 2, pad 1)"""
+    judge_conv_backward(ctx, **kw)
+
+
+@check("a3.convolutional.conv_backward_s1", function="Conv", N=3, C=2, H=6, W=5, F_=3, HH=5, WW=3, stride=1, pad=2,
+       dtype=torch.float64)
+def conv_backward_s1(ctx, **kw):
+    """Conv.backward: dx, dw, db match autograd (stride 1, a 5x3 filter, pad 2)"""
+    judge_conv_backward(ctx, **kw)
+
+
+# ---- MaxPool --------------------------------------------------------------------------------------
+
+
+def pool_param(HP, WP, stride):
+    return {"pool_height": HP, "pool_width": WP, "stride": stride}
+
+
+def judge_pool_forward(ctx, N, C, H, W, HP, WP, stride, dtype):
+    expect_naive(ctx, "MaxPool")
+    x = ctx.randn(N, C, H, W, dtype=dtype)
+    reply = ctx.invoke("MaxPool.forward", x, pool_param(HP, WP, stride), return_args=True)
+    expect_inputs_unchanged(ctx, "MaxPool.forward", ["x"], [x], reply.args)
+    out, _ = expect_items(ctx, reply.value, 2, "the result of MaxPool.forward (out, cache)")
+    X = _cpu64(x)
+    want = F.max_pool2d(X, (HP, WP), stride=stride)
+    what = f"x {fmt_shape(x.shape)}, {HP}x{WP} windows, stride {stride}, {_name(dtype)}"
+    ctx.expect_tensor(out, want.to(dtype), f"out ({what})", bound=bound(dtype, FWD),
+                      mistakes={"out is the average of each window; max pooling takes its maximum":
+                                F.avg_pool2d(X, (HP, WP), stride=stride),
+                                "out is the minimum of each window; take the maximum":
+                                -F.max_pool2d(-X, (HP, WP), stride=stride)},
+                      hint=f"out is (N, C, H', W') = {fmt_shape(want.shape)} with H' = 1 + (H - pool_height) // stride "
+                           "and W' = 1 + (W - pool_width) // stride.")
+
+
+def judge_pool_backward(ctx, N, C, H, W, HP, WP, stride, dtype):
+    expect_naive(ctx, "MaxPool")
+    x = ctx.randn(N, C, H, W, dtype=dtype)
+    _, cache = expect_items(ctx, ctx.call("MaxPool.forward", x, pool_param(HP, WP, stride)), 2,
+                            "the result of MaxPool.forward (out, cache)")
+    shape = (N, C, 1 + (H - HP) // stride, 1 + (W - WP) // stride)
+    dout = ctx.randn(*shape, dtype=dtype)
+    got = ctx.call("MaxPool.backward", dout, cache)
+    _, (dx,) = with_grads(lambda a: F.max_pool2d(a, (HP, WP), stride=stride), [x], dout)
+    _, (spread,) = with_grads(lambda a: F.avg_pool2d(a, (HP, WP), stride=stride), [x], dout)
+    mistakes = {"the gradient is spread over the whole window; it goes to the window's maximum only": spread,
+                "the gradient is spread over the whole window without dividing by its size": spread * HP * WP}
+    expect_grads(ctx, got, [("dx", dx)], f"MaxPool.backward, x {fmt_shape(x.shape)}, {HP}x{WP} windows, "
+                                         f"stride {stride}, {_name(dtype)}", dtype, bound(dtype, BWD),
+                 mistakes={"dx": mistakes},
+                 hints={"dx": "Each output's gradient goes to the position of its window's maximum"
+                              + (" and ADDS to what is there (windows overlap at this stride: one entry can be the "
+                                 "maximum of several windows)." if stride < max(HP, WP) else ".")})
+
+
+@check("a3.convolutional.maxpool_forward", function="MaxPool", N=2, C=3, H=8, W=6, HP=2, WP=2, stride=2,
+       dtype=torch.float64)
+def maxpool_forward(ctx, **kw):
+    """MaxPool.forward matches F.max_pool2d (2x2, stride 2)"""
+    judge_pool_forward(ctx, **kw)
+
+
+@check("a3.convolutional.maxpool_forward_overlap", function="MaxPool", N=2, C=2, H=7, W=9, HP=3, WP=2, stride=2,
+       dtype=torch.float64)
+def maxpool_forward_overlap(ctx, **kw):
+    """MaxPool.forward matches F.max_pool2d (3x2 windows, stride 2: overlapping)"""
+    judge_pool_forward(ctx, **kw)
+
+
+@check("a3.convolutional.maxpool_backward", function="MaxPool", N=2, C=3, H=8, W=6, HP=2, WP=2, stride=2,
+       dtype=torch.float64)
+def maxpool_backward(ctx, **kw):
+    """MaxPool.backward matches autograd (2x2, stride 2)"""
+    judge_pool_backward(ctx, **kw)
+
+
+@check("a3.convolutional.maxpool_backward_overlap", function="MaxPool", N=2, C=2, H=7, W=9, HP=3, WP=3, stride=1,
+       dtype=torch.float64)
+def maxpool_backward_overlap(ctx, **kw):
+    """MaxPool.backward matches autograd (3x3 windows, stride 1: overlapping)"""
+    judge_pool_backward(ctx, **kw)
+
+
+# ---- ThreeLayerConvNet ----------------------------------------------------------------------------
+
+
+def three_layer_shapes(dims, F_, fs, hidden, C):
+    c, h, w = dims
+    pad = (fs - 1) // 2
+    hp, wp = (h + 2 * pad - fs + 1) // 2, (w + 2 * pad - fs + 1) // 2
+    return {"W1": (F_, c, fs, fs), "b1": (F_,), "W2": (F_ * hp * wp, hidden), "b2": (hidden,), "W3": (hidden, C),
+            "b3": (C,)}
+
+
+@check("a3.convolutional.three_layer_init", function="ThreeLayerConvNet", dims=(3, 16, 16), num_filters=8,
+       filter_size=5, hidden=50, C=7, weight_scale=0.05, dtype=torch.float64)
+def three_layer_init(ctx, dims, num_filters, filter_size, hidden, C, weight_scale, dtype):
+    """ThreeLayerConvNet: params W1..W3, b1..b3 (shapes, dtype, device), N(0, weight_scale^2) weights"""
+    kwargs = {} if dtype is None else {"dtype": dtype}
+    model = build(ctx, "ThreeLayerConvNet", input_dims=tuple(dims), num_filters=num_filters, filter_size=filter_size,
+                  hidden_dim=hidden, num_classes=C, weight_scale=weight_scale, device=str(ctx.device), **kwargs)
+    dtype = dtype or torch.float32
+    shapes = three_layer_shapes(dims, num_filters, filter_size, hidden, C)
+    params = ctx.getattr(model, "params")
+    what = (f"ThreeLayerConvNet(input_dims={tuple(dims)}, num_filters={num_filters}, filter_size={filter_size}, "
+            f"hidden_dim={hidden}, num_classes={C}, {_name(dtype)})")
+    expect_params(ctx, params, shapes, dtype, what,
+                  hint="W2 maps the pooled conv output, num_filters * H/2 * W/2 values (the conv keeps H and W, the "
+                       "2x2 pool halves them), to hidden_dim.")
+    for k in shapes:
+        if k.startswith("W"):
+            expect_std(ctx, params[k], weight_scale, f"{what}.params['{k}']",
+                       {"the weights are not multiplied by weight_scale": 1.0})
+        else:
+            expect_zeros(ctx, params[k], f"{what}.params['{k}']")
+
+
+@check("a3.convolutional.three_layer_loss", function="ThreeLayerConvNet", N=4, dims=(3, 8, 8), num_filters=4,
+       filter_size=3, hidden=6, C=5, reg=0.07, dtype=torch.float64)
+def three_layer_loss(ctx, N, dims, num_filters, filter_size, hidden, C, reg, dtype):
+    """ThreeLayerConvNet.loss: scores, loss and every gradient match autograd"""
+    model = build(ctx, "ThreeLayerConvNet", input_dims=tuple(dims), num_filters=num_filters, filter_size=filter_size,
+                  hidden_dim=hidden, num_classes=C, weight_scale=0.1, reg=reg, dtype=dtype, device=str(ctx.device))
+    shapes = three_layer_shapes(dims, num_filters, filter_size, hidden, C)
+    expect_params(ctx, ctx.getattr(model, "params"), shapes, dtype, "ThreeLayerConvNet")
+    params = random_params(ctx, shapes, dtype, 0.3, 0.3)
+    set_params(ctx, model, params)
+    X, y = ctx.randn(N, *dims, dtype=dtype), ctx.randint(0, C, (N,))
+    with excused_by(ctx, ["Linear", "ReLU"], "ThreeLayerConvNet"):
+        judge_net_loss(ctx, model, "ThreeLayerConvNet", params, X, y, reg, three_layer_scores, dtype,
+                       f"(input {fmt_shape(X.shape)}, {num_filters} {filter_size}x{filter_size} filters, "
+                       f"reg={reg:g}, {_name(dtype)})")
+
+
+# ---- DeepConvNet ----------------------------------------------------------------------------------
+
+
+def deep_shapes(dims, num_filters, max_pools, C, batchnorm):
+    c, h, w = dims
+    out = {}
+    for i, f in enumerate(num_filters, start=1):
+        out[f"W{i}"], out[f"b{i}"] = (f, c, 3, 3), (f,)
+        if batchnorm:
+            out[f"gamma{i}"], out[f"beta{i}"] = (f,), (f,)
+        c = f
+        if i - 1 in max_pools:
+            h, w = h // 2, w // 2
+    L = len(num_filters) + 1
+    out[f"W{L}"], out[f"b{L}"] = (c * h * w, C), (C,)
+    return out
+
+
+def kaiming_std(shape: tuple, relu: bool) -> float:
+    fan_in = shape[0] if len(shape) == 2 else shape[1] * shape[2] * shape[3]
+    return math.sqrt((2.0 if relu else 1.0) / fan_in)
+
+
+@check("a3.convolutional.deep_init", function="DeepConvNet", dims=(3, 16, 16), num_filters=(16, 32, 8),
+       max_pools=(0, 2), C=6, weight_scale=0.05, dtype=torch.float64)
+def deep_init(ctx, dims, num_filters, max_pools, C, weight_scale, dtype):
+    """DeepConvNet: params (with and without batchnorm): shapes, dtype, device, initial values"""
+    for batchnorm in (False, True):
+        kwargs = {} if dtype is None else {"dtype": dtype}
+        model = build(ctx, "DeepConvNet", input_dims=tuple(dims), num_filters=list(num_filters),
+                      max_pools=list(max_pools), batchnorm=batchnorm, num_classes=C, weight_scale=weight_scale,
+                      device=str(ctx.device), **kwargs)
+        dt = dtype or torch.float32
+        what = (f"DeepConvNet(input_dims={tuple(dims)}, num_filters={list(num_filters)}, max_pools={list(max_pools)}, "
+                f"batchnorm={batchnorm}, {_name(dt)})")
+        shapes = deep_shapes(dims, num_filters, max_pools, C, batchnorm)
+        params = ctx.getattr(model, "params")
+        expect_params(ctx, params, shapes, dt, what,
+                      hint="Each 3x3 convolution (padding 1) keeps H and W, each listed pooling halves them; the last "
+                           "layer is linear, from the flattened output of the last convolution.")
+        for k in shapes:
+            if k.startswith("W"):
+                expect_std(ctx, params[k], weight_scale, f"{what}.params['{k}']",
+                           {"the weights are not multiplied by weight_scale": 1.0})
+            else:
+                expect_zeros(ctx, params[k], f"{what}.params['{k}']", 1.0 if k.startswith("gamma") else 0.0)
+
+
+@check("a3.convolutional.deep_init_kaiming", function="DeepConvNet", dims=(3, 16, 16), num_filters=(32, 64),
+       max_pools=(0, 1), C=10, dtype=torch.float64)
+def deep_init_kaiming(ctx, dims, num_filters, max_pools, C, dtype):
+    """DeepConvNet(weight_scale='kaiming'): Kaiming weights (gain 2 for the convolutions, 1 for the last layer)"""
+    what = f"DeepConvNet(num_filters={list(num_filters)}, weight_scale='kaiming')"
+    with excused_by(ctx, ["kaiming_initializer"], "DeepConvNet's Kaiming initialisation", unit="DeepConvNet"):
+        model = build(ctx, "DeepConvNet", input_dims=tuple(dims), num_filters=list(num_filters),
+                      max_pools=list(max_pools), num_classes=C, weight_scale="kaiming", dtype=dtype,
+                      device=str(ctx.device))
+        shapes = deep_shapes(dims, num_filters, max_pools, C, False)
+        params = ctx.getattr(model, "params")
+        expect_params(ctx, params, shapes, dtype, what)
+        L = len(num_filters) + 1
+        for k, s in shapes.items():
+            if k.startswith("W"):
+                relu = k != f"W{L}"
+                want = kaiming_std(s, relu)
+                expect_std(ctx, params[k], want, f"{what}.params['{k}']", {
+                    "the weights are not Kaiming-initialised (weight_scale='kaiming' means weight_initializer(...))":
+                    1e-3,
+                    "the gain is wrong: 2 for the convolutions (a ReLU follows them), 1 for the last linear layer":
+                    kaiming_std(s, not relu)})
+
+
+def deep_stats(ctx, model: Handle, n: int) -> list:
+    """[(running_mean, running_var)] of each batchnorm, read from model.bn_params."""
+    bn_params = ctx.getattr(model, "bn_params")
+    ctx.expect(isinstance(bn_params, list) and len(bn_params) == n,
+               f"DeepConvNet.bn_params: expected a list of {n} dicts, found {_kind(bn_params)}.")
+    out = []
+    for i, bp in enumerate(bn_params):
+        ok = isinstance(bp, dict) and all(isinstance(bp.get(k), torch.Tensor) for k in ("running_mean", "running_var"))
+        if not ok:
+            broken = probe(ctx, ["SpatialBatchNorm", "BatchNorm"])
+            ctx.fail(f"after a training step, bn_params[{i}] holds no running_mean and running_var: pass "
+                     "self.bn_params[i] to the batch normalisation of layer i (it stores its statistics there)."
+                     + (f" (Also, {broken}.)" if broken else ""))
+        out.append((_cpu64(bp["running_mean"]), _cpu64(bp["running_var"])))
+    return out
+
+
+def judge_deep_loss(ctx, N, dims, num_filters, max_pools, C, reg, dtype, batchnorm=False):
+    model = build(ctx, "DeepConvNet", input_dims=tuple(dims), num_filters=list(num_filters), max_pools=list(max_pools),
+                  batchnorm=batchnorm, num_classes=C, weight_scale=0.1, reg=reg, dtype=dtype, device=str(ctx.device))
+    shapes = deep_shapes(dims, num_filters, max_pools, C, batchnorm)
+    expect_params(ctx, ctx.getattr(model, "params"), shapes, dtype, "DeepConvNet")
+    params = random_params(ctx, shapes, dtype, 0.3, 0.2)
+    set_params(ctx, model, params)
+    X, y = ctx.randn(N, *dims, dtype=dtype), ctx.randint(0, C, (N,))
+    what = (f"(input {fmt_shape(X.shape)}, num_filters={list(num_filters)}, max_pools={list(max_pools)}, "
+            f"batchnorm={batchnorm}, reg={reg:g}, {_name(dtype)})")
+    pools = list(max_pools)
+
+    def train_forward(p, X_):
+        return deep_scores(p, X_, pools)
+    blocks = ["Linear", "ReLU"] + (["SpatialBatchNorm", "BatchNorm"] if batchnorm else [])
+    if not batchnorm:
+        with excused_by(ctx, blocks, "DeepConvNet"):
+            judge_net_loss(ctx, model, "DeepConvNet", params, X, y, reg, train_forward, dtype, what)
+        return
+    holder: dict = {}
+
+    def test_forward(q, Xc):
+        holder["stats"] = deep_stats(ctx, model, len(num_filters))
+        return deep_scores(q, Xc, pools, holder["stats"])
+
+    def test_mistakes(q, Xc):
+        return {"the batch normalisations use the batch's statistics in test mode: loss(X) sets every "
+                "bn_param['mode'] to 'test'": deep_scores(q, Xc, pools)}
+
+    with excused_by(ctx, blocks, "DeepConvNet"):
+        judge_net_loss(ctx, model, "DeepConvNet", params, X, y, reg, train_forward, dtype, what,
+                       test_forward=test_forward, test_mistakes=test_mistakes)
+
+
+@check("a3.convolutional.deep_loss", function="DeepConvNet", N=4, dims=(3, 8, 8), num_filters=(3, 4, 2),
+       max_pools=(0, 2), C=5, reg=0.1, dtype=torch.float64)
+def deep_loss(ctx, **kw):
+    """DeepConvNet.loss: scores, loss and every gradient match autograd"""
+    judge_deep_loss(ctx, **kw)
+
+
+@check("a3.convolutional.deep_loss_batchnorm", function="DeepConvNet", N=5, dims=(2, 6, 6), num_filters=(3, 4),
+       max_pools=(1,), C=4, reg=0.05, dtype=torch.float64, batchnorm=True)
+def deep_loss_batchnorm(ctx, **kw):
+    """DeepConvNet with batchnorm: train-mode loss and gradients (gamma, beta too), test-mode scores"""
+    judge_deep_loss(ctx, **kw)
+
+
+# ---- kaiming_initializer --------------------------------------------------------------------------
+
+
+def judge_kaiming(ctx, Din, Dout, K, relu, dtype):
+    kwargs = {"device": str(ctx.device)}
+    if relu is not None:
+        kwargs["relu"] = relu
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    got = ctx.call("kaiming_initializer", Din, Dout, K=K, **kwargs)
+    relu = True if relu is None else relu
+    dtype = dtype or torch.float32
+    shape = (Din, Dout) if K is None else (Dout, Din, K, K)
+    what = f"kaiming_initializer({Din}, {Dout}, K={K}, relu={relu}, {_name(dtype)})"
+    expect_layout(ctx, got, shape, dtype, what,
+                  hint="(Din, Dout) for a linear layer, (Dout, Din, K, K) for a convolutional one.")
+    gain = 2.0 if relu else 1.0
+    fan_in = Din if K is None else Din * K * K
+    want = math.sqrt(gain / fan_in)
+    alts = {"the fan-in is Dout; it is the number of inputs of one output unit, Din (times K * K for a "
+            "convolution)": math.sqrt(gain / (Dout if K is None else Dout * K * K)),
+            f"the gain is {3 - gain:g}; it is 2 with relu=True, 1 with relu=False": math.sqrt((3 - gain) / fan_in),
+            "the standard deviation is gain / fan_in; it is sqrt(gain / fan_in)": gain / fan_in}
+    if K is not None:
+        alts["the fan-in leaves out K * K: it is Din * K * K for a convolution"] = math.sqrt(gain / Din)
+    expect_std(ctx, got, want, what, alts)
+
+
+@check("a3.convolutional.kaiming_linear", function="kaiming_initializer", Din=400, Dout=300, K=None, relu=True,
+       dtype=torch.float64)
+def kaiming_linear(ctx, **kw):
+    """kaiming_initializer for a linear layer: (Din, Dout), std sqrt(2 / Din)"""
+    judge_kaiming(ctx, **kw)
+
+
+@check("a3.convolutional.kaiming_conv", function="kaiming_initializer", Din=32, Dout=64, K=3, relu=False,
+       dtype=torch.float64)
+def kaiming_conv(ctx, **kw):
+    """kaiming_initializer for a convolution without ReLU: (Dout, Din, K, K), std sqrt(1 / (Din K K))"""
+    judge_kaiming(ctx, **kw)
+
+
+# ---- BatchNorm ------------------------------------------------------------------------------------
+
+
+def bn_inputs(ctx, N, D, dtype):
+    x = ctx.randn(N, D, dtype=dtype, scale=4.0) + ctx.randn(D, dtype=dtype, scale=3.0)
+    return x, 1 + ctx.randn(D, dtype=dtype, scale=0.3), ctx.randn(D, dtype=dtype)
+
+
+def bn_train(x, gamma, beta, eps):
+    return F.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
+
+
+def bn_forward_mistakes(X, G, B, eps) -> dict:
+    m, var_b, var_u = X.mean(0), X.var(0, unbiased=False), X.var(0, unbiased=True)
+    return {"the batch variance is the unbiased one (divided by N - 1); batch normalisation uses the biased one "
+            "(divided by N)": (X - m) / torch.sqrt(var_u + eps) * G + B,
+            "eps is added to the standard deviation; add it to the variance, under the square root":
+            (X - m) / (var_b.sqrt() + eps) * G + B,
+            "gamma and beta are swapped: out = gamma * x_hat + beta": (X - m) / torch.sqrt(var_b + eps) * B + G}
+
+
+@check("a3.convolutional.bn_forward_train", function="BatchNorm", N=20, D=6, dtype=torch.float64, eps=None)
+def bn_forward_train(ctx, N, D, dtype, eps):
+    """BatchNorm.forward in train mode matches F.batch_norm (batch statistics, biased variance)"""
+    x, gamma, beta = bn_inputs(ctx, N, D, dtype)
+    param = {"mode": "train"} if eps is None else {"mode": "train", "eps": eps}
+    eps = 1e-5 if eps is None else eps
+    reply = ctx.invoke("BatchNorm.forward", x, gamma, beta, param, return_args=True)
+    expect_inputs_unchanged(ctx, "BatchNorm.forward", ["x", "gamma", "beta"], [x, gamma, beta], reply.args)
+    out, _ = expect_items(ctx, reply.value, 2, "the result of BatchNorm.forward (out, cache)")
+    X, G, B = _cpu64(x), _cpu64(gamma), _cpu64(beta)
+    ctx.expect_tensor(out, bn_train(X, G, B, eps).to(dtype), f"out (train mode, x {fmt_shape(x.shape)}, eps={eps:g}, "
+                      f"{_name(dtype)})", bound=bound(dtype, FWD), mistakes=bn_forward_mistakes(X, G, B, eps),
+                      hint="Normalise each feature (column) with the mean and variance over the batch (dim 0).")
+
+
+def running_expectations(xs: list, momentum: float, start: tuple | None, rows: Callable = lambda t: t):
+    """[(running_mean, running_var)] after each step, and the mistakes' versions."""
+    D = rows(xs[0]).shape[1]
+    rm0, rv0 = start if start is not None else (torch.zeros(D, dtype=torch.float64),) * 2
+
+    def seq(unbiased=False, reverse=False, carry=True):
+        rm, rv, out = rm0, rv0, []
+        for x in xs:
+            r = rows(x)
+            mean, var = r.mean(0), r.var(0, unbiased=unbiased)
+            keep = (1 - momentum) if reverse else momentum
+            base_m, base_v = (rm, rv) if carry else (rm0, rv0)
+            rm, rv = keep * base_m + (1 - keep) * mean, keep * base_v + (1 - keep) * var
+            out.append((rm, rv))
+        return out
+
+    mistakes = {"the running variance averages the unbiased batch variance (divided by N - 1); keep the biased one, "
+                "the variance used to normalise": seq(unbiased=True),
+                "the momentum is reversed: running = momentum * running + (1 - momentum) * batch": seq(reverse=True),
+                "the running statistics do not carry over: each call must start from bn_param's running_mean and "
+                "running_var (and store the new ones there)": seq(carry=False)}
+    return seq(), mistakes
+
+
+def judge_running(ctx, layer: str, xs, gamma, beta, momentum, start, dtype, rows: Callable,
+                  fallback: Callable | None = None) -> None:
+    """Call layer.forward in train mode on each x, passing the same bn_param along; judge the running statistics."""
+    D = gamma.shape[0]
+    param: dict = {"mode": "train"}
+    if momentum is not None:
+        param["momentum"] = momentum
+    if start is not None:
+        param["running_mean"], param["running_var"] = start
+    want, mistakes = running_expectations([_cpu64(x) for x in xs], 0.9 if momentum is None else momentum,
+                                          None if start is None else tuple(_cpu64(t) for t in start), rows)
+    for k, x in enumerate(xs):
+        before = dict(param)
+        reply = ctx.invoke(f"{layer}.forward", x, gamma, beta, param, return_args=True)
+        expect_items(ctx, reply.value, 2, f"the result of {layer}.forward (out, cache)")
+        after = reply.args[3] if reply.args and len(reply.args) > 3 else None
+        what = f"after {k + 1} training step{'s' if k else ''}" + (f", momentum {momentum:g}" if momentum else "")
+        try:
+            ctx.expect(isinstance(after, dict) and all(isinstance(after.get(n), torch.Tensor)
+                                                       for n in ("running_mean", "running_var")),
+                       f"bn_param {what}: expected the running statistics in bn_param['running_mean'] and "
+                       f"bn_param['running_var'] (tensors of shape ({D},)); found {_kind(after)}.")
+            for i, name in enumerate(("running_mean", "running_var")):
+                ctx.expect_tensor(after[name], want[k][i].to(dtype), f"bn_param['{name}'] {what}",
+                                  bound=bound(dtype, FWD), mistakes={d: s[k][i] for d, s in mistakes.items()})
+        except CheckFailed:
+            if fallback is None or not fallback(before, x, after):
+                raise
+            ctx.note(f"{layer}'s running statistics differ from the oracle's but match your BatchNorm's on the same "
+                     "rows; BatchNorm's own checks judge those.")
+            rest = [_cpu64(t) for t in xs[k + 1:]]
+            if rest:   # the next steps start from the statistics your BatchNorm gave
+                more, more_mistakes = running_expectations(rest, 0.9 if momentum is None else momentum,
+                                                           (_cpu64(after["running_mean"]),
+                                                            _cpu64(after["running_var"])), rows)
+                want = want[:k + 1] + more
+                mistakes = {d: seq[:k + 1] + more_mistakes[d] for d, seq in mistakes.items()}
+        param = after
+
+
+@check("a3.convolutional.bn_running_stats", function="BatchNorm", N=16, D=5, steps=3, momentum=None, start=False,
+       dtype=torch.float64)
+def bn_running_stats(ctx, N, D, steps, momentum, start, dtype):
+    """BatchNorm: running averages over several steps (biased variance, running = m * running + (1 - m) * batch)"""
+    xs = [bn_inputs(ctx, N, D, dtype)[0] for _ in range(steps)]
+    _, gamma, beta = bn_inputs(ctx, N, D, dtype)
+    init = (ctx.randn(D, dtype=dtype), ctx.rand(D, dtype=dtype) + 0.5) if start else None
+    judge_running(ctx, "BatchNorm", xs, gamma, beta, momentum, init, dtype, rows=lambda t: t)
+
+
+@check("a3.convolutional.bn_forward_test", function="BatchNorm", N=10, D=7, dtype=torch.float64)
+def bn_forward_test(ctx, N, D, dtype):
+    """BatchNorm.forward in test mode normalises with the running statistics (F.batch_norm, eval)"""
+    x, gamma, beta = bn_inputs(ctx, N, D, dtype)
+    rm, rv = ctx.randn(D, dtype=dtype), ctx.rand(D, dtype=dtype) + 0.5
+    param = {"mode": "test", "running_mean": rm, "running_var": rv}
+    reply = ctx.invoke("BatchNorm.forward", x, gamma, beta, param, return_args=True)
+    out, _ = expect_items(ctx, reply.value, 2, "the result of BatchNorm.forward (out, cache)")
+    X, G, B = _cpu64(x), _cpu64(gamma), _cpu64(beta)
+    want = F.batch_norm(X, _cpu64(rm), _cpu64(rv), G, B, training=False, eps=1e-5)
+    ctx.expect_tensor(out, want.to(dtype), f"out (test mode, x {fmt_shape(x.shape)}, {_name(dtype)})",
+                      bound=bound(dtype, FWD),
+                      mistakes={"test mode uses the batch's statistics; it normalises with bn_param's running_mean "
+                                "and running_var": bn_train(X, G, B, 1e-5)})
+    after = reply.args[3] if reply.args and len(reply.args) > 3 else {}
+    for name, t in (("running_mean", rm), ("running_var", rv)):
+        ctx.expect(same_tensor(after.get(name), t), f"bn_param['{name}'] changed in test mode; the running statistics "
+                                                     "are updated in train mode only.")
+
+
+def judge_bn_backward(ctx, method: str, N, D, dtype):
+    x, gamma, beta = bn_inputs(ctx, N, D, dtype)
+    _, cache = expect_items(ctx, ctx.call("BatchNorm.forward", x, gamma, beta, {"mode": "train"}), 2,
+                            "the result of BatchNorm.forward (out, cache)")
+    dout = ctx.randn(N, D, dtype=dtype)
+    got = ctx.call(f"BatchNorm.{method}", dout, cache)
+    _, (dx, dgamma, dbeta) = with_grads(lambda a, g, b: bn_train(a, g, b, 1e-5), [x, gamma, beta], dout)
+    X, G, Do = _cpu64(x), _cpu64(gamma), _cpu64(dout)
+    std = torch.sqrt(X.var(0, unbiased=False) + 1e-5)
+    expect_grads(ctx, got, [("dx", dx), ("dgamma", dgamma), ("dbeta", dbeta)],
+                 f"BatchNorm.{method}, x {fmt_shape(x.shape)}, {_name(dtype)}", dtype, bound(dtype, BWD), n=N,
+                 mistakes={"dx": {"dx treats the batch mean and variance as constants; they depend on every example "
+                                  "of the batch": Do * G / std},
+                           "dgamma": {"dgamma sums dout * x; it sums dout * x_hat (the normalised x)":
+                                      (Do * X).sum(0)}})
+
+
+@check("a3.convolutional.bn_backward", function="BatchNorm", N=12, D=5, dtype=torch.float64)
+def bn_backward(ctx, **kw):
+    """BatchNorm.backward: dx, dgamma, dbeta match autograd"""
+    judge_bn_backward(ctx, "backward", **kw)
+
+
+@check("a3.convolutional.bn_backward_alt", function="BatchNorm", N=12, D=5, dtype=torch.float64)
+def bn_backward_alt(ctx, **kw):
+    """BatchNorm.backward_alt: dx, dgamma, dbeta match autograd (and so backward)"""
+    judge_bn_backward(ctx, "backward_alt", **kw)
+
+
+# ---- SpatialBatchNorm -----------------------------------------------------------------------------
+
+
+def as_rows(t: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N * H * W, C): one row per example and position, one column per channel."""
+    return t.movedim(1, -1).flatten(0, -2)
+
+
+def from_rows(r: torch.Tensor, shape) -> torch.Tensor:
+    N, C, H, W = shape
+    return r.reshape(N, H, W, C).movedim(-1, 1)
+
+
+def sbn_inputs(ctx, shape, dtype):
+    N, C, H, W = shape
+    x = ctx.randn(*shape, dtype=dtype, scale=3.0) + ctx.randn(1, C, 1, 1, dtype=dtype, scale=2.0)
+    return x, 1 + ctx.randn(C, dtype=dtype, scale=0.3), ctx.randn(C, dtype=dtype)
+
+
+def via_batchnorm(ctx, x, gamma, beta, param):
+    """Your BatchNorm.forward on the rows of x: (out in (N, C, H, W), cache, bn_param after), None if it fails."""
+    try:
+        reply = ctx.invoke("BatchNorm.forward", as_rows(x).contiguous(), gamma, beta, dict(param), return_args=True)
+        out, cache = expect_items(ctx, reply.value, 2, "")
+        after = reply.args[3]
+        return from_rows(out, x.shape), cache, after if isinstance(after, dict) else {}
+    except Exception:  # noqa: BLE001 - your BatchNorm failed or returned something else: no alternative
+        return None
+
+
+def sbn_wrong_layout(X, G, B, eps):
+    """Statistics over the rows of x.reshape(-1, C) (no transpose): a known mistake."""
+    C = X.shape[1]
+    return bn_train(X.reshape(-1, C), G, B, eps).reshape(X.shape)
+
+
+@check("a3.convolutional.sbn_forward_train", function="SpatialBatchNorm", shape=(3, 4, 5, 6), steps=2,
+       momentum=None, dtype=torch.float64)
+def sbn_forward_train(ctx, shape, steps, momentum, dtype):
+    """SpatialBatchNorm.forward in train mode: statistics per channel over (N, H, W), running averages"""
+    x, gamma, beta = sbn_inputs(ctx, shape, dtype)
+    reply = ctx.invoke("SpatialBatchNorm.forward", x, gamma, beta, {"mode": "train"}, return_args=True)
+    expect_inputs_unchanged(ctx, "SpatialBatchNorm.forward", ["x", "gamma", "beta"], [x, gamma, beta], reply.args)
+    out, _ = expect_items(ctx, reply.value, 2, "the result of SpatialBatchNorm.forward (out, cache)")
+    X, G, B = _cpu64(x), _cpu64(gamma), _cpu64(beta)
+    what = f"train mode, x {fmt_shape(x.shape)}, {_name(dtype)}"
+    try:
+        ctx.expect_tensor(out, bn_train(X, G, B, 1e-5).to(dtype), f"out ({what})", bound=bound(dtype, FWD),
+                          mistakes={"the statistics are taken over the rows of x.reshape(-1, C), which mixes channels: "
+                                    "move the channels last before flattening (permute)":
+                                    sbn_wrong_layout(X, G, B, 1e-5)},
+                          hint="Normalise each channel with the mean and (biased) variance over N, H and W.")
+    except CheckFailed:
+        alt = via_batchnorm(ctx, x, gamma, beta, {"mode": "train"})
+        if alt is None or not close(out, alt[0], bound(dtype, FWD)) or not probe(ctx, ["BatchNorm"]):
+            raise
+        ctx.note("SpatialBatchNorm's output differs from the oracle's but matches your BatchNorm.forward on the rows "
+                 "(N * H * W, C); BatchNorm's own checks judge it.")
+    xs = [x] + [sbn_inputs(ctx, shape, dtype)[0] for _ in range(steps - 1)]
+
+    def fallback(before, x_k, after):
+        alt = via_batchnorm(ctx, x_k, gamma, beta, before)
+        return alt is not None and isinstance(after, dict) and all(
+            close(after.get(n), alt[2].get(n), bound(dtype, FWD)) for n in ("running_mean", "running_var")) \
+            and probe(ctx, ["BatchNorm"]) is not None
+
+    judge_running(ctx, "SpatialBatchNorm", xs, gamma, beta, momentum, None, dtype, rows=as_rows, fallback=fallback)
+
+
+@check("a3.convolutional.sbn_forward_test", function="SpatialBatchNorm", shape=(2, 3, 4, 5), dtype=torch.float64)
+def sbn_forward_test(ctx, shape, dtype):
+    """SpatialBatchNorm.forward in test mode uses the running statistics per channel"""
+    x, gamma, beta = sbn_inputs(ctx, shape, dtype)
+    C = shape[1]
+    rm, rv = ctx.randn(C, dtype=dtype), ctx.rand(C, dtype=dtype) + 0.5
+    out, _ = expect_items(ctx, ctx.call("SpatialBatchNorm.forward", x, gamma, beta,
+                                        {"mode": "test", "running_mean": rm, "running_var": rv}), 2,
+                          "the result of SpatialBatchNorm.forward (out, cache)")
+    X, G, B = _cpu64(x), _cpu64(gamma), _cpu64(beta)
+    want = F.batch_norm(X, _cpu64(rm), _cpu64(rv), G, B, training=False, eps=1e-5)
+    wrong_rows = F.batch_norm(X.reshape(-1, C), _cpu64(rm), _cpu64(rv), G, B, training=False, eps=1e-5)
+    ctx.expect_tensor(out, want.to(dtype), f"out (test mode, x {fmt_shape(x.shape)}, {_name(dtype)})",
+                      bound=bound(dtype, FWD),
+                      mistakes={"test mode uses the batch's statistics; it normalises with the running ones":
+                                bn_train(X, G, B, 1e-5),
+                                "the rows are taken from x.reshape(-1, C), which mixes channels: move the channels "
+                                "last before flattening (permute), and back after": wrong_rows.reshape(X.shape)})
+
+
+@check("a3.convolutional.sbn_backward", function="SpatialBatchNorm", shape=(2, 3, 4, 5), dtype=torch.float64)
+def sbn_backward(ctx, shape, dtype):
+    """SpatialBatchNorm.backward: dx, dgamma, dbeta match autograd"""
+    x, gamma, beta = sbn_inputs(ctx, shape, dtype)
+    _, cache = expect_items(ctx, ctx.call("SpatialBatchNorm.forward", x, gamma, beta, {"mode": "train"}), 2,
+                            "the result of SpatialBatchNorm.forward (out, cache)")
+    dout = ctx.randn(*shape, dtype=dtype)
+    got = ctx.call("SpatialBatchNorm.backward", dout, cache)
+    _, (dx, dgamma, dbeta) = with_grads(lambda a, g, b: bn_train(a, g, b, 1e-5), [x, gamma, beta], dout)
+    _, (dx_bad, _, _) = with_grads(lambda a, g, b: sbn_wrong_layout(a, g, b, 1e-5), [x, gamma, beta], dout)
+    what = f"SpatialBatchNorm.backward, x {fmt_shape(x.shape)}, {_name(dtype)}"
+    try:
+        expect_grads(ctx, got, [("dx", dx), ("dgamma", dgamma), ("dbeta", dbeta)], what, dtype, bound(dtype, BWD),
+                     mistakes={"dx": {"the rows are taken from x.reshape(-1, C), which mixes channels: move the "
+                                      "channels last before flattening (permute), and back after": dx_bad}},
+                     hints={"dx": f"dx has the shape of x, {fmt_shape(x.shape)}."})
+    except CheckFailed:
+        # built on your BatchNorm, whose own checks judge it: accepted when it matches BatchNorm's backward on the rows
+        alt = via_batchnorm(ctx, x, gamma, beta, {"mode": "train"})
+        if alt is None or not isinstance(got, (tuple, list)) or len(got) != 3 or probe(ctx, ["BatchNorm"]) is None:
+            raise
+        for method in ("backward", "backward_alt"):
+            try:
+                r = ctx.call(f"BatchNorm.{method}", as_rows(dout).contiguous(), alt[1])
+                ok = all(close(a, b, bound(dtype, BWD)) for a, b in zip(got, (from_rows(r[0], x.shape), r[1], r[2])))
+            except Exception:  # noqa: BLE001 - your BatchNorm's backward failed: no alternative
+                ok = False
+            if ok:
+                ctx.note(f"SpatialBatchNorm.backward differs from the oracle's but matches your BatchNorm.{method} on "
+                         "the rows (N * H * W, C); BatchNorm's own checks judge it.")
+                return
+        raise
+
+
+# ---- find_overfit_parameters and the convolutional solver ---------------------------------------
+
+OVERFIT_FILTERS, OVERFIT_POOLS = [8, 16, 32, 64], [0, 1, 2, 3]
+
+
+def deep_init_params(ws, gen):
+    return {k: (ws * torch.randn(*s, generator=gen) if k.startswith("W") else torch.zeros(*s))
+            for k, s in deep_shapes((3, 32, 32), OVERFIT_FILTERS, OVERFIT_POOLS, 10, False).items()}
+
+
+def overfit_scores(p, X):
+    return deep_scores(p, X, OVERFIT_POOLS)
+
+
+@check("a3.convolutional.find_overfit_parameters", function="find_overfit_parameters", timeout=300.0)
+def find_overfit_parameters(ctx):
+    """find_overfit_parameters: DeepConvNet([8, 16, 32, 64]) with Adam overfits 50 images in 30 epochs"""
+    judge_overfit(ctx, "find_overfit_parameters", "DeepConvNet",
+                  {"input_dims": (3, 32, 32), "num_classes": 10, "num_filters": OVERFIT_FILTERS,
+                   "max_pools": OVERFIT_POOLS}, overfit_scores, {"num_epochs": 30, "batch_size": 10}, "adam", 1e-5,
+                  deep_init_params)
+
+
+@check("a3.convolutional.create_convolutional_solver_instance", function="create_convolutional_solver_instance",
+       timeout=600.0)
+def create_convolutional_solver_instance(ctx):
+    """create_convolutional_solver_instance: its DeepConvNet, trained (time-limited), reaches the target"""
+    data = course_data(ctx, flatten=False)
+    hdata = ctx.put(on_device(ctx, data))
+    blocks = ["Linear", "ReLU", "DeepConvNet", "SpatialBatchNorm", "BatchNorm", "kaiming_initializer"]
+    with excused_by(ctx, blocks, "create_convolutional_solver_instance"):
+        solver = ctx.call("create_convolutional_solver_instance", hdata, torch.float32, str(ctx.device))
+        model = expect_solver(ctx, solver, "create_convolutional_solver_instance", "DeepConvNet")
+        blocks += rule_blocks(ctx, solver)
+        epochs = ctx.getattr(solver, "num_epochs")
+        cap, limit = scale(ctx, "conv_epochs"), scale(ctx, "conv_time_limit")
+        ctx.expect(isinstance(epochs, int) and epochs > 0, f"solver.num_epochs: expected a positive int, found "
+                                                           f"{_kind(epochs)}.")
+        if cap is not None and epochs > cap:
+            ctx.method(solver, "__setattr__", "num_epochs", cap)
+        samples = scale(ctx, "conv_train_samples")
+        if samples is not None:
+            ctx.method(solver, "__setattr__", "num_train_samples", samples)
+        t = ctx.invoke_method(solver, "train", time_limit=limit).seconds
+        params = ctx.getattr(model, "params")
+        max_pools = ctx.getattr(model, "max_pools")
+        ctx.expect_type(params, dict, "solver.model.params")
+        ctx.expect(isinstance(max_pools, list) and all(isinstance(i, int) for i in max_pools),
+                   f"solver.model.max_pools: expected a list of ints, found {_kind(max_pools)}.")
+        q = {k: _cpu64(v) for k, v in params.items() if isinstance(v, torch.Tensor)}
+        L = count_layers(q)
+        stats = deep_stats(ctx, model, L - 1) if "gamma1" in q else None
+        X_test = _cpu64(data["X_test"])
+        try:
+            with torch.no_grad():
+                scores = torch.cat([deep_scores(q, X_test[i:i + 100], max_pools, stats)
+                                    for i in range(0, len(X_test), 100)])
+        except (KeyError, RuntimeError) as e:
+            ctx.fail(f"the trained DeepConvNet's params could not be evaluated as a DeepConvNet (3x3 convolutions with "
+                     f"padding 1, 2x2 poolings after the layers in max_pools={max_pools}, then a linear layer): {e}")
+        acc = accuracy(scores, data["y_test"])
+        target = ctx.target("conv_solver_accuracy")
+        shown = f"{cap} of its {epochs}" if cap is not None and epochs > cap else f"{epochs}"
+        ctx.note(f"DeepConvNet with {L - 1} conv layers ({'with' if stats else 'without'} batchnorm), trained {shown} "
+                 f"epochs with a time limit of {limit:g} s ({t:.1f} s): {acc:.1f}% on the held-out test split of "
+                 f"{ctx.run.dataset_name} (target {target:g}%)")
+        ctx.expect(acc >= target, f"the trained DeepConvNet reaches {acc:.1f}% on held-out data, below the target "
+                                  f"{target:g}%: batchnorm, Kaiming initialisation, Adam and a good learning rate "
+                                  "help; the training is time-limited, so a model that learns fast wins.")
+
+
+# ---- probes: small versions of the checks, to tell a composite's own failure from its blocks' ----
+
+
+def _probe_rule(rule: str) -> Callable:
+    def run(ctx):
+        judge_rule(ctx, rule, None, 2, (3,), torch.float64)
+    return run
+
+
+def _probe_net(ctx, cls):
+    if cls == "TwoLayerNet":
+        two_layer_loss(ctx, N=3, shape=(4,), H=5, C=3, reg=0.1, dtype=torch.float64)
+    elif cls == "FullyConnectedNet":
+        judge_fc_loss(ctx, N=3, hidden_dims=(4, 5), D=4, C=3, reg=0.1, dtype=torch.float64)
+    else:
+        judge_deep_loss(ctx, N=3, dims=(2, 4, 4), num_filters=(2, 3), max_pools=(0,), C=3, reg=0.1,
+                        dtype=torch.float64)
+
+
+PROBES: dict[str, Callable] = {
+    "Linear": lambda ctx: judge_linear_backward(ctx, N=3, shape=(4,), M=2, dtype=torch.float64)
+    or linear_forward(ctx, N=2, shape=(3,), M=2, dtype=torch.float64),
+    "ReLU": lambda ctx: relu_backward(ctx, shape=(3, 4), dtype=torch.float64, zeros=False)
+    or relu_forward(ctx, shape=(3, 4), dtype=torch.float64, zeros=False),
+    "Dropout": lambda ctx: dropout_seed(ctx, p=0.5, dtype=torch.float64, shape=(6, 7))
+    or judge_dropout_backward(ctx, 0.4, torch.float64, (40, 50)),
+    "TwoLayerNet": lambda ctx: _probe_net(ctx, "TwoLayerNet"),
+    "FullyConnectedNet": lambda ctx: _probe_net(ctx, "FullyConnectedNet"),
+    "DeepConvNet": lambda ctx: _probe_net(ctx, "DeepConvNet"),
+    "kaiming_initializer": lambda ctx: judge_kaiming(ctx, 200, 100, None, True, torch.float64)
+    or judge_kaiming(ctx, 8, 16, 3, True, torch.float64),
+    "BatchNorm": lambda ctx: bn_forward_train(ctx, N=6, D=3, dtype=torch.float64, eps=None)
+    or bn_running_stats(ctx, N=6, D=3, steps=2, momentum=None, start=False, dtype=torch.float64)
+    or judge_bn_backward(ctx, "backward", 6, 3, torch.float64)
+    or judge_bn_backward(ctx, "backward_alt", 6, 3, torch.float64),
+    "SpatialBatchNorm": lambda ctx: sbn_backward(ctx, shape=(2, 3, 2, 2), dtype=torch.float64),
+    **{rule: _probe_rule(rule) for rule in RULES},
+}

@@ -1,0 +1,228 @@
+"""Grading A3 end to end: the reference scores full marks; a unit with a classic bug loses its points (and no other
+unit does, not even the networks built on it) with feedback that names the bug; the naive layers may not hand their work
+to PyTorch, and layers may not use autograd."""
+
+import pytest
+
+from grader import manifest
+from grader.runner import grade
+from tests.conftest import ROOT, copy_submission, replace_function
+
+A3 = manifest.load("a3_networks", ROOT)
+POINTS = {f: pts for p in A3.parts for f, pts in p.functions.items()}
+PART_POINTS = {p.name: p.points for p in A3.parts}
+
+
+def failed(result):
+    return {c.function for c in result.checks if not c.passed}
+
+
+@pytest.mark.parametrize("hidden", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["public", "hidden"])
+def test_the_reference_scores_full_marks(hidden):
+    result = grade(ROOT, "a3_networks", device="cpu", hidden=hidden)
+    assert [c.output for c in result.checks if not c.passed] == []
+    assert result.score == pytest.approx(100) and result.max_score == pytest.approx(100)
+    assert any(c.hidden for c in result.checks) == hidden
+    assert result.dataset == "digits"       # the data set is recorded (no CIFAR-10 here)
+    # nothing was let through because a building block looked wrong
+    assert not any("could not be judged on its own" in c.output for c in result.checks)
+
+
+# name -> (unit whose code is replaced, qualified name, new source, words the feedback must hold, whether every check of
+# the unit fails). Each is one of the course's classic bugs (or a way around the rules).
+BUGS = {
+    "batchnorm_unbiased_running_var": ("BatchNorm", "BatchNorm.forward", '''
+        @staticmethod
+        def forward(x, gamma, beta, bn_param):
+            eps, momentum = bn_param.get("eps", 1e-5), bn_param.get("momentum", 0.9)
+            D = x.shape[1]
+            running_mean = bn_param.get("running_mean", torch.zeros(D, dtype=x.dtype, device=x.device))
+            running_var = bn_param.get("running_var", torch.zeros(D, dtype=x.dtype, device=x.device))
+            cache = None
+            if bn_param["mode"] == "train":
+                mean = x.mean(dim=0)
+                centred = x - mean
+                std = ((centred * centred).mean(dim=0) + eps).sqrt()
+                x_hat = centred / std
+                out = gamma * x_hat + beta
+                running_mean = momentum * running_mean + (1 - momentum) * mean
+                running_var = momentum * running_var + (1 - momentum) * x.var(dim=0)   # unbiased: N - 1
+                cache = (x_hat, centred, std, gamma)
+            else:
+                out = gamma * (x - running_mean) / (running_var + eps).sqrt() + beta
+            bn_param["running_mean"], bn_param["running_var"] = running_mean, running_var
+            return out, cache
+        ''', "unbiased batch variance", False),
+    "batchnorm_momentum_reversed": ("BatchNorm", "BatchNorm.forward", '''
+        @staticmethod
+        def forward(x, gamma, beta, bn_param):
+            eps, momentum = bn_param.get("eps", 1e-5), bn_param.get("momentum", 0.9)
+            D = x.shape[1]
+            running_mean = bn_param.get("running_mean", torch.zeros(D, dtype=x.dtype, device=x.device))
+            running_var = bn_param.get("running_var", torch.zeros(D, dtype=x.dtype, device=x.device))
+            cache = None
+            if bn_param["mode"] == "train":
+                mean = x.mean(dim=0)
+                centred = x - mean
+                var = (centred * centred).mean(dim=0)
+                std = (var + eps).sqrt()
+                x_hat = centred / std
+                out = gamma * x_hat + beta
+                running_mean = (1 - momentum) * running_mean + momentum * mean
+                running_var = (1 - momentum) * running_var + momentum * var
+                cache = (x_hat, centred, std, gamma)
+            else:
+                out = gamma * (x - running_mean) / (running_var + eps).sqrt() + beta
+            bn_param["running_mean"], bn_param["running_var"] = running_mean, running_var
+            return out, cache
+        ''', "momentum is reversed", False),
+    "dropout_scaled_by_p": ("Dropout", "Dropout.forward", '''
+        @staticmethod
+        def forward(x, dropout_param):
+            p, mode = dropout_param["p"], dropout_param["mode"]
+            if dropout_param.get("seed") is not None:
+                torch.manual_seed(dropout_param["seed"])
+            mask = None
+            out = x
+            if mode == "train":
+                mask = (torch.rand_like(x) >= p).type_as(x) * p
+                out = x * mask
+            return out, (dropout_param, mask)
+        ''', "multiplied by p", False),
+    "conv_padding_off_by_one": ("Conv", "Conv.forward", '''
+        @staticmethod
+        def forward(x, w, b, conv_param):
+            N, C, H, W = x.shape
+            F, _, HH, WW = w.shape
+            stride, pad = conv_param["stride"], conv_param["pad"]
+            H_out = 1 + (H + 2 * pad - HH) // stride
+            W_out = 1 + (W + 2 * pad - WW) // stride
+            x_pad = torch.nn.functional.pad(x, (pad + 1,) * 4)
+            out = x.new_zeros(N, F, H_out, W_out)
+            for i in range(H_out):
+                for j in range(W_out):
+                    win = x_pad[:, :, i * stride:i * stride + HH, j * stride:j * stride + WW].reshape(N, -1)
+                    out[:, :, i, j] = win @ w.reshape(F, -1).t() + b
+            return out, (x, w, b, conv_param)
+        ''', "padding is off by one", False),
+    "maxpool_backward_overwrites_overlaps": ("MaxPool", "MaxPool.backward", '''
+        @staticmethod
+        def backward(dout, cache):
+            x, pool_param = cache
+            N, C, H, W = x.shape
+            HP, WP, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+            dx = torch.zeros_like(x)
+            for i in range(dout.shape[2]):
+                for j in range(dout.shape[3]):
+                    hs, ws = i * stride, j * stride
+                    window = x[:, :, hs:hs + HP, ws:ws + WP].reshape(N, C, -1)
+                    d = dx[:, :, hs:hs + HP, ws:ws + WP].reshape(N, C, -1).clone()
+                    d.scatter_(2, window.argmax(dim=2, keepdim=True), dout[:, :, i, j, None])   # = instead of +=
+                    dx[:, :, hs:hs + HP, ws:ws + WP] = d.reshape(N, C, HP, WP)
+            return dx
+        ''', "ADDS to what is there", False),
+    "adam_without_bias_correction": ("adam", "adam", '''
+        def adam(w, dw, config=None):
+            config = {} if config is None else config
+            for key, value in (("learning_rate", 1e-3), ("beta1", 0.9), ("beta2", 0.999), ("epsilon", 1e-8), ("t", 0)):
+                config.setdefault(key, value)
+            config.setdefault("m", torch.zeros_like(w))
+            config.setdefault("v", torch.zeros_like(w))
+            config["t"] += 1
+            config["m"] = config["beta1"] * config["m"] + (1 - config["beta1"]) * dw
+            config["v"] = config["beta2"] * config["v"] + (1 - config["beta2"]) * dw * dw
+            return w - config["learning_rate"] * config["m"] / (config["v"].sqrt() + config["epsilon"]), config
+        ''', "no bias correction", True),
+    "linear_backward_swaps_dx_and_dw": ("Linear", "Linear.backward", '''
+        @staticmethod
+        def backward(dout, cache):
+            x, w, b = cache
+            return x.reshape(x.shape[0], -1).t() @ dout, (dout @ w.t()).reshape(x.shape), dout.sum(dim=0)
+        ''', "wrong order", False),
+    "two_layer_net_without_regulariser": ("TwoLayerNet", "TwoLayerNet.loss", '''
+        def loss(self, X, y=None):
+            hidden, cache1 = Linear_ReLU.forward(X, self.params["W1"], self.params["b1"])
+            scores, cache2 = Linear.forward(hidden, self.params["W2"], self.params["b2"])
+            if y is None:
+                return scores
+            grads = {}
+            loss, dscores = softmax_loss(scores, y)
+            dhidden, grads["W2"], grads["b2"] = Linear.backward(dscores, cache2)
+            _, grads["W1"], grads["b1"] = Linear_ReLU.backward(dhidden, cache1)
+            return loss, grads
+        ''', "regulariser is missing", False),
+    "conv_calls_conv2d": ("Conv", "Conv.forward", '''
+        @staticmethod
+        def forward(x, w, b, conv_param):
+            out = torch.nn.functional.conv2d(x, w, b, stride=conv_param["stride"], padding=conv_param["pad"])
+            return out, (x, w, b, conv_param)
+        ''', "Conv uses torch.nn.functional.conv2d", True),
+    "conv_delegates_to_FastConv": ("Conv", "Conv.forward", '''
+        @staticmethod
+        def forward(x, w, b, conv_param):
+            out, _ = FastConv.forward(x, w, b, conv_param)
+            return out, (x, w, b, conv_param)
+        ''', "Conv uses FastConv", True),
+    "maxpool_calls_max_pool2d_behind_getattr": ("MaxPool", "MaxPool.forward", '''
+        @staticmethod
+        def forward(x, pool_param):
+            pool = getattr(torch.nn.functional, "max_" + "pool2d")
+            out = pool(x, (pool_param["pool_height"], pool_param["pool_width"]), stride=pool_param["stride"])
+            return out, (x, pool_param)
+        ''', "called torch.nn.functional.max_pool2d", False),
+    "kaiming_fan_out": ("kaiming_initializer", "kaiming_initializer", '''
+        def kaiming_initializer(Din, Dout, K=None, relu=True, device="cpu", dtype=torch.float32):
+            fan = Dout if K is None else Dout * K * K
+            shape = (Din, Dout) if K is None else (Dout, Din, K, K)
+            return math.sqrt((2.0 if relu else 1.0) / fan) * torch.randn(*shape, dtype=dtype, device=device)
+        ''', "the fan-in is Dout", True),
+    "relu_backward_uses_autograd": ("ReLU", "ReLU.backward", '''
+        @staticmethod
+        def backward(dout, cache):
+            x = cache.detach().requires_grad_(True)
+            with torch.enable_grad():
+                out = x.clamp(min=0)
+            (dx,) = torch.autograd.grad(out, x, dout)
+            return dx
+        ''', "may not use torch.Tensor.requires_grad_, torch.autograd", True),
+}
+
+# Several bugs in units that do not use each other go into one submission (a grading run of a part is the slow
+# step); a bug in a layer the networks use gets a submission of its own.
+SUBMISSIONS = {
+    "fc_dropout_adam_two_layer_net": ["dropout_scaled_by_p", "adam_without_bias_correction",
+                                      "two_layer_net_without_regulariser"],
+    "fc_linear": ["linear_backward_swaps_dx_and_dw"],
+    "fc_relu_autograd": ["relu_backward_uses_autograd"],
+    "conv_batchnorm_conv_maxpool": ["batchnorm_unbiased_running_var", "conv_padding_off_by_one",
+                                    "maxpool_backward_overwrites_overlaps"],
+    "conv_cheats_and_momentum": ["batchnorm_momentum_reversed", "conv_delegates_to_FastConv",
+                                 "maxpool_calls_max_pool2d_behind_getattr"],
+    "conv_conv2d_kaiming": ["conv_calls_conv2d", "kaiming_fan_out"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SUBMISSIONS))
+def test_each_wrong_unit_loses_its_points_and_no_other(tmp_path, name):
+    bugs = [BUGS[b] for b in SUBMISSIONS[name]]
+    sub = copy_submission(tmp_path, packages=("a3_networks",))
+    for unit, qualname, source, _, _ in bugs:
+        replace_function(sub / A3.part_of(unit).file, qualname, source)
+    parts = sorted({A3.part_of(unit).name for unit, *_ in bugs})
+    result = grade(sub, "a3_networks", device="cpu", parts=parts)
+    assert failed(result) == {unit for unit, *_ in bugs}, [c.output for c in result.checks if not c.passed]
+    for unit, _, _, words, every_check in bugs:
+        mine = [c for c in result.checks if c.function == unit]
+        lost = sum(c.max_score for c in mine if not c.passed)
+        assert 0 < lost <= POINTS[unit] + 1e-9
+        if every_check:
+            assert lost == pytest.approx(POINTS[unit])
+        assert any(words in c.output for c in mine if not c.passed), [c.output for c in mine]
+    lost = sum(c.max_score for c in result.checks if not c.passed)
+    assert result.score == pytest.approx(sum(PART_POINTS[p] for p in parts) - lost)
+    if name == "fc_relu_autograd":     # the networks built on ReLU keep their points, and say why
+        nets = [c for c in result.checks if c.function in ("TwoLayerNet", "FullyConnectedNet")]
+        assert nets and all(c.passed for c in nets) and any("your ReLU is wrong" in c.output for c in nets)
+    if name == "conv_conv2d_kaiming":  # DeepConvNet's Kaiming initialisation is excused: it calls the wrong one
+        deep = [c for c in result.checks if c.function == "DeepConvNet"]
+        assert any("your kaiming_initializer is wrong" in c.output for c in deep)
