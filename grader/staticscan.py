@@ -51,8 +51,9 @@ def find_function(tree: ast.Module, qualname: str) -> ast.AST | None:
     scope: list[ast.stmt] = tree.body
     node = None
     for part in qualname.split("."):
-        node = next((n for n in scope if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-                     and n.name == part), None)
+        # the LAST definition of a name is the one Python keeps
+        node = next((n for n in reversed(scope) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                                   ast.ClassDef)) and n.name == part), None)
         if node is None:
             return None
         scope = node.body

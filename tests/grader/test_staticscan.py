@@ -101,3 +101,8 @@ def test_a_layer_backward_is_not_tensor_backward():
 def test_syntax_errors_surface():
     with pytest.raises(SyntaxError):
         scan("def f(:\n", "f", FORBIDDEN)
+
+
+def test_the_definition_python_keeps_is_the_one_scanned():
+    src = "import torch\ndef f(a, b):\n    return a\ndef f(a, b):\n    return torch.cdist(a, b)\n"
+    assert [u.line for u in scan(src, "f", ["torch.cdist"])] == [5]

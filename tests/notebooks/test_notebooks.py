@@ -179,8 +179,10 @@ def test_solution_regions_are_well_formed_and_stub_cleanly(assignment, path):
 
 @pytest.fixture
 def kernel_env(monkeypatch):
-    """The environment the kernel inherits: a non-interactive matplotlib, the offline data set by default."""
+    """The environment the kernel inherits: a non-interactive matplotlib, the offline data set by default, and
+    one math thread (on a shared 2-core machine two threads were measured up to 6x slower than one)."""
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     if not os.environ.get("DLCV_DATASET"):
         monkeypatch.setenv("DLCV_DATASET", "digits")
 
