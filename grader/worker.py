@@ -274,7 +274,11 @@ def _drop_privileges(run_as: list[int] | None) -> str:
         os.setgid(gid)
         os.setuid(uid)
         os.environ["HOME"] = os.getcwd()
-    return str(os.getuid())
+    import pwd
+    try:
+        return f"{pwd.getpwuid(os.getuid()).pw_name} (uid {os.getuid()})"
+    except KeyError:
+        return f"uid {os.getuid()}"
 
 
 def _limit_resources(memory_mb: int | None, max_files: int, limit_address_space: bool) -> bool:
