@@ -105,6 +105,17 @@ def fmt_shape(shape: Any) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+def describe_value(value: Any) -> str:
+    """A short description of what a student's function returned, for feedback."""
+    if isinstance(value, Handle):
+        return f"a {value.type} object"
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {fmt_shape(value.shape)}"
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
 def known_mistakes(got: torch.Tensor, expected: torch.Tensor, bound: float, n: int | None = None,
                    extra: dict[str, torch.Tensor] | None = None) -> str | None:
     """Name the likely bug when `got` matches a known transformation of `expected`."""
@@ -322,6 +333,12 @@ class Ctx:
     def expect(self, condition: bool, message: str) -> None:
         if not condition:
             raise CheckFailed(message)
+
+    def expect_items(self, value: Any, n: int, what: str) -> tuple:
+        """`value` must be a tuple (or list) of `n` items; returns it as a tuple."""
+        if not isinstance(value, (tuple, list)) or len(value) != n:
+            raise CheckFailed(f"{what}: expected a tuple of {n} items, found {describe_value(value)}.")
+        return tuple(value)
 
     def expect_type(self, value: Any, types: type | tuple[type, ...], name: str) -> None:
         if not isinstance(value, types):

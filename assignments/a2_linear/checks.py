@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 import torch.nn.functional as F
 
-from grader.checks import CheckFailed, check, fmt_shape, rel_error
+from grader.checks import CheckFailed, check, describe_value, fmt_shape, rel_error
 from grader.wire import Handle
 
 if TYPE_CHECKING:
@@ -269,27 +269,11 @@ def method(ctx, obj: Handle, name: str, *args: Any, **kwargs: Any) -> Any:
 # ---- judging helpers ----------------------------------------------------------------------------
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, Handle):
-        return f"a {value.type} object"
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {fmt_shape(value.shape)}"
-    if isinstance(value, (tuple, list)):
-        return f"a {type(value).__name__} of {len(value)} items"
-    return f"{type(value).__name__} {value!r}"[:80]
-
-
-def expect_items(ctx, value: Any, n: int, what: str) -> tuple:
-    if not isinstance(value, (tuple, list)) or len(value) != n:
-        ctx.fail(f"{what}: expected a tuple of {n} items, found {_kind(value)}.")
-    return tuple(value)
-
-
 def expect_float(ctx, value: Any, name: str) -> float:
     if isinstance(value, torch.Tensor):
         ctx.fail(f"{name}: expected a Python float, found a tensor; convert it with .item().")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        ctx.fail(f"{name}: expected a Python float, found {_kind(value)}.")
+        ctx.fail(f"{name}: expected a Python float, found {describe_value(value)}.")
     if not math.isfinite(value):
         ctx.fail(f"{name}: expected a finite number, found {value}.")
     return float(value)
@@ -399,7 +383,7 @@ def judge_linear_loss(ctx, function: str, kind: str, *, N: int, D: int, C: int, 
     W, X, y = linear_problem(ctx, N, D, C, dtype, w_scale=w_scale, integer=integer, offset=offset)
     reply = invoke(ctx, function, W, X, y, reg, return_args=True)
     expect_inputs_unchanged(ctx, function, list(zip(["W", "X", "y"], [W, X, y], reply.args)))
-    loss, dW = expect_items(ctx, reply.value, 2, f"the result of {function}")
+    loss, dW = ctx.expect_items(reply.value, 2, f"the result of {function}")
     want_loss, want_dW, loss_mistakes, grad_mistakes = linear_expectations(kind, W, X, y, reg)
     bound = BOUND[dtype]
     what = (f"(N={N}, D={D}, C={C}, reg={reg:g}, {str(dtype).replace('torch.', '')}"
@@ -469,7 +453,7 @@ def judge_speed(ctx, kind: str, N: int, D: int, C: int, dtype: torch.dtype, min_
     W, X, y = linear_problem(ctx, N, D, C, dtype, w_scale=1e-2, offset=offset)
     hW, hX, hy = ctx.put(W), ctx.put(X), ctx.put(y)
     # right at this size too (and the first call warms up)
-    loss, dW = expect_items(ctx, call(ctx, vectorized, hW, hX, hy, reg), 2, f"the result of {vectorized}")
+    loss, dW = ctx.expect_items(call(ctx, vectorized, hW, hX, hy, reg), 2, f"the result of {vectorized}")
     want_loss, want_dW, loss_mistakes, grad_mistakes = linear_expectations(kind, W, X, y, reg)
     what = f"(N={N}, D={D}, C={C}, reg={reg:g}, scores near {offset:g})"
     hint = STABLE_HINT if kind == "softmax" and not finite((loss, dW)) else ""
@@ -526,7 +510,7 @@ def indexed_rows(ctx, N: int, D: int, dtype: torch.dtype) -> tuple[torch.Tensor,
 
 def drawn_indices(ctx, X: torch.Tensor, y: torch.Tensor, got: Any, num_train: int, batch_size: int) -> torch.Tensor:
     """Check a (X_batch, y_batch) and return the row index of each drawn example."""
-    X_batch, y_batch = expect_items(ctx, got, 2, "the result of sample_batch")
+    X_batch, y_batch = ctx.expect_items(got, 2, "the result of sample_batch")
     expect_layout(ctx, X_batch, (batch_size, X.shape[1]), X.dtype, "X_batch",
                   hint=f"X_batch holds batch_size = {batch_size} rows of X (drawn with replacement, so batch_size "
                        "may exceed num_train).")
@@ -628,7 +612,7 @@ def judge_train_init(ctx, N: int, D: int, labels: tuple, dtype: torch.dtype) -> 
     y = torch.tensor(labels, device=ctx.device)[ctx.randint(0, len(labels), (N,))]
     y[0] = max(labels)
     C = max(labels) + 1
-    W, history = expect_items(ctx, call(ctx, "train_linear_classifier", ctx.ref("svm_loss_vectorized"), None, X, y,
+    W, history = ctx.expect_items(call(ctx, "train_linear_classifier", ctx.ref("svm_loss_vectorized"), None, X, y,
                                             num_iters=0), 2, "the result of train_linear_classifier")
     ctx.expect_type(W, torch.Tensor, "W (with W=None and num_iters=0: the initial weights)")
     if tuple(W.shape) == (D, len(set(labels))):
@@ -640,7 +624,7 @@ def judge_train_init(ctx, N: int, D: int, labels: tuple, dtype: torch.dtype) -> 
     ctx.expect(1e-7 < std < 1e-5, f"the initial weights should be 1e-6 * randn(D, C); their standard deviation is "
                                   f"{std:.2e}.")
     ctx.expect(isinstance(history, list) and len(history) == 0,
-               f"loss_history: expected an empty list for num_iters=0, found {_kind(history)}.")
+               f"loss_history: expected an empty list for num_iters=0, found {describe_value(history)}.")
 
 
 @check("a2.linear.train_steps", function="train_linear_classifier", N=20, D=6, C=4, batch_size=7, num_iters=4,
@@ -662,7 +646,7 @@ def train_steps(ctx, N, D, C, batch_size, num_iters, lr, reg, dtype, init):
     reply = invoke(ctx, "train_linear_classifier", ctx.ref(loss_name), W0, X, y, learning_rate=lr, reg=reg,
                        num_iters=num_iters, batch_size=batch_size, return_args=True)
     expect_inputs_unchanged(ctx, "train_linear_classifier", list(zip(["W", "X", "y"], [W0, X, y], reply.args[1:])))
-    W, history = expect_items(ctx, reply.value, 2, "the result of train_linear_classifier")
+    W, history = ctx.expect_items(reply.value, 2, "the result of train_linear_classifier")
     Xb, yb = X[:1].expand(batch_size, X.shape[1]).clone(), y[:1].expand(batch_size).clone()  # any minibatch
     want_W, want_losses = replay_sgd(ctx, loss_name, W0, Xb, yb, lr, reg, num_iters)
     name = f"W after {num_iters} steps (learning_rate={lr:g}, with your {loss_name})"
@@ -681,7 +665,7 @@ def train_steps(ctx, N, D, C, batch_size, num_iters, lr, reg, dtype, init):
                 raise CheckFailed(f"{e} Likely bug: {why}.") from None
         raise
     ctx.expect(isinstance(history, list) and len(history) == num_iters,
-               f"loss_history: expected a list of num_iters = {num_iters} losses, found {_kind(history)}.")
+               f"loss_history: expected a list of num_iters = {num_iters} losses, found {describe_value(history)}.")
     for k, (got, want) in enumerate(zip(history, want_losses)):
         got = expect_float(ctx, got, f"loss_history[{k}]")
         ctx.expect(abs(got - want) <= REPLAY[dtype] * max(1.0, abs(want)),
@@ -706,7 +690,7 @@ def blocks_problem(ctx, names: list[str]) -> str | None:
         elif name == "nn_forward_backward":
             p, X, y = net_problem(ctx, 6, 5, 4, 3, torch.float64, 0.5)
             try:
-                loss, grads = expect_items(ctx, call(ctx, "nn_forward_backward", p, X, y=y, reg=0.01), 2, "")
+                loss, grads = ctx.expect_items(call(ctx, "nn_forward_backward", p, X, y=y, reg=0.01), 2, "")
                 want_loss, want = net_value_and_grads(p, X, y, 0.01)
                 ok = rel_error(loss, want_loss) < 1e-6 and all(rel_error(grads[k], want[k]) < 1e-6 for k in NET_KEYS)
             except (CheckFailed, KeyError, TypeError, RuntimeError):
@@ -743,13 +727,13 @@ def train_accuracy(ctx):
     lr, reg = LINEAR_HYPER[kind]
     num_iters = scale(ctx, "train_iters")
     hX, hy = ctx.put(data["X_train"].to(ctx.device)), ctx.put(data["y_train"].to(ctx.device))
-    W, history = expect_items(ctx, call(ctx, "train_linear_classifier", ctx.ref(loss_name), None, hX, hy,
+    W, history = ctx.expect_items(call(ctx, "train_linear_classifier", ctx.ref(loss_name), None, hX, hy,
                                             learning_rate=lr, reg=reg, num_iters=num_iters, batch_size=200),
                               2, "the result of train_linear_classifier")
     D, C = data["X_train"].shape[1], int(data["y_train"].max()) + 1
     expect_layout(ctx, W, (D, C), data["X_train"].dtype, "the trained W")
     ctx.expect(isinstance(history, list) and len(history) == num_iters,
-               f"loss_history: expected a list of num_iters = {num_iters} losses, found {_kind(history)}.")
+               f"loss_history: expected a list of num_iters = {num_iters} losses, found {describe_value(history)}.")
     losses = [v if isinstance(v, float) and not verified else expect_float(ctx, v, f"loss_history[{k}]")
               for k, v in enumerate(history)]   # a wrong loss may diverge (inf, nan): only the run is judged then
     if not verified:
@@ -805,7 +789,7 @@ def expect_labels(ctx, got: Any, scores: torch.Tensor, hint: str) -> None:
 def expect_number_list(ctx, value: Any, name: str, *, at_least: int, positive: bool, integer: bool = False,
                        at_most_one: bool = False) -> list:
     if isinstance(value, torch.Tensor) or not isinstance(value, (list, tuple)):
-        ctx.fail(f"{name}: expected a list of numbers, found {_kind(value)}.")
+        ctx.fail(f"{name}: expected a list of numbers, found {describe_value(value)}.")
     ctx.expect(len(value) >= at_least, f"{name}: expected at least {at_least} values, found {len(value)}.")
     for v in value:
         ok = isinstance(v, int) if integer else isinstance(v, (int, float))
@@ -858,7 +842,7 @@ def trained_here(ctx, kind: str, data: dict, lr: float, reg: float, num_iters: i
 
 def judge_search(ctx, function: str, kind: str, target_key: str) -> None:
     got = call(ctx, function)
-    lrs, regs = expect_items(ctx, got, 2, f"the result of {function} (learning_rates, regularization_strengths)")
+    lrs, regs = ctx.expect_items(got, 2, f"the result of {function} (learning_rates, regularization_strengths)")
     lrs = expect_number_list(ctx, lrs, "learning_rates", at_least=2, positive=True)
     regs = expect_number_list(ctx, regs, "regularization_strengths", at_least=2, positive=False)
     combos = len(lrs) * len(regs)
@@ -928,13 +912,13 @@ def test_one_param_set(ctx, cls, lr, reg):
         ctx.note(f"test_one_param_set failed, but in your predict_linear_classifier (see its check), and cls was "
                  f"trained as asked; its accuracies could not be judged. (Here: {e})")
         return
-    returned, train_acc, val_acc = expect_items(ctx, got, 3, "the result of test_one_param_set (cls, train_acc, "
+    returned, train_acc, val_acc = ctx.expect_items(got, 3, "the result of test_one_param_set (cls, train_acc, "
                                                              "val_acc)")
     ctx.expect(isinstance(returned, Handle) and returned.type == cls,
-               f"the first item returned should be the {cls} passed in, trained; found {_kind(returned)}.")
+               f"the first item returned should be the {cls} passed in, trained; found {describe_value(returned)}.")
     W = ctx.getattr(returned, "W")
     ctx.expect(isinstance(W, torch.Tensor), f"cls.W after test_one_param_set: expected the trained weights, found "
-                                            f"{_kind(W)} (train cls with its train method).")
+                                            f"{describe_value(W)} (train cls with its train method).")
     ctx.expect(same_tensor(W, ctx.getattr(model, "W")),
                "the classifier returned is not the one passed in: train cls itself and return it.")
     train_acc = expect_fraction(ctx, train_acc, "train_acc")
@@ -1026,7 +1010,7 @@ def forward_pass(ctx, N, D, H, C, dtype):
     p, X, _ = net_problem(ctx, N, D, H, C, dtype, 0.7)
     reply = invoke(ctx, "nn_forward_pass", p, X, return_args=True)
     expect_inputs_unchanged(ctx, "nn_forward_pass", list(zip(["params", "X"], [p, X], reply.args)))
-    scores, hidden = expect_items(ctx, reply.value, 2, "the result of nn_forward_pass (scores, hidden)")
+    scores, hidden = ctx.expect_items(reply.value, 2, "the result of nn_forward_pass (scores, hidden)")
     q, Xc = {k: _cpu64(v) for k, v in p.items()}, _cpu64(X)
     want_scores, want_hidden = net_parts(q, Xc)
     pre = torch.addmm(q["b1"], Xc, q["W1"])
@@ -1046,7 +1030,7 @@ def student_forward(ctx, p: dict, X) -> tuple[torch.Tensor, torch.Tensor] | None
     """(scores, hidden) from the student's nn_forward_pass when they differ from the oracle's (else None): the
     forward pass nn_forward_backward builds on, whose mistakes are judged in nn_forward_pass's own check."""
     try:
-        scores, hidden = expect_items(ctx, call(ctx, "nn_forward_pass", p, X), 2, "")
+        scores, hidden = ctx.expect_items(call(ctx, "nn_forward_pass", p, X), 2, "")
     except CheckFailed:
         return None
     want_scores, want_hidden = net_parts({k: _cpu64(v) for k, v in p.items()}, _cpu64(X))
@@ -1081,7 +1065,7 @@ FORWARD_NOTE = ("Your {what} differ from the right ones, but they are exactly wh
 def judge_net_grads(ctx, p: dict, X, y, reg: float, dtype: torch.dtype, what: str) -> None:
     reply = invoke(ctx, "nn_forward_backward", p, X, y=y, reg=reg, return_args=True)
     expect_inputs_unchanged(ctx, "nn_forward_backward", list(zip(["params", "X"], [p, X], reply.args)))
-    loss, grads = expect_items(ctx, reply.value, 2, "the result of nn_forward_backward with labels (loss, grads)")
+    loss, grads = ctx.expect_items(reply.value, 2, "the result of nn_forward_backward with labels (loss, grads)")
     try:
         _judge_net_grads(ctx, p, X, y, reg, dtype, what, loss, grads)
     except CheckFailed as e:
@@ -1144,7 +1128,7 @@ def forward_backward(ctx, N, D, H, C, reg, dtype):
     p, X, y = net_problem(ctx, N, D, H, C, dtype, 0.5)
     got = call(ctx, "nn_forward_backward", p, X)
     if isinstance(got, (tuple, list)):
-        ctx.fail(f"with y=None nn_forward_backward should return the scores alone, a tensor; found {_kind(got)}.")
+        ctx.fail(f"with y=None nn_forward_backward should return the scores alone, a tensor; found {describe_value(got)}.")
     want, _ = net_parts({k: _cpu64(v) for k, v in p.items()}, _cpu64(X))
     try:
         ctx.expect_tensor(got, want.to(dtype), "the scores (y=None)", bound=BOUND[dtype])
@@ -1229,7 +1213,7 @@ def nn_train_problem(ctx, N=6, D=4, H=5, C=3, batch_size=3, num_iters=7, lr=0.5,
             f"epoch; learning_rate={lr:g}, learning_rate_decay={decay:g})")
     if not isinstance(after, dict) or set(after) != set(NET_KEYS) or \
             not all(isinstance(after[k], torch.Tensor) and after[k].shape == p[k].shape for k in NET_KEYS):
-        return f"{what}: params should keep its keys {list(NET_KEYS)} and shapes; found {_kind(after)}."
+        return f"{what}: params should keep its keys {list(NET_KEYS)} and shapes; found {describe_value(after)}."
     err = max(rel_error(after[k], want_p[k]) for k in NET_KEYS)
     if err > REPLAY[dtype]:
         if all(same_tensor(after[k], p[k]) for k in NET_KEYS):
@@ -1262,7 +1246,7 @@ def nn_train_problem(ctx, N=6, D=4, H=5, C=3, batch_size=3, num_iters=7, lr=0.5,
     for key, n in zip(keys, (num_iters, epochs, epochs)):
         ctx.expect(isinstance(stats[key], list) and len(stats[key]) == n,
                    f"{key}: expected a list of {n} values ({'one per iteration' if n == num_iters else 'one per epoch'}"
-                   f"; {num_iters} iterations, {per_epoch} per epoch), found {_kind(stats[key])}.")
+                   f"; {num_iters} iterations, {per_epoch} per epoch), found {describe_value(stats[key])}.")
     for k, (got, want) in enumerate(zip(stats["loss_history"], want_losses)):
         got = expect_float(ctx, got, f"loss_history[{k}]")
         ctx.expect(abs(got - want) <= REPLAY[dtype] * max(1.0, abs(want)),
@@ -1304,7 +1288,7 @@ def judge_toy_training(ctx, lr: float, decay: float, reg: float, num_iters: int,
     ctx.expect_type(got, dict, "the result of nn_train")
     history = got.get("loss_history")
     ctx.expect(isinstance(history, list) and len(history) == num_iters,
-               f"loss_history: expected {num_iters} losses, found {_kind(history)}.")
+               f"loss_history: expected {num_iters} losses, found {describe_value(history)}.")
     final = expect_float(ctx, history[-1], "loss_history[-1]")
     ctx.note(f"toy problem: loss {float(history[0]):.3f} -> {final:.3f} in {num_iters} iterations "
              f"(learning_rate={lr:g}, learning_rate_decay={decay:g}, batch_size={batch_size})")
@@ -1338,7 +1322,7 @@ def nn_predict(ctx, N, D, H, C, dtype):
 @check("a2.two_layer.search_params", function="nn_get_search_params")
 def nn_search_params(ctx):
     """nn_get_search_params: four lists, fewer than 256 combinations"""
-    got = expect_items(ctx, call(ctx, "nn_get_search_params"), 4, "the result of nn_get_search_params "
+    got = ctx.expect_items(call(ctx, "nn_get_search_params"), 4, "the result of nn_get_search_params "
                        "(learning_rates, hidden_sizes, regularization_strengths, learning_rate_decays)")
     lrs = expect_number_list(ctx, got[0], "learning_rates", at_least=1, positive=True)
     hs = expect_number_list(ctx, got[1], "hidden_sizes", at_least=1, positive=True, integer=True)
@@ -1381,13 +1365,13 @@ def find_best_net(ctx, grid, classes):
         raise CheckFailed(f"{e}\n  (Here data_dict['X_train'] is {fmt_shape(sub['X_train'].shape)}: D = {D} "
                           f"features and C = max(y_train) + 1 = {C} classes; build the nets from the data's sizes.)"
                           ) from None
-    net, stat, val_acc = expect_items(ctx, got, 3, "the result of find_best_net (best_net, best_stat, best_val_acc)")
+    net, stat, val_acc = ctx.expect_items(got, 3, "the result of find_best_net (best_net, best_stat, best_val_acc)")
     ctx.expect(isinstance(net, Handle) and net.type == "TwoLayerNet",
-               f"best_net: expected a TwoLayerNet, found {_kind(net)}.")
+               f"best_net: expected a TwoLayerNet, found {describe_value(net)}.")
     params = ctx.getattr(net, "params")
     ctx.expect_type(params, dict, "best_net.params")
     ctx.expect(set(params) == set(NET_KEYS) and all(isinstance(params[k], torch.Tensor) for k in NET_KEYS),
-               f"best_net.params: expected tensors under {list(NET_KEYS)}, found {_kind(params)}.")
+               f"best_net.params: expected tensors under {list(NET_KEYS)}, found {describe_value(params)}.")
     H = params["W1"].shape[-1]
     for k, shape in (("W1", (D, H)), ("b1", (H,)), ("W2", (H, C)), ("b2", (C,))):
         expect_layout(ctx, params[k], shape, sub["X_train"].dtype, f"best_net.params['{k}']",

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from grader.checks import CheckFailed, check, fmt_shape, rel_error
+from grader.checks import CheckFailed, check, describe_value, fmt_shape, rel_error
 from grader.staticscan import find_function
 from grader.wire import Handle
 
@@ -57,27 +57,11 @@ def _cpu64(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to("cpu", torch.float64)
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, Handle):
-        return f"a {value.type} object"
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {fmt_shape(value.shape)}"
-    if isinstance(value, (tuple, list)):
-        return f"a {type(value).__name__} of {len(value)} items"
-    return f"{type(value).__name__} {value!r}"[:80]
-
-
-def expect_items(ctx, value: Any, n: int, what: str) -> tuple:
-    if not isinstance(value, (tuple, list)) or len(value) != n:
-        ctx.fail(f"{what}: expected a tuple of {n} items, found {_kind(value)}.")
-    return tuple(value)
-
-
 def expect_float(ctx, value: Any, name: str, positive: bool = True) -> float:
     if isinstance(value, torch.Tensor):
         ctx.fail(f"{name}: expected a Python float, found a tensor; convert it with .item().")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        ctx.fail(f"{name}: expected a finite Python float, found {_kind(value)}.")
+        ctx.fail(f"{name}: expected a finite Python float, found {describe_value(value)}.")
     if positive and value <= 0:
         ctx.fail(f"{name}: expected a positive number, found {value!r}.")
     return float(value)
@@ -112,7 +96,7 @@ def expect_loss(ctx, got: Any, want: torch.Tensor, name: str, *, tol: float, mis
     """A loss: a one-element tensor (0-dim, as the docstrings say) or a Python number, close to `want`."""
     if isinstance(got, torch.Tensor):
         if got.numel() != 1:
-            ctx.fail(f"{name}: expected a 0-dim tensor, found {_kind(got)}.")
+            ctx.fail(f"{name}: expected a 0-dim tensor, found {describe_value(got)}.")
         if got.requires_grad:
             ctx.fail(f"{name} requires grad: this assignment computes gradients by hand, without autograd.")
         got = got.item()
@@ -137,7 +121,7 @@ def expect_grads(ctx, got: Any, wants: list[tuple[str, torch.Tensor]], what: str
     if len(wants) == 1:
         got = (got,)
     else:
-        got = expect_items(ctx, got, len(wants), f"the result of {what} ({', '.join(names)})")
+        got = ctx.expect_items(got, len(wants), f"the result of {what} ({', '.join(names)})")
     for i, (name, want) in enumerate(wants):
         g = got[i]
         if isinstance(g, torch.Tensor) and (tuple(g.shape) != tuple(want.shape) or rel_error(g, want) > tol):
@@ -417,7 +401,7 @@ def judge_net_loss(ctx, model: Handle, cls: str, params: dict, X, y, reg: float,
     weights = [k for k in params if k.startswith("W")]
     reply = ctx.invoke_method(model, "loss", X, y, return_args=True)
     expect_inputs_unchanged(ctx, f"{cls}.loss", ["X"], [X], reply.args)
-    loss, grads = expect_items(ctx, reply.value, 2, f"the result of {cls}.loss(X, y) (loss, grads)")
+    loss, grads = ctx.expect_items(reply.value, 2, f"the result of {cls}.loss(X, y) (loss, grads)")
     want_loss, want_grads, loss_mistakes, grad_mistakes = net_expectations(forward, params, X, y, reg, weights)
     tol = bound(dtype, NET)
     expect_loss(ctx, loss, want_loss, f"the loss {what}", tol=tol, mistakes=loss_mistakes)
@@ -440,7 +424,7 @@ def judge_net_loss(ctx, model: Handle, cls: str, params: dict, X, y, reg: float,
                           hint=f"grads['{k}'] has the shape of params['{k}'], {fmt_shape(params[k].shape)}.")
     scores = ctx.method(model, "loss", X)
     if isinstance(scores, (tuple, list)):
-        ctx.fail(f"{cls}.loss(X) without labels should return the scores alone, a tensor; found {_kind(scores)}.")
+        ctx.fail(f"{cls}.loss(X) without labels should return the scores alone, a tensor; found {describe_value(scores)}.")
     q = {k: _cpu64(v) for k, v in params.items()}
     want = (test_forward or forward)(q, _cpu64(X))
     ctx.expect_tensor(scores, want.to(dtype), f"the scores of {cls}.loss(X) {what}", bound=tol,
@@ -451,7 +435,7 @@ def judge_net_loss(ctx, model: Handle, cls: str, params: dict, X, y, reg: float,
 def build(ctx, cls: str, **kwargs) -> Handle:
     model = ctx.call(cls, **kwargs)
     if not isinstance(model, Handle) or model.type != cls:
-        ctx.fail(f"{cls}(...) should build a {cls} object; found {_kind(model)}.")
+        ctx.fail(f"{cls}(...) should build a {cls} object; found {describe_value(model)}.")
     return model
 
 
@@ -474,7 +458,7 @@ def linear_forward(ctx, N, shape, M, dtype):
     x, w, b = linear_problem(ctx, N, shape, M, dtype)
     reply = ctx.invoke("Linear.forward", x, w, b, return_args=True)
     expect_inputs_unchanged(ctx, "Linear.forward", ["x", "w", "b"], [x, w, b], reply.args)
-    out, _ = expect_items(ctx, reply.value, 2, "the result of Linear.forward (out, cache)")
+    out, _ = ctx.expect_items(reply.value, 2, "the result of Linear.forward (out, cache)")
     X, W, B = _cpu64(x), _cpu64(w), _cpu64(b)
     what = f"x {fmt_shape(x.shape)}, w {fmt_shape(w.shape)}, {_name(dtype)}"
     ctx.expect_tensor(out, linear_oracle(X, W, B).to(dtype), f"out ({what})", bound=bound(dtype, FWD),
@@ -485,7 +469,7 @@ def linear_forward(ctx, N, shape, M, dtype):
 
 def judge_linear_backward(ctx, N, shape, M, dtype):
     x, w, b = linear_problem(ctx, N, shape, M, dtype)
-    _, cache = expect_items(ctx, ctx.call("Linear.forward", x, w, b), 2, "the result of Linear.forward (out, cache)")
+    _, cache = ctx.expect_items(ctx.call("Linear.forward", x, w, b), 2, "the result of Linear.forward (out, cache)")
     dout = ctx.randn(N, M, dtype=dtype)
     reply = ctx.invoke("Linear.backward", dout, cache, return_args=True)
     expect_inputs_unchanged(ctx, "Linear.backward", ["dout"], [dout], reply.args)
@@ -516,7 +500,7 @@ def relu_forward(ctx, shape, dtype, zeros):
     x = relu_input(ctx, shape, dtype, zeros)
     reply = ctx.invoke("ReLU.forward", x, return_args=True)
     expect_inputs_unchanged(ctx, "ReLU.forward", ["x"], [x], reply.args)
-    out, _ = expect_items(ctx, reply.value, 2, "the result of ReLU.forward (out, cache)")
+    out, _ = ctx.expect_items(reply.value, 2, "the result of ReLU.forward (out, cache)")
     X = _cpu64(x)
     ctx.expect_tensor(out, F.relu(X).to(dtype), f"out (x {fmt_shape(x.shape)}, {_name(dtype)})",
                       bound=bound(dtype, FWD), mistakes={"out is x: the negative entries must become 0": X,
@@ -528,7 +512,7 @@ def relu_forward(ctx, shape, dtype, zeros):
 def relu_backward(ctx, shape, dtype, zeros):
     """ReLU.backward: the gradient passes where x > 0 only"""
     x = relu_input(ctx, shape, dtype, zeros)
-    _, cache = expect_items(ctx, ctx.call("ReLU.forward", x), 2, "the result of ReLU.forward (out, cache)")
+    _, cache = ctx.expect_items(ctx.call("ReLU.forward", x), 2, "the result of ReLU.forward (out, cache)")
     dout = ctx.randn(*shape, dtype=dtype)
     got = ctx.call("ReLU.backward", dout, cache)
     _, (dx,) = with_grads(F.relu, [x], dout)
@@ -549,7 +533,7 @@ def dropout_test_mode(ctx, shape, p, dtype):
     x = ctx.randn(*shape, dtype=dtype)
     reply = ctx.invoke("Dropout.forward", x, {"mode": "test", "p": p}, return_args=True)
     expect_inputs_unchanged(ctx, "Dropout.forward", ["x"], [x], reply.args)
-    out, cache = expect_items(ctx, reply.value, 2, "the result of Dropout.forward (out, cache)")
+    out, cache = ctx.expect_items(reply.value, 2, "the result of Dropout.forward (out, cache)")
     ctx.expect_tensor(out, x, f"out in test mode (p={p:g})", bound=0.0,
                       mistakes={f"test mode scales x by 1 - p = {1 - p:g}; inverted dropout does nothing at test time":
                                 _cpu64(x) * (1 - p)})
@@ -563,7 +547,7 @@ def dropout_stats(ctx, p: float, dtype: torch.dtype, shape=(500, 400), seed=None
     param = {"mode": "train", "p": p} if seed is None else {"mode": "train", "p": p, "seed": seed}
     reply = ctx.invoke("Dropout.forward", x, param, return_args=True)
     expect_inputs_unchanged(ctx, "Dropout.forward", ["x"], [x], reply.args)
-    out, cache = expect_items(ctx, reply.value, 2, "the result of Dropout.forward (out, cache)")
+    out, cache = ctx.expect_items(reply.value, 2, "the result of Dropout.forward (out, cache)")
     expect_layout(ctx, out, tuple(x.shape), dtype, f"out in train mode (p={p:g})")
     return x, out, cache
 
@@ -628,7 +612,7 @@ def dropout_seed(ctx, p, dtype, shape):
     x = 1 + ctx.randn(*shape, dtype=dtype).abs()
     outs = []
     for seed in (17, 17, 18):
-        out, _ = expect_items(ctx, ctx.call("Dropout.forward", x, {"mode": "train", "p": p, "seed": seed}), 2,
+        out, _ = ctx.expect_items(ctx.call("Dropout.forward", x, {"mode": "train", "p": p, "seed": seed}), 2,
                               "the result of Dropout.forward (out, cache)")
         expect_layout(ctx, out, tuple(x.shape), dtype, "out in train mode")
         outs.append(out)
@@ -637,7 +621,7 @@ def dropout_seed(ctx, p, dtype, shape):
                  "seed the random number generator with it (torch.manual_seed) before drawing the mask.")
     if same_tensor(outs[0], outs[2]):
         ctx.fail("the seeds 17 and 18 dropped the same units: draw the mask after seeding with dropout_param['seed'].")
-    out, _ = expect_items(ctx, ctx.call("Dropout.forward", x, {"mode": "train", "p": 0.0}), 2,
+    out, _ = ctx.expect_items(ctx.call("Dropout.forward", x, {"mode": "train", "p": 0.0}), 2,
                           "the result of Dropout.forward (out, cache)")
     ctx.expect_tensor(out, x, "out in train mode with p=0 (nothing is dropped)", bound=bound(dtype, FWD),
                       mistakes={"everything is dropped with p=0: the kept units are multiplied by p; inverted dropout "
@@ -739,7 +723,7 @@ def judge_fc_loss(ctx, N, hidden_dims, D, C, reg, dtype, dropout=0.0):
     try:
         for h in hidden_dims:
             ones = torch.ones(N, h, dtype=dtype, device=ctx.device)
-            out, _ = expect_items(ctx, ctx.call("Dropout.forward", ones, {"mode": "train", "p": dropout,
+            out, _ = ctx.expect_items(ctx.call("Dropout.forward", ones, {"mode": "train", "p": dropout,
                                                                          "seed": 123}), 2, "")
             expect_layout(ctx, out, (N, h), dtype, "")
             masks.append(_cpu64(out))
@@ -888,7 +872,7 @@ def judge_rule(ctx, rule: str, hyper: dict | None, steps: int, shape: tuple, dty
         args = (cur, dw) if config is None else (cur, dw, config)
         reply = ctx.invoke(rule, *args, return_args=True)
         expect_inputs_unchanged(ctx, rule, ["w", "dw"], [cur, dw], reply.args)
-        next_w, config = expect_items(ctx, reply.value, 2, f"the result of {rule} (next_w, config)")
+        next_w, config = ctx.expect_items(reply.value, 2, f"the result of {rule} (next_w, config)")
         what = f"step {k + 1} of {steps} with {setting}" + (", passing back the config returned" if k else "")
         expect_layout(ctx, next_w, tuple(shape), dtype, f"next_w ({what})")
         if k == 0 and rule == "adam" and not torch.isfinite(next_w.cpu()).all():
@@ -903,14 +887,14 @@ def judge_rule(ctx, rule: str, hyper: dict | None, steps: int, shape: tuple, dty
             if hyper is None or key not in hyper:
                 got = config.get(key)
                 ctx.expect(isinstance(got, (int, float)) and not isinstance(got, bool) and abs(got - value) <= 1e-15,
-                           f"config['{key}'] ({what}): expected the default {value:g}, found {_kind(got)}.")
+                           f"config['{key}'] ({what}): expected the default {value:g}, found {describe_value(got)}.")
         for key in state_keys:
             ctx.expect(key in config, f"config ({what}): expected config['{key}'], the rule's state, to be stored "
                                       f"for the next step; found the keys {sorted(config)}.")
             if key == "t":
                 ctx.expect(config["t"] == want[k][1]["t"] and not isinstance(config["t"], bool),
                            f"config['t'] ({what}): expected {want[k][1]['t']}, the number of steps taken so far; "
-                           f"found {_kind(config['t'])}.")
+                           f"found {describe_value(config['t'])}.")
             else:
                 ctx.expect_tensor(config[key], want[k][1][key].to(dtype), f"config['{key}'] ({what})", bound=tol)
         cur = next_w
@@ -960,10 +944,10 @@ def adam_defaults(ctx, steps, shape, dtype):
 
 def expect_solver(ctx, solver: Any, function: str, model_type: str) -> Handle:
     ctx.expect(isinstance(solver, Handle) and solver.type == "Solver",
-               f"{function} should return a Solver (from dlcv); found {_kind(solver)}.")
+               f"{function} should return a Solver (from dlcv); found {describe_value(solver)}.")
     model = ctx.getattr(solver, "model")
     ctx.expect(isinstance(model, Handle) and model.type == model_type,
-               f"the Solver returned by {function} should train a {model_type}; its model is {_kind(model)}.")
+               f"the Solver returned by {function} should train a {model_type}; its model is {describe_value(model)}.")
     return model
 
 
@@ -1033,7 +1017,7 @@ def judge_train(forward: Callable, params: dict, data: dict, *, epochs: int, bat
 
 def judge_overfit(ctx, function: str, unit: str, make: dict, forward: Callable, solver_kw: dict, rule: str,
                   reg: float, init: Callable[[float, torch.Generator], dict]) -> None:
-    ws, lr = expect_items(ctx, ctx.call(function), 2, f"the result of {function} (weight_scale, learning_rate)")
+    ws, lr = ctx.expect_items(ctx.call(function), 2, f"the result of {function} (weight_scale, learning_rate)")
     ws, lr = expect_float(ctx, ws, "weight_scale"), expect_float(ctx, lr, "learning_rate")
     small = overfit_data(ctx)
     hsmall = ctx.put(on_device(ctx, small))
@@ -1119,7 +1103,7 @@ def conv_forward(ctx, N, C, H, W, F_, HH, WW, stride, pad, dtype):
     conv_param = {"stride": stride, "pad": pad}
     reply = ctx.invoke("Conv.forward", x, w, b, conv_param, return_args=True)
     expect_inputs_unchanged(ctx, "Conv.forward", ["x", "w", "b"], [x, w, b], reply.args)
-    out, _ = expect_items(ctx, reply.value, 2, "the result of Conv.forward (out, cache)")
+    out, _ = ctx.expect_items(reply.value, 2, "the result of Conv.forward (out, cache)")
     X, Wt, B = _cpu64(x), _cpu64(w), _cpu64(b)
     want = F.conv2d(X, Wt, B, stride=stride, padding=pad)
     shape = tuple(want.shape)
@@ -1145,7 +1129,7 @@ def judge_conv_backward(ctx, N, C, H, W, F_, HH, WW, stride, pad, dtype):
     expect_naive(ctx, "Conv")
     x, w, b = conv_problem(ctx, N, C, H, W, F_, HH, WW, dtype)
     conv_param = {"stride": stride, "pad": pad}
-    _, cache = expect_items(ctx, ctx.call("Conv.forward", x, w, b, conv_param), 2,
+    _, cache = ctx.expect_items(ctx.call("Conv.forward", x, w, b, conv_param), 2,
                             "the result of Conv.forward (out, cache)")
     dout = ctx.randn(*conv_out_shape(N, H, W, F_, HH, WW, stride, pad), dtype=dtype)
     reply = ctx.invoke("Conv.backward", dout, cache, return_args=True)
@@ -1193,7 +1177,7 @@ def judge_pool_forward(ctx, N, C, H, W, HP, WP, stride, dtype):
     x = ctx.randn(N, C, H, W, dtype=dtype)
     reply = ctx.invoke("MaxPool.forward", x, pool_param(HP, WP, stride), return_args=True)
     expect_inputs_unchanged(ctx, "MaxPool.forward", ["x"], [x], reply.args)
-    out, _ = expect_items(ctx, reply.value, 2, "the result of MaxPool.forward (out, cache)")
+    out, _ = ctx.expect_items(reply.value, 2, "the result of MaxPool.forward (out, cache)")
     X = _cpu64(x)
     want = F.max_pool2d(X, (HP, WP), stride=stride)
     what = f"x {fmt_shape(x.shape)}, {HP}x{WP} windows, stride {stride}, {_name(dtype)}"
@@ -1209,7 +1193,7 @@ def judge_pool_forward(ctx, N, C, H, W, HP, WP, stride, dtype):
 def judge_pool_backward(ctx, N, C, H, W, HP, WP, stride, dtype):
     expect_naive(ctx, "MaxPool")
     x = ctx.randn(N, C, H, W, dtype=dtype)
-    _, cache = expect_items(ctx, ctx.call("MaxPool.forward", x, pool_param(HP, WP, stride)), 2,
+    _, cache = ctx.expect_items(ctx.call("MaxPool.forward", x, pool_param(HP, WP, stride)), 2,
                             "the result of MaxPool.forward (out, cache)")
     shape = (N, C, 1 + (H - HP) // stride, 1 + (W - WP) // stride)
     dout = ctx.randn(*shape, dtype=dtype)
@@ -1381,7 +1365,7 @@ def deep_stats(ctx, model: Handle, n: int) -> list:
     """[(running_mean, running_var)] of each batchnorm, read from model.bn_params."""
     bn_params = ctx.getattr(model, "bn_params")
     ctx.expect(isinstance(bn_params, list) and len(bn_params) == n,
-               f"DeepConvNet.bn_params: expected a list of {n} dicts, found {_kind(bn_params)}.")
+               f"DeepConvNet.bn_params: expected a list of {n} dicts, found {describe_value(bn_params)}.")
     out = []
     for i, bp in enumerate(bn_params):
         ok = isinstance(bp, dict) and all(isinstance(bp.get(k), torch.Tensor) for k in ("running_mean", "running_var"))
@@ -1513,7 +1497,7 @@ def bn_forward_train(ctx, N, D, dtype, eps):
     eps = 1e-5 if eps is None else eps
     reply = ctx.invoke("BatchNorm.forward", x, gamma, beta, param, return_args=True)
     expect_inputs_unchanged(ctx, "BatchNorm.forward", ["x", "gamma", "beta"], [x, gamma, beta], reply.args)
-    out, _ = expect_items(ctx, reply.value, 2, "the result of BatchNorm.forward (out, cache)")
+    out, _ = ctx.expect_items(reply.value, 2, "the result of BatchNorm.forward (out, cache)")
     X, G, B = _cpu64(x), _cpu64(gamma), _cpu64(beta)
     ctx.expect_tensor(out, bn_train(X, G, B, eps).to(dtype), f"out (train mode, x {fmt_shape(x.shape)}, eps={eps:g}, "
                       f"{_name(dtype)})", bound=bound(dtype, FWD), mistakes=bn_forward_mistakes(X, G, B, eps),
@@ -1558,14 +1542,14 @@ def judge_running(ctx, layer: str, xs, gamma, beta, momentum, start, dtype, rows
     for k, x in enumerate(xs):
         before = dict(param)
         reply = ctx.invoke(f"{layer}.forward", x, gamma, beta, param, return_args=True)
-        expect_items(ctx, reply.value, 2, f"the result of {layer}.forward (out, cache)")
+        ctx.expect_items(reply.value, 2, f"the result of {layer}.forward (out, cache)")
         after = reply.args[3] if reply.args and len(reply.args) > 3 else None
         what = f"after {k + 1} training step{'s' if k else ''}" + (f", momentum {momentum:g}" if momentum else "")
         try:
             ctx.expect(isinstance(after, dict) and all(isinstance(after.get(n), torch.Tensor)
                                                        for n in ("running_mean", "running_var")),
                        f"bn_param {what}: expected the running statistics in bn_param['running_mean'] and "
-                       f"bn_param['running_var'] (tensors of shape ({D},)); found {_kind(after)}.")
+                       f"bn_param['running_var'] (tensors of shape ({D},)); found {describe_value(after)}.")
             for i, name in enumerate(("running_mean", "running_var")):
                 ctx.expect_tensor(after[name], want[k][i].to(dtype), f"bn_param['{name}'] {what}",
                                   bound=bound(dtype, FWD), mistakes={d: s[k][i] for d, s in mistakes.items()})
@@ -1601,7 +1585,7 @@ def bn_forward_test(ctx, N, D, dtype):
     rm, rv = ctx.randn(D, dtype=dtype), ctx.rand(D, dtype=dtype) + 0.5
     param = {"mode": "test", "running_mean": rm, "running_var": rv}
     reply = ctx.invoke("BatchNorm.forward", x, gamma, beta, param, return_args=True)
-    out, _ = expect_items(ctx, reply.value, 2, "the result of BatchNorm.forward (out, cache)")
+    out, _ = ctx.expect_items(reply.value, 2, "the result of BatchNorm.forward (out, cache)")
     X, G, B = _cpu64(x), _cpu64(gamma), _cpu64(beta)
     want = F.batch_norm(X, _cpu64(rm), _cpu64(rv), G, B, training=False, eps=1e-5)
     ctx.expect_tensor(out, want.to(dtype), f"out (test mode, x {fmt_shape(x.shape)}, {_name(dtype)})",
@@ -1616,7 +1600,7 @@ def bn_forward_test(ctx, N, D, dtype):
 
 def judge_bn_backward(ctx, method: str, N, D, dtype):
     x, gamma, beta = bn_inputs(ctx, N, D, dtype)
-    _, cache = expect_items(ctx, ctx.call("BatchNorm.forward", x, gamma, beta, {"mode": "train"}), 2,
+    _, cache = ctx.expect_items(ctx.call("BatchNorm.forward", x, gamma, beta, {"mode": "train"}), 2,
                             "the result of BatchNorm.forward (out, cache)")
     dout = ctx.randn(N, D, dtype=dtype)
     got = ctx.call(f"BatchNorm.{method}", dout, cache)
@@ -1666,7 +1650,7 @@ def via_batchnorm(ctx, x, gamma, beta, param):
     """Your BatchNorm.forward on the rows of x: (out in (N, C, H, W), cache, bn_param after), None if it fails."""
     try:
         reply = ctx.invoke("BatchNorm.forward", as_rows(x).contiguous(), gamma, beta, dict(param), return_args=True)
-        out, cache = expect_items(ctx, reply.value, 2, "")
+        out, cache = ctx.expect_items(reply.value, 2, "")
         after = reply.args[3]
         return from_rows(out, x.shape), cache, after if isinstance(after, dict) else {}
     except Exception:  # noqa: BLE001 - your BatchNorm failed or returned something else: no alternative
@@ -1686,7 +1670,7 @@ def sbn_forward_train(ctx, shape, steps, momentum, dtype):
     x, gamma, beta = sbn_inputs(ctx, shape, dtype)
     reply = ctx.invoke("SpatialBatchNorm.forward", x, gamma, beta, {"mode": "train"}, return_args=True)
     expect_inputs_unchanged(ctx, "SpatialBatchNorm.forward", ["x", "gamma", "beta"], [x, gamma, beta], reply.args)
-    out, _ = expect_items(ctx, reply.value, 2, "the result of SpatialBatchNorm.forward (out, cache)")
+    out, _ = ctx.expect_items(reply.value, 2, "the result of SpatialBatchNorm.forward (out, cache)")
     X, G, B = _cpu64(x), _cpu64(gamma), _cpu64(beta)
     what = f"train mode, x {fmt_shape(x.shape)}, {_name(dtype)}"
     try:
@@ -1718,7 +1702,7 @@ def sbn_forward_test(ctx, shape, dtype):
     x, gamma, beta = sbn_inputs(ctx, shape, dtype)
     C = shape[1]
     rm, rv = ctx.randn(C, dtype=dtype), ctx.rand(C, dtype=dtype) + 0.5
-    out, _ = expect_items(ctx, ctx.call("SpatialBatchNorm.forward", x, gamma, beta,
+    out, _ = ctx.expect_items(ctx.call("SpatialBatchNorm.forward", x, gamma, beta,
                                         {"mode": "test", "running_mean": rm, "running_var": rv}), 2,
                           "the result of SpatialBatchNorm.forward (out, cache)")
     X, G, B = _cpu64(x), _cpu64(gamma), _cpu64(beta)
@@ -1736,7 +1720,7 @@ def sbn_forward_test(ctx, shape, dtype):
 def sbn_backward(ctx, shape, dtype):
     """SpatialBatchNorm.backward: dx, dgamma, dbeta match autograd"""
     x, gamma, beta = sbn_inputs(ctx, shape, dtype)
-    _, cache = expect_items(ctx, ctx.call("SpatialBatchNorm.forward", x, gamma, beta, {"mode": "train"}), 2,
+    _, cache = ctx.expect_items(ctx.call("SpatialBatchNorm.forward", x, gamma, beta, {"mode": "train"}), 2,
                             "the result of SpatialBatchNorm.forward (out, cache)")
     dout = ctx.randn(*shape, dtype=dtype)
     got = ctx.call("SpatialBatchNorm.backward", dout, cache)
@@ -1803,7 +1787,7 @@ def create_convolutional_solver_instance(ctx):
         epochs = ctx.getattr(solver, "num_epochs")
         cap, limit = scale(ctx, "conv_epochs"), scale(ctx, "conv_time_limit")
         ctx.expect(isinstance(epochs, int) and epochs > 0, f"solver.num_epochs: expected a positive int, found "
-                                                           f"{_kind(epochs)}.")
+                                                           f"{describe_value(epochs)}.")
         if cap is not None and epochs > cap:
             ctx.method(solver, "__setattr__", "num_epochs", cap)
         samples = scale(ctx, "conv_train_samples")
@@ -1814,7 +1798,7 @@ def create_convolutional_solver_instance(ctx):
         max_pools = ctx.getattr(model, "max_pools")
         ctx.expect_type(params, dict, "solver.model.params")
         ctx.expect(isinstance(max_pools, list) and all(isinstance(i, int) for i in max_pools),
-                   f"solver.model.max_pools: expected a list of ints, found {_kind(max_pools)}.")
+                   f"solver.model.max_pools: expected a list of ints, found {describe_value(max_pools)}.")
         q = {k: _cpu64(v) for k, v in params.items() if isinstance(v, torch.Tensor)}
         L = count_layers(q)
         stats = deep_stats(ctx, model, L - 1) if "gamma1" in q else None
