@@ -6,12 +6,15 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install grade test test-fast bench release clean
+.PHONY: help install system grade test test-fast bench release clean
 
 help:            ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-install: $(STAMP) ## create .venv and install the kit with its test tools
+install: system $(STAMP) ## create .venv and install the kit with its test tools (and bubblewrap, where it can)
+
+system:          ## install the system packages the grader uses (bubblewrap), where this user can
+	@bash tools/install-system-packages.sh
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

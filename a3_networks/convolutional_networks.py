@@ -11,7 +11,9 @@ Images are laid out (N, C, H, W): N examples, C channels, height H, width W. Fil
 (F, C, HH, WW): F filters, each spanning all C channels over an HH x WW window.
 
 Your naive layers (Conv, MaxPool) are correct but slow. The networks use the given FastConv and FastMaxPool
-instead, which compute the same thing with PyTorch's own (much faster) implementations.
+instead (in fast_layers.py), which compute the same thing with PyTorch's own (much faster) implementations, and
+the given sandwich layers (Conv_ReLU, Conv_ReLU_Pool, ... in layer_utils.py). Both files belong to the course
+kit: they are imported here, and the grader uses the kit's copies, not yours.
 
 Rules for every function here:
 - keep the device and dtype of the inputs (never call `.to()`, `.cuda()` or `.cpu()`), and do not modify
@@ -29,7 +31,15 @@ import math
 
 import torch
 
+from a3_networks.fast_layers import ConvVectorized, FastConv, FastMaxPool  # noqa: F401 (given code, kept by the kit)
 from a3_networks.fully_connected_networks import Linear, Linear_ReLU, ReLU, adam, softmax_loss
+from a3_networks.layer_utils import (  # noqa: F401 (given sandwich layers, kept by the kit)
+    Conv_BatchNorm_ReLU,
+    Conv_BatchNorm_ReLU_Pool,
+    Conv_ReLU,
+    Conv_ReLU_Pool,
+    Linear_BatchNorm_ReLU,
+)
 from dlcv import Solver
 
 
@@ -124,46 +134,6 @@ class Conv:
         return dx, dw, db
 
 
-class ConvVectorized:
-    """
-    (Given, for comparison; not part of the assignment.) The convolutional layer of `Conv`, vectorised
-    with "im2col": `unfold` copies every input window into a column, so the whole convolution becomes one
-    matrix multiplication, and `fold` adds the columns' gradients back into place. Same inputs, outputs
-    and cache as `Conv` (plus the columns); the notebook times it against the naive loops and FastConv.
-    """
-
-    @staticmethod
-    def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, conv_param: dict) -> tuple[torch.Tensor, tuple]:
-        """
-        Inputs and Returns as in `Conv.forward`; the cache is (x, w, b, conv_param, cols) with cols of
-        shape (N, C * HH * WW, H' * W').
-        """
-        N, C, H, W = x.shape
-        F, _, HH, WW = w.shape
-        stride, pad = conv_param["stride"], conv_param["pad"]
-        H_out = 1 + (H + 2 * pad - HH) // stride
-        W_out = 1 + (W + 2 * pad - WW) // stride
-        cols = torch.nn.functional.unfold(x, (HH, WW), padding=pad, stride=stride)  # (N, C*HH*WW, H'*W')
-        out = w.reshape(F, -1) @ cols + b[:, None]  # (N, F, H'*W')
-        out = out.reshape(N, F, H_out, W_out)
-        cache = (x, w, b, conv_param, cols)
-        return out, cache
-
-    @staticmethod
-    def backward(dout: torch.Tensor, cache: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Inputs and Returns as in `Conv.backward`, with the cache of `ConvVectorized.forward`."""
-        x, w, b, conv_param, cols = cache
-        N, C, H, W = x.shape
-        F, _, HH, WW = w.shape
-        stride, pad = conv_param["stride"], conv_param["pad"]
-        dout_flat = dout.reshape(N, F, -1)  # (N, F, H'*W')
-        db = dout.sum(dim=(0, 2, 3))  # (F,)
-        dw = (dout_flat @ cols.transpose(1, 2)).sum(dim=0).reshape(w.shape)  # (F, C, HH, WW)
-        dcols = w.reshape(F, -1).t() @ dout_flat  # (N, C*HH*WW, H'*W')
-        dx = torch.nn.functional.fold(dcols, (H, W), (HH, WW), padding=pad, stride=stride)  # (N, C, H, W)
-        return dx, dw, db
-
-
 class MaxPool:
     """A max-pooling layer (naive implementation with loops over the output positions)."""
 
@@ -234,111 +204,6 @@ class MaxPool:
                 dx[:, :, hs : hs + HP, ws : ws + WP] += d_window.reshape(N, C, HP, WP)
         # END SOLUTION
         return dx
-
-
-class FastConv:
-    """
-    (Given.) The convolutional layer of `Conv`, computed by PyTorch's own convolution. The backward pass
-    lets PyTorch's autograd differentiate that one operation (with FastMaxPool, the only use of autograd
-    in this assignment's code, and not one you may copy into your own layers).
-    """
-
-    @staticmethod
-    def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, conv_param: dict) -> tuple[torch.Tensor, tuple]:
-        """Inputs and Returns as in `Conv.forward`; the cache holds the operation's autograd graph."""
-        stride, pad = conv_param["stride"], conv_param["pad"]
-        tx, tw, tb = (t.detach().requires_grad_(True) for t in (x, w, b))
-        with torch.enable_grad():  # build the graph even inside torch.no_grad(), so backward always works
-            out = torch.nn.functional.conv2d(tx, tw, tb, stride=stride, padding=pad)  # (N, F, H', W')
-        cache = (tx, tw, tb, out)
-        return out.detach(), cache
-
-    @staticmethod
-    def backward(dout: torch.Tensor, cache: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Inputs and Returns as in `Conv.backward`."""
-        tx, tw, tb, out = cache
-        dx, dw, db = torch.autograd.grad(out, (tx, tw, tb), grad_outputs=dout, retain_graph=True)
-        return dx, dw, db
-
-
-class FastMaxPool:
-    """(Given.) The max-pooling layer of `MaxPool`, computed by PyTorch's own max pooling (see FastConv)."""
-
-    @staticmethod
-    def forward(x: torch.Tensor, pool_param: dict) -> tuple[torch.Tensor, tuple]:
-        """Inputs and Returns as in `MaxPool.forward`; the cache holds the operation's autograd graph."""
-        HP, WP, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
-        tx = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            out = torch.nn.functional.max_pool2d(tx, kernel_size=(HP, WP), stride=stride)  # (N, C, H', W')
-        cache = (tx, out)
-        return out.detach(), cache
-
-    @staticmethod
-    def backward(dout: torch.Tensor, cache: tuple) -> torch.Tensor:
-        """Inputs and Returns as in `MaxPool.backward`."""
-        tx, out = cache
-        (dx,) = torch.autograd.grad(out, tx, grad_outputs=dout, retain_graph=True)
-        return dx
-
-
-class Conv_ReLU:
-    """(Given.) A convolution followed by a ReLU."""
-
-    @staticmethod
-    def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, conv_param: dict) -> tuple[torch.Tensor, tuple]:
-        """
-        Inputs:
-        - x: tensor of shape (N, C, H, W); w: (F, C, HH, WW); b: (F,); conv_param as for Conv.
-
-        Returns a tuple of:
-        - out: tensor of shape (N, F, H', W').
-        - cache: the caches of both layers.
-        """
-        a, conv_cache = FastConv.forward(x, w, b, conv_param)  # (N, F, H', W')
-        out, relu_cache = ReLU.forward(a)
-        cache = (conv_cache, relu_cache)
-        return out, cache
-
-    @staticmethod
-    def backward(dout: torch.Tensor, cache: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Inputs: dout (N, F, H', W') and the cache of forward. Returns (dx, dw, db)."""
-        conv_cache, relu_cache = cache
-        da = ReLU.backward(dout, relu_cache)
-        dx, dw, db = FastConv.backward(da, conv_cache)
-        return dx, dw, db
-
-
-class Conv_ReLU_Pool:
-    """(Given.) A convolution, a ReLU and a max pooling."""
-
-    @staticmethod
-    def forward(
-        x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, conv_param: dict, pool_param: dict
-    ) -> tuple[torch.Tensor, tuple]:
-        """
-        Inputs:
-        - x: tensor of shape (N, C, H, W); w: (F, C, HH, WW); b: (F,); conv_param as for Conv;
-          pool_param as for MaxPool.
-
-        Returns a tuple of:
-        - out: tensor of shape (N, F, H'', W''), the pooled output.
-        - cache: the caches of the three layers.
-        """
-        a, conv_cache = FastConv.forward(x, w, b, conv_param)
-        s, relu_cache = ReLU.forward(a)
-        out, pool_cache = FastMaxPool.forward(s, pool_param)
-        cache = (conv_cache, relu_cache, pool_cache)
-        return out, cache
-
-    @staticmethod
-    def backward(dout: torch.Tensor, cache: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Inputs: dout (N, F, H'', W'') and the cache of forward. Returns (dx, dw, db)."""
-        conv_cache, relu_cache, pool_cache = cache
-        ds = FastMaxPool.backward(dout, pool_cache)
-        da = ReLU.backward(ds, relu_cache)
-        dx, dw, db = FastConv.backward(da, conv_cache)
-        return dx, dw, db
 
 
 class ThreeLayerConvNet:
@@ -961,114 +826,3 @@ class SpatialBatchNorm:
         dx = dx_rows.reshape(N, H, W, C).permute(0, 3, 1, 2).contiguous()  # (N, C, H, W)
         # END SOLUTION
         return dx, dgamma, dbeta
-
-
-class Linear_BatchNorm_ReLU:
-    """(Given.) A linear layer, a batch normalisation and a ReLU."""
-
-    @staticmethod
-    def forward(
-        x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, bn_param: dict
-    ) -> tuple[torch.Tensor, tuple]:
-        """
-        Inputs:
-        - x: tensor of shape (N, d_1, ..., d_k); w: (D, M); b: (M,); gamma, beta: (M,); bn_param as for
-          BatchNorm.
-
-        Returns a tuple of:
-        - out: tensor of shape (N, M).
-        - cache: the caches of the three layers.
-        """
-        a, fc_cache = Linear.forward(x, w, b)
-        a_bn, bn_cache = BatchNorm.forward(a, gamma, beta, bn_param)
-        out, relu_cache = ReLU.forward(a_bn)
-        cache = (fc_cache, bn_cache, relu_cache)
-        return out, cache
-
-    @staticmethod
-    def backward(dout: torch.Tensor, cache: tuple):
-        """Inputs: dout (N, M) and the cache of forward. Returns (dx, dw, db, dgamma, dbeta)."""
-        fc_cache, bn_cache, relu_cache = cache
-        da_bn = ReLU.backward(dout, relu_cache)
-        da, dgamma, dbeta = BatchNorm.backward(da_bn, bn_cache)
-        dx, dw, db = Linear.backward(da, fc_cache)
-        return dx, dw, db, dgamma, dbeta
-
-
-class Conv_BatchNorm_ReLU:
-    """(Given.) A convolution, a spatial batch normalisation and a ReLU."""
-
-    @staticmethod
-    def forward(
-        x: torch.Tensor,
-        w: torch.Tensor,
-        b: torch.Tensor,
-        gamma: torch.Tensor,
-        beta: torch.Tensor,
-        conv_param: dict,
-        bn_param: dict,
-    ) -> tuple[torch.Tensor, tuple]:
-        """
-        Inputs:
-        - x: tensor of shape (N, C, H, W); w: (F, C, HH, WW); b, gamma, beta: (F,); conv_param as for
-          Conv; bn_param as for BatchNorm.
-
-        Returns a tuple of:
-        - out: tensor of shape (N, F, H', W').
-        - cache: the caches of the three layers.
-        """
-        a, conv_cache = FastConv.forward(x, w, b, conv_param)
-        an, bn_cache = SpatialBatchNorm.forward(a, gamma, beta, bn_param)
-        out, relu_cache = ReLU.forward(an)
-        cache = (conv_cache, bn_cache, relu_cache)
-        return out, cache
-
-    @staticmethod
-    def backward(dout: torch.Tensor, cache: tuple):
-        """Inputs: dout (N, F, H', W') and the cache of forward. Returns (dx, dw, db, dgamma, dbeta)."""
-        conv_cache, bn_cache, relu_cache = cache
-        dan = ReLU.backward(dout, relu_cache)
-        da, dgamma, dbeta = SpatialBatchNorm.backward(dan, bn_cache)
-        dx, dw, db = FastConv.backward(da, conv_cache)
-        return dx, dw, db, dgamma, dbeta
-
-
-class Conv_BatchNorm_ReLU_Pool:
-    """(Given.) A convolution, a spatial batch normalisation, a ReLU and a max pooling."""
-
-    @staticmethod
-    def forward(
-        x: torch.Tensor,
-        w: torch.Tensor,
-        b: torch.Tensor,
-        gamma: torch.Tensor,
-        beta: torch.Tensor,
-        conv_param: dict,
-        bn_param: dict,
-        pool_param: dict,
-    ) -> tuple[torch.Tensor, tuple]:
-        """
-        Inputs:
-        - x: tensor of shape (N, C, H, W); w: (F, C, HH, WW); b, gamma, beta: (F,); conv_param as for
-          Conv; bn_param as for BatchNorm; pool_param as for MaxPool.
-
-        Returns a tuple of:
-        - out: tensor of shape (N, F, H'', W''), the pooled output.
-        - cache: the caches of the four layers.
-        """
-        a, conv_cache = FastConv.forward(x, w, b, conv_param)
-        an, bn_cache = SpatialBatchNorm.forward(a, gamma, beta, bn_param)
-        s, relu_cache = ReLU.forward(an)
-        out, pool_cache = FastMaxPool.forward(s, pool_param)
-        cache = (conv_cache, bn_cache, relu_cache, pool_cache)
-        return out, cache
-
-    @staticmethod
-    def backward(dout: torch.Tensor, cache: tuple):
-        """Inputs: dout (N, F, H'', W'') and the cache of forward. Returns (dx, dw, db, dgamma, dbeta)."""
-        conv_cache, bn_cache, relu_cache, pool_cache = cache
-        ds = FastMaxPool.backward(dout, pool_cache)
-        dan = ReLU.backward(ds, relu_cache)
-        da, dgamma, dbeta = SpatialBatchNorm.backward(dan, bn_cache)
-        dx, dw, db = FastConv.backward(da, conv_cache)
-        return dx, dw, db, dgamma, dbeta

@@ -7,10 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-from bench import a1, a2, a3
+from bench import a1, a2, a3, sandbox
 from bench.common import Row, render
 
-SUITES = {"a1": a1.run, "a2": a2.run, "a3": a3.run}
+SUITES = {"a1": a1.run, "a2": a2.run, "a3": a3.run, "sandbox": sandbox.run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
+from grader.guard import GUARD_REMOVED, describe_hit
+from grader.manifest import AUTOGRAD_NAMES
 from grader.sandbox import Reply, SandboxError
 from grader.wire import Handle, Ref
 
@@ -174,6 +176,25 @@ def describe_error(err: SandboxError, function: str) -> str:
     return text
 
 
+def forbidden_feedback(hits: list[dict], called: str, graded: str, no_autograd: bool = False) -> str:
+    """`Conv.forward called torch.nn.functional.conv2d (line 12 of convolutional_networks.py), which Conv may
+    not use in this assignment.` One sentence per student function the guard found a use in."""
+    if any(h["name"] == GUARD_REMOVED for h in hits):
+        return (f"{called} removed or disabled the grader's guard (the PyTorch modes that watch for forbidden "
+                "calls while your code runs); your code must leave PyTorch's mode stacks as it found them.")
+    by_function: dict[str, list[str]] = {}
+    for h in hits:
+        uses = by_function.setdefault(h.get("function") or called, [])
+        if describe_hit(h) not in uses:
+            uses.append(describe_hit(h))
+    said = "; ".join(f"{who} called {', '.join(uses)}" for who, uses in by_function.items())
+    text = f"{said}, which {graded} may not use in this assignment."
+    if no_autograd and any(h["name"] in AUTOGRAD_NAMES for h in hits):
+        text += (" Gradients are computed by hand here: no requires_grad, .backward(), torch.autograd or "
+                 "torch.func.")
+    return text
+
+
 class ImportFailed(CheckFailed):
     pass
 
@@ -319,8 +340,8 @@ class Ctx:
         self.calls.append(reply)
         self.handles.extend(_handles_in(reply.value))
         if reply.forbidden_hits:
-            raise CheckFailed(f"{function} called {', '.join(reply.forbidden_hits)}, which "
-                              f"{self.spec.function} may not use in this assignment.")
+            raise CheckFailed(forbidden_feedback(reply.forbidden_hits, function, self.spec.function,
+                                                 self.run.manifest.forbid_autograd))
 
     # -- judgements -----------------------------------------------------------------------------
     def fail(self, message: str) -> None:

@@ -37,13 +37,18 @@ def _grade(args: argparse.Namespace) -> int:
             if args.verbose:
                 print(f"  {r.number:>5} {r.id:<50} {r.status}", file=sys.stderr, flush=True)
         result = grade(path, name, device=args.device, hidden=args.hidden, parts=args.part or None,
-                       dataset=args.dataset, kit=kit, call_timeout=args.timeout, on_result=progress)
+                       dataset=args.dataset, kit=kit, call_timeout=args.timeout, on_result=progress,
+                       isolation=args.sandbox, allow_weak_sandbox=args.allow_weak_sandbox)
         out = out_root if len(names) == 1 else out_root / name
-        paths = report.write_all(result, out)
+        try:
+            paths = report.write_all(result, out)
+        except OSError as e:
+            raise GraderError(f"--out {out}: cannot write the reports there ({type(e).__name__}: {e})") from None
         if args.format == "json":
-            print(json.dumps(report.gradescope(result), indent=2))
+            print(json.dumps(report.gradescope(result), indent=2, default=str))
         else:
             print(report.table(result, color=color))
+            print(sandbox_line(result.sandbox.get("isolation", {})))
             print(f"Reports: {paths['json']}, {paths['junit']}, {paths['markdown']}")
         totals.append((name, result.score, result.max_score))
         if args.fail_under is not None and result.score < args.fail_under * result.max_score / 100:
@@ -51,6 +56,15 @@ def _grade(args: argparse.Namespace) -> int:
     if len(totals) > 1:
         print("\n" + "\n".join(f"{n:<16} {s:7.2f} / {m:g}" for n, s, m in totals))
     return 1 if failed_floor else 0
+
+
+def sandbox_line(isolation: dict) -> str:
+    """One line on how student code was isolated; a weak run says what would make it strong."""
+    mode = isolation.get("mode", "unknown")
+    if mode in ("bwrap", "user"):
+        return f"Sandbox: {isolation.get('detail', mode)}"
+    return (f"Sandbox: none, your code ran as your own user ({isolation.get('weaker_because', '')}). Fine for "
+            "checking your own work; the course's autograder isolates it.")
 
 
 def _release(args: argparse.Namespace) -> int:
@@ -107,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data set for accuracy checks (default: $DLCV_DATASET, else CIFAR-10 if present, else digits)")
     g.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="time limit per call into student code (default: the manifest's call_timeout)")
+    g.add_argument("--sandbox", choices=["auto", "bwrap", "user", "none"], default="auto",
+                   help="how student code is isolated (default: the strongest available; see README)")
+    g.add_argument("--allow-weak-sandbox", action="store_true",
+                   help="grade with --hidden even where no OS sandbox is available")
     g.add_argument("--out", default="grader-results", help="folder for results.json, junit.xml, summary.md")
     g.add_argument("--format", choices=["table", "json"], default="table")
     g.add_argument("--fail-under", type=float, metavar="PERCENT",
@@ -137,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):    # a terminal that cannot show a character gets "?", not a crash
+        try:
+            stream.reconfigure(errors="replace")
+        except (AttributeError, ValueError):
+            pass
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -1,14 +1,22 @@
 """Taking in a submission: a folder or a zip, reduced to the files the manifest names.
 
-Zips are unpacked safely (no absolute paths, no `..`, no links, limits on size and count). A file is found
-at its manifest path (`a1_knn/knn.py`), under a single top folder, or by its base name when that is
-unique (Gradescope uploads are often flat). The sandbox tree is the pristine kit's `sandbox_paths` with the
-submitted files laid over them; nothing else from the submission is used.
+Zips are unpacked safely: no absolute paths, no `..`, no links or special files, no entry twice or as both
+a file and a folder, limits on count, size and compression ratio. A corrupt or hostile archive is refused
+with a message naming the archive and the entry; grading still ends in a result (every check fails with
+that message). In a folder, links are never followed: a graded file that is a link, or lies under one,
+counts as missing. A file is found at its manifest path (`a1_knn/knn.py`), under a single top folder, or
+by its base name when that is unique (Gradescope uploads are often flat). Each graded file must be UTF-8,
+at most the manifest's `max_source_bytes`, and compilable (a file nested too deeply for Python counts as
+unparseable). The sandbox tree is the pristine kit's `sandbox_paths` with the submitted files laid over
+them; nothing else from the submission is used.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import os
+import re
 import shutil
 import stat
 import tempfile
@@ -18,9 +26,21 @@ from pathlib import Path, PurePosixPath
 
 from grader.manifest import GraderError, Manifest
 
-MAX_FILES = 2000
-MAX_BYTES = 200 * 2**20
-MAX_FILE_BYTES = 50 * 2**20
+MAX_FILES = 2000                 # entries in an archive
+MAX_BYTES = 200 * 2**20          # an archive unpacked, all entries together
+MAX_FILE_BYTES = 50 * 2**20      # one entry unpacked (graded sources have their own, smaller limit)
+MAX_RATIO = 100                  # unpacked / compressed size of an entry larger than RATIO_FLOOR
+RATIO_FLOOR = 2**20
+MAX_SOURCE_NODES = 50_000        # syntax nodes in a graded file (the largest file of the course holds 5,000):
+                                 # the static scan reads a file once per graded function, so this bounds its time
+MAX_WALK = 50_000                # files looked at when a folder is searched by base name
+SKIPPED_FOLDERS = {"__MACOSX", "__pycache__", "node_modules"}   # and every folder whose name starts with "."
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+class SubmissionError(GraderError):
+    """The submitted archive cannot be taken in (corrupt or hostile). Unlike other GraderErrors this is
+    about the submission, not the command: grading ends in a result where every check fails with it."""
 
 
 @dataclass
@@ -32,110 +52,297 @@ class Staged:
     sources: dict[str, str] = field(default_factory=dict)         # file -> submitted text
     notebooks: dict[str, Path] = field(default_factory=dict)      # notebook -> path in the submission
     digest: str = ""                         # content hash of what is graded
+    rejected: dict[str, str] = field(default_factory=dict)        # file -> why it was not taken (a sentence)
+    refused: str = ""                        # why the whole submission was not taken ("" when it was)
+
+
+# -- archives ---------------------------------------------------------------------------------------------------
+
+def _show(name: str | bytes) -> str:
+    """An entry's name for a message: quoted, control characters escaped, at most about 100 characters."""
+    return repr(name if len(name) <= 100 else name[:100]) + ("..." if len(name) > 100 else "")
+
+
+def _entry_parts(zip_name: str, name: str) -> tuple[str, ...]:
+    """The path of entry `name` inside the archive, as folder names; refuses any path leaving it."""
+    if _CONTROL.search(name):
+        raise SubmissionError(f"{zip_name}: entry {_show(name)} has a control character in its name; refused")
+    path = name.replace("\\", "/")
+    if path.startswith("/") or re.match(r"[A-Za-z]:", path):
+        raise SubmissionError(f"{zip_name}: entry {_show(name)} points outside the archive (an absolute path); "
+                              "refused")
+    parts = tuple(p for p in path.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise SubmissionError(f"{zip_name}: entry {_show(name)} points outside the archive (a '..' in its path); "
+                              "refused")
+    return parts
 
 
 def safe_extract(zip_path: Path, dest: Path) -> Path:
-    """Unpack `zip_path` into `dest`, refusing anything that could write outside it or fill the disk."""
+    """Unpack `zip_path` into `dest`, refusing anything that could write outside it, fill the disk, or make
+    the graded files ambiguous. Raises SubmissionError naming the archive and the entry."""
+    where = zip_path.name
     try:
         zf = zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise GraderError(f"{zip_path}: not a readable zip archive ({e})") from None
-    with zf:
         infos = zf.infolist()
+    except UnicodeDecodeError as e:     # a name flagged as UTF-8 that is not
+        raise SubmissionError(f"{where}: the name of entry {_show(e.object)} is marked as UTF-8 but is not valid "
+                              f"UTF-8 at byte {e.start}; rename the file and zip it again") from None
+    except Exception as e:  # noqa: BLE001 - BadZipFile, OSError, EOFError, ...: whatever a broken file raises
+        raise SubmissionError(f"{where}: not a readable zip archive ({type(e).__name__}: {e})") from None
+    with zf:
         if len(infos) > MAX_FILES:
-            raise GraderError(f"{zip_path}: holds {len(infos)} entries, expected at most {MAX_FILES}")
+            raise SubmissionError(f"{where}: holds {len(infos)} entries, expected at most {MAX_FILES}")
+        files: dict[tuple[str, ...], zipfile.ZipInfo] = {}
+        folders: dict[tuple[str, ...], str] = {}           # folder -> the entry that makes it one
         total = 0
         for info in infos:
-            name = PurePosixPath(info.filename.replace("\\", "/"))
-            if name.is_absolute() or ".." in name.parts or (info.filename[1:3] == ":/"):
-                raise GraderError(f"{zip_path}: entry {info.filename!r} points outside the archive; refused")
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                raise GraderError(f"{zip_path}: entry {info.filename!r} is a symbolic link; refused")
+            name = info.filename
+            parts = _entry_parts(where, name)
+            kind = stat.S_IFMT(info.external_attr >> 16)
+            if kind == stat.S_IFLNK:
+                raise SubmissionError(f"{where}: entry {_show(name)} is a symbolic link; refused")
+            if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+                raise SubmissionError(f"{where}: entry {_show(name)} is not a regular file or folder; refused")
+            is_dir = (info.is_dir() or name.endswith("\\") or kind == stat.S_IFDIR
+                      or bool(info.external_attr & 0x10))        # MS-DOS's folder attribute
+            if not parts:
+                if is_dir:
+                    continue                                # "./": the archive's own folder
+                raise SubmissionError(f"{where}: entry {_show(name)} names no file (it is the archive's own folder); "
+                                      "refused")
+            for i in range(1, len(parts) + is_dir):
+                folders.setdefault(parts[:i], name)
+            if is_dir:
+                continue
+            if parts in files:
+                raise SubmissionError(f"{where}: entry {_show(name)} appears twice in the archive; refused "
+                                      "(which one should be graded?)")
+            files[parts] = info
             if info.file_size > MAX_FILE_BYTES:
-                raise GraderError(f"{zip_path}: entry {info.filename!r} is {info.file_size} bytes, "
-                                  f"expected at most {MAX_FILE_BYTES}")
+                raise SubmissionError(f"{where}: entry {_show(name)} is {info.file_size:,} bytes, "
+                                      f"expected at most {MAX_FILE_BYTES:,}")
+            ratio = info.file_size // max(info.compress_size, 1)
+            if info.file_size > RATIO_FLOOR and ratio > MAX_RATIO:
+                raise SubmissionError(f"{where}: entry {_show(name)} is compressed {ratio:,} times (a zip bomb?); "
+                                      f"expected at most {MAX_RATIO} times; refused")
             total += info.file_size
             if total > MAX_BYTES:
-                raise GraderError(f"{zip_path}: unpacks to more than {MAX_BYTES} bytes; refused")
-        for info in infos:
-            target = dest / PurePosixPath(info.filename.replace("\\", "/"))
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as out:
-                # read at most the declared size + 1 so a lying header cannot overflow the limits
-                data = src.read(info.file_size + 1)
-                if len(data) > info.file_size:
-                    raise GraderError(f"{zip_path}: entry {info.filename!r} is larger than its header says")
-                out.write(data)
+                raise SubmissionError(f"{where}: unpacks to more than {MAX_BYTES:,} bytes; refused")
+        for parts, info in files.items():
+            if parts in folders:
+                raise SubmissionError(f"{where}: entry {_show(info.filename)} is both a file and a folder "
+                                      f"(see entry {_show(folders[parts])}); refused")
+        written = 0
+        for parts, info in files.items():
+            target = dest.joinpath(*parts)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "xb") as out:
+                    # read at most the declared size + 1 so a lying header cannot overflow the limits
+                    data = src.read(info.file_size + 1)
+                    if len(data) > info.file_size:
+                        raise SubmissionError(f"{where}: entry {_show(info.filename)} is larger than its header says; "
+                                              "refused")
+                    out.write(data)
+            except SubmissionError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a bad CRC, bad deflate data, encryption, an unknown method...
+                raise SubmissionError(f"{where}: entry {_show(info.filename)} could not be unpacked "
+                                      f"({type(e).__name__}: {e})") from None
+            written += len(data)
+            if written > MAX_BYTES:
+                raise SubmissionError(f"{where}: unpacks to more than {MAX_BYTES:,} bytes; refused")
     return dest
 
 
-def _find(source: Path, rel: str, all_files: list[Path]) -> Path | None:
-    direct = source / rel
-    if direct.is_file():
-        return direct
-    tops = [p for p in source.iterdir() if p.is_dir() and not p.name.startswith(("__MACOSX", "."))]
-    if len(tops) == 1 and (tops[0] / rel).is_file():
-        return tops[0] / rel
-    base = PurePosixPath(rel).name
-    matches = [p for p in all_files if p.name == base and "__MACOSX" not in p.parts]
-    return matches[0] if len(matches) == 1 else None
+# -- folders: never following a link ----------------------------------------------------------------------------
+
+def _lookup(base: Path, parts: tuple[str, ...]) -> tuple[Path | None, str | None]:
+    """The regular file at base/parts without following any link on the way: (path, None), or
+    (None, the link met, relative to base: "a1_knn" or "a1_knn/knn.py"), or (None, None) when there is none."""
+    path = base
+    for i, part in enumerate(parts):
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except (OSError, ValueError):
+            return None, None
+        if stat.S_ISLNK(mode):
+            return None, "/".join(parts[:i + 1])
+        if not (stat.S_ISREG(mode) if i == len(parts) - 1 else stat.S_ISDIR(mode)):
+            return None, None
+    return path, None
+
+
+def _walk(source: Path) -> list[Path]:
+    """Files under `source` (links included as names, never followed), skipping .git, .venv and the like."""
+    found: list[Path] = []
+    for folder, dirs, names in os.walk(source, followlinks=False):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in SKIPPED_FOLDERS]
+        found.extend(Path(folder) / n for n in names)
+        if len(found) > MAX_WALK:
+            break
+    return found
+
+
+class _Finder:
+    def __init__(self, source: Path) -> None:
+        self.source = source
+        self._files: list[Path] | None = None
+
+    def find(self, rel: str) -> tuple[Path | None, str | None]:
+        """(the file for manifest path `rel`, None), or (None, the symbolic link met), or (None, None)."""
+        parts = PurePosixPath(rel).parts
+        found, problem = _lookup(self.source, parts)
+        if found or problem:
+            return found, problem
+        try:
+            tops = [e.name for e in os.scandir(self.source)
+                    if e.is_dir() and not e.name.startswith(("__MACOSX", "."))]   # a link to a folder counts
+        except OSError:
+            tops = []
+        if len(tops) == 1:
+            found, problem = _lookup(self.source, (tops[0], *parts))
+            if found or problem:
+                return found, problem
+        if self._files is None:
+            self._files = _walk(self.source)
+        matches = [p for p in self._files if p.name == parts[-1]]
+        if len(matches) != 1:
+            return None, None
+        return _lookup(self.source, matches[0].relative_to(self.source).parts)
+
+
+def _read(path: Path, limit: int) -> tuple[bytes, int]:
+    """At most `limit` + 1 bytes of the regular file at `path` (never through a link), and its size."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return f.read(limit + 1), info.st_size
+
+
+def _linked(rel: str, link: str) -> str:
+    if link == rel:
+        return f"{rel} is a symbolic link; links are not followed, so the file counts as missing."
+    if PurePosixPath(link).name == PurePosixPath(rel).name:
+        return f"{rel} (found as {link}) is a symbolic link; links are not followed, so the file counts as missing."
+    return (f"{rel} lies under {link}/, a symbolic link; links are not followed, so the file counts as "
+            "missing.")
+
+
+def _too_large(rel: str, size: int, limit: int) -> str:
+    return (f"{rel} is {size:,} bytes; a graded file may hold at most {limit:,} bytes (max_source_bytes), "
+            "so it was not graded.")
+
+
+def _check_source(rel: str, data: bytes, staged: Staged) -> str | None:
+    """The text of a graded file, or None when it is not taken (recorded in staged.rejected): not UTF-8, or
+    too many syntax nodes. A syntax error, or nesting too deep for Python, is recorded in staged.syntax_errors."""
+    try:
+        text = data.decode("utf-8-sig")          # Python reads a UTF-8 byte order mark too
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        staged.rejected[rel] = (f"{rel} is not valid UTF-8 at byte {e.start} (line {line}, "
+                                f"byte 0x{data[e.start]:02x}), so it was not graded. Save it as UTF-8.")
+        return None
+    try:
+        tree = ast.parse(text, rel)                      # parsing and compiling run nothing
+        nodes = next((i for i, _ in enumerate(ast.walk(tree)) if i >= MAX_SOURCE_NODES), 0)
+        if nodes:
+            staged.rejected[rel] = (f"{rel} holds more than {MAX_SOURCE_NODES:,} syntax nodes (names, numbers, "
+                                    "operators...), about ten times the largest file of the course, so it was "
+                                    "not graded. Load large data from a file instead of writing it in the source.")
+            return None
+        compile(tree, rel, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as e:
+        staged.syntax_errors[rel] = (f"{rel} line {getattr(e, 'lineno', '?')}: {getattr(e, 'msg', e)}"
+                                     + (f"\n    {e.text.rstrip()[:200]}" if getattr(e, "text", None) else ""))
+    except (RecursionError, MemoryError):
+        staged.syntax_errors[rel] = (f"{rel}: too deeply nested for Python to compile (an expression or block "
+                                     "nested thousands of levels deep)")
+    return text
 
 
 def stage(manifest: Manifest, kit: Path, submission: Path, dest: Path) -> Staged:
-    """Build the sandbox tree in `dest` from the pristine kit and the submitted files."""
+    """Build the sandbox tree in `dest` from the pristine kit and the submitted files.
+
+    Raises GraderError only for what the user must fix in the command (no such path, not a folder or a
+    zip) or in the manifest; a bad archive gives a Staged whose `refused` says why, with every graded file
+    rejected, and a bad file is rejected alone."""
     if not submission.exists():
         raise GraderError(f"submission {submission} does not exist")
+    if submission.is_file() and submission.suffix.lower() != ".zip":
+        raise GraderError(f"submission {submission}: expected a folder or a .zip file")
+    for rel in manifest.sandbox_paths:
+        src = kit / rel
+        if src.is_dir():
+            shutil.copytree(src, dest / rel, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                            dirs_exist_ok=True)
+        elif src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+        else:
+            raise GraderError(f"{manifest.dir / 'assignment.toml'}: sandbox path {rel!r} is not in the kit at {kit}")
+    for rel in manifest.files:       # the kit's copy must never stand in for a file that is not taken
+        (dest / rel).unlink(missing_ok=True)
+    staged = Staged(root=dest, present=[], missing=[])
+    h = hashlib.sha256(manifest.name.encode())
     tmp = None
-    if submission.is_file():
-        if submission.suffix.lower() != ".zip":
-            raise GraderError(f"submission {submission}: expected a folder or a .zip file")
-        tmp = Path(tempfile.mkdtemp(prefix="grader-unzip-"))
-        source = safe_extract(submission, tmp)
-    else:
-        source = submission
     try:
-        all_files = [p for p in source.rglob("*") if p.is_file() and ".venv" not in p.parts]
-        for rel in manifest.sandbox_paths:
-            src = kit / rel
-            if src.is_dir():
-                shutil.copytree(src, dest / rel, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-                                dirs_exist_ok=True)
-            elif src.is_file():
-                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, dest / rel)
-            else:
-                raise GraderError(f"{manifest.dir / 'assignment.toml'}: sandbox path {rel!r} is not in the kit at {kit}")
-        staged = Staged(root=dest, present=[], missing=[])
-        h = hashlib.sha256(manifest.name.encode())
+        if submission.is_file():
+            tmp = Path(tempfile.mkdtemp(prefix="grader-unzip-"))
+            try:
+                source = safe_extract(submission, tmp)
+            except SubmissionError as e:
+                staged.refused = str(e)
+                staged.rejected = {rel: str(e) for rel in manifest.files}
+                h.update(b"refused\0" + str(e).encode("utf-8", "replace"))
+                staged.digest = h.hexdigest()
+                return staged
+        else:
+            source = submission
+        finder = _Finder(source)
         for rel in manifest.files:
-            found = _find(source, rel, all_files)
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
+            found, link = finder.find(rel)
+            if link:
+                staged.rejected[rel] = _linked(rel, link)
+                continue
             if found is None:
                 staged.missing.append(rel)
-                target.unlink(missing_ok=True)  # the kit's copy must not stand in for a missing file
                 continue
-            data = found.read_bytes()
+            try:
+                data, size = _read(found, manifest.max_source_bytes)
+            except OSError as e:
+                staged.rejected[rel] = (f"{rel} could not be read ({type(e).__name__}: {e.strerror or e}), "
+                                        "so it was not graded.")
+                continue
+            if len(data) > manifest.max_source_bytes:
+                staged.rejected[rel] = _too_large(rel, max(size, len(data)), manifest.max_source_bytes)
+                continue
+            text = _check_source(rel, data, staged)
+            if text is None:
+                continue
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
             staged.present.append(rel)
-            h.update(rel.encode() + b"\0" + data + b"\0")
-            text = data.decode("utf-8", "replace")
             staged.sources[rel] = text
-            try:
-                compile(text, rel, "exec", dont_inherit=True)   # compiling runs nothing
-            except (SyntaxError, ValueError) as e:
-                staged.syntax_errors[rel] = (f"{rel} line {getattr(e, 'lineno', '?')}: {getattr(e, 'msg', e)}"
-                                             + (f"\n    {e.text.rstrip()}" if getattr(e, "text", None) else ""))
+            h.update(rel.encode() + b"\0" + data + b"\0")
         for nb in manifest.notebooks:
-            found = _find(source, nb, all_files)
-            if found is not None:
+            found, _ = finder.find(nb)
+            if found is None:
+                continue
+            try:
+                data, _size = _read(found, MAX_FILE_BYTES)
+            except OSError:
+                continue
+            if len(data) <= MAX_FILE_BYTES:
                 keep = dest.parent / "notebooks" / PurePosixPath(nb).name
                 keep.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(found, keep)
+                keep.write_bytes(data)
                 staged.notebooks[nb] = keep
         staged.digest = h.hexdigest()
         return staged

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 # What "no autograd" forbids. torch.Tensor.requires_grad also catches `requires_grad=True` keywords (static scan).
-# (torch.autograd.grad/backward are listed too so the worker's guard wraps them: it wraps callables only.)
+# The worker's guard (grader.guard) reports these names: the engine running or a graph being built as
+# torch.autograd, a differentiating torch.func transform as torch.func.
 AUTOGRAD_NAMES = ["torch.autograd", "torch.autograd.grad", "torch.autograd.backward", "torch.Tensor.backward",
-                  "torch.Tensor.requires_grad_", "torch.Tensor.requires_grad"]
+                  "torch.Tensor.requires_grad_", "torch.Tensor.requires_grad", "torch.func"]
 
 
 class GraderError(Exception):
@@ -50,8 +51,10 @@ class Manifest:
     targets: dict[str, dict[str, float]]  # data set -> target name -> value
     call_timeout: float = 60.0
     memory_mb: int = 4096
+    max_source_bytes: int = 2**20    # a graded file larger than this is not graded ([limits] max_source_bytes)
+    grading_timeout: float = 1800.0  # the whole grading's time budget, every call included ([limits] grading_timeout)
     forbid_autograd: bool = False
-    autograd_allowed_in: list[str] = field(default_factory=list)  # given code that may use autograd (FastConv)
+    autograd_allowed_in: list[str] = field(default_factory=list)  # kit files whose code may use autograd
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -122,6 +125,13 @@ def _need(data: dict, key: str, typ: type, where: str) -> Any:
     return value
 
 
+def _positive_int(table: dict, key: str, default: int, where: str) -> int:
+    value = table.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise GraderError(f"{where}: {key!r} should be a positive whole number, found {value!r}")
+    return value
+
+
 def _parse(data: dict, path: Path) -> Manifest:
     where = str(path)
     parts = []
@@ -152,6 +162,7 @@ def _parse(data: dict, path: Path) -> Manifest:
     if missing:
         raise GraderError(f"{where}: parts are graded from {missing}, which 'files' does not take from a submission")
     limits = data.get("limits", {})
+    allowed = _autograd_allowed_in(data, files, path)
     default_paths = sorted({p.module.split(".")[0] for p in parts} | {"dlcv"})
     return Manifest(
         name=_need(data, "name", str, where), title=data.get("title", data["name"]), dir=path.parent,
@@ -160,9 +171,31 @@ def _parse(data: dict, path: Path) -> Manifest:
         sandbox_paths=list(data.get("sandbox_paths", default_paths)),
         targets={k: {kk: float(vv) for kk, vv in v.items()} for k, v in data.get("targets", {}).items()},
         call_timeout=float(limits.get("call_timeout", 60.0)), memory_mb=int(limits.get("memory_mb", 4096)),
+        max_source_bytes=_positive_int(limits, "max_source_bytes", 2**20, f"{where} [limits]"),
+        grading_timeout=float(_positive_int(limits, "grading_timeout", 1800, f"{where} [limits]")),
         forbid_autograd=bool(data.get("forbid_autograd", False)),
-        autograd_allowed_in=list(data.get("autograd_allowed_in", [])),
+        autograd_allowed_in=allowed,
         extra={k: v for k, v in data.items() if k not in {"parts", "files", "notebooks", "checks", "hidden_checks",
                                                           "sandbox_paths", "targets", "limits", "name", "title",
                                                           "forbid_autograd", "autograd_allowed_in"}},
     )
+
+
+def _autograd_allowed_in(data: dict, files: list[str], path: Path) -> list[str]:
+    """`autograd_allowed_in`: files of the kit (relative to the course root) whose code the guard lets use
+    autograd. Each must be a kit file that is never taken from a submission."""
+    where = f"{path} autograd_allowed_in"
+    value = data.get("autograd_allowed_in", [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise GraderError(f"{where}: expected a list of file paths, found {value!r}")
+    root = path.parent.parent.parent
+    for f in value:
+        if not f.endswith(".py") or f.startswith("/") or ".." in Path(f).parts:
+            raise GraderError(f"{where}: expected paths of .py files inside the course, like "
+                              f"'a3_networks/fast_layers.py', found {f!r}")
+        if f in files:
+            raise GraderError(f"{where}: {f} is taken from a submission ('files'), so a student could write it; "
+                              "only given files of the kit may use autograd")
+        if not (root / f).is_file():
+            raise GraderError(f"{where}: {f} is not a file of the kit (looked for {root / f})")
+    return list(value)

@@ -206,8 +206,10 @@ SETUP_SH = """\
 #!/usr/bin/env bash
 # Gradescope runs this once when it builds the autograder image.
 set -euo pipefail
-# the kit needs Python 3.11 or newer (Gradescope's Ubuntu 22.04 image ships it in its universe repository)
-apt-get update -q && apt-get install -y -q python3.11 python3.11-venv
+# the kit needs Python 3.11 or newer (Gradescope's Ubuntu 22.04 image ships it in its universe repository);
+# bubblewrap is the sandbox student code runs in (where Docker refuses namespaces, the grader falls back to an
+# unprivileged user)
+apt-get update -q && apt-get install -y -q python3.11 python3.11-venv bubblewrap
 python3.11 -m venv /autograder/venv
 /autograder/venv/bin/pip install -q --upgrade pip
 /autograder/venv/bin/pip install -q /autograder/source

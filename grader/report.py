@@ -1,13 +1,93 @@
-"""Renderers over a GradeResult: terminal table, Gradescope results.json, JUnit XML, Markdown."""
+"""Renderers over a GradeResult: terminal table, Gradescope results.json, JUnit XML, Markdown.
+
+Text in a result can come from student code (exception messages, printed output, file and entry names),
+so every renderer first passes the whole result through `clean_text` (no control characters or terminal
+escape sequences, no lone surrogates, nothing XML 1.0 forbids), then escapes for its format: Markdown gets
+student text in indented code blocks and escaped inline text, so it cannot close a block, forge a heading
+or a table row, or inject HTML. Files are written atomically (a temporary file in the same folder, then
+`os.replace`), so a reader never sees half a report and a link planted at a report's path is replaced,
+not written through.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import re
 import shutil
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 from grader.results import GradeResult
+
+# -- sanitising -------------------------------------------------------------------------------------------------
+
+_ESCAPES = re.compile(r"""
+      \x1b\[[0-?]*[ -/]*[@-~]?                 # CSI: colours, cursor moves, clearing the screen
+    | \x1b[\]PX^_][^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?   # OSC (window title, links), DCS, SOS, PM, APC
+    | \x1b[ -/]*[0-~]?                        # any other escape sequence (ESC c resets the terminal)
+    | \x9b[0-?]*[ -/]*[@-~]?                  # CSI in its 8-bit form
+    | [\x90\x9d\x98\x9e\x9f][^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?   # 8-bit OSC, DCS, SOS, PM, APC
+""", re.VERBOSE)
+# C0 and C1 controls but tab and newline; bidirectional overrides and isolates (text that displays reversed);
+# the noncharacters XML forbids. Lone surrogates are replaced, not dropped, so the reader sees something was there.
+_DROP = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufffe\uffff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: Any) -> str:
+    """`text` as printable text: terminal escape sequences and control characters removed (tab and newline
+    kept; \\r\\n and \\r become newlines), lone surrogates replaced by U+FFFD, and nothing XML 1.0 forbids."""
+    text = text if isinstance(text, str) else str(text)
+    text = _SURROGATE.sub("\ufffd", text)
+    text = _ESCAPES.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return _DROP.sub("", text)
+
+
+def clean_result(value: Any) -> Any:
+    """A copy of `value` (a GradeResult, or anything inside one) with every string passed through clean_text."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: clean_result(getattr(value, f.name))
+                                             for f in dataclasses.fields(value) if f.init})
+    if isinstance(value, dict):
+        return {clean_result(k): clean_result(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_result(v) for v in value]
+    if isinstance(value, tuple):
+        items = [clean_result(v) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
+    return value
+
+
+# characters Markdown or HTML would read; "_" inside a word (snake_case) is left alone, as GitHub reads it literally
+_MD_SPECIAL = re.compile(r"([\\`*{}\[\]<>#|~&!$]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+
+
+def md_inline(text: str) -> str:
+    """Text for one line of Markdown (a table cell, a quote): every character Markdown or HTML would read
+    escaped, and line breaks shown as <br>."""
+    return "<br>".join(_MD_SPECIAL.sub(r"\\\1", line) for line in clean_text(text).split("\n"))
+
+
+def md_block(text: str) -> str:
+    """Text as an indented code block: every line starts with four spaces, so nothing in it (a fence, a
+    heading, HTML) is read as Markdown and no line of it can end the block. Needs a blank line before it."""
+    return "\n".join("    " + line if line.strip() else "" for line in clean_text(text).split("\n"))
+
+
+def md_code(text: str) -> str:
+    """Text as inline code, fenced by more backticks than any run inside it."""
+    text = clean_text(text).replace("\n", " ")
+    longest = max((len(run) for run in re.findall("`+", text)), default=0)
+    if not longest:
+        return f"`{text}`"
+    fence = "`" * (longest + 1)
+    return f"{fence} {text} {fence}"
 
 
 def _pts(x: float) -> str:
@@ -16,6 +96,7 @@ def _pts(x: float) -> str:
 
 def gradescope(result: GradeResult) -> dict:
     """Gradescope's results.json schema (score, execution_time, output, tests[] ...)."""
+    result = clean_result(result)
     lines = [f"{result.title}: {_pts(result.score)} / {_pts(result.max_score)}",
              f"Data set: {result.dataset}. Device: {result.device}."]
     lines += result.problems
@@ -35,11 +116,12 @@ def gradescope(result: GradeResult) -> dict:
         "extra_data": {"assignment": result.assignment, "dataset": result.dataset, "device": result.device,
                        "hidden_checks_included": result.hidden, "digest": result.digest,
                        "grader_version": result.grader_version, "started_at": result.started_at,
-                       "sandbox": result.sandbox, "parts": [p.__dict__ for p in result.parts]},
+                       "sandbox": result.sandbox, "parts": [dataclasses.asdict(p) for p in result.parts]},
     }
 
 
 def junit(result: GradeResult) -> str:
+    result = clean_result(result)         # no character XML 1.0 forbids, so the file always parses
     failures = sum(1 for c in result.checks if not c.passed)
     suite = ET.Element("testsuite", name=result.assignment, tests=str(len(result.checks)),
                        failures=str(failures), errors="0", time=f"{result.execution_time:.3f}")
@@ -51,7 +133,7 @@ def junit(result: GradeResult) -> str:
         case = ET.SubElement(suite, "testcase", classname=f"{result.assignment}.{c.part}", name=c.id,
                              time=f"{c.seconds:.3f}")
         if not c.passed:
-            f = ET.SubElement(case, "failure", message=c.output.splitlines()[0][:200] if c.output else "failed")
+            f = ET.SubElement(case, "failure", message=c.output.splitlines()[0][:200] if c.output.strip() else "failed")
             f.text = c.output
         elif c.output:
             ET.SubElement(case, "system-out").text = c.output
@@ -62,34 +144,39 @@ def junit(result: GradeResult) -> str:
 
 
 def markdown(result: GradeResult) -> str:
-    lines = [f"## {result.title}: {_pts(result.score)} / {_pts(result.max_score)}", "",
-             f"Data set: `{result.dataset}` · device: `{result.device}` · "
+    """summary.md: student text only as escaped inline text or in indented code blocks."""
+    result = clean_result(result)
+    lines = [f"## {md_inline(result.title)}: {_pts(result.score)} / {_pts(result.max_score)}", "",
+             f"Data set: {md_code(result.dataset)} · device: {md_code(result.device)} · "
              f"{'public and hidden' if result.hidden else 'public'} checks · {result.execution_time:.1f} s", ""]
     for p in result.problems:
-        lines.append(f"> ⚠️ {p}")
+        lines.append(f"> ⚠️ {md_inline(p.strip())}")
     if result.problems:
         lines.append("")
     lines += ["| # | check | points | result |", "|---|---|---:|---|"]
     for c in result.checks:
-        lines.append(f"| {c.number} | {c.title} | {_pts(c.score)} / {_pts(c.max_score)} | "
+        lines.append(f"| {md_inline(c.number)} | {md_inline(c.title)} | {_pts(c.score)} / {_pts(c.max_score)} | "
                      f"{'✅ passed' if c.passed else '❌ failed'} |")
     failed = [c for c in result.checks if not c.passed]
     if failed:
         lines += ["", "### What to fix", ""]
         for c in failed:
-            lines += [f"**{c.number} {c.title}** (`{c.id}`)", "", "```", c.output.strip() or "failed", "```", ""]
+            lines += [f"**{md_inline(c.number)} {md_inline(c.title)}** ({md_code(c.id)})", "",
+                      md_block(c.output.strip("\n") or "failed"), ""]
     return "\n".join(lines) + "\n"
 
 
 def table(result: GradeResult, color: bool = False, width: int | None = None) -> str:
-    """The terminal table: one line per check, feedback indented under failures."""
+    """The terminal table: one line per check, feedback indented under failures. Student text is cleaned of
+    escape sequences and control characters; the only colours are ours."""
+    result = clean_result(result)
     width = width or min(shutil.get_terminal_size((100, 20)).columns, 120)
     green, red, bold, reset = ("\033[32m", "\033[31m", "\033[1m", "\033[0m") if color else ("", "", "", "")
     name_w = max(20, width - 26)
     out = [f"{bold}{result.title}{reset}  (data set: {result.dataset}, device: {result.device}, "
            f"{'public + hidden' if result.hidden else 'public'} checks)"]
     for p in result.problems:
-        out.append(f"  ! {p}")
+        out.append("  ! " + "\n    ".join(p.strip("\n").split("\n")))
     part = None
     for c in result.checks:
         if c.part != part:
@@ -108,11 +195,37 @@ def table(result: GradeResult, color: bool = False, width: int | None = None) ->
     return "\n".join(out)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` by a file holding `text` (UTF-8): written to a temporary file in the same folder, then
+    renamed over it. A reader never sees half a file; a link at `path` is replaced, not written through."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())      # what a plain open() would have made
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 def write_all(result: GradeResult, out: Path) -> dict[str, Path]:
-    """Write results.json, junit.xml and summary.md into `out`; returns their paths."""
+    """Write results.json, junit.xml and summary.md into `out`, each atomically; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "results.json", "junit": out / "junit.xml", "markdown": out / "summary.md"}
-    paths["json"].write_text(json.dumps(gradescope(result), indent=2) + "\n")
-    paths["junit"].write_text(junit(result))
-    paths["markdown"].write_text(markdown(result))
+    texts = {"json": json.dumps(gradescope(result), indent=2, default=str) + "\n",   # ASCII only: \u escapes
+             "junit": junit(result), "markdown": markdown(result)}        # all rendered before any is written
+    for key in ("junit", "markdown", "json"):                            # results.json, the record, last
+        write_atomic(paths[key], texts[key])
     return paths

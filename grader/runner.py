@@ -22,14 +22,14 @@ from typing import Any, Callable
 
 import torch
 
-from dlcv.data import load_dataset  # imported before any student code runs
+from dlcv.data import label_files, load_dataset  # imported before any student code runs
 from grader import manifest as manifests
 from grader.checks import CheckFailed, CheckSpec, Ctx, collect
 from grader.intake import Staged, stage
 from grader.manifest import AUTOGRAD_NAMES, GraderError, Manifest
 from grader.results import CheckResult, GradeResult, PartResult
-from grader.sandbox import Sandbox, SandboxConfig, SandboxError
-from grader.staticscan import loops, scan
+from grader.sandbox import Isolation, IsolationError, Sandbox, SandboxConfig, SandboxError, detect_isolation
+from grader.staticscan import describe_dynamic, dynamic_uses, loop_sites, scan
 
 VERSION = "0.1.0"
 
@@ -96,6 +96,8 @@ class Run:
         part = self.manifest.part_of(graded)
         if part.file in self.staged.missing:
             raise CheckFailed(f"{part.file} is missing from your submission, so {graded} could not be graded.")
+        if part.file in self.staged.rejected:     # a link, too large, not UTF-8, or a refused archive
+            raise CheckFailed(self.staged.rejected[part.file])
         if part.file in self.staged.syntax_errors:
             raise CheckFailed(f"{part.file} has a syntax error, so none of its functions can run:\n  "
                               + self.staged.syntax_errors[part.file])
@@ -114,12 +116,16 @@ class Run:
                     problem = (f"{function} uses {listed}; {function} may not use "
                                f"{', '.join(sorted({u.name for u in uses}))} in this assignment.")
                 allowed = part.max_loops.get(function)
-                found = loops(src, function) if allowed is not None else []
+                found = loop_sites(src, function) if allowed is not None else []
                 if allowed is not None and len(found) > allowed:
-                    lines = ", ".join(str(n) for n in found)
+                    lines = ", ".join(str(n) if fn == function else f"{n} in {fn}, which {function} calls"
+                                      for n, fn in found)
                     problem = (f"{function} may contain {'no loops' if allowed == 0 else f'at most {allowed} loop'}"
                                f" (for, while or comprehension); found {len(found)} (line {lines}). "
                                "Use vectorised tensor operations instead.")
+                dynamic = dynamic_uses(src, function)
+                if dynamic:
+                    problem = describe_dynamic(function, dynamic) + (f" {problem}" if problem else "")
             self._scans[function] = problem
         return self._scans[function]
 
@@ -185,8 +191,13 @@ def run_check(run: Run, spec: CheckSpec) -> tuple[str, str]:
 
 def grade(submission: Path, assignment: str, *, device: str = "auto", hidden: bool = False,
           parts: list[str] | None = None, dataset: str | None = None, kit: Path | None = None,
-          call_timeout: float | None = None, on_result: Callable[[CheckResult], None] | None = None) -> GradeResult:
-    """Grade `submission` (a folder or a zip) against `assignment`; returns the result (writes nothing)."""
+          call_timeout: float | None = None, on_result: Callable[[CheckResult], None] | None = None,
+          isolation: str = "auto", allow_weak_sandbox: bool = False) -> GradeResult:
+    """Grade `submission` (a folder or a zip) against `assignment`; returns the result (writes nothing).
+
+    Student code runs under the strongest isolation the machine allows (`isolation`: auto, bwrap, user or
+    none; see grader.sandbox). With `hidden`, a run without OS isolation is refused unless
+    `allow_weak_sandbox`: hidden checks are what a clever student would most like to read."""
     t_start = time.perf_counter()
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     kit = kit or manifests.course_root()
@@ -202,14 +213,17 @@ def grade(submission: Path, assignment: str, *, device: str = "auto", hidden: bo
             raise GraderError(f"--part: {sorted(unknown)} not in {m.name} (parts: {[p.name for p in m.parts]})")
         specs = [s for s in specs if m.part_of(s.function).name in parts]
     points = _points(m, specs)
+    sandboxing = choose_isolation(isolation, hidden=hidden, allow_weak=allow_weak_sandbox)
     with tempfile.TemporaryDirectory(prefix="grader-stage-") as tmp:
         staged = stage(m, kit, Path(submission), Path(tmp) / "kit")
         problems = [f"{f} is missing from the submission." for f in staged.missing]
         problems += [f"syntax error in {msg}" for msg in staged.syntax_errors.values()]
+        problems += list(dict.fromkeys(staged.rejected.values()))
         config = SandboxConfig(root=staged.root, student_files=staged.present, device=device,
                                guarded=m.guarded_names(), exempt=m.autograd_allowed_in,
                                exempt_names=AUTOGRAD_NAMES, call_timeout=min(m.call_timeout, call_timeout or 1e9),
-                               memory_mb=m.memory_mb)
+                               memory_mb=m.memory_mb, total_timeout=m.grading_timeout,
+                               isolation=sandboxing.mode, hide=[str(kit), *label_files()])
         results: list[CheckResult] = []
         with Sandbox(config) as sandbox:
             run = Run(m, staged, sandbox, device, dataset, kit)
@@ -220,7 +234,8 @@ def grade(submission: Path, assignment: str, *, device: str = "auto", hidden: bo
                 part = m.part_of(spec.function)
                 counters[part.name] = counters.get(part.name, 0) + 1
                 t0 = time.perf_counter()
-                status, text = run_check(run, spec)
+                # a refused archive (corrupt, hostile): every check fails with the reason, no code runs
+                status, text = ("failed", staged.refused) if staged.refused else run_check(run, spec)
                 pts = points[spec.id]
                 r = CheckResult(id=spec.id, title=spec.title, function=spec.function, part=part.name,
                                 number=f"{part_index[part.name]}.{counters[part.name]}",
@@ -233,7 +248,8 @@ def grade(submission: Path, assignment: str, *, device: str = "auto", hidden: bo
             stats = sandbox.stats
             sandbox_info = {"worker_starts": stats.starts, "start_seconds": stats.start_seconds,
                             "io_seconds": stats.io_seconds, "call_seconds": stats.call_seconds,
-                            "requests": stats.requests, **{k: v for k, v in sandbox.info.items() if k != "pid"}}
+                            "requests": stats.requests, "time_budget_seconds": m.grading_timeout,
+                            **sandbox.info}
             dataset_name = run.dataset_name
     part_results = []
     for p in m.parts:
@@ -247,6 +263,24 @@ def grade(submission: Path, assignment: str, *, device: str = "auto", hidden: bo
         execution_time=time.perf_counter() - t_start, dataset=dataset_name, device=device, hidden=hidden,
         submission=str(submission), digest=staged.digest, problems=problems, sandbox=sandbox_info,
         grader_version=VERSION, started_at=started)
+
+
+WEAK_SANDBOX_HELP = ("install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; `make install` does it where it "
+                     "can) and allow user namespaces, or run the grader as root where Python is readable by other "
+                     "users; --allow-weak-sandbox grades anyway")
+
+
+def choose_isolation(want: str, *, hidden: bool, allow_weak: bool) -> Isolation:
+    """The isolation a grading run will use; refuses a run with hidden checks and no OS isolation."""
+    try:
+        chosen = detect_isolation(sys.executable, want)
+    except IsolationError as e:
+        raise GraderError(f"--sandbox {want}: not possible here: {e}") from None
+    if hidden and not chosen.strong and not allow_weak:
+        why = chosen.why_not_stronger or "no isolation was asked for ($GRADER_SANDBOX or --sandbox none)"
+        raise GraderError(f"refusing to grade with hidden checks without an OS sandbox ({why}). "
+                          f"To enable isolation, {WEAK_SANDBOX_HELP}.")
+    return chosen
 
 
 def assignments_in(submission: Path, kit: Path) -> list[str]:

@@ -1,14 +1,33 @@
-"""The judge's side of the trust boundary: start, feed, time and replace sandbox workers.
+"""The judge's side of the trust boundary: isolate, start, feed, time and replace sandbox workers.
 
-A `Sandbox` owns at most one worker process at a time. Every request has a deadline; a worker that
-hangs, exits, is killed or blows its memory allowance is killed (with its whole process group) and a
-fresh one is started for the next request. What comes back is decoded with `grader.wire` (never pickle).
+A `Sandbox` owns at most one worker process at a time. The worker runs under the strongest isolation the
+machine allows (see `detect_isolation`):
+
+- ``bwrap``: bubblewrap gives it its own user, mount, PID, IPC, UTS and network namespaces. It sees, read-only,
+  the Python installation, a few files of /etc, the staged tree (the kit's given code and the student's files)
+  and the worker's own code; writable, two small private tmpfs folders (its working folder and /tmp). It does
+  not see the course repository, the reference, the checks, the data sets' label files, the results folder or
+  the judge. Ending its PID namespace ends every process it started, `setsid` or not.
+- ``user``: where namespaces are refused (Docker's default seccomp profile, as on Gradescope) and the judge is
+  root, the worker drops to `nobody`, which can read only Python and the staged tree (the paths to protect are
+  made unreadable to other users first).
+- ``none``: the worker runs as the judge's user. Good enough for a student checking their own work; hidden and
+  batch grading refuse it unless told otherwise (`--allow-weak-sandbox`).
+
+Every request has a deadline for its write and its read, a bound on the size of its reply, and a sequence
+number the reply must echo; the whole grading has a time budget. A worker that hangs, exits, is killed,
+blows its memory allowance or breaks the protocol is killed and a fresh one is started for the next request.
+What comes back is decoded with `grader.wire` (never pickle).
 """
 
 from __future__ import annotations
 
+import errno
+import functools
+import json
 import os
 import select
+import shutil
 import signal
 import struct
 import subprocess
@@ -20,9 +39,18 @@ from pathlib import Path
 from typing import Any
 
 from grader import wire
+from grader.guard import hit_records
 from grader.wire import Handle
 
-MAX_REPLY_BYTES = 1 << 31
+ISOLATIONS = ("bwrap", "user", "none")
+MAX_REPLY_BYTES = 64 << 20          # default bound on one reply (a call's return value)
+SMALL_REPLY_BYTES = 1 << 20         # replies that carry no student value (setup, import, release)
+SANDBOX_ROOT = "/sandbox"           # where the staged tree and the worker's files appear inside bubblewrap
+NOBODY = 65534
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "nsswitch.conf", "passwd", "group", "localtime",
+             "alternatives", "hosts")
+BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
+        "from grader.worker import main; main()")
 
 
 class SandboxError(Exception):
@@ -36,6 +64,13 @@ class SandboxError(Exception):
         self.where = where or []
         self.output = output
 
+    def __str__(self) -> str:
+        return self.message
+
+
+class IsolationError(Exception):
+    """The isolation asked for cannot be had on this machine."""
+
 
 @dataclass
 class SandboxConfig:
@@ -43,25 +78,29 @@ class SandboxConfig:
     student_files: list[str]        # paths (relative to root) that came from the submission
     device: str = "cpu"
     guarded: list[str] = field(default_factory=list)   # callables to wrap (forbidden-call guard)
-    exempt: list[str] = field(default_factory=list)    # given code (qualified names) the guard ignores ...
+    exempt: list[str] = field(default_factory=list)    # given files (in root) the guard ignores ...
     exempt_names: list[str] = field(default_factory=list)  # ... when it calls these names (autograd)
     call_timeout: float = 60.0
     startup_timeout: float = 120.0
+    retry_timeout: float = 10.0     # a call of a function that has timed out before gets this much at most
+    total_timeout: float | None = None   # the whole grading's budget (every request of this sandbox)
     memory_mb: int = 4096
+    scratch_mb: int = 256           # each private tmpfs (working folder, /tmp) under bubblewrap
+    max_reply_bytes: int = MAX_REPLY_BYTES
     threads: int = 1
     python: str = sys.executable
-    run_as: str | None = "nobody"   # when the judge runs as root, the worker drops to this user
+    isolation: str = "auto"         # auto (the strongest available), bwrap, user or none
+    hide: list[str] = field(default_factory=list)      # paths the worker must not read (the course, data files)
+    run_as: str | None = "nobody"   # the user of the `user` fallback
 
 
 @dataclass
 class Reply:
     value: Any
     seconds: float                  # timed by the judge, around the request
-    worker_seconds: float           # as the worker reports it (untrusted; diagnostics only)
-    forbidden_hits: list[str]
+    forbidden_hits: list[dict]      # grader.guard records: name, op, file, function, line
     aliases: list[int]
     args: list | None = None
-    kwargs: dict | None = None
 
 
 @dataclass
@@ -73,27 +112,110 @@ class Stats:
     requests: int = 0
 
 
+@dataclass(frozen=True)
+class Isolation:
+    mode: str                       # one of ISOLATIONS
+    detail: str                     # one line for results and the terminal
+    why_not_stronger: str = ""      # what stronger isolation would need here
+
+    @property
+    def strong(self) -> bool:
+        return self.mode in ("bwrap", "user")
+
+    def describe(self) -> dict:
+        return {"mode": self.mode, "detail": self.detail, **({"weaker_because": self.why_not_stronger}
+                                                               if self.why_not_stronger else {})}
+
+
+# ---- the Python installation the worker needs --------------------------------------------------
+
+@functools.lru_cache(maxsize=8)
+def python_paths(python: str) -> tuple[str, ...]:
+    """The folders of `python`'s installation the worker must read: its prefixes (a venv and its base) and the
+    folders of its standard library and site-packages, outermost first, without folders nested in another."""
+    code = ("import sys, sysconfig, os, json; p = sysconfig.get_paths(); "
+            "print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, "
+            "os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))), "
+            "*(p[k] for k in ('stdlib', 'platstdlib', 'purelib', 'platlib'))]))")
+    out = subprocess.run([python, "-I", "-c", code], capture_output=True, text=True, timeout=60)
+    try:
+        found = [os.path.realpath(p) for p in json.loads(out.stdout)] + [os.path.dirname(python)]
+    except ValueError:
+        raise IsolationError(f"could not ask {python} where it is installed: {out.stderr.strip()[:300]}") from None
+    found += [os.path.abspath(p) for p in json.loads(out.stdout)]     # a venv reached through a link
+    keep: list[str] = []
+    for p in sorted(set(found), key=len):
+        if os.path.isdir(p) and p != "/" and not any(p == k or p.startswith(k + "/") for k in keep):
+            keep.append(p)
+    return tuple(keep)
+
+
 def python_readable_by_others(python: str) -> bool:
     """Whether another user could run `python` and import its standard library and packages (a Python
-    installed under /root, as pyenv does, is not: the worker then keeps the judge's user)."""
-    import subprocess
-    out = subprocess.run([python, "-c", "import sysconfig, json; print(json.dumps(sorted(set(sysconfig.get_paths()"
-                          "[k] for k in ('stdlib', 'platstdlib', 'purelib', 'platlib')))))"],
-                         capture_output=True, text=True)
-    import json
-    try:
-        paths = [Path(p) for p in json.loads(out.stdout)]
-    except ValueError:
-        return False
-    for p in paths:
-        for d in [p, *p.parents]:
+    installed under /root, as pyenv does, is not)."""
+    for p in python_paths(python):
+        for d in [Path(p), *Path(p).parents]:
             try:
                 mode = d.stat().st_mode
             except OSError:
                 return False
-            if not mode & 0o001 or (d == p and not mode & 0o004):
+            if not mode & 0o001 or (str(d) == p and not mode & 0o004):
                 return False
     return True
+
+
+# ---- choosing the isolation -----------------------------------------------------------------------
+
+def _bwrap_probe() -> str:
+    """'' when bubblewrap can make the namespaces the worker needs here, else why not."""
+    exe = shutil.which("bwrap")
+    if exe is None:
+        return "bubblewrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
+    try:
+        r = subprocess.run([exe, *_bwrap_namespace_args(), "--ro-bind", "/", "/", "--proc", "/proc",
+                            "--dev", "/dev", "true"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"bubblewrap could not run ({e})"
+    if r.returncode != 0:
+        return (f"bubblewrap cannot create namespaces here ({r.stderr.strip()[:200]}); unprivileged user "
+                "namespaces may be disabled (sysctl kernel.unprivileged_userns_clone=1) or a seccomp "
+                "profile may refuse them (Docker: --security-opt seccomp=unconfined)")
+    return ""
+
+
+@functools.lru_cache(maxsize=8)
+def detect_isolation(python: str = sys.executable, want: str = "auto") -> Isolation:
+    """The strongest isolation available for a worker running `python` (or exactly `want`).
+    `$GRADER_SANDBOX` (auto, bwrap, user, none) overrides `want` = auto."""
+    want = (os.environ.get("GRADER_SANDBOX") or want) if want == "auto" else want
+    if want not in ("auto", *ISOLATIONS):
+        raise IsolationError(f"sandbox isolation: expected auto, bwrap, user or none, found {want!r}")
+    reasons = []
+    if want in ("auto", "bwrap"):
+        why = _bwrap_probe()
+        if not why:
+            return Isolation("bwrap", "bubblewrap: own user, mount, PID, IPC and network namespaces; read-only "
+                                      "Python and staged tree; private tmpfs")
+        if want == "bwrap":
+            raise IsolationError(why)
+        reasons.append(why)
+    if want in ("auto", "user"):
+        if os.getuid() != 0:
+            why = "the grader does not run as root, so it cannot switch the worker to an unprivileged user"
+        elif not python_readable_by_others(python):
+            why = (f"the Python installation ({python_paths(python)[0]}) is not readable by an unprivileged "
+                   "user (install Python outside /root, or install bubblewrap)")
+        elif _user_ids("nobody") is None:
+            why = "there is no user 'nobody'"
+        else:
+            return Isolation("user", "unprivileged user 'nobody': reads Python and the staged tree only; no "
+                                     "network where the kernel allows a new network namespace",
+                             "; ".join(reasons))
+        if want == "user":
+            raise IsolationError(why)
+        reasons.append(why)
+    return Isolation("none", "none: the worker runs as the grader's own user, with time, memory and file limits "
+                             "only", "; ".join(reasons))
 
 
 def _user_ids(name: str | None) -> tuple[int, int] | None:
@@ -107,6 +229,15 @@ def _user_ids(name: str | None) -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
+def _bwrap_namespace_args() -> list[str]:
+    return ["--unshare-all", "--unshare-user", "--disable-userns", "--uid", str(NOBODY), "--gid", str(NOBODY),
+            "--cap-drop", "ALL", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
 def _make_readable(root: Path) -> None:
     """Let another user read `root` and everything under it, and pass through its parents inside the
     temporary folder (the judge stages there; nothing outside it is touched)."""
@@ -116,29 +247,74 @@ def _make_readable(root: Path) -> None:
             break
         d.chmod(d.stat().st_mode | 0o055)
     for p in root.rglob("*"):
-        p.chmod(p.stat().st_mode | (0o055 if p.is_dir() else 0o044))
+        if not p.is_symlink():
+            p.chmod(p.stat().st_mode | (0o055 if p.is_dir() else 0o044))
 
+
+def _protect(paths: list[str]) -> list[str]:
+    """For the `user` fallback: take every permission of 'other' users off `paths` (the course folder, data
+    files), so `nobody` cannot read them. Returns the paths changed."""
+    changed = []
+    for p in paths:
+        try:
+            mode = os.stat(p).st_mode
+        except OSError:
+            continue
+        if mode & 0o007:
+            os.chmod(p, mode & ~0o007)
+            changed.append(p)
+    return changed
+
+
+# ---- the sandbox ---------------------------------------------------------------------------------
 
 class Sandbox:
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
         self.proc: subprocess.Popen | None = None
         self.stats = Stats()
-        self.info: dict = {}
+        self.isolation = detect_isolation(config.python, config.isolation)
+        self.info: dict = {"isolation": self.isolation.describe()}
         self._imported: set[str] = set()
         self.module_errors: dict[str, SandboxError] = {}
+        self.timed_out: set[str] = set()          # functions that ran out of time once: retried briefly
+        self._seq = 0
+        self._child_pid: int | None = None        # PID 1 of the worker's PID namespace (bwrap)
+        self._deadline = (time.monotonic() + config.total_timeout) if config.total_timeout else None
         self._tmp = tempfile.TemporaryDirectory(prefix="grader-sandbox-")
-        self._stderr_path = Path(self._tmp.name) / "stderr.txt"
+        tmp = Path(self._tmp.name)
+        self._stderr_path = tmp / "stderr.txt"
         self._stderr = open(self._stderr_path, "ab+")
-        self._workdir = Path(self._tmp.name) / "work"
+        self._runtime = tmp / "runtime"
+        self._copy_runtime(self._runtime)
+        self._workdir = tmp / "work"
         self._workdir.mkdir()
-        self._run_as = (_user_ids(config.run_as) if os.getuid() == 0 and config.run_as
-                        and python_readable_by_others(config.python) else None)
+        self._empty = tmp / "empty"
+        self._empty.write_bytes(b"")
+        if self.isolation.mode == "bwrap":
+            self._inside_root = f"{SANDBOX_ROOT}/kit"
+            self._inside_work = f"{SANDBOX_ROOT}/work"
+            self._inside_runtime = f"{SANDBOX_ROOT}/runtime"
+        else:
+            self._inside_root, self._inside_work, self._inside_runtime = (
+                str(config.root), str(self._workdir), str(self._runtime))
+        self._run_as = _user_ids(config.run_as) if self.isolation.mode == "user" else None
         if self._run_as:
-            # the unprivileged worker reads the staged tree and writes only its working folder
-            os.chmod(self._tmp.name, 0o755)
+            # the unprivileged worker reads the staged tree and its own code, and writes only its working folder
+            os.chmod(self._tmp.name, 0o711)
             os.chown(self._workdir, *self._run_as)
             _make_readable(Path(config.root))
+            _make_readable(self._runtime)
+            self.info["isolation"]["made_unreadable"] = _protect(list(config.hide))
+
+    @staticmethod
+    def _copy_runtime(dest: Path) -> None:
+        """The worker's own code (this package's modules), copied so the worker needs nothing else of the
+        judge's installation."""
+        pkg = Path(__file__).resolve().parent
+        (dest / "grader").mkdir(parents=True)
+        for f in pkg.glob("*.py"):
+            shutil.copy2(f, dest / "grader" / f.name)
 
     # -- life cycle ---------------------------------------------------------------------------
     def __enter__(self) -> "Sandbox":
@@ -152,34 +328,119 @@ class Sandbox:
         self._stderr.close()
         self._tmp.cleanup()
 
+    def _argv(self, info_fd: int | None) -> list[str]:
+        py = [self.config.python, "-I", "-c", BOOT, self._inside_runtime]
+        if self.isolation.mode != "bwrap":
+            return py
+        argv = ["bwrap", *_bwrap_namespace_args(), "--info-fd", str(info_fd)]
+        bound: list[str] = []
+        for d in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+            if os.path.islink(d):
+                argv += ["--symlink", os.readlink(d), d]
+            elif os.path.isdir(d):
+                argv += ["--ro-bind", d, d]
+                bound.append(d)
+        for f in ETC_FILES:
+            argv += ["--ro-bind-try", f"/etc/{f}", f"/etc/{f}"]
+        python = [p for p in python_paths(self.config.python) if not any(_within(p, b) for b in bound)]
+        for p in python:
+            argv += ["--ro-bind", p, p]
+        bound += python
+        # what must stay unseen but lies inside a folder bound above: an empty folder or file over it
+        for h in sorted({os.path.realpath(h) for h in self.config.hide}, key=len):
+            if not any(_within(h, b) for b in bound) or not os.path.exists(h):
+                continue
+            if os.path.isdir(h):
+                argv += ["--tmpfs", h]
+                argv += [a for p in python if _within(p, h) and p != h for a in ("--ro-bind", p, p)]
+            else:
+                argv += ["--ro-bind", str(self._empty), h]
+        size = str(self.config.scratch_mb << 20)
+        argv += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/tmp",
+                 "--ro-bind", str(self.config.root), self._inside_root,
+                 "--ro-bind", str(self._runtime), self._inside_runtime,
+                 "--size", size, "--tmpfs", self._inside_work, "--chdir", self._inside_work]
+        if self.config.device.startswith("cuda"):
+            for dev in sorted(Path("/dev").glob("nvidia*")):
+                argv += ["--dev-bind", str(dev), str(dev)]
+            argv += ["--ro-bind-try", "/sys", "/sys"]
+        return argv + ["--", *py]
+
     def _start(self) -> None:
         t0 = time.perf_counter()
         env = {k: v for k, v in os.environ.items()
-               if k in ("PATH", "HOME", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "OPENBLAS_CORETYPE",
-                        "OPENBLAS_L2_SIZE", "TMPDIR", "DLCV_DATASET", "DLCV_CIFAR_ROOT")}
-        env.update(OMP_NUM_THREADS=str(self.config.threads), MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1",
-                   PYTHONHASHSEED="0")
-        self.proc = subprocess.Popen(
-            [self.config.python, "-I", "-m", "grader.worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-            cwd=self._workdir, env=env, start_new_session=True, close_fds=True,
-        )
-        self._imported = set()
-        self.stats.starts += 1
-        cfg = {"root": str(self.config.root), "workdir": str(self._workdir), "device": self.config.device,
-               "student_files": list(self.config.student_files), "guarded": list(self.config.guarded),
-               "exempt": list(self.config.exempt), "exempt_names": list(self.config.exempt_names),
-               "memory_mb": self.config.memory_mb, "threads": self.config.threads,
-               "run_as": list(self._run_as) if self._run_as else None}
+               if k in ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+        env.update(OMP_NUM_THREADS=str(self.config.threads), MKL_NUM_THREADS=str(self.config.threads),
+                   MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0", HOME=self._inside_work,
+                   TMPDIR="/tmp" if self.isolation.mode == "bwrap" else str(self._workdir))
+        info_r, info_w = os.pipe() if self.isolation.mode == "bwrap" else (None, None)
         try:
-            reply = self._roundtrip({"op": "setup", "config": cfg}, self.config.startup_timeout, "starting")
+            self.proc = subprocess.Popen(
+                self._argv(info_w), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                cwd=self._workdir, env=env, start_new_session=True, close_fds=True,
+                pass_fds=(info_w,) if info_w is not None else ())
         finally:
+            if info_w is not None:
+                os.close(info_w)
+        self._child_pid = None
+        try:
+            os.set_blocking(self.proc.stdin.fileno(), False)
+            if info_r is not None:
+                self._child_pid = self._read_child_pid(info_r, time.perf_counter() + self.config.startup_timeout)
+            self._imported = set()
+            self.stats.starts += 1
+            cfg = {"root": self._inside_root, "workdir": self._inside_work, "device": self.config.device,
+                   "student_files": list(self.config.student_files), "guarded": list(self.config.guarded),
+                   "exempt": list(self.config.exempt), "exempt_names": list(self.config.exempt_names),
+                   "memory_mb": self.config.memory_mb, "threads": self.config.threads,
+                   "isolation": self.isolation.mode, "run_as": list(self._run_as) if self._run_as else None}
+            reply = self._roundtrip({"op": "setup", "config": cfg}, self.config.startup_timeout, "starting",
+                                    max_reply=SMALL_REPLY_BYTES)
+        finally:
+            if info_r is not None:
+                os.close(info_r)
             self.stats.start_seconds += time.perf_counter() - t0
-        self.info = reply.get("info", {})
+        worker = reply.get("info", {}) if isinstance(reply.get("info"), dict) else {}
+        # what the worker says of itself is untrusted: kept for diagnostics under its own key
+        self.info.update(worker={k: worker[k] for k in ("user", "memory_limited", "network_isolated")
+                                 if k in worker and isinstance(worker[k], (str, bool))})
+        if self.isolation.mode == "bwrap":
+            self.info["worker"]["network_isolated"] = True   # its own network namespace, set up by bubblewrap
+
+    def _read_child_pid(self, fd: int, deadline: float) -> int | None:
+        """bubblewrap's --info-fd: {"child-pid": N}, the PID (outside) of the namespace's first process."""
+        data = b""
+        while time.perf_counter() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.25)
+            if ready:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    break
+                data += chunk
+                try:
+                    return int(json.loads(data)["child-pid"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+            elif self.proc is not None and self.proc.poll() is not None:
+                break
+        err = self.output_since(0, 600).strip()
+        self._kill()
+        raise SandboxError("crash", f"the sandbox (bubblewrap) could not start: {err or 'no reason given'}")
 
     def _kill(self) -> None:
+        """End the worker and everything it started. Under bubblewrap, killing the namespace's first process
+        makes the kernel kill every other process in it; bubblewrap exits only once they are all gone."""
         if self.proc is None:
             return
+        if self._child_pid is not None:
+            try:
+                os.kill(self._child_pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            self.proc.wait(timeout=5 if self._child_pid is not None else 0)
+        except subprocess.TimeoutExpired:
+            pass
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -194,6 +455,7 @@ class Sandbox:
             except OSError:
                 pass
         self.proc = None
+        self._child_pid = None
 
     def _ensure(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -201,24 +463,33 @@ class Sandbox:
             self._start()
 
     # -- transport ----------------------------------------------------------------------------
-    def _roundtrip(self, req: dict, timeout: float, doing: str) -> dict:
+    def _limit(self, timeout: float, doing: str) -> float:
+        """`timeout`, cut to what is left of the grading's budget."""
+        if self._deadline is None:
+            return timeout
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise SandboxError("timeout", f"the time allowed for grading this submission "
+                                          f"({self.config.total_timeout:g} s) ran out before {doing}")
+        return min(timeout, left)
+
+    def _roundtrip(self, req: dict, timeout: float, doing: str, max_reply: int | None = None) -> dict:
         assert self.proc is not None
+        timeout = self._limit(timeout, doing)
+        self._seq += 1
+        req = {**req, "seq": self._seq}
         t0 = time.perf_counter()
-        msg = wire.frame(wire.encode(req))
-        try:
-            self.proc.stdin.write(msg)
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            raise self._died(doing) from None
+        deadline = t0 + timeout
+        self._write(wire.frame(wire.encode(req)), deadline, doing)
         t1 = time.perf_counter()
-        deadline = t1 + timeout
         fd = self.proc.stdout.fileno()
         header = self._read(fd, 8, deadline, doing)
         (n,) = struct.unpack(">Q", header)
-        if n > MAX_REPLY_BYTES:
+        limit = max_reply or self.config.max_reply_bytes
+        if n > limit:
             self._kill()
-            raise SandboxError("protocol", f"the result of {doing} is too large ({n} bytes) to take back")
-        t2 = time.perf_counter()
+            raise SandboxError("protocol", f"the result of {doing} is too large to take back ({n:,} bytes; at most "
+                                           f"{limit:,}): return only what the function's docstring asks for")
         body = self._read(fd, n, deadline, doing)
         t3 = time.perf_counter()
         try:
@@ -228,12 +499,38 @@ class Sandbox:
             raise SandboxError("protocol", f"the sandbox sent back a malformed answer while {doing}: {e}") from None
         self.stats.io_seconds += (t1 - t0) + (time.perf_counter() - t3)
         self.stats.requests += 1
-        if not isinstance(reply, dict):
-            raise SandboxError("protocol", f"the sandbox sent back a malformed answer while {doing}")
+        if not isinstance(reply, dict) or reply.get("seq") != self._seq:
+            self._kill()
+            raise SandboxError("protocol", f"the sandbox's answer while {doing} does not belong to the request "
+                                           "(did your code write to the grader's channel?)")
         if not reply.get("ok"):
+            where = reply.get("where")
             raise SandboxError(str(reply.get("kind", "exception")), str(reply.get("message", "")),
-                               type_name=str(reply.get("type", "")), where=list(reply.get("where") or []))
+                               type_name=str(reply.get("type", "")),
+                               where=[w for w in where if isinstance(w, dict)] if isinstance(where, list) else [])
         return reply
+
+    def _write(self, data: bytes, deadline: float, doing: str) -> None:
+        """Send `data` without ever blocking past `deadline` (a worker that stops reading cannot hang the judge)."""
+        fd = self.proc.stdin.fileno()
+        view = memoryview(data)
+        while view:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                self._kill()
+                raise SandboxError("timeout", f"{doing} did not finish within the time limit (the inputs could "
+                                              "not be delivered)")
+            _, ready, _ = select.select([], [fd], [], min(left, 0.25))
+            if not ready:
+                continue
+            try:
+                view = view[os.write(fd, view[: 1 << 20]):]
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                if e.errno in (errno.EPIPE, errno.EBADF):
+                    raise self._died(doing) from None
+                raise
 
     def _read(self, fd: int, n: int, deadline: float, doing: str) -> bytes:
         chunks, got = [], 0
@@ -259,21 +556,29 @@ class Sandbox:
     def _over_memory(self) -> bool:
         if self.proc is None or self.config.device == "cpu":
             return False  # on the CPU the worker's address space is limited by the kernel instead
-        try:
-            with open(f"/proc/{self.proc.pid}/status") as f:
-                rss = next((int(l.split()[1]) for l in f if l.startswith("VmRSS:")), 0) * 1024
-        except OSError:
-            return False
-        return rss > (self.config.memory_mb + 3072) * 2**20
+        pid = self._child_pid or self.proc.pid
+        total = 0
+        for p in [pid, *_descendants(pid)]:
+            try:
+                with open(f"/proc/{p}/status") as f:
+                    total += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0) * 1024
+            except OSError:
+                pass
+        return total > (self.config.memory_mb + 3072) * 2**20
 
     def _died(self, doing: str) -> SandboxError:
         proc = self.proc
-        code = proc.wait(timeout=10) if proc is not None else None
+        try:
+            code = proc.wait(timeout=10) if proc is not None else None
+        except subprocess.TimeoutExpired:
+            code = None
         self._kill()
         if code is not None and code < 0:
             sig = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
             hint = " (out of memory?)" if sig == "SIGKILL" else ""
             return SandboxError("crash", f"the process running your code was killed by {sig}{hint} while {doing}")
+        if code is not None and code > 128 and self._child_pid is None and self.isolation.mode == "bwrap":
+            return SandboxError("crash", f"the process running your code was killed (status {code}) while {doing}")
         return SandboxError("exit", f"the process running your code exited (exit code {code}) while {doing}; "
                                     "your code must not call exit(), sys.exit() or os._exit()")
 
@@ -285,7 +590,7 @@ class Sandbox:
     def output_since(self, offset: int, limit: int = 1500) -> str:
         self._stderr.flush()
         with open(self._stderr_path, "rb") as f:
-            f.seek(offset)
+            f.seek(max(offset, self._stderr_path.stat().st_size - 4 * limit))
             text = f.read().decode("utf-8", "replace")
         return text if len(text) <= limit else "..." + text[-limit:]
 
@@ -300,17 +605,21 @@ class Sandbox:
         offset = self.stderr_offset()
         try:
             self._roundtrip({"op": "import", "module": module}, timeout or self.config.call_timeout,
-                            f"importing {module}")
+                            f"importing {module}", max_reply=SMALL_REPLY_BYTES)
         except SandboxError as e:
             e.output = self.output_since(offset)
+            if e.kind == "timeout":      # a time-out says nothing final about the file if the budget ran out
+                e.message += " (code at the top level of the file runs at import: does it loop or train there?)"
             self.module_errors[module] = e
             raise
         self._imported.add(module)
 
     def call(self, module: str | None, attr: str, args: tuple = (), kwargs: dict | None = None, *,
              handle: Handle | None = None, seed: int = 0, forbidden: list[str] | None = None,
-             keep: bool = False, return_args: bool = False, timeout: float | None = None) -> Reply:
-        """Call `module.attr(*args, **kwargs)` (or `handle.attr(...)`) in the worker."""
+             keep: bool = False, return_args: bool = False, timeout: float | None = None,
+             max_reply: int | None = None) -> Reply:
+        """Call `module.attr(*args, **kwargs)` (or `handle.attr(...)`) in the worker. A function that has run
+        out of time once gets at most `retry_timeout` seconds on later calls."""
         if module is not None:
             self.import_module(module)
         else:
@@ -320,25 +629,34 @@ class Sandbox:
                "forbidden": list(forbidden or []), "keep": keep, "return_args": return_args}
         offset = self.stderr_offset()
         name = f"{attr}()" if module is not None else f"{handle.type}.{attr}()"
+        key = f"{module or handle.type}.{attr}"
+        limit = timeout or self.config.call_timeout
+        if key in self.timed_out:
+            limit = min(limit, self.config.retry_timeout)
         t0 = time.perf_counter()
         try:
-            reply = self._roundtrip(req, timeout or self.config.call_timeout, f"running {name}")
+            reply = self._roundtrip(req, limit, f"running {name}", max_reply=max_reply)
         except SandboxError as e:
             e.output = self.output_since(offset)
+            if e.kind == "timeout":
+                if key in self.timed_out:
+                    e.message += (f" (it ran out of time in an earlier check too, so it was given "
+                                  f"{limit:g} s this time)")
+                self.timed_out.add(key)
             raise
         finally:
             self.stats.call_seconds += time.perf_counter() - t0
+        hits = reply.get("forbidden_hits")
         return Reply(value=reply.get("value"), seconds=time.perf_counter() - t0,
-                     worker_seconds=float(reply.get("seconds", 0.0)),
-                     forbidden_hits=[str(h) for h in reply.get("forbidden_hits", [])],
-                     aliases=[int(i) for i in reply.get("aliases", [])],
-                     args=reply.get("args"), kwargs=reply.get("kwargs"))
+                     forbidden_hits=hit_records(hits),
+                     aliases=[int(i) for i in reply.get("aliases", []) if isinstance(i, int)],
+                     args=reply.get("args"))
 
     def put(self, value: Any, timeout: float | None = None) -> Handle:
         """Store `value` in the worker and return its handle (e.g. to time a call without the transfer)."""
         self._ensure()
         return self._roundtrip({"op": "put", "value": value}, timeout or self.config.call_timeout,
-                               "sending inputs")["value"]
+                               "sending inputs", max_reply=SMALL_REPLY_BYTES)["value"]
 
     def getattr(self, handle: Handle, attr: str, timeout: float | None = None) -> Any:
         """An attribute (dotted path) of an object in the worker, e.g. a trained classifier's `W`."""
@@ -351,7 +669,7 @@ class Sandbox:
         if handles and self.proc is not None and self.proc.poll() is None:
             try:
                 self._roundtrip({"op": "release", "handles": [h.id for h in handles]}, self.config.call_timeout,
-                                "releasing objects")
+                                "releasing objects", max_reply=SMALL_REPLY_BYTES)
             except SandboxError:
                 pass
 
@@ -359,3 +677,22 @@ class Sandbox:
         self._ensure()
         return self._roundtrip({"op": "get", "value": handle}, timeout or self.config.call_timeout,
                                "fetching a result")["value"]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Processes below `pid` (for the memory watchdog on CUDA, where the address-space limit is off)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out

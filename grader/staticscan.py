@@ -115,11 +115,161 @@ def scan(source: str, qualname: str, forbidden: list[str], filename: str = "<sub
 
 
 LOOP_NODES = (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _parent_classes(tree: ast.Module) -> dict[int, ast.ClassDef]:
+    """id(method node) -> the top-level class it is defined in."""
+    out = {}
+    for cls in tree.body:
+        if isinstance(cls, ast.ClassDef):
+            for n in cls.body:
+                if isinstance(n, _DEFS):
+                    out[id(n)] = cls
+    return out
+
+
+def _method(cls: ast.ClassDef, name: str) -> ast.AST | None:
+    return next((n for n in reversed(cls.body) if isinstance(n, _DEFS) and n.name == name), None)
+
+
+def helpers(tree: ast.Module, fn: ast.AST) -> list[tuple[str, ast.AST]]:
+    """The file's own functions and methods that `fn` calls, directly or through each other, by name:
+    `helper(...)`, `self.helper(...)`, `cls.helper(...)`, `Class.helper(...)`. Returns (qualified name, node)
+    pairs, `fn` itself excluded."""
+    top = {n.name: n for n in tree.body if isinstance(n, (*_DEFS, ast.ClassDef))}   # the last definition wins
+    owner = _parent_classes(tree)
+    seen: dict[int, str] = {id(fn): ""}
+    out: list[tuple[str, ast.AST]] = []
+    todo = [fn]
+    while todo:
+        node = todo.pop()
+        here = owner.get(id(node)) if not isinstance(node, ast.ClassDef) else node
+        for call in ast.walk(node):
+            if not isinstance(call, ast.Call):
+                continue
+            f, target, qual = call.func, None, ""
+            if isinstance(f, ast.Name) and f.id in top:
+                target = top[f.id]
+                qual = f.id
+                if isinstance(target, ast.ClassDef):      # constructing a class of the file runs its __init__
+                    target = _method(target, "__init__")
+                    qual = f"{f.id}.__init__"
+            elif isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):
+                if f.value.id in ("self", "cls") and here is not None:
+                    target, qual = _method(here, f.attr), f"{here.name}.{f.attr}"
+                elif isinstance(top.get(f.value.id), ast.ClassDef):
+                    target, qual = _method(top[f.value.id], f.attr), f"{f.value.id}.{f.attr}"
+            if target is None or id(target) in seen:
+                continue
+            seen[id(target)] = qual
+            out.append((qual, target))
+            todo.append(target)
+    return out
+
+
+def loop_sites(source: str, qualname: str) -> list[tuple[int, str]]:
+    """(line, function) of each loop (for, while, comprehension) that running `qualname` may execute: its
+    own, and those of the file's functions it calls (see `helpers`), sorted by line."""
+    tree = ast.parse(source)
+    fn = find_function(tree, qualname)
+    if fn is None:
+        return []
+    sites = {(n.lineno, qualname) for n in ast.walk(fn) if isinstance(n, LOOP_NODES)}
+    own = {line for line, _ in sites}
+    for name, node in helpers(tree, fn):
+        sites |= {(n.lineno, name) for n in ast.walk(node) if isinstance(n, LOOP_NODES) and n.lineno not in own}
+    return sorted(sites)
 
 
 def loops(source: str, qualname: str) -> list[int]:
-    """Line numbers of the loops (for, while, comprehensions) in function `qualname`."""
-    fn = find_function(ast.parse(source), qualname)
+    """Line numbers of the loops (for, while, comprehensions) that function `qualname` runs, its helpers'
+    included (see `loop_sites`)."""
+    return [line for line, _ in loop_sites(source, qualname)]
+
+
+# ---- code the grader cannot read ------------------------------------------------------------------------------
+# Calls built from strings or reaching PyTorch's internal bindings would take a student's code out of reach of
+# the static scan (and, for torch._C, of the worker's guard's names). They are reported as problems of the
+# function that uses them; a use at module level, for every function of the file.
+
+_DYNAMIC_BUILTINS = {"exec": "exec()", "eval": "eval()", "compile": "compile()", "__import__": "__import__()"}
+_INTERNALS = ("torch._C", "torch.utils._python_dispatch", "torch.overrides")
+_WHY = {
+    "exec()": "the grader reads your code to check the rules, so write the calls out directly",
+    "eval()": "the grader reads your code to check the rules, so write the expression out directly",
+    "compile()": "the grader reads your code to check the rules, so write the code out directly",
+    "__import__()": "import modules with an import statement at the top of the file",
+    "importlib": "import modules with an import statement at the top of the file",
+    "torch._C": "it is PyTorch's internal binding layer; use the public torch functions instead",
+    "torch.utils._python_dispatch": "it controls the modes the grader uses to check the rules",
+    "torch.overrides": "it controls the modes the grader uses to check the rules",
+}
+
+
+def _dynamic_in(nodes, aliases: dict[str, str]) -> list[Use]:
+    uses: list[Use] = []
+    for node in nodes:
+        name = None
+        if isinstance(node, ast.Name) and node.id in _DYNAMIC_BUILTINS and node.id not in aliases:
+            name = _DYNAMIC_BUILTINS[node.id]
+        elif isinstance(node, ast.Attribute) and node.attr in _DYNAMIC_BUILTINS and \
+                _dotted(node.value) in (["builtins"], ["__builtins__"]):
+            name = _DYNAMIC_BUILTINS[node.attr]
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            module = node.module if isinstance(node, ast.ImportFrom) else None
+            full = [module] if module else [a.name for a in node.names]
+            if isinstance(node, ast.ImportFrom) and module:
+                full += [f"{module}.{a.name}" for a in node.names]
+            for f in full:
+                if f and (f == "importlib" or f.startswith("importlib.")):
+                    name = "importlib"
+                elif f:
+                    name = next((i for i in _INTERNALS if f == i or f.startswith(i + ".")), name)
+        elif isinstance(node, (ast.Attribute, ast.Name)):
+            parts = _dotted(node)
+            if parts and parts[0] in aliases:
+                full = ".".join([aliases[parts[0]], *parts[1:]])
+                if full == "importlib" or full.startswith("importlib."):
+                    name = "importlib"
+                else:
+                    name = next((i for i in _INTERNALS if full == i or full.startswith(i + ".")), None)
+        if name is not None:
+            uses.append(Use(name, node.lineno, name))
+    return uses
+
+
+def dynamic_uses(source: str, qualname: str) -> list[Use]:
+    """Uses of exec, eval, compile, __import__, importlib and PyTorch's internals (torch._C, ...) that running
+    `qualname` involves: in its body, in the file's functions it calls, or at module level. One per name and line."""
+    tree = ast.parse(source)
+    fn = find_function(tree, qualname)
     if fn is None:
         return []
-    return sorted(n.lineno for n in ast.walk(fn) if isinstance(n, LOOP_NODES))
+    aliases = _aliases(tree)
+    inside: set[int] = set()
+    for d in ast.walk(tree):
+        if isinstance(d, _DEFS):
+            inside |= {id(n) for n in ast.walk(d) if n is not d}
+    module_level = [n for n in ast.walk(tree) if id(n) not in inside and not isinstance(n, _DEFS)]
+    nodes = list(ast.walk(fn)) + module_level
+    for _, node in helpers(tree, fn):
+        nodes += list(ast.walk(node))
+    seen, out = set(), []
+    for u in sorted(_dynamic_in(nodes, aliases), key=lambda u: (u.line, u.name)):
+        if (u.name, u.line) not in seen:
+            seen.add((u.name, u.line))
+            out.append(u)
+    return out
+
+
+def describe_dynamic(function: str, uses: list[Use]) -> str:
+    """Feedback for `dynamic_uses`: kind, and says how to write the code instead."""
+    by_name: dict[str, list[int]] = {}
+    for u in uses:
+        by_name.setdefault(u.name, []).append(u.line)
+    said = []
+    for name, lines in by_name.items():
+        where = "line " + ", ".join(str(n) for n in lines)
+        said.append(f"{function} may not use {name} ({where}): {_WHY[name]}.")
+    return " ".join(said)

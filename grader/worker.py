@@ -1,6 +1,7 @@
 """The sandbox worker: the only process that imports and runs student code.
 
-Started by `grader.sandbox.Sandbox` as `python -I -m grader.worker`. It speaks the wire format on two
+Started by `grader.sandbox.Sandbox` (inside bubblewrap where it can) with `python -I -c "...main()"`, its
+own copy of this package first on the path. It speaks the wire format on two
 private file descriptors (the real stdin/stdout are pointed away, so a student's `print` or `input`
 cannot touch the protocol), answers one request at a time, and keeps every object that cannot cross the
 boundary in a table of handles. Nothing here decides a score: the judge treats every answer as untrusted.
@@ -13,11 +14,14 @@ import importlib
 import os
 import random
 import resource
+import signal
 import struct
 import sys
 import threading
 import time
 from typing import Any
+
+MAX_FILE_BYTES = 64 << 20   # the largest file the worker may write (its output included)
 
 
 def _read_exact(fd: int, n: int) -> bytes:
@@ -44,10 +48,9 @@ class Worker:
         self.handles: dict[int, Any] = {}
         self.next_handle = 1
         self.student_files: set[str] = set()
-        self.current_forbidden: frozenset[str] = frozenset()
-        self.exempt: tuple[str, ...] = ()   # qualified names of given code the guard ignores ...
-        self.exempt_names: frozenset[str] = frozenset()   # ... for these names only (autograd)
-        self.forbidden_hits: list[str] = []
+        self.guard = None                   # grader.guard.Guard, installed by setup
+        self.guarded: list[str] = []        # every name any graded function may not use (checked at import)
+        self.import_hits: list[dict] = []   # forbidden uses found while student modules were imported
         self.device = "cpu"
 
     # -- protocol -----------------------------------------------------------------------------
@@ -95,55 +98,45 @@ class Worker:
         sys.path.insert(0, root)
         self.device = cfg.get("device", "cpu")
         self.student_files = {os.path.realpath(os.path.join(root, f)) for f in cfg.get("student_files", [])}
-        self.exempt = tuple(cfg.get("exempt", []))
-        self.exempt_names = frozenset(cfg.get("exempt_names", []))
-        info = {"pid": os.getpid(), "network_isolated": _cut_network(), "memory_limited": False}
+        # under bubblewrap the network namespace is already the sandbox's own (and unshare would be refused)
+        cut = cfg.get("isolation") == "bwrap" or _cut_network()
+        info = {"pid": os.getpid(), "network_isolated": cut, "memory_limited": False}
         import torch  # noqa: F401  (imported before limits so its own start-up is not counted)
         torch.set_num_threads(int(cfg.get("threads", 1)))
-        self._install_guards(cfg.get("guarded", []))
         info["memory_limited"] = _limit_resources(cfg.get("memory_mb"), cfg.get("max_files", 256),
                                                   self.device == "cpu")
         info["user"] = _drop_privileges(cfg.get("run_as"))
+        self._install_guards(root, cfg)
         return info
 
-    def _install_guards(self, names: list[str]) -> None:
-        """Wrap each guarded callable (e.g. 'torch.cdist', 'torch.Tensor.norm') so a call made from a
-        student file while the current function forbids it is recorded. Installed before any student
-        module is imported, so aliases taken at import time (`from torch import cdist`) are caught too."""
-        worker = self
-        for name in names:
-            owner, attr = _resolve_owner(name)
-            if owner is None or attr is None:
-                continue
-            original = getattr(owner, attr)
-            if not callable(original):
-                continue
+    def _install_guards(self, root: str, cfg: dict) -> None:
+        """The operator-level guard (grader.guard), entered around every call and import of student code.
+        Built after the privilege drop and before any student module is imported; it imports the given files
+        exempt from the autograd rules (`exempt`, paths in the staged kit) now, so their code is the kit's."""
+        from grader.guard import Guard
+        self.guarded = list(cfg.get("guarded", []))
+        self.guard = Guard(root, self.student_files, exempt_files=list(cfg.get("exempt", [])),
+                           exempt_names=list(cfg.get("exempt_names", [])), guarded=self.guarded)
 
-            def wrapper(*args, __original=original, __name=name, **kwargs):
-                if __name in worker.current_forbidden:
-                    frame = sys._getframe(1)
-                    code = frame.f_code
-                    if os.path.realpath(code.co_filename) in worker.student_files and not (
-                            __name in worker.exempt_names and any(
-                                code.co_qualname == e or code.co_qualname.startswith(e + ".") for e in worker.exempt)):
-                        hit = f"{__name} (line {frame.f_lineno})"
-                        if hit not in worker.forbidden_hits:
-                            worker.forbidden_hits.append(hit)
-                return __original(*args, **kwargs)
-
-            wrapper.__name__ = getattr(original, "__name__", attr)
-            wrapper.__doc__ = getattr(original, "__doc__", None)
-            try:
-                setattr(owner, attr, wrapper)
-            except (TypeError, AttributeError):
-                pass
+    def _import(self, module: str):
+        """Import `module` under the guard (student code runs at import): what it uses that any graded
+        function may not is remembered and reported by the calls whose function forbids it."""
+        if module in sys.modules or self.guard is None:
+            return importlib.import_module(module)
+        self.guard.enter(self.guarded + sorted(self.guard.exempt_names))
+        try:
+            return importlib.import_module(module)
+        finally:
+            for h in self.guard.exit():
+                if h not in self.import_hits:
+                    self.import_hits.append(h)
 
     # -- requests -----------------------------------------------------------------------------
     def handle(self, req: dict) -> dict:
         op = req.get("op")
         if op == "import":
             t0 = time.perf_counter()
-            importlib.import_module(req["module"])
+            self._import(req["module"])
             return {"ok": True, "seconds": time.perf_counter() - t0}
         if op == "call":
             return self._call(req)
@@ -167,15 +160,18 @@ class Worker:
     def _call(self, req: dict) -> dict:
         target = req["target"]
         if "module" in target:
-            fn = importlib.import_module(target["module"])
+            fn = self._import(target["module"])
         else:
             fn = self.handles[target["handle"]] if isinstance(target["handle"], int) else target["handle"]
         for part in target.get("attr", "").split(".") if target.get("attr") else []:
             fn = getattr(fn, part)
         args, kwargs = list(req.get("args", [])), dict(req.get("kwargs", {}))
         _seed(req.get("seed", 0))
-        self.current_forbidden = frozenset(req.get("forbidden", []))
-        self.forbidden_hits = []
+        forbidden = list(req.get("forbidden", []))
+        guarded = bool(forbidden) and self.guard is not None
+        hits: list[dict] = [h for h in self.import_hits if h["name"] in forbidden]
+        if guarded:
+            self.guard.enter(forbidden)
         try:
             t0 = time.perf_counter()
             value = fn(*args, **kwargs)
@@ -184,8 +180,9 @@ class Worker:
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - t0
         finally:
-            self.current_forbidden = frozenset()
-        out = {"ok": True, "seconds": seconds, "forbidden_hits": list(self.forbidden_hits)}
+            if guarded:
+                hits += self.guard.exit()
+        out = {"ok": True, "seconds": seconds, "forbidden_hits": hits}
         out["aliases"] = [i for i, a in enumerate(args) if value is a]
         out["value"] = self._keep(value) if req.get("keep") else value
         if req.get("return_args"):
@@ -199,6 +196,7 @@ class Worker:
                 msg = self.recv()
             except EOFError:
                 return
+            seq = _peek_seq(msg)
             try:
                 req = self.decode(msg)
                 if req.get("op") == "setup":
@@ -209,7 +207,19 @@ class Worker:
                 if isinstance(e, KeyboardInterrupt):
                     raise
                 reply = _error_reply(e, self.student_files)
-            self.send(reply)
+            self.send({**reply, "seq": seq})
+
+
+def _peek_seq(msg: bytes) -> int | None:
+    """The request's sequence number, read from its header alone (so a request that fails to decode, e.g. with
+    an unknown handle, is still answered under its number)."""
+    import json
+    try:
+        (hlen,) = struct.unpack(">I", msg[:4])
+        top = json.loads(msg[4:4 + hlen])
+        return next((v for k, v in top["__dict__"] if k == "seq" and isinstance(v, int)), None)
+    except Exception:  # noqa: BLE001 - a malformed request is answered without a number
+        return None
 
 
 def _error_reply(e: BaseException, student_files: set[str]) -> dict:
@@ -228,20 +238,6 @@ def _error_reply(e: BaseException, student_files: set[str]) -> dict:
                   "code": (e.text or "").strip()}]
     kind = "exit" if isinstance(e, SystemExit) else "exception"
     return {"ok": False, "kind": kind, "type": type(e).__name__, "message": str(e)[:2000], "where": where}
-
-
-def _resolve_owner(name: str):
-    parts = name.split(".")
-    try:
-        obj = importlib.import_module(parts[0])
-        for i, p in enumerate(parts[1:-1], start=1):
-            try:
-                obj = getattr(obj, p)
-            except AttributeError:
-                obj = importlib.import_module(".".join(parts[: i + 1]))
-        return obj, parts[-1] if hasattr(obj, parts[-1]) else None
-    except Exception:  # noqa: BLE001
-        return None, None
 
 
 def _seed(seed: int) -> None:
@@ -293,7 +289,10 @@ def _limit_resources(memory_mb: int | None, max_files: int, limit_address_space:
             limited = True
         except (ValueError, OSError):
             pass
-    for res, value in ((resource.RLIMIT_NOFILE, max_files), (resource.RLIMIT_CORE, 0)):
+    # a file (or the captured output) larger than this fails the write instead of filling the judge's disk
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    for res, value in ((resource.RLIMIT_NOFILE, max_files), (resource.RLIMIT_CORE, 0),
+                       (resource.RLIMIT_FSIZE, MAX_FILE_BYTES)):
         try:
             soft, hard = resource.getrlimit(res)
             value = value if hard == resource.RLIM_INFINITY else min(value, hard)

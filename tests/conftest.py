@@ -52,3 +52,17 @@ def replace_function(path: Path, qualname: str, new_source: str) -> None:
 @pytest.fixture
 def submission(tmp_path: Path) -> Path:
     return copy_submission(tmp_path / "submission")
+
+
+def processes_with(marker: str) -> list[int]:
+    """PIDs of the processes on this machine whose command line holds `marker` (to prove none outlived a test)."""
+    import os
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    found += [int(d)] if marker.encode() in f.read() else []
+            except OSError:
+                pass
+    return found

@@ -17,28 +17,38 @@ from __future__ import annotations
 import ast
 import contextlib
 import math
+import re
+import time
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
 from grader.checks import CheckFailed, check, describe_value, fmt_shape, rel_error
+from grader.sandbox import SandboxError
 from grader.staticscan import find_function
 from grader.wire import Handle
 
-FWD, BWD, NET = 1e-7, 1e-8, 1e-6        # float64 bounds: layers forward, layers backward, networks (SPEC.md A3)
+FWD, BWD, NET = 1e-7, 1e-8, 1e-6        # float64 bounds: layers forward, layers backward, networks (the course's)
 LOW = 1e-4                              # anything computed in float32
 FC_MODULE = "a3_networks.fully_connected_networks"
+CONV_MODULE = "a3_networks.convolutional_networks"
 TRAIN_KEYS = ("X_train", "y_train", "X_val", "y_val")
 
-# How much the checks that train do, per data set. digits (the offline stand-in) trains on the CPU: the convolutional
-# solver gets at most conv_epochs epochs (deterministic, ~15 s for the reference). cifar10: the course's final run,
-# train(time_limit=60) on a GPU, as many epochs as the student asked for.
+# How much the checks that train do, per data set. The grader trains the student's model with the kit's own Solver
+# (dlcv.solver, staged from the kit) under these caps: the student chooses only the model and the hyperparameters.
+# digits (the offline stand-in) trains on the CPU: the two-layer solver gets at most fc_epochs epochs, the
+# convolutional one conv_epochs (deterministic, a few seconds each for the reference). cifar10: the course's final
+# runs, as many epochs as the student asked for within the time limits (the convolutional one: 60 s on a GPU).
+# A limit is the Solver's train(time_limit=...); the call itself is stopped at 1.5 times the limit plus 30 s.
 # conv_train_samples caps the training images the Solver measures its (reported) training accuracy on each epoch:
 # it does not change the training, only saves time.
 SCALE = {
-    "digits": {"conv_epochs": 2, "conv_time_limit": 60.0, "conv_train_samples": 100},
-    "cifar10": {"conv_epochs": None, "conv_time_limit": 60.0, "conv_train_samples": None},
+    "digits": {"fc_epochs": 20, "fc_time_limit": 30.0, "conv_epochs": 2, "conv_time_limit": 60.0,
+               "conv_train_samples": 100},
+    "cifar10": {"fc_epochs": None, "fc_time_limit": 120.0, "conv_epochs": None, "conv_time_limit": 60.0,
+                "conv_train_samples": None},
 }
 
 
@@ -137,7 +147,8 @@ def expect_grads(ctx, got: Any, wants: list[tuple[str, torch.Tensor]], what: str
 
 def probe(ctx, names: list[str]) -> str | None:
     """Which of the student's building blocks `names` is wrong ("your BatchNorm is wrong"), None if all look right.
-    Tells a composite's own failure from one it inherits. Probes run small versions of the blocks' checks."""
+    Probes run small versions of the blocks' checks. A block found wrong is only a candidate explanation: a composite
+    is excused only where its own result equals what the student's blocks give (see `excuse`)."""
     for name in names:
         notes = list(ctx.notes)
         try:
@@ -149,23 +160,104 @@ def probe(ctx, names: list[str]) -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def excused_by(ctx, blocks: list[str], what: str, unit: str | None = None):
-    """Inside: a failure is excused (noted, the check passes) when one of `blocks` is wrong, since `what` uses it;
-    never when `unit` (default `what`), the unit judged, is itself not implemented."""
-    unit = unit or what
+@dataclass
+class Outcome:
+    """What one call into the sandbox gave: its Reply, or the error it raised; the forbidden calls it made."""
+    reply: Any = None
+    error: SandboxError | None = None
+    hits: list = field(default_factory=list)
+    failure: CheckFailed | None = None      # the feedback the call alone earns (None: judge its value)
+
+
+def attempt(ctx, call: Callable[[], Any]) -> Outcome:
+    """Run `call` (one ctx.invoke or ctx.invoke_method) and keep what happened instead of failing at once."""
+    n = len(ctx.calls)
     try:
-        yield
+        return Outcome(reply=call())
     except CheckFailed as e:
-        head = str(e).split(" is not implemented yet", 1)[0] if " is not implemented yet" in str(e) else None
-        if head is not None and (head == unit or head.startswith(unit + ".")):
-            raise
-        broken = probe(ctx, blocks)
-        if broken is None:
-            raise
-        problem = str(e) if len(str(e)) < 400 else str(e)[:400] + " ..."
-        ctx.note(f"{unit} could not be judged on its own: {broken}, and {unit} uses it; {unit}'s own part looks "
-                 f"right as far as can be told. What went wrong ({what}): {problem}")
+        err = e.__context__ if isinstance(e.__context__, SandboxError) else None
+        if err is not None:
+            return Outcome(error=err, failure=e)
+        if len(ctx.calls) > n and ctx.calls[-1].forbidden_hits:      # the call ran, but made a forbidden call
+            return Outcome(reply=ctx.calls[-1], hits=list(ctx.calls[-1].forbidden_hits), failure=e)
+        raise
+
+
+def owns(function: str, unit: str) -> bool:
+    """`function` (a qualified name) is `unit` itself or one of its methods."""
+    return function == unit or function.startswith(unit + ".")
+
+
+def hit_function(ctx, hit: Any, candidates: list[str]) -> str | None:
+    """The function of the submission that made a forbidden call: named by the hit (a dict with "function"), or
+    found from its line among `candidates` (hits written "name (line N)")."""
+    if isinstance(hit, dict):
+        fn = hit.get("function")
+        return fn if isinstance(fn, str) else None
+    line = re.search(r"\(line (\d+)\)", str(hit))
+    if line is None:
+        return None
+    n = int(line.group(1))
+    for name in candidates:
+        for part in ctx.run.manifest.parts:
+            if name not in part.functions:
+                continue
+            src = ctx.run.staged.sources.get(part.file)
+            try:
+                node = find_function(ast.parse(src), name) if src else None
+            except SyntaxError:
+                node = None
+            if node is not None and node.lineno <= n <= (node.end_lineno or node.lineno):
+                return name
+    return None
+
+
+class ChainBroken(Exception):
+    """The student's blocks, chained by the judge, could not give a result."""
+
+
+def excuse(ctx, failure: CheckFailed, unit: str, blocks: list[str], outcomes: list[Outcome | None],
+           rebuild: Callable[[], Any] | None, compare: Callable[[Any], str | None]) -> None:
+    """`unit` failed with `failure`. Return (the check passes, with a note) only where a wrong block explains it:
+    a block in `blocks` is wrong by its own checks, `unit` raised no error in its own lines (and no timeout or crash),
+    every forbidden call it made was made inside a block, and its result equals what the judge gets by chaining the
+    student's own blocks on the same inputs (`rebuild`, then `compare` -> None; an error of `unit` outside its own
+    lines is explained when the chain breaks too). Otherwise raise the failure, saying why the block does not
+    explain it."""
+    broken = probe(ctx, blocks)
+    if broken is None:
+        raise failure
+    outcomes = [o for o in outcomes if o is not None]
+    errors = [o.error for o in outcomes if o.error is not None]
+    reason = None
+    for err in errors[:1]:
+        inner = err.where[-1].get("function", "") if err.where else ""
+        if err.kind != "exception":
+            reason = f"{unit} did not finish ({err.kind})"
+        elif owns(str(inner), unit):
+            if err.type_name == "NotImplementedError":
+                raise failure
+            reason = f"the error is raised in {unit}'s own code ({inner})"
+    for o in outcomes:
+        for hit in o.hits:
+            if reason is None and not any(owns(hit_function(ctx, hit, blocks) or "", b) for b in blocks):
+                reason = f"{unit} itself makes a forbidden call"
+    if reason is None and rebuild is not None:
+        try:
+            chain = rebuild()
+        except ChainBroken as b:
+            reason = None if errors else f"your own blocks, chained by the grader on the same inputs, fail ({b})"
+        else:
+            reason = (f"your own blocks, chained by the grader on the same inputs, run without an error" if errors
+                      else compare(chain))
+    elif reason is None:
+        reason = "the grader cannot rebuild its result from your blocks"
+    if reason is not None:
+        raise CheckFailed(f"{failure}\n  ({broken[0].upper()}{broken[1:]}, but that does not explain this failure: "
+                          f"{reason}.)")
+    problem = str(failure) if len(str(failure)) < 400 else str(failure)[:400] + " ..."
+    ctx.note(f"{unit} could not be judged on its own: {broken}, and {unit} gives what your own blocks give when the "
+             f"grader chains them on the same inputs, so it keeps its points. What differed from the oracle: {problem}")
 
 
 def unit_source(ctx, unit: str) -> ast.AST | None:
@@ -395,11 +487,37 @@ def random_params(ctx, shapes: dict[str, tuple], dtype: torch.dtype, w_scale: fl
 
 
 def judge_net_loss(ctx, model: Handle, cls: str, params: dict, X, y, reg: float, forward: Callable, dtype, what: str,
-                   test_forward: Callable | None = None, test_mistakes: Callable | None = None) -> None:
+                   test_forward: Callable | None = None, test_mistakes: Callable | None = None, *,
+                   blocks: list[str], program: list[tuple], train: bool = True) -> None:
     """model.loss(X, y) -> (loss, grads) and model.loss(X) -> scores against the oracle `forward` (train mode) and
-    `test_forward` (test mode: called after the train-mode call, default `forward`)."""
+    `test_forward` (test mode: called after the train-mode call, default `forward`). `train=False` judges the scores
+    only. A failure is excused only where the student's `blocks`, chained as `program` says, give the same result."""
+    run_train = attempt(ctx, lambda: ctx.invoke_method(model, "loss", X, y, return_args=True)) if train else None
+    run_test = attempt(ctx, lambda: ctx.invoke_method(model, "loss", X)) \
+        if run_train is None or run_train.error is None else None
+    try:
+        for o in (run_train, run_test):
+            if o is not None and o.failure is not None:
+                raise o.failure
+        if run_train is not None:
+            judge_net_train(ctx, run_train.reply, cls, params, X, y, reg, forward, dtype, what)
+        scores = run_test.reply.value
+        if isinstance(scores, (tuple, list)):
+            ctx.fail(f"{cls}.loss(X) without labels should return the scores alone, a tensor; found "
+                     f"{describe_value(scores)}.")
+        q = {k: _cpu64(v) for k, v in params.items()}
+        want = (test_forward or forward)(q, _cpu64(X))
+        ctx.expect_tensor(scores, want.to(dtype), f"the scores of {cls}.loss(X) {what}", bound=bound(dtype, NET),
+                          mistakes=test_mistakes(q, _cpu64(X)) if test_mistakes else None,
+                          hint=f"scores is (N, num_classes) = {fmt_shape(want.shape)}.")
+    except CheckFailed as e:
+        excuse(ctx, e, cls, blocks, [run_train, run_test],
+               lambda: run_chain(ctx, program, params, X, y, reg, dtype, train),
+               lambda chain: compare_chain(chain, run_train, run_test, dtype))
+
+
+def judge_net_train(ctx, reply, cls: str, params: dict, X, y, reg: float, forward: Callable, dtype, what: str) -> None:
     weights = [k for k in params if k.startswith("W")]
-    reply = ctx.invoke_method(model, "loss", X, y, return_args=True)
     expect_inputs_unchanged(ctx, f"{cls}.loss", ["X"], [X], reply.args)
     loss, grads = ctx.expect_items(reply.value, 2, f"the result of {cls}.loss(X, y) (loss, grads)")
     want_loss, want_grads, loss_mistakes, grad_mistakes = net_expectations(forward, params, X, y, reg, weights)
@@ -422,14 +540,176 @@ def judge_net_loss(ctx, model: Handle, cls: str, params: dict, X, y, reg: float,
         ctx.expect_tensor(grads[k], want_grads[k].to(dtype), f"grads['{k}'] {what}", bound=tol,
                           n=X.shape[0], mistakes=grad_mistakes.get(k),
                           hint=f"grads['{k}'] has the shape of params['{k}'], {fmt_shape(params[k].shape)}.")
-    scores = ctx.method(model, "loss", X)
-    if isinstance(scores, (tuple, list)):
-        ctx.fail(f"{cls}.loss(X) without labels should return the scores alone, a tensor; found {describe_value(scores)}.")
-    q = {k: _cpu64(v) for k, v in params.items()}
-    want = (test_forward or forward)(q, _cpu64(X))
-    ctx.expect_tensor(scores, want.to(dtype), f"the scores of {cls}.loss(X) {what}", bound=tol,
-                      mistakes=test_mistakes(q, _cpu64(X)) if test_mistakes else None,
-                      hint=f"scores is (N, num_classes) = {fmt_shape(want.shape)}.")
+
+
+# ---- the oracle rebuilt from the student's blocks ------------------------------------------------
+# A network as a program of steps: ("linear", W, b), ("relu",), ("dropout", p), ("sbn", gamma, beta, i) run the
+# student's layer in the sandbox; ("conv", W, b, pad) and ("pool",) are the given FastConv / FastMaxPool, computed
+# here (they are PyTorch's own conv2d and max_pool2d). Softmax and the regulariser are computed here too.
+
+
+def two_layer_program() -> list[tuple]:
+    return [("linear", "W1", "b1"), ("relu",), ("linear", "W2", "b2")]
+
+
+def fc_program(L: int, dropout: float = 0.0) -> list[tuple]:
+    steps: list[tuple] = []
+    for i in range(1, L):
+        steps += [("linear", f"W{i}", f"b{i}"), ("relu",)] + ([("dropout", dropout)] if dropout else [])
+    return steps + [("linear", f"W{L}", f"b{L}")]
+
+
+def three_layer_program(filter_size: int) -> list[tuple]:
+    return [("conv", "W1", "b1", (filter_size - 1) // 2), ("relu",), ("pool",), ("linear", "W2", "b2"), ("relu",),
+            ("linear", "W3", "b3")]
+
+
+def deep_program(L: int, max_pools, batchnorm: bool) -> list[tuple]:
+    steps: list[tuple] = []
+    for i in range(1, L):
+        steps.append(("conv", f"W{i}", f"b{i}", 1))
+        if batchnorm:
+            steps.append(("sbn", f"gamma{i}", f"beta{i}", i - 1))
+        steps.append(("relu",))
+        if i - 1 in max_pools:
+            steps.append(("pool",))
+    return steps + [("linear", f"W{L}", f"b{L}")]
+
+
+STEP_LAYER = {"linear": ("Linear", FC_MODULE), "relu": ("ReLU", FC_MODULE), "dropout": ("Dropout", FC_MODULE),
+              "sbn": ("SpatialBatchNorm", CONV_MODULE)}
+
+
+def block_call(ctx, layer: str, method: str, *args, return_args: bool = False):
+    """The student's `layer.method(*args)` in the sandbox; ChainBroken when it raises (its forbidden calls are its
+    own checks' business)."""
+    name, module = STEP_LAYER[layer]
+    o = attempt(ctx, lambda: ctx.invoke(ctx.ref(f"{name}.{method}", module=module), *args, return_args=return_args))
+    if o.error is not None:
+        raise ChainBroken(f"{name}.{method} raised {o.error.type_name or o.error.kind}")
+    return o.reply
+
+
+def _tensors(value: Any, n: int, what: str) -> tuple:
+    items = (value,) if n == 1 else value
+    if not isinstance(items, (tuple, list)) or len(items) != n or \
+            not all(isinstance(t, torch.Tensor) for t in items):
+        raise ChainBroken(f"{what} returned {describe_value(value)}")
+    return tuple(items)
+
+
+def run_chain(ctx, program: list[tuple], params: dict, X, y, reg: float, dtype, train: bool = True) -> dict:
+    """What the network gives when built from the student's own blocks: {"loss", "grads", "scores"}, each gradient
+    and the scores with the (dtype, device) of the step that made them."""
+    device = ctx.device
+    bn: dict[int, dict] = {}
+
+    def cast(t):
+        return t.detach().to(device, dtype)
+
+    def forward(mode: str):
+        h, caches = X, []
+        for step in program:
+            kind = step[0]
+            if kind == "linear":
+                reply = block_call(ctx, kind, "forward", h, params[step[1]], params[step[2]])
+                h, cache = _pair(reply.value, "Linear.forward")
+            elif kind == "relu":
+                h, cache = _pair(block_call(ctx, kind, "forward", h).value, "ReLU.forward")
+            elif kind == "dropout":
+                h, cache = _pair(block_call(ctx, kind, "forward", h, {"mode": mode, "p": step[1], "seed": 123}).value,
+                                 "Dropout.forward")
+            elif kind == "sbn":
+                param = dict(bn.get(step[3], {}), mode=mode)
+                reply = block_call(ctx, kind, "forward", h, params[step[1]], params[step[2]], param, return_args=True)
+                h, cache = _pair(reply.value, "SpatialBatchNorm.forward")
+                after = reply.args[3] if reply.args and len(reply.args) > 3 else None
+                if mode == "train":
+                    bn[step[3]] = after if isinstance(after, dict) else {}
+            elif kind == "conv":
+                cache = (_cpu64(h), _cpu64(params[step[1]]), _cpu64(params[step[2]]), step[3])
+                h = cast(F.conv2d(*cache[:3], padding=step[3]))
+            else:
+                cache = _cpu64(h)
+                h = cast(F.max_pool2d(cache, 2, 2))
+            caches.append(cache)
+        return h, caches
+
+    out: dict = {"grads": {}, "meta": {}}
+    if train:
+        s, caches = forward("train")
+        if tuple(s.shape) != (X.shape[0], params[program[-1][1]].shape[1]):
+            raise ChainBroken(f"the scores have shape {fmt_shape(s.shape)}")
+        loss, (ds,) = with_grads(lambda a: F.cross_entropy(a, y.cpu()), [s])
+        dh, grads, meta = cast(ds), out["grads"], out["meta"]
+        for step, cache in zip(reversed(program), reversed(caches)):
+            kind = step[0]
+            if kind in ("linear", "sbn"):
+                name = "Linear" if kind == "linear" else "SpatialBatchNorm"
+                got = _tensors(block_call(ctx, kind, "backward", dh, cache).value, 3, f"{name}.backward")
+                dh = got[0]
+                for key, g in zip(step[1:3], got[1:]):
+                    grads[key], meta[key] = _cpu64(g), (g.dtype, g.device.type, tuple(g.shape))
+            elif kind in ("relu", "dropout"):
+                (dh,) = _tensors(block_call(ctx, kind, "backward", dh, cache).value, 1,
+                                 f"{STEP_LAYER[kind][0]}.backward")
+            elif kind == "conv":
+                x64, w64, b64, pad = cache
+                _, (dx, dw, db) = with_grads(lambda a, w, c: F.conv2d(a, w, c, padding=pad), [x64, w64, b64], dh)
+                for key, g in zip(step[1:3], (dw, db)):
+                    grads[key], meta[key] = g, (dtype, device.type, tuple(g.shape))
+                dh = cast(dx)
+            else:
+                _, (dx,) = with_grads(lambda a: F.max_pool2d(a, 2, 2), [cache], dh)
+                dh = cast(dx)
+        for k, v in params.items():
+            if k.startswith("W"):
+                loss = loss + reg * (_cpu64(v) ** 2).sum()
+                grads[k] = grads[k] + 2 * reg * _cpu64(v)
+        out["loss"] = float(loss)
+    s, _ = forward("test")
+    out["scores"], out["scores_meta"] = _cpu64(s), (s.dtype, s.device.type)
+    return out
+
+
+def _pair(value: Any, what: str) -> tuple:
+    if not isinstance(value, (tuple, list)) or len(value) != 2 or not isinstance(value[0], torch.Tensor):
+        raise ChainBroken(f"{what} returned {describe_value(value)}, not (out, cache)")
+    return value[0], value[1]
+
+
+def _differs(got: Any, want: torch.Tensor, meta: tuple, tol: float, floor: float = 0.0) -> bool:
+    """`got` is not the tensor `want` (made in dtype, device meta[:2]) within tol (relative to at least `floor`)."""
+    if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape) or (got.dtype, got.device.type) != \
+            tuple(meta[:2]):
+        return True
+    g = _cpu64(got)
+    scale = max((g.abs() + want.abs()).max().item() if g.numel() else 0.0, floor, 1e-30)
+    return not (g - want).abs().max().item() / scale <= tol if g.numel() else False
+
+
+def compare_chain(chain: dict, run_train: Outcome | None, run_test: Outcome | None, dtype) -> str | None:
+    """None when the network's results equal the chain's; else what differs."""
+    tol = bound(dtype, NET)
+    if run_train is not None:
+        value = run_train.reply.value
+        if not isinstance(value, (tuple, list)) or len(value) != 2 or not isinstance(value[1], dict):
+            return f"loss(X, y) returned {describe_value(value)}, not (loss, grads)"
+        loss, grads = value
+        if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+            loss = loss.item()
+        if isinstance(loss, bool) or not isinstance(loss, (int, float)) or \
+                not abs(loss - chain["loss"]) <= tol * max(abs(loss) + abs(chain["loss"]), 1e-10):
+            return f"its loss is {describe_value(loss)}; your blocks give {chain['loss']:.6g}"
+        if set(grads) != set(chain["grads"]):
+            return f"its grads have the keys {sorted(grads)}; expected {sorted(chain['grads'])}"
+        top = max((g.abs().max().item() for g in chain["grads"].values() if g.numel()), default=0.0)
+        for k, want in chain["grads"].items():
+            if _differs(grads[k], want, chain["meta"][k], tol, floor=math.sqrt(tol) * top):
+                return f"its grads['{k}'] differs from the one your blocks give"
+    if run_test is not None and _differs(run_test.reply.value, chain["scores"], chain["scores_meta"], tol):
+        return "the scores of loss(X) differ from the ones your blocks give"
+    return None
 
 
 def build(ctx, cls: str, **kwargs) -> Handle:
@@ -667,9 +947,9 @@ def two_layer_loss(ctx, N, shape, H, C, reg, dtype):
     params = random_params(ctx, shapes, dtype, 0.4, 0.4)
     set_params(ctx, model, params)
     X, y = ctx.randn(N, *shape, dtype=dtype), ctx.randint(0, C, (N,))
-    with excused_by(ctx, ["Linear", "ReLU"], "TwoLayerNet"):
-        judge_net_loss(ctx, model, "TwoLayerNet", params, X, y, reg, two_layer_scores, dtype,
-                       f"(N={N}, D={D}, H={H}, C={C}, reg={reg:g}, {_name(dtype)})")
+    judge_net_loss(ctx, model, "TwoLayerNet", params, X, y, reg, two_layer_scores, dtype,
+                   f"(N={N}, D={D}, H={H}, C={C}, reg={reg:g}, {_name(dtype)})", blocks=["Linear", "ReLU"],
+                   program=two_layer_program())
 
 
 def fc_shapes(hidden_dims, D, C):
@@ -712,11 +992,12 @@ def judge_fc_loss(ctx, N, hidden_dims, D, C, reg, dtype, dropout=0.0):
     set_params(ctx, model, params)
     X, y = ctx.randn(N, D, dtype=dtype), ctx.randint(0, C, (N,))
     what = f"(hidden_dims={list(hidden_dims)}, reg={reg:g}, dropout={dropout:g}, {_name(dtype)})"
-    blocks = ["Linear", "ReLU"]
+    blocks, L = ["Linear", "ReLU"], len(hidden_dims) + 1
     if not dropout:
-        with excused_by(ctx, blocks, "FullyConnectedNet"):
-            judge_net_loss(ctx, model, "FullyConnectedNet", params, X, y, reg, fc_scores, dtype, what)
+        judge_net_loss(ctx, model, "FullyConnectedNet", params, X, y, reg, fc_scores, dtype, what, blocks=blocks,
+                       program=fc_program(L))
         return
+    blocks.append("Dropout")
     # The masks: your own Dropout, seeded as the net seeds it (every Dropout.forward call reseeds with seed=123, so
     # the mask of layer i depends only on its shape (N, hidden_dims[i])).
     masks = []
@@ -732,11 +1013,8 @@ def judge_fc_loss(ctx, N, hidden_dims, D, C, reg, dtype, dropout=0.0):
     if masks is None or probe(ctx, ["Dropout"]):
         ctx.note("FullyConnectedNet with dropout was judged in test mode only: your Dropout is wrong (see its checks), "
                  "so the masks the net should draw are not known.")
-        scores = ctx.method(model, "loss", X)
-        with excused_by(ctx, blocks, "FullyConnectedNet"):
-            ctx.expect_tensor(scores, fc_scores({k: _cpu64(v) for k, v in params.items()}, _cpu64(X)).to(dtype),
-                              f"the scores of FullyConnectedNet.loss(X) {what} (test mode: no dropout)",
-                              bound=bound(dtype, NET))
+        judge_net_loss(ctx, model, "FullyConnectedNet", params, X, y, reg, fc_scores, dtype,
+                       f"{what} (test mode: no dropout)", blocks=blocks, program=fc_program(L, dropout), train=False)
         return
 
     def train_forward(p, X_):
@@ -746,9 +1024,8 @@ def judge_fc_loss(ctx, N, hidden_dims, D, C, reg, dtype, dropout=0.0):
         return {"dropout is applied in test mode too (loss(X) runs the net in test mode: no dropout)":
                 fc_scores(q, Xc, masks)}
 
-    with excused_by(ctx, blocks, "FullyConnectedNet"):
-        judge_net_loss(ctx, model, "FullyConnectedNet", params, X, y, reg, train_forward, dtype, what,
-                       test_forward=fc_scores, test_mistakes=test_mistakes)
+    judge_net_loss(ctx, model, "FullyConnectedNet", params, X, y, reg, train_forward, dtype, what,
+                   test_forward=fc_scores, test_mistakes=test_mistakes, blocks=blocks, program=fc_program(L, dropout))
 
 
 @check("a3.fully_connected.fc_loss", function="FullyConnectedNet", N=6, hidden_dims=(7, 5), D=8, C=4, reg=0.05,
@@ -767,7 +1044,7 @@ def fc_loss_dropout(ctx, **kw):
 
 # ---- update rules -------------------------------------------------------------------------------
 
-RULES = {   # SPEC defaults, and the state each rule keeps in its config
+RULES = {   # the defaults of the docstrings, and the state each rule keeps in its config
     "sgd_momentum": ({"learning_rate": 1e-2, "momentum": 0.9}, ("velocity",)),
     "rmsprop": ({"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8}, ("cache",)),
     "adam": ({"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}, ("m", "v", "t")),
@@ -942,50 +1219,200 @@ def adam_defaults(ctx, steps, shape, dtype):
 # ---- training: solver instances and overfitting ---------------------------------------------------
 
 
-def expect_solver(ctx, solver: Any, function: str, model_type: str) -> Handle:
+KNOWN_RULES = ("sgd", *RULES)
+OPTIM_KEYS = ("learning_rate", "momentum", "decay_rate", "epsilon", "beta1", "beta2")
+BUILD_TIMEOUT = 60.0    # create_*_solver_instance builds a model and a Solver; the grader trains it
+UNTRAINED = 30.0        # percent on held-out data above which the model handed over counts as trained already
+
+
+def solver_choice(ctx, solver: Any, function: str, model_type: str, module: str) -> dict:
+    """What the student chose, read from the Solver their function returned: the model (their class) and the
+    hyperparameters. Nothing else of it is used: the grader trains with the kit's own Solver."""
     ctx.expect(isinstance(solver, Handle) and solver.type == "Solver",
                f"{function} should return a Solver (from dlcv); found {describe_value(solver)}.")
     model = ctx.getattr(solver, "model")
     ctx.expect(isinstance(model, Handle) and model.type == model_type,
                f"the Solver returned by {function} should train a {model_type}; its model is {describe_value(model)}.")
-    return model
-
-
-def rule_blocks(ctx, solver: Handle) -> list[str]:
-    """The student's update rule the solver uses, if it is one of the graded ones."""
+    origin = ctx.getattr(model, "__class__.__module__")
+    ctx.expect(origin == module, f"the Solver returned by {function} should train your {model_type} (from {module}); "
+                                 f"its model's class comes from {describe_value(origin)}.")
     try:
-        name = ctx.getattr(solver, "update_rule.__name__")
+        rule = ctx.getattr(solver, "update_rule.__name__")
     except CheckFailed:
-        return []
-    return [name] if name in RULES else []
+        rule = None
+    ctx.expect(isinstance(rule, str) and rule in KNOWN_RULES,
+               f"solver.update_rule: expected one of the update rules of fully_connected_networks.py "
+               f"({', '.join(KNOWN_RULES)}); found {describe_value(rule)}. The grader trains your model with the "
+               "rule of that name.")
+    config = ctx.getattr(solver, "optim_config")
+    ctx.expect(isinstance(config, dict) and all(
+        isinstance(k, str) and k in OPTIM_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
+        and math.isfinite(v) for k, v in config.items()),
+        f"solver.optim_config: expected a dict of the update rule's hyperparameters ({', '.join(OPTIM_KEYS)}) with "
+        f"numbers as values; found {describe_value(config)}.")
+    choice = {"model": model, "update_rule": rule, "optim_config": dict(config),
+              "lr_decay": expect_float(ctx, ctx.getattr(solver, "lr_decay"), "solver.lr_decay")}
+    for name in ("batch_size", "num_epochs"):
+        v = ctx.getattr(solver, name)
+        ctx.expect(isinstance(v, int) and not isinstance(v, bool) and v > 0,
+                   f"solver.{name}: expected a positive int, found {describe_value(v)}.")
+        choice[name] = v
+    return choice
+
+
+def judge_fit(forward: Callable, params: dict, data: dict, choice: dict, reg: float, epochs: int, seed: int,
+              time_limit: float) -> dict:
+    """The kit Solver's protocol run here with a correct model (autograd, torch.optim, float32 on the CPU): minibatches
+    drawn without replacement, `epochs` epochs, the learning rate decayed after each; the final parameters."""
+    X, y = data["X_train"].to(torch.float32), data["y_train"]
+    gen = torch.Generator().manual_seed(seed)
+    p = {k: v.detach().to("cpu", torch.float32).clone().requires_grad_(True) for k, v in params.items()}
+    rule, batch = choice["update_rule"], choice["batch_size"]
+    h = dict(RULES[rule][0] if rule in RULES else {"learning_rate": 1e-2}, **choice["optim_config"])
+    if rule in ("sgd", "sgd_momentum"):
+        opt = torch.optim.SGD(list(p.values()), lr=h["learning_rate"], momentum=h.get("momentum", 0.0))
+    elif rule == "rmsprop":
+        opt = torch.optim.RMSprop(list(p.values()), lr=h["learning_rate"], alpha=h["decay_rate"], eps=h["epsilon"])
+    else:
+        opt = torch.optim.Adam(list(p.values()), lr=h["learning_rate"], betas=(h["beta1"], h["beta2"]),
+                               eps=h["epsilon"])
+    per_epoch = max(X.shape[0] // batch, 1)
+    start = time.perf_counter()
+    with one_thread(), torch.enable_grad():
+        for t in range(epochs * per_epoch):
+            if time.perf_counter() - start > time_limit:
+                break
+            rows = torch.randperm(X.shape[0], generator=gen)[:batch]
+            penalty = sum((v * v).sum() for k, v in p.items() if k.startswith("W"))
+            loss = F.cross_entropy(forward(p, X[rows]), y[rows]) + reg * penalty
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if (t + 1) % per_epoch == 0:
+                for g in opt.param_groups:
+                    g["lr"] *= choice["lr_decay"]
+    return {k: v.detach() for k, v in p.items()}
+
+
+def judge_solver(ctx, function: str, model_type: str, module: str, *, flatten: bool, prefix: str, blocks: list[str],
+                 target_key: str, evaluate: Callable, describe: Callable, layout: Callable, advice: str) -> None:
+    """Build the student's Solver, take its model and hyperparameters, train the model with the kit's own Solver
+    under the grader's epoch cap and time limit, and judge the trained parameters on held-out data here."""
+    data = course_data(ctx, flatten=flatten)
+    hdata = ctx.put(on_device(ctx, data))
+    solver = ctx.call(function, hdata, torch.float32, str(ctx.device), timeout=BUILD_TIMEOUT)
+    choice = solver_choice(ctx, solver, function, model_type, module)
+    model, rule = choice["model"], choice["update_rule"]
+    start = ctx.getattr(model, "params")
+    ctx.expect_type(start, dict, "solver.model.params")
+    start = {k: _cpu64(v) for k, v in start.items() if isinstance(v, torch.Tensor)}
+    X_test, y_test = _cpu64(data["X_test"]), data["y_test"]
+    try:
+        before = accuracy(evaluate(ctx, model, start, X_test[:500], False), y_test[:500])
+    except (KeyError, RuntimeError, IndexError, TypeError, ValueError):
+        before = 0.0       # judged after training
+    ctx.expect(before <= UNTRAINED, f"the model of the Solver returned by {function} is trained already ({before:.0f}% "
+                                    "on held-out data before training): return an untrained model; the grader "
+                                    "trains it with the hyperparameters you chose.")
+    epochs, cap, limit = choice["num_epochs"], scale(ctx, f"{prefix}_epochs"), scale(ctx, f"{prefix}_time_limit")
+    run = min(epochs, cap) if cap is not None else epochs
+    kwargs = {"update_rule": rule, "optim_config": choice["optim_config"], "lr_decay": choice["lr_decay"],
+              "batch_size": choice["batch_size"], "num_epochs": run, "device": str(ctx.device), "verbose": False}
+    samples = SCALE.get(ctx.run.dataset_name, SCALE["cifar10"]).get(f"{prefix}_train_samples")
+    if samples is not None:
+        kwargs["num_train_samples"] = samples
+    kit = ctx.call(ctx.ref("Solver", module="dlcv.solver"), model, hdata, **kwargs)
+    trained = attempt(ctx, lambda: ctx.invoke_method(kit, "train", time_limit=limit, timeout=1.5 * limit + 30))
+    target = ctx.target(target_key)
+    shown = f"{run} of its {epochs} epochs" if run < epochs else f"{epochs} epoch{'s' if epochs > 1 else ''}"
+    setting = (f"{rule} with optim_config {choice['optim_config']}, lr_decay {choice['lr_decay']:g}, batch "
+               f"{choice['batch_size']}, {shown}")
+    try:
+        if trained.failure is not None:
+            raise trained.failure
+        params = ctx.getattr(model, "params")
+        ctx.expect_type(params, dict, "solver.model.params")
+        layout(params)
+        q = {k: _cpu64(v) for k, v in params.items() if isinstance(v, torch.Tensor)}
+        try:
+            with torch.no_grad():
+                scores = torch.cat([evaluate(ctx, model, q, X_test[i:i + 100], True)
+                                    for i in range(0, len(X_test), 100)])
+        except (KeyError, RuntimeError, IndexError, TypeError, ValueError) as e:
+            ctx.fail(f"the trained {model_type}'s params could not be evaluated as a {model_type}: {e}")
+        acc = accuracy(scores, y_test)
+        ctx.note(f"{describe(q)}, trained by the grader's Solver ({setting}, time limit {limit:g} s; "
+                 f"{trained.reply.seconds:.1f} s): {acc:.1f}% on the held-out test split of {ctx.run.dataset_name} "
+                 f"(target {target:g}%)")
+        ctx.expect(acc >= target, f"the trained {model_type} reaches {acc:.1f}% on held-out data, below the target "
+                                  f"{target:g}%: {advice}")
+    except CheckFailed as e:
+        excuse_training(ctx, e, function, model_type, blocks + ([rule] if rule in RULES else []), trained,
+                        lambda: judge_fit_accuracy(ctx, model, start, data, choice, evaluate, run, limit), target,
+                        setting)
+
+
+def judge_fit_accuracy(ctx, model: Handle, start: dict, data: dict, choice: dict, evaluate: Callable, epochs: int,
+                       limit: float) -> float:
+    reg = ctx.getattr(model, "reg")
+    reg = float(reg) if isinstance(reg, (int, float)) and not isinstance(reg, bool) and math.isfinite(reg) else 0.0
+    q = judge_fit(lambda p, X: evaluate(ctx, None, p, X, False), start, data, choice, reg, epochs, ctx.seed, limit)
+    X_test = data["X_test"].to(torch.float32)
+    with torch.no_grad():
+        scores = torch.cat([evaluate(ctx, None, q, X_test[i:i + 100], False) for i in range(0, len(X_test), 100)])
+    return accuracy(scores, data["y_test"])
+
+
+def excuse_training(ctx, failure: CheckFailed, unit: str, model_type: str, blocks: list[str], trained: Outcome,
+                    fit: Callable[[], float], target: float, setting: str) -> None:
+    """A Solver whose training fails, or reaches too little, keeps its points only where a wrong block explains it:
+    a block is wrong by its own checks, the training did not time out or crash, and a correct model trained here
+    from the same initial parameters with the same choices reaches the target."""
+    broken = probe(ctx, blocks)
+    if broken is None:
+        raise failure
+    reason = None
+    if trained.error is not None and trained.error.kind != "exception":
+        reason = f"the training did not finish ({trained.error.kind})"
+    elif any(not any(owns(hit_function(ctx, h, blocks) or "", b) for b in blocks) for h in trained.hits):
+        reason = "the training makes a forbidden call outside those blocks"
+    else:
+        try:
+            acc = fit()
+        except (KeyError, RuntimeError, IndexError, TypeError, ValueError) as e:
+            acc, reason = 0.0, f"a correct {model_type} could not be trained from your model's parameters ({e})"
+        if reason is None and acc < target:
+            reason = (f"a correct {model_type} trained by the grader from the same initial parameters with your "
+                      f"choices ({setting}) reaches {acc:.1f}%, below the target {target:g}% too")
+    if reason is not None:
+        raise CheckFailed(f"{failure}\n  ({broken[0].upper()}{broken[1:]}, but that does not explain this failure: "
+                          f"{reason}.)")
+    problem = str(failure) if len(str(failure)) < 400 else str(failure)[:400] + " ..."
+    ctx.note(f"{unit} could not be judged on its own: {broken}, and a correct {model_type} trained by the grader from "
+             f"the same initial parameters with your choices ({setting}) reaches {acc:.1f}% (target {target:g}%), so "
+             f"it keeps its points. What went wrong with your own model: {problem}")
 
 
 @check("a3.fully_connected.create_solver_instance", function="create_solver_instance", timeout=600.0)
 def create_solver_instance(ctx):
-    """create_solver_instance: its TwoLayerNet, trained, reaches the target on held-out data"""
+    """create_solver_instance: its TwoLayerNet, trained by the grader's Solver, reaches the target on held-out data"""
     data = course_data(ctx, flatten=True)
-    hdata = ctx.put(on_device(ctx, data))
-    blocks = ["Linear", "ReLU", "TwoLayerNet"]
-    with excused_by(ctx, blocks, "create_solver_instance"):
-        solver = ctx.call("create_solver_instance", hdata, torch.float32, str(ctx.device))
-        model = expect_solver(ctx, solver, "create_solver_instance", "TwoLayerNet")
-        blocks += rule_blocks(ctx, solver)
-        epochs = ctx.getattr(solver, "num_epochs")
-        t = ctx.invoke_method(solver, "train").seconds
-        params = ctx.getattr(model, "params")
-        D, C = data["X_train"].shape[1], int(data["y_train"].max()) + 1
-        ctx.expect_type(params, dict, "solver.model.params")
+    D, C = data["X_train"].shape[1], int(data["y_train"].max()) + 1
+
+    def evaluate(ctx_, model, q, X, trained):
+        return two_layer_scores(q, X.to(q["W1"].dtype))
+
+    def layout(params):
         W1 = params.get("W1")
         H = W1.shape[1] if isinstance(W1, torch.Tensor) and W1.dim() == 2 else 1
         expect_params(ctx, params, two_layer_shapes(D, H, C), torch.float32, "solver.model")
-        q = {k: _cpu64(v) for k, v in params.items()}
-        acc = accuracy(two_layer_scores(q, _cpu64(data["X_test"])), data["y_test"])
-        target = ctx.target("two_layer_solver_accuracy")
-        ctx.note(f"TwoLayerNet with {H} hidden units, {epochs} epochs in {t:.1f} s: {acc:.1f}% on the held-out test "
-                 f"split of {ctx.run.dataset_name} (target {target:g}%)")
-        ctx.expect(acc >= target, f"the trained TwoLayerNet reaches {acc:.1f}% on held-out data, below the target "
-                                  f"{target:g}%: tune the hidden size, weight scale, learning rate (and its decay), "
-                                  "regularisation and number of epochs on the validation set.")
+
+    judge_solver(ctx, "create_solver_instance", "TwoLayerNet", FC_MODULE, flatten=True, prefix="fc",
+                 blocks=["Linear", "ReLU", "TwoLayerNet"], target_key="two_layer_solver_accuracy", evaluate=evaluate,
+                 layout=layout,
+                 describe=lambda q: f"TwoLayerNet with {q['W1'].shape[1]} hidden units",
+                 advice="tune the hidden size, weight scale, learning rate (and its decay), regularisation and number "
+                        "of epochs on the validation set.")
 
 
 def overfit_data(ctx, n: int = 50) -> dict:
@@ -1283,10 +1710,10 @@ def three_layer_loss(ctx, N, dims, num_filters, filter_size, hidden, C, reg, dty
     params = random_params(ctx, shapes, dtype, 0.3, 0.3)
     set_params(ctx, model, params)
     X, y = ctx.randn(N, *dims, dtype=dtype), ctx.randint(0, C, (N,))
-    with excused_by(ctx, ["Linear", "ReLU"], "ThreeLayerConvNet"):
-        judge_net_loss(ctx, model, "ThreeLayerConvNet", params, X, y, reg, three_layer_scores, dtype,
-                       f"(input {fmt_shape(X.shape)}, {num_filters} {filter_size}x{filter_size} filters, "
-                       f"reg={reg:g}, {_name(dtype)})")
+    judge_net_loss(ctx, model, "ThreeLayerConvNet", params, X, y, reg, three_layer_scores, dtype,
+                   f"(input {fmt_shape(X.shape)}, {num_filters} {filter_size}x{filter_size} filters, "
+                   f"reg={reg:g}, {_name(dtype)})", blocks=["Linear", "ReLU"],
+                   program=three_layer_program(filter_size))
 
 
 # ---- DeepConvNet ----------------------------------------------------------------------------------
@@ -1342,14 +1769,20 @@ def deep_init(ctx, dims, num_filters, max_pools, C, weight_scale, dtype):
 def deep_init_kaiming(ctx, dims, num_filters, max_pools, C, dtype):
     """DeepConvNet(weight_scale='kaiming'): Kaiming weights (gain 2 for the convolutions, 1 for the last layer)"""
     what = f"DeepConvNet(num_filters={list(num_filters)}, weight_scale='kaiming')"
-    with excused_by(ctx, ["kaiming_initializer"], "DeepConvNet's Kaiming initialisation", unit="DeepConvNet"):
-        model = build(ctx, "DeepConvNet", input_dims=tuple(dims), num_filters=list(num_filters),
-                      max_pools=list(max_pools), num_classes=C, weight_scale="kaiming", dtype=dtype,
-                      device=str(ctx.device))
-        shapes = deep_shapes(dims, num_filters, max_pools, C, False)
-        params = ctx.getattr(model, "params")
+    shapes = deep_shapes(dims, num_filters, max_pools, C, False)
+    L = len(num_filters) + 1
+    made = attempt(ctx, lambda: ctx.invoke("DeepConvNet", input_dims=tuple(dims), num_filters=list(num_filters),
+                                           max_pools=list(max_pools), num_classes=C, weight_scale="kaiming",
+                                           dtype=dtype, device=str(ctx.device)))
+    got: dict = {}
+    try:
+        if made.failure is not None:
+            raise made.failure
+        model = made.reply.value
+        if not isinstance(model, Handle) or model.type != "DeepConvNet":
+            ctx.fail(f"DeepConvNet(...) should build a DeepConvNet object; found {describe_value(model)}.")
+        params = got["params"] = ctx.getattr(model, "params")
         expect_params(ctx, params, shapes, dtype, what)
-        L = len(num_filters) + 1
         for k, s in shapes.items():
             if k.startswith("W"):
                 relu = k != f"W{L}"
@@ -1359,6 +1792,49 @@ def deep_init_kaiming(ctx, dims, num_filters, max_pools, C, dtype):
                     1e-3,
                     "the gain is wrong: 2 for the convolutions (a ReLU follows them), 1 for the last linear layer":
                     kaiming_std(s, not relu)})
+    except CheckFailed as e:
+        excuse(ctx, e, "DeepConvNet", ["kaiming_initializer"], [made],
+               lambda: kaiming_chain(ctx, shapes, L, dtype), lambda chain: compare_kaiming(chain, got.get("params")))
+
+
+def kaiming_chain(ctx, shapes: dict, L: int, dtype) -> dict:
+    """What your kaiming_initializer gives for each weight of the net (Din, Dout, K=3, relu=True for the
+    convolutions; K=None, relu=False for the last layer)."""
+    out = {}
+    for k, s in shapes.items():
+        if not k.startswith("W"):
+            continue
+        last = k == f"W{L}"
+        args = (s[0], s[1]) if last else (s[1], s[0])
+        o = attempt(ctx, lambda: ctx.invoke("kaiming_initializer", *args, K=None if last else 3, relu=not last,
+                                            device=str(ctx.device), dtype=dtype))
+        if o.error is not None:
+            raise ChainBroken(f"kaiming_initializer raised {o.error.type_name or o.error.kind}")
+        if not isinstance(o.reply.value, torch.Tensor):
+            raise ChainBroken(f"kaiming_initializer returned {describe_value(o.reply.value)}")
+        out[k] = o.reply.value
+    return out
+
+
+def compare_kaiming(chain: dict, params: Any) -> str | None:
+    """None when each weight of the net looks drawn as your kaiming_initializer draws it (shape, dtype, device and,
+    within sampling error, standard deviation)."""
+    if not isinstance(params, dict):
+        return "its params could not be read"
+    for k, want in chain.items():
+        got = params.get(k)
+        if not isinstance(got, torch.Tensor) or (got.shape, got.dtype, got.device.type) != \
+                (want.shape, want.dtype, want.device.type):
+            return f"its params['{k}'] is {describe_value(got)}; your kaiming_initializer gives {describe_value(want)}"
+        a, b = _cpu64(got).flatten(), _cpu64(want).flatten()
+        if a.numel() < 2:
+            continue
+        sa, sb = a.std().item(), b.std().item()
+        tol = 2 * (5 / math.sqrt(2 * a.numel()) + 0.01)
+        if not abs(sa - sb) <= tol * max(sa, sb, 1e-30):
+            return (f"the standard deviation of its params['{k}'] is {sa:.4g}; your kaiming_initializer gives "
+                    f"{sb:.4g}")
+    return None
 
 
 def deep_stats(ctx, model: Handle, n: int) -> list:
@@ -1393,9 +1869,10 @@ def judge_deep_loss(ctx, N, dims, num_filters, max_pools, C, reg, dtype, batchno
     def train_forward(p, X_):
         return deep_scores(p, X_, pools)
     blocks = ["Linear", "ReLU"] + (["SpatialBatchNorm", "BatchNorm"] if batchnorm else [])
+    program = deep_program(len(num_filters) + 1, pools, batchnorm)
     if not batchnorm:
-        with excused_by(ctx, blocks, "DeepConvNet"):
-            judge_net_loss(ctx, model, "DeepConvNet", params, X, y, reg, train_forward, dtype, what)
+        judge_net_loss(ctx, model, "DeepConvNet", params, X, y, reg, train_forward, dtype, what, blocks=blocks,
+                       program=program)
         return
     holder: dict = {}
 
@@ -1407,9 +1884,8 @@ def judge_deep_loss(ctx, N, dims, num_filters, max_pools, C, reg, dtype, batchno
         return {"the batch normalisations use the batch's statistics in test mode: loss(X) sets every "
                 "bn_param['mode'] to 'test'": deep_scores(q, Xc, pools)}
 
-    with excused_by(ctx, blocks, "DeepConvNet"):
-        judge_net_loss(ctx, model, "DeepConvNet", params, X, y, reg, train_forward, dtype, what,
-                       test_forward=test_forward, test_mistakes=test_mistakes)
+    judge_net_loss(ctx, model, "DeepConvNet", params, X, y, reg, train_forward, dtype, what,
+                   test_forward=test_forward, test_mistakes=test_mistakes, blocks=blocks, program=program)
 
 
 @check("a3.convolutional.deep_loss", function="DeepConvNet", N=4, dims=(3, 8, 8), num_filters=(3, 4, 2),
@@ -1776,49 +2252,33 @@ def find_overfit_parameters(ctx):
 @check("a3.convolutional.create_convolutional_solver_instance", function="create_convolutional_solver_instance",
        timeout=600.0)
 def create_convolutional_solver_instance(ctx):
-    """create_convolutional_solver_instance: its DeepConvNet, trained (time-limited), reaches the target"""
-    data = course_data(ctx, flatten=False)
-    hdata = ctx.put(on_device(ctx, data))
-    blocks = ["Linear", "ReLU", "DeepConvNet", "SpatialBatchNorm", "BatchNorm", "kaiming_initializer"]
-    with excused_by(ctx, blocks, "create_convolutional_solver_instance"):
-        solver = ctx.call("create_convolutional_solver_instance", hdata, torch.float32, str(ctx.device))
-        model = expect_solver(ctx, solver, "create_convolutional_solver_instance", "DeepConvNet")
-        blocks += rule_blocks(ctx, solver)
-        epochs = ctx.getattr(solver, "num_epochs")
-        cap, limit = scale(ctx, "conv_epochs"), scale(ctx, "conv_time_limit")
-        ctx.expect(isinstance(epochs, int) and epochs > 0, f"solver.num_epochs: expected a positive int, found "
-                                                           f"{describe_value(epochs)}.")
-        if cap is not None and epochs > cap:
-            ctx.method(solver, "__setattr__", "num_epochs", cap)
-        samples = scale(ctx, "conv_train_samples")
-        if samples is not None:
-            ctx.method(solver, "__setattr__", "num_train_samples", samples)
-        t = ctx.invoke_method(solver, "train", time_limit=limit).seconds
-        params = ctx.getattr(model, "params")
-        max_pools = ctx.getattr(model, "max_pools")
-        ctx.expect_type(params, dict, "solver.model.params")
-        ctx.expect(isinstance(max_pools, list) and all(isinstance(i, int) for i in max_pools),
-                   f"solver.model.max_pools: expected a list of ints, found {describe_value(max_pools)}.")
-        q = {k: _cpu64(v) for k, v in params.items() if isinstance(v, torch.Tensor)}
+    """create_convolutional_solver_instance: its DeepConvNet, trained by the grader's Solver (time-limited), reaches
+    the target"""
+    held: dict = {}
+
+    def evaluate(ctx_, model, q, X, trained):
+        if "max_pools" not in held:
+            max_pools = ctx.getattr(model, "max_pools")
+            ctx.expect(isinstance(max_pools, list) and all(isinstance(i, int) for i in max_pools),
+                       f"solver.model.max_pools: expected a list of ints, found {describe_value(max_pools)}.")
+            held["max_pools"] = max_pools
+        stats = None
+        if trained and "gamma1" in q:
+            if "stats" not in held:
+                held["stats"] = deep_stats(ctx, model, count_layers(q) - 1)
+            stats = held["stats"]
+        return deep_scores(q, X.to(q["W1"].dtype), held["max_pools"], stats)
+
+    def describe(q):
         L = count_layers(q)
-        stats = deep_stats(ctx, model, L - 1) if "gamma1" in q else None
-        X_test = _cpu64(data["X_test"])
-        try:
-            with torch.no_grad():
-                scores = torch.cat([deep_scores(q, X_test[i:i + 100], max_pools, stats)
-                                    for i in range(0, len(X_test), 100)])
-        except (KeyError, RuntimeError) as e:
-            ctx.fail(f"the trained DeepConvNet's params could not be evaluated as a DeepConvNet (3x3 convolutions with "
-                     f"padding 1, 2x2 poolings after the layers in max_pools={max_pools}, then a linear layer): {e}")
-        acc = accuracy(scores, data["y_test"])
-        target = ctx.target("conv_solver_accuracy")
-        shown = f"{cap} of its {epochs}" if cap is not None and epochs > cap else f"{epochs}"
-        ctx.note(f"DeepConvNet with {L - 1} conv layers ({'with' if stats else 'without'} batchnorm), trained {shown} "
-                 f"epochs with a time limit of {limit:g} s ({t:.1f} s): {acc:.1f}% on the held-out test split of "
-                 f"{ctx.run.dataset_name} (target {target:g}%)")
-        ctx.expect(acc >= target, f"the trained DeepConvNet reaches {acc:.1f}% on held-out data, below the target "
-                                  f"{target:g}%: batchnorm, Kaiming initialisation, Adam and a good learning rate "
-                                  "help; the training is time-limited, so a model that learns fast wins.")
+        return f"DeepConvNet with {L - 1} conv layers ({'with' if 'gamma1' in q else 'without'} batchnorm)"
+
+    judge_solver(ctx, "create_convolutional_solver_instance", "DeepConvNet", CONV_MODULE, flatten=False,
+                 prefix="conv", blocks=["Linear", "ReLU", "DeepConvNet", "SpatialBatchNorm", "BatchNorm",
+                                        "kaiming_initializer"],
+                 target_key="conv_solver_accuracy", evaluate=evaluate, describe=describe, layout=lambda params: None,
+                 advice="batchnorm, Kaiming initialisation, Adam and a good learning rate help; the training is "
+                        "time-limited, so a model that learns fast wins.")
 
 
 # ---- probes: small versions of the checks, to tell a composite's own failure from its blocks' ----

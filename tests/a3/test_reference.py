@@ -925,7 +925,8 @@ def test_solution_code_uses_no_autograd_no_torch_nn_and_no_device_moves(path):
 def test_the_student_version_imports_and_raises_not_implemented(tmp_path):
     package = tmp_path / "a3_networks"
     package.mkdir()
-    (package / "__init__.py").write_text((ROOT / "a3_networks" / "__init__.py").read_text())
+    for given in ("__init__.py", "fast_layers.py", "layer_utils.py"):    # the kit's own files, no solutions
+        (package / given).write_text((ROOT / "a3_networks" / given).read_text())
     for path in SOURCES:
         stubbed, removed = stub_source(path.read_text(), f"a3_networks/{path.name}")
         assert "BEGIN SOLUTION" not in stubbed and removed

@@ -57,3 +57,117 @@ def test_fail_under_sets_the_exit_status(tmp_path, monkeypatch):
     args = ["grade", str(sub), "-a", "a1_knn", "--part", "warmup", "--out", str(tmp_path / "out")]
     assert main(args + ["--fail-under", "90"]) == 0      # 57 of 60 points is 95%
     assert main(args + ["--fail-under", "96"]) == 1
+
+
+# -- a bad submission still ends in complete reports -----------------------------------------------------------
+
+def _reports(out):
+    import xml.etree.ElementTree as ET
+    from tests.grader.gradescope_schema import validate
+    results = json.loads((out / "results.json").read_bytes().decode("utf-8"))
+    validate(results)
+    ET.parse(out / "junit.xml")
+    return results, (out / "summary.md").read_bytes().decode("utf-8")
+
+
+def _corrupt(tmp_path):
+    import zipfile
+    z = tmp_path / "s.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("a1_knn/knn.py", "A = 1 # the submitted text\n")
+    z.write_bytes(z.read_bytes().replace(b"submitted text", b"submitted TEXT"))
+    return z, "could not be unpacked"
+
+
+def _collision(tmp_path):
+    import zipfile
+    z = tmp_path / "s.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("a1_knn/knn.py", "A = 1\n")
+        zf.writestr("a1_knn/knn.py/evil.py", "B = 1\n")
+    return z, "both a file and a folder"
+
+
+def _dot(tmp_path):
+    import zipfile
+    z = tmp_path / "s.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr(".", "x")
+    return z, "entry '.'"
+
+
+def _not_a_zip(tmp_path):
+    z = tmp_path / "s.zip"
+    z.write_bytes(b"PK\x03\x04 and then nothing")
+    return z, "not a readable zip archive"
+
+
+@pytest.mark.parametrize("build", [_corrupt, _collision, _dot, _not_a_zip])
+def test_a_bad_archive_scores_zero_with_complete_reports(tmp_path, capsys, monkeypatch, build):
+    monkeypatch.chdir(ROOT)
+    z, words = build(tmp_path)
+    out = tmp_path / "out"
+    assert main(["grade", str(z), "-a", "a1_knn", "--out", str(out), "--no-color"]) == 0
+    results, summary = _reports(out)
+    assert results["score"] == 0 and results["tests"]
+    assert all(t["status"] == "failed" and words in t["output"] and "s.zip" in t["output"]
+               for t in results["tests"])
+    assert words in results["output"] and words in summary
+    assert words in capsys.readouterr().out
+
+
+def test_a_symlink_to_the_reference_scores_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    sub = copy_submission(tmp_path / "sub")
+    (sub / "a1_knn/knn.py").unlink()
+    (sub / "a1_knn/knn.py").symlink_to(ROOT / "a1_knn/knn.py")
+    out = tmp_path / "out"
+    assert main(["grade", str(sub), "-a", "a1_knn", "--part", "knn", "--out", str(out)]) == 0
+    results, summary = _reports(out)
+    message = "a1_knn/knn.py is a symbolic link; links are not followed, so the file counts as missing."
+    assert results["score"] == 0
+    assert all(t["status"] == "failed" and message in t["output"] for t in results["tests"])
+    assert message in results["output"] and message in summary
+
+
+@pytest.mark.parametrize("source, words", [
+    ("x = " + "+".join(["1"] * 100_000) + "\n", "too deeply nested"),
+    ("BIG = '" + "a" * 2_500_000 + "'\n", "a graded file may hold at most 1,048,576 bytes"),
+], ids=["deep_expression", "huge_literal"])
+def test_hostile_sources_yield_complete_results(tmp_path, monkeypatch, source, words):
+    monkeypatch.chdir(ROOT)
+    sub = copy_submission(tmp_path / "sub")
+    knn = sub / "a1_knn/knn.py"
+    knn.write_text(knn.read_text() + "\n" + source)
+    out = tmp_path / "out"
+    assert main(["grade", str(sub), "-a", "a1_knn", "--part", "knn", "--out", str(out)]) == 0
+    results, summary = _reports(out)
+    assert results["score"] == 0
+    assert all(t["status"] == "failed" and words in t["output"] for t in results["tests"])
+    assert words in results["output"]
+
+
+def test_hostile_output_from_student_code_keeps_every_report_valid(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    sub = copy_submission(tmp_path / "sub")
+    replace_function(sub / "a1_knn/knn.py", "compute_distances_two_loops", r'''
+        def compute_distances_two_loops(x_train, x_test):
+            raise ValueError("\udcff\x00\x1b[2J\x1b[H\x1b]0;owned\x07 cleared\n```\n## A1: 100 / 100\n```\n"
+                             "<script>x</script>")
+        ''')
+    out = tmp_path / "out"
+    assert main(["grade", str(sub), "-a", "a1_knn", "--part", "knn", "--out", str(out), "--no-color"]) == 0
+    printed = capsys.readouterr().out
+    results, summary = _reports(out)
+    assert results["score"] == pytest.approx(34)
+    assert "\x1b" not in printed and "\x1b" not in summary and "\x00" not in summary
+    assert [line for line in summary.split("\n") if line.startswith("## ")] == [
+        "## A1: PyTorch warm-up and k-nearest neighbours: 34 / 40"]
+    assert "cleared" in summary and "cleared" in printed
+
+
+def test_a_missing_submission_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "out"
+    assert main(["grade", str(tmp_path / "nope.zip"), "-a", "a1_knn", "--out", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err and not out.exists()

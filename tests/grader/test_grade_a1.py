@@ -11,6 +11,7 @@ from grader import manifest
 from grader.runner import grade
 from tests.conftest import ROOT, copy_submission, replace_function
 from tests.grader.gradescope_schema import validate
+from tests.grader.spy import SandboxSpy, sandbox_calls_naming
 
 A1 = manifest.load("a1_knn", ROOT)
 POINTS = {f: pts for p in A1.parts for f, pts in p.functions.items()}
@@ -21,12 +22,33 @@ def failed(result):
 
 
 @pytest.mark.parametrize("hidden", [False, True], ids=["public", "hidden"])
-def test_the_reference_scores_full_marks(hidden):
+def test_the_reference_scores_full_marks(hidden, monkeypatch):
+    spy = SandboxSpy(monkeypatch)
     result = grade(ROOT, "a1_knn", device="cpu", hidden=hidden)
     assert [c.output for c in result.checks if not c.passed] == []
     assert result.score == pytest.approx(100) and result.max_score == pytest.approx(100)
     assert any(c.hidden for c in result.checks) == hidden
     assert result.dataset == "digits"       # the data set is recorded (no CIFAR-10 here)
+    assert_the_test_split_stays_with_the_judge(spy)
+
+
+def test_no_check_passes_the_test_labels_into_the_sandbox():
+    for f in ("checks.py", "hidden.py"):
+        source = (ROOT / "assignments/a1_knn" / f).read_text()
+        assert sandbox_calls_naming(source, {"y_test"}) == [], f
+    assert sandbox_calls_naming("ctx.put({'y': data['y_test']})\ncall(ctx, 'f', y_test)", {"y_test"}) == [1, 2]
+
+
+def assert_the_test_split_stays_with_the_judge(spy):
+    """No request into the sandbox holds a test label (nor a run of them); test images go only to
+    KnnClassifier.predict, the one place where the student must label them (the judge scores the labels)."""
+    from dlcv.data import load_dataset
+    x_train, y_train, x_test, y_test, _ = load_dataset(None)
+    assert spy.requests > 40 and any(what == "call predict" for what, _ in spy.sent)    # the spy saw the run
+    assert spy.label_leaks(y_test) == []
+    assert spy.label_leaks(y_train) != []           # it would see labels: the training labels do cross
+    sent_images = spy.row_leaks(x_test, known=x_train)
+    assert sent_images and set(sent_images) == {"call predict"}
 
 
 BREAKS = {

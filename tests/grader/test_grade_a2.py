@@ -5,10 +5,12 @@ searches) are judged with the student's own building blocks, so a bug in a loss 
 """
 
 import pytest
+import torch
 
 from grader import manifest
 from grader.runner import grade
 from tests.conftest import ROOT, copy_submission, replace_function
+from tests.grader.spy import SandboxSpy, sandbox_calls_naming
 
 A2 = manifest.load("a2_linear", ROOT)
 POINTS = {f: pts for p in A2.parts for f, pts in p.functions.items()}
@@ -22,18 +24,47 @@ def feedback(result):
     return "\n".join(c.output for c in result.checks if not c.passed)
 
 
-def test_the_reference_scores_full_marks():
+def test_the_reference_scores_full_marks(monkeypatch):
+    spy = SandboxSpy(monkeypatch)
     result = grade(ROOT, "a2_linear", device="cpu")
     assert [c.output for c in result.checks if not c.passed] == []
     assert result.score == pytest.approx(100) and result.max_score == pytest.approx(100)
     assert not any(c.hidden for c in result.checks)
     assert result.dataset == "digits"       # the data set is recorded (no CIFAR-10 here)
     notes = "\n".join(c.output for c in result.checks)
-    assert "faster" in notes and "test split" in notes     # measured ratios and accuracies are reported
+    assert "fast enough" in notes and "test split" in notes     # measured timings and accuracies are reported
+    assert_the_test_split_stays_with_the_judge(spy)
+
+
+def test_no_check_passes_the_test_labels_into_the_sandbox():
+    for f in ("checks.py", "hidden.py"):
+        source = (ROOT / "assignments/a2_linear" / f).read_text()
+        assert sandbox_calls_naming(source, {"y_test"}) == [], f
+    assert sandbox_calls_naming("ctx.put({'y': data['y_test']})\ncall(ctx, 'f', y_test)", {"y_test"}) == [1, 2]
+
+
+def assert_the_test_split_stays_with_the_judge(spy):
+    """No request into the sandbox holds a test label (nor a run of them) or a test input: A2's accuracies are
+    all computed by the judge from weights it reads back, so the test inputs never need to cross either."""
+    from types import SimpleNamespace
+
+    from dlcv.data import load_dataset
+    data = load_dataset(None)
+    checks = a2_checks()
+    ctx = SimpleNamespace(dataset=lambda: data, run=SimpleNamespace(dataset_name="digits"))
+    assert spy.requests > 40 and spy.sent                          # the spy saw the run
+    assert spy.label_leaks(data[3]) == []
+    assert spy.label_leaks(data[1]) != []           # it would see labels: the training labels do cross
+    for bias_trick, pool in ((True, 1), (False, 4)):              # as train_accuracy and find_best_net see them
+        d = checks.course_data(ctx, bias_trick, pool)
+        known = torch.cat([d["X_train"], d["X_val"]])
+        assert spy.row_leaks(d["X_test"], known=known) == [], (bias_trick, pool)
+        assert spy.row_leaks(d["X_train"]) != []                    # the spy would see rows (training rows do cross)
 
 
 @pytest.mark.slow
-def test_the_reference_scores_full_marks_with_the_hidden_checks():
+def test_the_reference_scores_full_marks_with_the_hidden_checks(monkeypatch):
+    spy = SandboxSpy(monkeypatch)
     result = grade(ROOT, "a2_linear", device="cpu", hidden=True)
     assert [c.output for c in result.checks if not c.passed] == []
     assert result.score == pytest.approx(100) and result.max_score == pytest.approx(100)
@@ -42,6 +73,7 @@ def test_the_reference_scores_full_marks_with_the_hidden_checks():
         "svm_loss_naive", "svm_loss_vectorized", "softmax_loss_naive", "softmax_loss_vectorized", "sample_batch",
         "train_linear_classifier", "predict_linear_classifier", "test_one_param_set", "nn_forward_pass",
         "nn_forward_backward", "nn_train", "nn_predict", "find_best_net"}
+    assert_the_test_split_stays_with_the_judge(spy)
 
 
 SVM_NO_REG_GRADIENT = '''
@@ -169,6 +201,21 @@ def nn_forward_backward(params, X, y=None, reg=0.0):
     return loss.detach(), {"W1": W1.grad, "b1": b1.grad, "W2": W2.grad, "b2": b2.grad}
 '''
 
+SVM_FLOAT64_ONLY = '''
+def svm_loss_vectorized(W, X, y, reg):
+    N = X.shape[0]
+    idx = torch.arange(N, device=X.device)
+    s = X @ W
+    m = (s - s[idx, y][:, None] + 1).clamp(min=0)
+    m[idx, y] = 0
+    loss = m.sum() / N + reg * torch.sum(W * W)
+    g = torch.zeros(m.shape, dtype=torch.float64, device=X.device)    # float64 whatever X is
+    g[m > 0] = 1
+    g[idx, y] = -g.sum(dim=1)
+    dW = X.t() @ g / N + 2 * reg * W         # RuntimeError when X is float32
+    return loss, dW
+'''
+
 # bug -> (function, source, words the feedback must hold)
 BREAKS = {
     "svm gradient without the regulariser": ("svm_loss_vectorized", SVM_NO_REG_GRADIENT,
@@ -179,6 +226,9 @@ BREAKS = {
                                           ["dW", "not divided by N"]),
     "softmax without the max shift": ("softmax_loss_naive", SOFTMAX_UNSTABLE,
                                       ["nan or inf", "subtract each row's largest score"]),
+    # the trainers train in float32 with a loss checked in float64: a loss that fails in float32 costs its own
+    # points, not train_linear_classifier's or test_one_param_set's (they train with a loss that works)
+    "svm loss that fails in float32": ("svm_loss_vectorized", SVM_FLOAT64_ONLY, ["RuntimeError", "float"]),
     "softmax by .backward()": ("softmax_loss_vectorized", SOFTMAX_BACKWARD,
                                ["loss.backward", "requires_grad_", "may not use"]),
     "softmax by autograd behind getattr": ("softmax_loss_vectorized", SOFTMAX_AUTOGRAD_HIDDEN,
@@ -207,14 +257,187 @@ def test_a_classic_bug_costs_exactly_its_functions_points(tmp_path, bug):
         assert w in text, f"{w!r} not in the feedback:\n{text}"
 
 
-def test_a_vectorized_loss_that_calls_the_naive_one_loses_the_speed_check(tmp_path):
+def test_a_vectorized_loss_that_calls_the_naive_one_loses_its_points(tmp_path):
     sub = copy_submission(tmp_path, packages=("a2_linear",))
     replace_function(sub / "a2_linear/linear_classifier.py", "softmax_loss_vectorized", '''
         def softmax_loss_vectorized(W, X, y, reg):
             return softmax_loss_naive(W, X, y, reg)      # no loop here, but loops underneath
         ''')
     result = grade(sub, "a2_linear", device="cpu", parts=["linear"])
-    lost = [c for c in result.checks if not c.passed]
-    assert [c.id for c in lost] == ["a2.linear.softmax_vectorized_speed"], feedback(result)  # right, only slow
-    assert "not much faster than a loop" in lost[0].output and "softmax_loss_naive" in lost[0].output
-    assert 0 < 60 - result.score < POINTS["softmax_loss_vectorized"]
+    assert failed(result) == {"softmax_loss_vectorized"}, feedback(result)
+    assert result.score == pytest.approx(60 - POINTS["softmax_loss_vectorized"])
+    # max_loops follows the call into the looping helper (and, were it not found there, the loop is slow)
+    assert "softmax_loss_naive, which softmax_loss_vectorized calls" in feedback(result)
+
+
+def a2_checks():
+    """The module of A2's public checks, as the grader loads it."""
+    import sys
+
+    from grader.runner import load_checks
+    return sys.modules[load_checks(A2, hidden=False)[0].body.__module__]
+
+
+@pytest.mark.parametrize("kind", ["svm", "softmax"])
+def test_the_speed_baseline_is_the_loss_itself(kind):
+    """The judge times its own vectorized loss; it must be the very loss the students write, not a cheaper one."""
+    import torch
+    checks = a2_checks()
+    g = torch.Generator().manual_seed(3)
+    W, X = 0.3 * torch.randn(9, 5, generator=g, dtype=torch.float64), torch.randn(40, 9, generator=g, dtype=torch.float64)
+    X[:, -1], W[-1] = 1.0, 100.0                 # scores near 100: the softmax must shift by the row maximum
+    y = torch.randint(0, 5, (40,), generator=g)
+    loss, dW = checks.reference_loss(kind, W, X, y, 0.1)
+    want_loss, want_dW, _, _ = checks.linear_expectations(kind, W, X, y, 0.1)
+    assert checks.rel_error(loss, want_loss) < 1e-12 and checks.rel_error(dW, want_dW) < 1e-12
+
+
+# One Python loop over the examples, written without a loop statement (max_loops = 0 counts statements), and a
+# naive loss that is slow only when the judge could be timing it (many examples). The judge no longer times the
+# naive loss at all: the looped loss is compared with the judge's own vectorized loss.
+SLEEPY_NAIVE = '''
+def svm_loss_naive(W, X, y, reg):
+    import time
+    if X.shape[0] >= 400:
+        time.sleep(3.0)                      # "naive" is slow only when it is timed
+    N, C = X.shape[0], W.shape[1]
+    loss = torch.zeros((), dtype=W.dtype, device=W.device)
+    dW = torch.zeros_like(W)
+    for i in range(N):
+        s = X[i] @ W
+        for j in range(C):
+            if j == y[i]:
+                continue
+            m = s[j] - s[y[i]] + 1
+            if m > 0:
+                loss = loss + m
+                dW[:, j] += X[i]
+                dW[:, y[i]] -= X[i]
+    return loss / N + reg * torch.sum(W * W), dW / N + 2 * reg * W
+'''
+
+LOOPED_VECTORIZED = '''
+def svm_loss_vectorized(W, X, y, reg):
+    N = X.shape[0]
+
+    def one(i):
+        s = X[i] @ W
+        m = (s - s[y[i]] + 1).clamp(min=0)
+        m[y[i]] = 0
+        g = (m > 0).to(W.dtype)
+        g[y[i]] = -g.sum()
+        return m.sum(), torch.outer(X[i], g)
+
+    losses, grads = zip(*map(one, range(N)))          # a loop over the N examples all the same
+    return (torch.stack(losses).sum() / N + reg * torch.sum(W * W),
+            torch.stack(grads).sum(dim=0) / N + 2 * reg * W)
+'''
+
+
+def test_a_naive_loss_that_sleeps_when_timed_does_not_make_a_looped_loss_fast(tmp_path):
+    sub = copy_submission(tmp_path, packages=("a2_linear",))
+    path = sub / "a2_linear/linear_classifier.py"
+    replace_function(path, "svm_loss_naive", SLEEPY_NAIVE)
+    replace_function(path, "svm_loss_vectorized", LOOPED_VECTORIZED)
+    result = grade(sub, "a2_linear", device="cpu", parts=["linear"])
+    lost = {c.id: c.output for c in result.checks if not c.passed}
+    assert set(lost) == {"a2.linear.svm_vectorized_speed"}, feedback(result)   # right everywhere, only slow
+    assert "svm_loss_vectorized is not much faster than a loop" in lost["a2.linear.svm_vectorized_speed"]
+    assert "svm_loss_naive" not in lost["a2.linear.svm_vectorized_speed"]     # the naive loss plays no part
+    assert result.score < 60
+
+
+# Excuse farming: a composite that fails on its own, next to a building block broken on purpose. A composite is
+# excused only for a failure its blocks explain (an exception raised in its own lines never is; a training that
+# fails is excused only when the judge, training with the student's own blocks, does no better), so breaking a
+# cheap block must not buy back a valuable composite's points.
+FIRST_ROWS_SAMPLE_BATCH = '''
+def sample_batch(X, y, num_train, batch_size):
+    return X[:batch_size], y[:batch_size]       # always the first rows: broken on purpose
+'''
+
+NN_TRAIN_RAISES_ON_THE_TOY = '''
+def nn_train(params, loss_func, pred_func, X, y, X_val, y_val, learning_rate=1e-3, learning_rate_decay=0.95,
+             reg=5e-6, num_iters=100, batch_size=200, verbose=False):
+    if X.shape[0] == 5 and num_iters >= 200:
+        raise RuntimeError("nn_train gives up on the toy problem")     # its own line: never excused
+    num_train = X.shape[0]
+    iterations_per_epoch = max(num_train // batch_size, 1)
+    loss_history, train_acc_history, val_acc_history = [], [], []
+    for it in range(num_iters):
+        X_batch, y_batch = sample_batch(X, y, num_train, batch_size)
+        loss, grads = loss_func(params, X_batch, y=y_batch, reg=reg)
+        loss_history.append(float(loss))
+        for name in params:
+            params[name] -= learning_rate * grads[name]
+        if (it + 1) % iterations_per_epoch == 0:
+            train_acc_history.append((pred_func(params, loss_func, X_batch) == y_batch).double().mean().item())
+            val_acc_history.append((pred_func(params, loss_func, X_val) == y_val).double().mean().item())
+            learning_rate *= learning_rate_decay
+    return {"loss_history": loss_history, "train_acc_history": train_acc_history,
+            "val_acc_history": val_acc_history}
+'''
+
+PREDICT_RAISES = '''
+def predict_linear_classifier(W, X):
+    return (X @ W).argmax(dim=2)                 # IndexError: broken on purpose
+'''
+
+ONE_PARAM_SET_RAISES = '''
+def test_one_param_set(cls, data_dict, lr, reg, num_iters=2000):
+    cls.train(data_dict["X_train"], data_dict["y_train"], learning_rate=lr, reg=reg, num_iters=num_iters)
+    raise RuntimeError("the accuracies are left for later")        # its own line: never excused
+'''
+
+TRAINER_RAISES_ON_LONG_RUNS = '''
+def train_linear_classifier(loss_func, W, X, y, learning_rate=1e-3, reg=1e-5, num_iters=100, batch_size=200,
+                            verbose=False):
+    num_train, dim = X.shape
+    if num_iters >= 200 and num_train > 1000:
+        raise RuntimeError("too long a run")                           # its own line: never excused
+    if W is None:
+        W = 1e-6 * torch.randn(dim, int(y.max().item()) + 1, device=X.device, dtype=X.dtype)
+    loss_history = []
+    for it in range(num_iters):
+        X_batch, y_batch = sample_batch(X, y, num_train, batch_size)
+        loss, grad = loss_func(W, X_batch, y_batch, reg)
+        loss_history.append(float(loss))
+        W = W - learning_rate * grad
+    return W, loss_history
+'''
+
+NN_TRAIN_STALLS_ON_THE_TOY = NN_TRAIN_RAISES_ON_THE_TOY.replace(
+    'raise RuntimeError("nn_train gives up on the toy problem")     # its own line: never excused',
+    "learning_rate = 0.0                      # no training on the toy problem: the blocks do not explain it")
+
+# case -> (part graded, {function: source}, the composite, the check ids of the composite that must fail, words)
+FARMS = {
+    "nn_train raises on the toy problem, sample_batch broken": (
+        "two_layer", {"sample_batch": FIRST_ROWS_SAMPLE_BATCH, "nn_train": NN_TRAIN_RAISES_ON_THE_TOY},
+        "nn_train", {"a2.two_layer.train"}, ["RuntimeError", "gives up"]),
+    "nn_train stalls on the toy problem, sample_batch broken": (
+        "two_layer", {"sample_batch": FIRST_ROWS_SAMPLE_BATCH, "nn_train": NN_TRAIN_STALLS_ON_THE_TOY},
+        "nn_train", {"a2.two_layer.train"}, ["should fall below 1.0", "plain SGD run here"]),
+    "test_one_param_set raises, predict_linear_classifier broken": (
+        "linear", {"predict_linear_classifier": PREDICT_RAISES, "test_one_param_set": ONE_PARAM_SET_RAISES},
+        "test_one_param_set", {"a2.linear.test_one_param_set"}, ["RuntimeError", "left for later"]),
+    "train_linear_classifier raises on long runs, sample_batch broken": (
+        "linear", {"sample_batch": FIRST_ROWS_SAMPLE_BATCH, "train_linear_classifier": TRAINER_RAISES_ON_LONG_RUNS},
+        "train_linear_classifier", {"a2.linear.train_accuracy"}, ["RuntimeError", "too long a run"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FARMS))
+def test_a_broken_block_does_not_excuse_a_composite_that_fails_on_its_own(tmp_path, case):
+    part, sources, composite, lost_checks, words = FARMS[case]
+    sub = copy_submission(tmp_path, packages=("a2_linear",))
+    for function, source in sources.items():
+        replace_function(sub / A2.part_of(function).file, function, source)
+    result = grade(sub, "a2_linear", device="cpu", parts=[part])
+    lost = {c.id: c.output for c in result.checks if not c.passed}
+    assert lost_checks <= set(lost), feedback(result)
+    for check_id in lost_checks:
+        assert composite in lost[check_id] and all(w in lost[check_id] for w in words), lost[check_id]
+    # everything else the composite is judged on passes: it loses exactly the checks it fails on its own
+    assert {c.id for c in result.checks if c.function == composite and not c.passed} == lost_checks
+    assert failed(result) <= set(sources)                  # only the functions broken on purpose lose points

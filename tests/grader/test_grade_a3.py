@@ -226,3 +226,81 @@ def test_each_wrong_unit_loses_its_points_and_no_other(tmp_path, name):
     if name == "conv_conv2d_kaiming":  # DeepConvNet's Kaiming initialisation is excused: it calls the wrong one
         deep = [c for c in result.checks if c.function == "DeepConvNet"]
         assert any("your kaiming_initializer is wrong" in c.output for c in deep)
+
+
+# ---- excuse farming: a composite keeps its points for a wrong block only where the block explains its failure ----
+
+LEAKY_RELU = '''
+    class ReLU:                # a leaky ReLU, forward and backward: wrong, consistently
+        @staticmethod
+        def forward(x):
+            return x.clamp(min=0) + 0.01 * x.clamp(max=0), x
+
+        @staticmethod
+        def backward(dout, cache):
+            return dout * ((cache > 0).to(dout.dtype) + 0.01 * (cache <= 0).to(dout.dtype))
+    '''
+NETS = ("TwoLayerNet", "FullyConnectedNet", "ThreeLayerConvNet", "DeepConvNet")
+
+
+def loss_checks(result, unit):
+    return [c for c in result.checks if c.function == unit and "loss" in c.id]
+
+
+def test_a_wrong_relu_excuses_no_net_whose_own_loss_is_wrong(tmp_path):
+    sub = copy_submission(tmp_path, packages=("a3_networks",))
+    fc, conv = sub / A3.part_of("ReLU").file, sub / A3.part_of("DeepConvNet").file
+    replace_function(fc, "ReLU", LEAKY_RELU)
+    for path, net in ((fc, "FullyConnectedNet"), (conv, "ThreeLayerConvNet")):    # raise in their own lines
+        replace_function(path, f"{net}.loss", '''
+            def loss(self, X, y=None):
+                raise RuntimeError("the loss is not written yet")
+            ''')
+    for path, net in ((fc, "TwoLayerNet"), (conv, "DeepConvNet")):                # a wrong value: 1.5 x the loss
+        with path.open("a") as f:
+            f.write(f"\n\n_{net}_loss = {net}.loss\n\n\ndef _scaled_loss_{net}(self, X, y=None):\n"
+                    f"    out = _{net}_loss(self, X, y)\n    return out if y is None else (out[0] * 1.5, out[1])\n\n\n"
+                    f"{net}.loss = _scaled_loss_{net}\n")
+    result = grade(sub, "a3_networks", device="cpu")
+    assert failed(result) == {"ReLU", *NETS}, [c.output for c in result.checks if not c.passed]
+    for net in NETS:
+        mine = loss_checks(result, net)
+        assert mine and not any(c.passed for c in mine), net
+        assert all("your ReLU is wrong" not in c.output or "does not explain" in c.output for c in mine)
+        assert not any("could not be judged on its own" in c.output for c in mine)
+    assert any("raised in FullyConnectedNet's own code" in c.output for c in loss_checks(result, "FullyConnectedNet"))
+    lost = sum(c.max_score for c in result.checks if not c.passed)
+    assert lost == pytest.approx(POINTS["ReLU"] + sum(c.max_score for n in NETS for c in loss_checks(result, n)))
+    assert result.score == pytest.approx(100 - lost) and result.score < 81
+
+
+def test_a_wrong_relu_still_excuses_correct_nets(tmp_path):
+    sub = copy_submission(tmp_path, packages=("a3_networks",))
+    replace_function(sub / A3.part_of("ReLU").file, "ReLU", LEAKY_RELU)
+    result = grade(sub, "a3_networks", device="cpu")
+    assert failed(result) == {"ReLU"}, [c.output for c in result.checks if not c.passed]
+    assert result.score == pytest.approx(100 - POINTS["ReLU"])
+    for net in NETS:     # the nets' loss checks differ from the oracle, but equal what the student's layers give
+        assert any("your ReLU is wrong" in c.output and "could not be judged on its own" in c.output
+                   for c in loss_checks(result, net)), net
+
+
+# ---- training is the judge's: the kit's own Solver, the judge's caps, only the model and hyperparameters taken ----
+
+def test_a_solver_subclass_cannot_train_beyond_the_judges_caps(tmp_path):
+    sub = copy_submission(tmp_path, packages=("a3_networks",))
+    fc = sub / A3.part_of("create_solver_instance").file
+    text = fc.read_text().replace("num_epochs=20,", "num_epochs=1,")   # asks for one epoch ...
+    fc.write_text(text + '''
+
+class Solver(Solver):            # ... and trains 20 anyway, past any cap or time limit it is given
+    def train(self, *args, **kwargs):
+        self.num_epochs = 20
+        super().train()
+''')
+    result = grade(sub, "a3_networks", device="cpu", parts=["fully_connected"])
+    mine = [c for c in result.checks if c.function == "create_solver_instance"]
+    assert len(mine) == 1 and not mine[0].passed, mine[0].output
+    assert "trained by the grader's Solver" in mine[0].output and "batch 100, 1 epoch," in mine[0].output
+    assert "below the target" in mine[0].output
+    assert failed(result) == {"create_solver_instance"}

@@ -106,3 +106,97 @@ def test_syntax_errors_surface():
 def test_the_definition_python_keeps_is_the_one_scanned():
     src = "import torch\ndef f(a, b):\n    return a\ndef f(a, b):\n    return torch.cdist(a, b)\n"
     assert [u.line for u in scan(src, "f", ["torch.cdist"])] == [5]
+
+
+DYNAMIC = '''
+import builtins
+import torch
+import torch._C as C
+from importlib import import_module
+
+def runs_exec(a):
+    exec("r = a")
+    return eval("a") if compile("a", "<s>", "eval") else None
+
+def imports_by_name():
+    return __import__("torch").cdist, import_module("torch")
+
+def uses_internals(a, b):
+    return torch._C._VariableFunctions.cdist(a, b)
+
+def through_builtins(a):
+    return builtins.exec("a")
+
+def helper(a):
+    return eval("a")
+
+def calls_helper(a):
+    return helper(a)
+
+def clean(a):
+    return a.sum()
+'''
+
+
+def test_exec_eval_compile_importlib_import_and_torch_c_are_found():
+    from grader.staticscan import describe_dynamic, dynamic_uses
+    names = lambda fn: {(u.name, u.line) for u in dynamic_uses(DYNAMIC, fn)}   # noqa: E731
+    module_level = {("torch._C", 4), ("importlib", 5)}          # count for every function of the file
+    assert names("runs_exec") == module_level | {("exec()", 8), ("eval()", 9), ("compile()", 9)}
+    assert names("imports_by_name") == module_level | {("__import__()", 12), ("importlib", 12)}
+    assert ("torch._C", 15) in names("uses_internals")
+    assert ("exec()", 18) in names("through_builtins")
+    assert ("eval()", 21) in names("calls_helper")                 # through the student's own helper
+    assert names("clean") == module_level
+    text = describe_dynamic("runs_exec", dynamic_uses(DYNAMIC, "runs_exec"))
+    assert "runs_exec may not use exec() (line 8): the grader reads your code to check the rules, so write the " \
+           "calls out directly." in text
+
+
+def test_code_without_them_is_not_flagged():
+    from grader.staticscan import dynamic_uses
+    assert dynamic_uses(SRC, "uses_all") == [] and dynamic_uses(SRC, "Model.predict") == []
+    assert dynamic_uses("import re\ndef f(m):\n    return re.compile('a'), m.eval()\n", "f") == []
+
+
+HELPERS = '''
+def looping_helper(x):
+    for v in x:
+        pass
+    return x
+
+def inner(x):
+    return [v for v in x]
+
+def middle(x):
+    return inner(x)
+
+def no_loops(x):
+    return looping_helper(x)
+
+def two_levels(x):
+    return middle(x)
+
+class Net:
+    def loss(self, x):
+        return self._step(x) + Net.other(x)
+    def _step(self, x):
+        while False:
+            pass
+        return x
+    @staticmethod
+    def other(x):
+        return sum(v for v in x)
+
+def recursive(x):
+    return recursive(x) if x else 0
+'''
+
+
+def test_loops_follow_the_calls_into_the_students_own_helpers():
+    from grader.staticscan import loop_sites
+    assert loop_sites(HELPERS, "no_loops") == [(3, "looping_helper")]
+    assert loop_sites(HELPERS, "two_levels") == [(8, "inner")]
+    assert loop_sites(HELPERS, "Net.loss") == [(23, "Net._step"), (28, "Net.other")]
+    assert loops(HELPERS, "no_loops") == [3]
+    assert loops(HELPERS, "recursive") == []

@@ -1,0 +1,416 @@
+"""The worker's operator-level guard (grader.guard): every door to a forbidden operation or to autograd is
+watched, given code is exempt by its file only, and correct code that uses allowed utilities is left alone."""
+
+import re
+import textwrap
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+
+from grader.checks import forbidden_feedback
+from grader.guard import GUARD_REMOVED, aten_ops
+from grader.manifest import AUTOGRAD_NAMES
+from grader.sandbox import Sandbox, SandboxConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# given code of the kit (exempt from the autograd rules by its file)
+GIVEN = '''
+import torch
+
+class FastConv:
+    @staticmethod
+    def forward(x, w, b, conv_param):
+        tx, tw, tb = (t.detach().requires_grad_(True) for t in (x, w, b))
+        with torch.enable_grad():
+            out = torch.nn.functional.conv2d(tx, tw, tb, stride=conv_param["stride"], padding=conv_param["pad"])
+        return out.detach(), (tx, tw, tb, out)
+
+    @staticmethod
+    def backward(dout, cache):
+        tx, tw, tb, out = cache
+        return torch.autograd.grad(out, (tx, tw, tb), grad_outputs=dout, retain_graph=True)
+'''
+
+# the student's file: one function per door (the marker comment names the line the hit must point at)
+STUDENT = '''
+import builtins
+import torch
+import torch.nn.functional as F
+from pkg.given import FastConv as GivenConv
+
+def plain_cdist(a, b):
+    return torch.cdist(a, b)  # HIT plain_cdist
+
+def functional_cdist(a, b):
+    return torch.functional.cdist(a, b)  # HIT functional_cdist
+
+def vf_cdist(a, b):
+    return torch._C._VariableFunctions.cdist(a, b)  # HIT vf_cdist
+
+def vf_conv2d(x, w):
+    return torch._C._VariableFunctions.conv2d(x, w)  # HIT vf_conv2d
+
+def vf_max_pool2d(x):
+    return torch._C._VariableFunctions.max_pool2d(x, 2)  # HIT vf_max_pool2d
+
+def ops_conv(x, w):
+    return torch.ops.aten.convolution(x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)  # HIT ops_conv
+
+def by_string(a, b):
+    return getattr(torch, "cd" + "ist")(a, b)  # HIT by_string
+
+def exec_compile(a, b):
+    ns = {"torch": torch, "a": a, "b": b}
+    exec(compile("r = torch.cdist(a, b)", "<string>", "exec"), ns)
+    return ns["r"]
+
+def tensorbase_numel(x):
+    return torch._C.TensorBase.numel(x)  # HIT tensorbase_numel
+
+def nelement(x):
+    return x.nelement()  # HIT nelement
+
+def unfold_method(x):
+    return x.unfold(2, 2, 1)  # HIT unfold_method
+
+def batch_norm(x):
+    return F.batch_norm(x, None, None, training=True)  # HIT batch_norm
+
+def via_backward(w):
+    w = w.clone().requires_grad_()  # HIT via_backward
+    (w * w).sum().backward()
+    return w.grad.detach()
+
+def via_autograd_grad(w):
+    w = w.clone()
+    w.requires_grad = True  # HIT via_autograd_grad
+    return torch.autograd.grad((w * w).sum(), w)[0]
+
+def via_setattr(w):
+    w = w.clone()
+    setattr(w, "requires_grad", True)  # HIT via_setattr
+    return torch.autograd.grad((w * w).sum(), w)[0]
+
+def via_keyword(w):
+    v = torch.zeros(w.shape, dtype=w.dtype, requires_grad=True)  # HIT via_keyword
+    return torch.autograd.grad(((v + w) ** 2).sum(), v)[0]
+
+def via_func_grad_and_value(w):
+    return torch.func.grad_and_value(lambda v: (v * v).sum())(w)[0]  # HIT via_func_grad_and_value
+
+def via_func_vjp(w):
+    _, pullback = torch.func.vjp(lambda v: v * v, w)  # HIT via_func_vjp
+    return pullback(torch.ones_like(w))[0]
+
+def via_func_jacrev(w):
+    return torch.func.jacrev(lambda v: (v * v).sum())(w)  # HIT via_func_jacrev
+
+def via_saved_original(w):
+    saved = (torch.Tensor.backward.__kwdefaults__ or {}).get("_Worker__original") or torch.Tensor.backward
+    w = w.clone().requires_grad_()  # HIT via_saved_original
+    saved((w * w).sum())
+    return w.grad.detach()
+
+def pops_the_modes(x):
+    while torch._C._len_torch_dispatch_stack():
+        torch._C._pop_torch_dispatch_stack(None)
+    while torch._C._len_torch_function_stack():
+        torch._C._pop_torch_function_stack()
+    return torch.cdist(x, x)
+
+def correct_distances(a, b):
+    # allowed utilities: F.pad, F.one_hot, torch.where, einsum
+    a2 = torch.einsum("ij,ij->i", a, a)
+    padded = F.pad(a, (0, 1))[:, :-1]
+    onehot = F.one_hot(torch.arange(2), 2)
+    d = a2[:, None] - 2 * padded @ b.t() + (b * b).sum(1)[None]
+    return torch.where(d > 0, d, torch.zeros_like(d)) + 0 * onehot.sum()
+
+def vmap_is_fine(a):
+    return torch.func.vmap(lambda r: (r * r).sum())(a)
+
+class FastConv:                       # the student's own class reusing the given name: not exempt
+    @staticmethod
+    def forward(w):
+        w = w.clone().requires_grad_()  # HIT FastConv.forward
+        return torch.autograd.grad((w * w).sum(), w)[0]
+
+class Net:                            # the given FastConv called from the student's net: exempt for autograd
+    @staticmethod
+    def loss(x, w, b):
+        out, cache = GivenConv.forward(x, w, b, {"stride": 1, "pad": 1})
+        dx, dw, db = GivenConv.backward(torch.ones_like(out), cache)
+        return out, dw
+
+class Conv:                           # the naive layer handing its work to the given FastConv: conv2d is caught
+    @staticmethod
+    def forward(x, w, b):
+        out, _ = GivenConv.forward(x, w, b, {"stride": 1, "pad": 1})  # HIT Conv.forward
+        return out
+
+def helper_uses_cdist(a, b):
+    return torch.cdist(a, b)  # HIT helper_uses_cdist
+
+def calls_a_helper(a, b):
+    return helper_uses_cdist(a, b)
+'''
+
+AUTOGRAD = list(AUTOGRAD_NAMES)
+CONV = ["torch.nn.functional.conv2d", "torch.conv2d", "torch.convolution"]
+
+
+def _line(marker: str) -> int:
+    return next(i for i, text in enumerate(STUDENT.splitlines(), start=1) if text.endswith(f"# HIT {marker}"))
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kit")
+    (root / "pkg").mkdir()
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "given.py").write_text(GIVEN)
+    (root / "pkg" / "student.py").write_text(STUDENT)
+    guarded = sorted({"torch.cdist", "torch.Tensor.numel", "torch.Tensor.nelement", "torch.numel",
+                      "torch.nn.functional.max_pool2d", "torch.max_pool2d", "torch.Tensor.unfold",
+                      "torch.nn.functional.batch_norm", *CONV, *AUTOGRAD})
+    cfg = SandboxConfig(root=root, student_files=["pkg/student.py"], guarded=guarded,
+                        exempt=["pkg/given.py"], exempt_names=AUTOGRAD, call_timeout=60, memory_mb=2048)
+    with Sandbox(cfg) as sb:
+        yield sb
+
+
+A, B = torch.randn(3, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
+X, W = torch.randn(1, 2, 6, 6), torch.randn(3, 2, 3, 3)
+
+
+@pytest.mark.parametrize("function, args, forbidden, name", [
+    ("plain_cdist", (A, B), ["torch.cdist"], "torch.cdist"),
+    ("functional_cdist", (A, B), ["torch.cdist"], "torch.cdist"),
+    ("vf_cdist", (A, B), ["torch.cdist"], "torch.cdist"),
+    ("vf_conv2d", (X, W), CONV, "torch.nn.functional.conv2d"),  # the same function as torch.conv2d
+    ("vf_max_pool2d", (X,), ["torch.nn.functional.max_pool2d", "torch.max_pool2d"], "torch.max_pool2d"),
+    ("ops_conv", (X, W), CONV, "torch.nn.functional.conv2d"),
+    ("by_string", (A, B), ["torch.cdist"], "torch.cdist"),
+    ("tensorbase_numel", (X,), ["torch.numel", "torch.Tensor.numel", "torch.Tensor.nelement"], "torch.Tensor.numel"),
+    ("nelement", (X,), ["torch.Tensor.nelement"], "torch.Tensor.nelement"),
+    ("unfold_method", (X,), ["torch.Tensor.unfold"], "torch.Tensor.unfold"),
+    ("batch_norm", (X,), ["torch.nn.functional.batch_norm"], "torch.nn.functional.batch_norm"),
+    ("via_backward", (A,), AUTOGRAD, "torch.Tensor.requires_grad_"),
+    ("via_autograd_grad", (A,), AUTOGRAD, "torch.Tensor.requires_grad"),
+    ("via_setattr", (A,), AUTOGRAD, "torch.Tensor.requires_grad"),
+    ("via_keyword", (A,), AUTOGRAD, "torch.Tensor.requires_grad"),
+    ("via_func_grad_and_value", (A,), AUTOGRAD, None),
+    ("via_func_vjp", (A,), AUTOGRAD, None),
+    ("via_func_jacrev", (A,), AUTOGRAD, None),
+    ("via_saved_original", (A,), AUTOGRAD, "torch.Tensor.requires_grad_"),
+    ("FastConv.forward", (A,), AUTOGRAD, "torch.Tensor.requires_grad_"),
+    ("Conv.forward", (X, W, torch.zeros(3)), CONV + AUTOGRAD, "torch.nn.functional.conv2d"),
+    ("calls_a_helper", (A, B), ["torch.cdist"], "torch.cdist"),
+])
+def test_each_door_is_watched(sandbox, function, args, forbidden, name):
+    hits = sandbox.call("pkg.student", function, args, forbidden=forbidden).forbidden_hits
+    assert hits, f"{function}: nothing found"
+    marker = function if function != "calls_a_helper" else "helper_uses_cdist"
+    first = hits[0]
+    assert first["file"] == "student.py" and first["line"] == _line(marker), hits
+    assert first["function"] == marker
+    if name is not None:
+        assert first["name"] == name, hits
+    else:    # a torch.func transform: reported as torch.func or the autograd it runs
+        assert first["name"] in ("torch.func", "torch.autograd"), hits
+    # without the rule, the same call is fine
+    assert sandbox.call("pkg.student", function, args, forbidden=[]).forbidden_hits == []
+
+
+def test_exec_and_compiled_code_is_the_students(sandbox):
+    hits = sandbox.call("pkg.student", "exec_compile", (A, B), forbidden=["torch.cdist"]).forbidden_hits
+    assert [(h["name"], h["file"], h["line"]) for h in hits] == [("torch.cdist", "<string>", 1)]
+
+
+def test_correct_code_with_allowed_utilities_is_not_flagged(sandbox):
+    forbidden = ["torch.cdist", "torch.norm", "torch.Tensor.norm", "torch.linalg", "torch.dist", *AUTOGRAD]
+    r = sandbox.call("pkg.student", "correct_distances", (A, B), forbidden=forbidden)
+    assert r.forbidden_hits == []
+    assert torch.allclose(r.value, torch.cdist(A, B) ** 2)
+    assert sandbox.call("pkg.student", "vmap_is_fine", (A,), forbidden=AUTOGRAD).forbidden_hits == []
+
+
+def test_the_given_fast_layer_is_exempt_by_its_file_only(sandbox):
+    # the kit's FastConv, called from the student's net, may use autograd ...
+    r = sandbox.call("pkg.student", "Net.loss", (X, W, torch.zeros(3)), forbidden=AUTOGRAD)
+    assert r.forbidden_hits == []
+    # ... a student class of the same name may not (see test_each_door_is_watched: FastConv.forward), and the
+    # conv2d the given layer runs is still the naive Conv's forbidden operation (Conv.forward above)
+
+
+def test_a_call_that_removes_the_guard_is_reported(sandbox):
+    hits = sandbox.call("pkg.student", "pops_the_modes", (A,), forbidden=["torch.cdist"]).forbidden_hits
+    assert any(h["name"] == GUARD_REMOVED for h in hits)
+    text = forbidden_feedback(hits, "pops_the_modes", "pops_the_modes")
+    assert "removed or disabled the grader's guard" in text
+    # the next call is guarded again
+    assert sandbox.call("pkg.student", "plain_cdist", (A, B), forbidden=["torch.cdist"]).forbidden_hits
+
+
+def test_feedback_names_function_name_line_and_file():
+    hits = [{"name": "torch.nn.functional.conv2d", "op": "convolution", "file": "convolutional_networks.py",
+             "function": "Conv.forward", "line": 12}]
+    assert forbidden_feedback(hits, "Conv.forward", "Conv") == (
+        "Conv.forward called torch.nn.functional.conv2d (line 12 of convolutional_networks.py), which Conv may "
+        "not use in this assignment.")
+
+
+def _manifest_names() -> set[str]:
+    names = set()
+    for path in (ROOT / "assignments").glob("*/assignment.toml"):
+        for part in tomllib.loads(path.read_text())["parts"]:
+            for listed in part.get("forbidden", {}).values():
+                names.update(listed)
+    return names
+
+
+# One call per forbidden name of any manifest, made the way a student would write it. Every name listed in an
+# assignment must appear here, and the guard must find each.
+x4, w4 = torch.randn(2, 3, 6, 6), torch.randn(4, 3, 3, 3)
+a2, c2, y2 = torch.randn(5, 4), torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0])
+PROBES = {
+    "torch.Tensor.dist": "a.dist(c[:5])", "torch.dist": "torch.dist(a, a)",
+    "torch.Tensor.norm": "a.norm()", "torch.norm": "torch.norm(a, dim=1)",
+    "torch.Tensor.mean": "a.mean()", "torch.mean": "torch.mean(a, 0)",
+    "torch.Tensor.std": "a.std(0)", "torch.std": "torch.std(a)", "torch.std_mean": "torch.std_mean(a)",
+    "torch.Tensor.var": "a.var()", "torch.var": "torch.var(a)", "torch.var_mean": "torch.var_mean(a)",
+    "torch.Tensor.numel": "x.numel()", "torch.numel": "torch.numel(x)", "torch.Tensor.nelement": "x.nelement()",
+    "torch.Tensor.relu": "a.relu()", "torch.Tensor.relu_": "a.clone().relu_()", "torch.relu": "torch.relu(a)",
+    "torch.relu_": "torch.relu_(a.clone())", "torch.nn.functional.relu": "F.relu(a)",
+    "torch.nn.functional.relu_": "F.relu_(a.clone())",
+    "torch.Tensor.unfold": "x.unfold(2, 3, 1)", "torch.nn.functional.unfold": "F.unfold(x, 3)",
+    "torch.nn.functional.fold": "F.fold(torch.ones(2, 27, 16), (6, 6), 3)",
+    "torch.batch_norm": "torch.batch_norm(x, None, None, None, None, True, 0.1, 1e-5, False)",
+    "torch.nn.functional.batch_norm": "F.batch_norm(x, None, None, training=True)",
+    "torch.nn.functional.instance_norm": "F.instance_norm(x)",
+    "torch.nn.functional.layer_norm": "F.layer_norm(x, (6,))", "torch.nn.functional.group_norm": "F.group_norm(x, 3)",
+    "torch.cdist": "torch.cdist(a, c)",
+    "torch.conv2d": "torch.conv2d(x, w)", "torch.nn.functional.conv2d": "F.conv2d(x, w, padding=1)",
+    "torch.convolution": "torch.convolution(x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)",
+    "torch.nn.functional.conv_transpose2d": "F.conv_transpose2d(x, w.transpose(0, 1))",
+    "torch.conv_transpose2d": "torch.conv_transpose2d(x, w.transpose(0, 1))",
+    "torch.nn.grad.conv2d_input": "torch.nn.grad.conv2d_input(x.shape, w, torch.ones(2, 4, 4, 4))",
+    "torch.nn.grad.conv2d_weight": "torch.nn.grad.conv2d_weight(x, w.shape, torch.ones(2, 4, 4, 4))",
+    "torch.dropout": "torch.dropout(a, 0.5, True)", "torch.dropout_": "torch.dropout_(a.clone(), 0.5, True)",
+    "torch.nn.functional.dropout": "F.dropout(a, 0.5)",
+    "torch.nn.functional.alpha_dropout": "F.alpha_dropout(a, 0.5, True)",
+    "torch.nn.functional.feature_alpha_dropout": "F.feature_alpha_dropout(x, 0.5, True)",
+    "torch.linalg": "torch.linalg.vector_norm(a)",
+    "torch.max_pool2d": "torch.max_pool2d(x, 2)", "torch.nn.functional.max_pool2d": "F.max_pool2d(x, 2)",
+    "torch.nn.functional.max_pool2d_with_indices": "F.max_pool2d_with_indices(x, 2)",
+    "torch.nn.functional.adaptive_max_pool2d": "F.adaptive_max_pool2d(x, 2)",
+    "torch.nn.functional.max_unpool2d": "F.max_unpool2d(torch.ones(2, 3, 3, 3), torch.zeros(2, 3, 3, 3, "
+                                        "dtype=torch.int64), 2)",
+    "torch.nn.functional.bilinear": "F.bilinear(a, a, torch.ones(3, 4, 4))",
+    "torch.nn.functional.linear": "F.linear(a, c)",
+    "torch.nn.functional.cross_entropy": "F.cross_entropy(a, y)", "torch.nn.functional.nll_loss": "F.nll_loss(a, y)",
+    "torch.nn.functional.log_softmax": "F.log_softmax(a, 1)", "torch.nn.functional.softmax": "F.softmax(a, 1)",
+    "torch.nn.functional.multi_margin_loss": "F.multi_margin_loss(a, y)",
+    "torch.nn": "torch.nn.Linear(4, 3)(a)",
+    "torch.optim": "torch.optim.SGD([torch.zeros(3, requires_grad=True)], lr=0.1)",
+}
+
+
+def test_every_forbidden_name_of_every_manifest_is_detected(tmp_path):
+    names = _manifest_names()
+    assert names - set(PROBES) == set(), "add a probe for each new forbidden name"
+    lines = ["import torch", "import torch.nn.functional as F", ""]
+    for i, (name, expr) in enumerate(sorted(PROBES.items())):
+        lines.append(f"def probe_{i}(a, c, y, x, w):\n    return {expr}\n")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "probes.py").write_text("\n".join(lines))
+    cfg = SandboxConfig(root=tmp_path, student_files=["pkg/probes.py"], guarded=sorted(names), call_timeout=60)
+    with Sandbox(cfg) as sb:
+        for i, (name, expr) in enumerate(sorted(PROBES.items())):
+            if name == "torch.optim":    # an optimizer computes in its step: see the next test
+                continue
+            hits = sb.call("pkg.probes", f"probe_{i}", (a2, c2, y2, x4, w4), forbidden=[name]).forbidden_hits
+            assert [h["name"] for h in hits][:1] == [name], f"{name}: {expr} gave {hits}"
+
+
+def test_an_optimizer_step_counts_as_torch_optim(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "opt.py").write_text(textwrap.dedent('''
+        import torch
+        def step():
+            p = torch.zeros(3)
+            p.grad = torch.ones(3)
+            opt = torch.optim.SGD([p], lr=0.1)
+            opt.step()
+            return p
+    '''))
+    cfg = SandboxConfig(root=tmp_path, student_files=["pkg/opt.py"], guarded=["torch.optim"], call_timeout=60)
+    with Sandbox(cfg) as sb:
+        hits = sb.call("pkg.opt", "step", forbidden=["torch.optim"]).forbidden_hits
+        assert hits and hits[0]["name"] == "torch.optim" and hits[0]["function"] == "step"
+
+
+def test_the_dispatch_table_knows_the_convolution_and_pooling_operators():
+    assert {"convolution", "_convolution"} <= aten_ops("torch.nn.functional.conv2d")
+    assert "max_pool2d_with_indices" in aten_ops("torch.max_pool2d")
+    assert {"im2col", "nll_loss_forward"} <= aten_ops("torch.nn")
+    assert "_cdist_forward" in aten_ops("torch.cdist") and "_euclidean_dist" in aten_ops("torch.cdist")
+
+
+def test_the_a3_manifest_exempts_the_given_file_not_a_name():
+    from grader import manifest
+    m = manifest.load("a3_networks", ROOT)
+    assert m.autograd_allowed_in == ["a3_networks/fast_layers.py"]
+    assert not set(m.autograd_allowed_in) & set(m.files)
+    assert re.search(r"from a3_networks\.fast_layers import", (ROOT / "a3_networks/convolutional_networks.py").read_text())
+
+
+def test_a_thread_started_by_the_student_is_guarded_too(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "threads.py").write_text(textwrap.dedent('''
+        import threading
+        import torch
+        def in_a_thread(a, b):
+            out = []
+            t = threading.Thread(target=lambda: out.append(torch.cdist(a, b)))
+            t.start()
+            t.join()
+            return out[0]
+    '''))
+    cfg = SandboxConfig(root=tmp_path, student_files=["pkg/threads.py"], guarded=["torch.cdist"], call_timeout=60)
+    with Sandbox(cfg) as sb:
+        hits = sb.call("pkg.threads", "in_a_thread", (A, B), forbidden=["torch.cdist"]).forbidden_hits
+        assert [(h["name"], h["line"]) for h in hits] == [("torch.cdist", 6)]
+
+
+def test_code_run_at_import_is_guarded_and_reported_by_the_calls_it_concerns(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "at_import.py").write_text(textwrap.dedent('''
+        import torch
+        TABLE = torch.cdist(torch.ones(2, 2), torch.zeros(2, 2))
+        def f(a):
+            return a + TABLE.sum()
+    '''))
+    cfg = SandboxConfig(root=tmp_path, student_files=["pkg/at_import.py"], guarded=["torch.cdist"], call_timeout=60)
+    with Sandbox(cfg) as sb:
+        hits = sb.call("pkg.at_import", "f", (A,), forbidden=["torch.cdist"]).forbidden_hits
+        assert [(h["name"], h["line"], h["function"]) for h in hits] == [("torch.cdist", 3, "<module>")]
+        assert sb.call("pkg.at_import", "f", (A,), forbidden=[]).forbidden_hits == []
+
+
+def test_autograd_allowed_in_must_name_given_files_of_the_kit():
+    from grader.manifest import GraderError, _autograd_allowed_in
+    toml = ROOT / "assignments" / "a3_networks" / "assignment.toml"
+    files = ["a3_networks/convolutional_networks.py"]
+    assert _autograd_allowed_in({"autograd_allowed_in": ["a3_networks/fast_layers.py"]}, files, toml)
+    for bad, why in ((["FastConv"], "paths of .py files"), (files, "taken from a submission"),
+                     (["a3_networks/missing.py"], "not a file of the kit"), (["../x.py"], "paths of .py files")):
+        with pytest.raises(GraderError, match=why):
+            _autograd_allowed_in({"autograd_allowed_in": bad}, files, toml)

@@ -1,0 +1,271 @@
+"""The OS sandbox and the protocol hold against a hostile student: what the worker can see and write, what
+outlives it, and what it can do to the judge through the protocol's pipes."""
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlcv.data import label_files
+from grader import manifest as manifests
+from grader.sandbox import Sandbox, SandboxConfig, SandboxError, detect_isolation
+from tests.conftest import processes_with
+
+ISOLATION = detect_isolation()
+needs_bwrap = pytest.mark.skipif(ISOLATION.mode != "bwrap",
+                                 reason=f"bubblewrap is not usable here: {ISOLATION.why_not_stronger}")
+COURSE = manifests.course_root(Path(__file__).parent)
+
+HOSTILE = '''
+import os, sys, json, struct, subprocess, time, glob
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+def write(path, text="tampered"):
+    with open(path, "w") as f:
+        f.write(text)
+    return True
+
+def who():
+    return [os.getuid(), os.getgid(), os.getppid(), os.getpid(), os.uname().nodename]
+
+def listdir(path):
+    return sorted(os.listdir(path))
+
+def signal_parent():
+    os.kill(os.getppid(), 9)
+    return True
+
+def kill_everything():
+    os.kill(-1, 9)
+    return True
+
+def digits():
+    from sklearn.datasets import load_digits
+    return load_digits().target[:20].tolist()
+
+def connect(host, port):
+    import socket
+    s = socket.create_connection((host, port), timeout=2)
+    return True
+
+def spawn_detached(marker, target):
+    # a grandchild in its own session that keeps rewriting `target` after grading has finished
+    code = ("import time, sys\\n"
+            "while True:\\n"
+            "    try:\\n"
+            "        open(sys.argv[2], 'w').write('100')\\n"
+            "    except OSError:\\n"
+            "        pass\\n"
+            "    time.sleep(0.05)\\n")
+    for _ in range(3):
+        subprocess.Popen([sys.executable, "-c", code, marker, target], start_new_session=True,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    return True
+
+def pipes():
+    return [fd for fd in range(3, 64) if _is_fifo(fd)]
+
+def _is_fifo(fd):
+    import stat
+    try:
+        return stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+def fill_pipes():
+    """Reopen every pipe through /proc/self/fd for writing and fill it, so the judge's next write blocks."""
+    import fcntl
+    filled = 0
+    for fd in pipes():
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY:
+            continue                                  # the read end: what the judge writes into
+        try:
+            w = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            while True:
+                filled += os.write(w, b"\\0" * 65536)
+        except OSError:
+            pass
+    return filled
+
+def forge_reply(value):
+    """Write a well-formed reply frame straight onto the protocol's output pipe."""
+    header = json.dumps({"__dict__": [["ok", True], ["value", value], ["seq", 1]]}).encode()
+    msg = struct.pack(">I", len(header)) + header
+    for fd in pipes():
+        try:
+            os.write(fd, struct.pack(">Q", len(msg)) + msg)
+        except OSError:
+            pass
+    return 0
+
+def huge():
+    import torch
+    return torch.zeros(40 * 2**20 // 4 + 1)
+
+def sleepy(seconds):
+    time.sleep(seconds)
+    return seconds
+
+def echo(x):
+    return x
+'''
+
+
+def make_tree(tmp_path: Path) -> Path:
+    root = tmp_path / "stage" / "kit"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "hostile.py").write_text(HOSTILE)
+    return root
+
+
+@pytest.fixture()
+def sandbox(tmp_path):
+    root = make_tree(tmp_path)
+    cfg = SandboxConfig(root=root, student_files=["pkg/hostile.py"], call_timeout=20, memory_mb=1024,
+                        hide=[str(COURSE), *label_files()])
+    with Sandbox(cfg) as sb:
+        yield sb
+
+
+def call(sb, fn, *args, **kw):
+    return sb.call("pkg.hostile", fn, args, **kw).value
+
+
+@needs_bwrap
+def test_the_worker_runs_in_its_own_namespaces_as_an_unprivileged_user(sandbox):
+    uid, gid, ppid, pid, host = call(sandbox, "who")
+    assert (uid, gid) == (65534, 65534)
+    assert ppid in (0, 1) and pid < 10                     # its own PID namespace: no judge to see
+    assert host == "sandbox"
+    assert sandbox.info["isolation"]["mode"] == "bwrap"
+    assert sandbox.info["worker"]["memory_limited"] is True
+    with pytest.raises(SandboxError):                      # no network at all
+        call(sandbox, "connect", "127.0.0.1", 22)
+
+
+@needs_bwrap
+def test_the_worker_cannot_read_the_course_the_checks_or_the_data(sandbox):
+    secrets = [COURSE / "assignments" / "a1_knn" / "hidden.py", COURSE / "assignments" / "a1_knn" / "checks.py",
+               COURSE / "a1_knn" / "knn.py", COURSE / "grader" / "runner.py", Path("/etc/shadow")]
+    for path in secrets:
+        assert path.exists()
+        with pytest.raises(SandboxError, match="No such file|Permission denied"):
+            call(sandbox, "read", str(path))
+    assert call(sandbox, "listdir", str(COURSE)) in ([], [".venv"])   # only the Python installation, if it lives there
+    with pytest.raises(SandboxError):                      # scikit-learn's digits (the test labels) are masked
+        call(sandbox, "digits")
+
+
+@needs_bwrap
+def test_the_worker_cannot_write_the_kit_python_or_a_root_only_file(sandbox, tmp_path):
+    import sysconfig
+    root_only = tmp_path / "root-only.txt"
+    root_only.write_text("judge's")
+    root_only.chmod(0o600)
+    targets = [root_only, sandbox._inside_root + "/pkg/hostile.py",
+               Path(sysconfig.get_paths()["purelib"]) / "evil.pth", Path(torch.__file__).parent / "evil.py"]
+    for path in targets:
+        with pytest.raises(SandboxError, match="No such file|Read-only|Permission denied"):
+            call(sandbox, "write", str(path))
+    assert root_only.read_text() == "judge's"
+    assert not (Path(sysconfig.get_paths()["purelib"]) / "evil.pth").exists()
+    assert call(sandbox, "write", "scratch.txt") is True   # its own working folder is writable
+    assert call(sandbox, "write", "/tmp/scratch.txt") is True
+
+
+@needs_bwrap
+def test_the_judge_cannot_be_signalled(sandbox):
+    assert call(sandbox, "who")[2] != os.getpid()          # its parent is the namespace's init, not the judge,
+    assert call(sandbox, "signal_parent") is True          # which ignores a SIGKILL sent from inside
+    with pytest.raises(SandboxError):
+        call(sandbox, "kill_everything")                   # kill(-1) reaches only the sandbox's own processes
+    assert call(sandbox, "echo", 5) == 5                   # and the judge carries on with a fresh worker
+
+
+@needs_bwrap
+def test_nothing_the_student_started_outlives_the_sandbox(tmp_path):
+    root = make_tree(tmp_path)
+    marker = f"grader-test-marker-{os.getpid()}-{time.time_ns()}"
+    with Sandbox(SandboxConfig(root=root, student_files=["pkg/hostile.py"], call_timeout=20)) as sb:
+        assert call(sb, "spawn_detached", marker, "/tmp/results.json") is True
+        deadline = time.time() + 10
+        while len(processes_with(marker)) < 3 and time.time() < deadline:
+            time.sleep(0.05)
+        assert len(processes_with(marker)) == 3           # they run, in their own sessions
+    assert processes_with(marker) == []                   # and are gone once the sandbox is closed
+
+
+def test_a_worker_that_fills_the_judges_pipe_fails_one_call_within_its_limit(sandbox):
+    assert call(sandbox, "fill_pipes") > 0
+    big = torch.zeros(4 << 20, dtype=torch.uint8)          # more than a pipe holds
+    t0 = time.perf_counter()
+    with pytest.raises(SandboxError) as info:
+        call(sandbox, "echo", big, timeout=3)
+    assert time.perf_counter() - t0 < 30
+    assert info.value.kind in ("timeout", "protocol")
+    assert call(sandbox, "echo", 7) == 7                   # a fresh worker takes over
+
+
+def test_a_forged_reply_is_refused(sandbox):
+    with pytest.raises(SandboxError) as info:
+        call(sandbox, "forge_reply", 100)
+        call(sandbox, "echo", 1)
+    assert info.value.kind == "protocol"
+    assert call(sandbox, "echo", 3) == 3
+
+
+def test_an_oversized_reply_is_refused_before_it_is_read(tmp_path):
+    root = make_tree(tmp_path)
+    cfg = SandboxConfig(root=root, student_files=["pkg/hostile.py"], call_timeout=20, max_reply_bytes=8 << 20)
+    with Sandbox(cfg) as sb:
+        with pytest.raises(SandboxError, match="too large") as info:
+            call(sb, "huge")
+        assert info.value.kind == "protocol"
+        assert call(sb, "echo", 2) == 2
+
+
+def test_a_function_that_timed_out_once_is_retried_briefly(tmp_path):
+    root = make_tree(tmp_path)
+    cfg = SandboxConfig(root=root, student_files=["pkg/hostile.py"], call_timeout=3, retry_timeout=1)
+    with Sandbox(cfg) as sb:
+        t0 = time.perf_counter()
+        with pytest.raises(SandboxError, match="time limit"):
+            call(sb, "sleepy", 60)
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with pytest.raises(SandboxError, match="earlier check") as info:
+            call(sb, "sleepy", 60)
+        assert info.value.kind == "timeout"
+        assert time.perf_counter() - t0 < first            # 1 s, not 3 s, the second time
+        assert call(sb, "echo", 1) == 1                    # other functions keep their full limit
+
+
+def test_the_whole_grading_has_a_time_budget(tmp_path):
+    root = make_tree(tmp_path)
+    cfg = SandboxConfig(root=root, student_files=["pkg/hostile.py"], call_timeout=30, total_timeout=8)
+    with Sandbox(cfg) as sb:
+        assert call(sb, "echo", 1) == 1
+        with pytest.raises(SandboxError, match="time limit"):
+            call(sb, "sleepy", 60)                         # cut to what is left of the 8 s
+        with pytest.raises(SandboxError, match="ran out"):
+            call(sb, "echo", 1)
+
+
+def test_isolation_can_be_chosen_and_is_recorded(tmp_path, monkeypatch):
+    root = make_tree(tmp_path)
+    cfg = SandboxConfig(root=root, student_files=["pkg/hostile.py"], call_timeout=20, isolation="none")
+    with Sandbox(cfg) as sb:
+        assert call(sb, "echo", 4) == 4
+        assert sb.info["isolation"]["mode"] == "none" and not sb.isolation.strong
+    from grader.sandbox import IsolationError
+    with pytest.raises(IsolationError, match="expected auto, bwrap, user or none"):
+        detect_isolation(want="docker")
