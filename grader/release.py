@@ -167,7 +167,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 
 .PHONY: install grade submit notebooks
-install: $(BIN)/grader
+install: $(BIN)/grader    ## set up .venv (and bubblewrap, the sandbox your code is graded in, where you are root)
+	@bash tools/install-system-packages.sh
 $(BIN)/grader: pyproject.toml
 \t$(PY) -m venv $(VENV)
 \t$(BIN)/pip install -q --upgrade pip
@@ -272,7 +273,7 @@ def release(kit: Path, out: Path, assignments: list[str] | None = None, force: b
 def _write_student_kit(kit: Path, student: Path, ms: list[Manifest]) -> None:
     removed: list[list[str]] = []
     # the shared parts of the kit hold no solutions (and grader/ names the markers): copied as they are
-    for rel in ("grader", "dlcv"):
+    for rel in ("grader", "dlcv", "tools"):
         shutil.copytree(kit / rel, student / rel, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     for rel in ("pyproject.toml", ".gitignore"):
         if (kit / rel).is_file():

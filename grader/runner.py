@@ -186,7 +186,14 @@ def run_check(run: Run, spec: CheckSpec) -> tuple[str, str]:
                 "If your function returns what its docstring says, please tell the course staff.\n"
                 + "".join(traceback.format_exception(e)[-3:]))
     lines = [t for t in [text, *ctx.notes] if t]
-    return status, "\n".join(lines)
+    return status, _cut("\n".join(lines))
+
+
+MAX_FEEDBACK = 8000   # characters of feedback per check (text from student code must not bloat the reports)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_FEEDBACK else text[:MAX_FEEDBACK] + "\n... (feedback cut: too long)"
 
 
 def grade(submission: Path, assignment: str, *, device: str = "auto", hidden: bool = False,

@@ -86,6 +86,7 @@ class SandboxConfig:
     total_timeout: float | None = None   # the whole grading's budget (every request of this sandbox)
     memory_mb: int = 4096
     scratch_mb: int = 256           # each private tmpfs (working folder, /tmp) under bubblewrap
+    max_processes: int = 256        # processes and threads of the worker together (where a cgroup can be made)
     max_reply_bytes: int = MAX_REPLY_BYTES
     threads: int = 1
     python: str = sys.executable
@@ -266,6 +267,66 @@ def _protect(paths: list[str]) -> list[str]:
     return changed
 
 
+# ---- a cgroup for the worker and everything it starts ------------------------------------------------
+
+class Cgroup:
+    """Limits that hold for the worker's processes together: how many there are (a fork bomb) and how much
+    memory they hold (children each under their own address-space limit). Best effort: it needs root and a
+    writable cgroup hierarchy (v2, or v1's pids and memory controllers); `describe()` says what was set."""
+
+    ROOT = Path("/sys/fs/cgroup")
+
+    def __init__(self, name: str, pids_max: int, memory_bytes: int | None) -> None:
+        self.dirs: list[Path] = []
+        self.settings: list[str] = []
+        if os.getuid() != 0:
+            return
+        if (self.ROOT / "cgroup.controllers").exists():                       # v2
+            wanted = [("pids.max", pids_max), ("memory.max", memory_bytes), ("memory.swap.max", 0)]
+            self._make(self.ROOT / name, wanted)
+        else:                                                                  # v1
+            self._make(self.ROOT / "pids" / name, [("pids.max", pids_max)])
+            if memory_bytes:
+                self._make(self.ROOT / "memory" / name, [("memory.limit_in_bytes", memory_bytes)])
+
+    def _make(self, d: Path, values: list[tuple[str, int | None]]) -> None:
+        try:
+            d.mkdir()
+        except OSError:
+            return
+        for key, value in values:
+            if value is None:
+                continue
+            try:
+                (d / key).write_text(str(value))
+                self.settings.append(f"{key}={value}")
+            except OSError:
+                pass
+        self.dirs.append(d)
+
+    def join(self) -> None:
+        """Move the calling process in (run in the child between fork and exec, so nothing escapes)."""
+        for d in self.dirs:
+            try:
+                with open(d / "cgroup.procs", "w") as f:
+                    f.write("0")
+            except OSError:
+                pass
+
+    def describe(self) -> str:
+        return ", ".join(self.settings) if self.settings else "none (needs root and a writable /sys/fs/cgroup)"
+
+    def remove(self) -> None:
+        for d in self.dirs:
+            for _ in range(50):
+                try:
+                    d.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.02)
+        self.dirs = []
+
+
 # ---- the sandbox ---------------------------------------------------------------------------------
 
 class Sandbox:
@@ -299,6 +360,10 @@ class Sandbox:
             self._inside_root, self._inside_work, self._inside_runtime = (
                 str(config.root), str(self._workdir), str(self._runtime))
         self._run_as = _user_ids(config.run_as) if self.isolation.mode == "user" else None
+        # the worker's own address space is limited in the worker; this bounds the worker and its children together
+        memory = (config.memory_mb + 2048) << 20 if config.device == "cpu" else None
+        self._cgroup = Cgroup(f"grader-{os.getpid()}-{id(self):x}", config.max_processes, memory)
+        self.info["isolation"]["cgroup"] = self._cgroup.describe()
         if self._run_as:
             # the unprivileged worker reads the staged tree and its own code, and writes only its working folder
             os.chmod(self._tmp.name, 0o711)
@@ -325,6 +390,7 @@ class Sandbox:
 
     def close(self) -> None:
         self._kill()
+        self._cgroup.remove()
         self._stderr.close()
         self._tmp.cleanup()
 
@@ -332,7 +398,15 @@ class Sandbox:
         py = [self.config.python, "-I", "-c", BOOT, self._inside_runtime]
         if self.isolation.mode != "bwrap":
             return py
-        argv = ["bwrap", *_bwrap_namespace_args(), "--info-fd", str(info_fd)]
+        size = str(self.config.scratch_mb << 20)
+        # the worker's uid maps to root outside (bubblewrap runs as root to read a Python under /root): whatever
+        # root could write in /proc is made read-only, and /dev gets no room to fill. These come first, so that
+        # what is bound below stays visible even where it lives under /tmp (a checkout there, a staged tree).
+        argv = ["bwrap", *_bwrap_namespace_args(), "--info-fd", str(info_fd),
+                "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys",
+                "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger",
+                "--dev", "/dev", "--size", str(1 << 20), "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
+                "--size", size, "--tmpfs", "/tmp"]
         bound: list[str] = []
         for d in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
             if os.path.islink(d):
@@ -355,9 +429,7 @@ class Sandbox:
                 argv += [a for p in python if _within(p, h) and p != h for a in ("--ro-bind", p, p)]
             else:
                 argv += ["--ro-bind", str(self._empty), h]
-        size = str(self.config.scratch_mb << 20)
-        argv += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/tmp",
-                 "--ro-bind", str(self.config.root), self._inside_root,
+        argv += ["--ro-bind", str(self.config.root), self._inside_root,
                  "--ro-bind", str(self._runtime), self._inside_runtime,
                  "--size", size, "--tmpfs", self._inside_work, "--chdir", self._inside_work]
         if self.config.device.startswith("cuda"):
@@ -378,7 +450,8 @@ class Sandbox:
             self.proc = subprocess.Popen(
                 self._argv(info_w), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
                 cwd=self._workdir, env=env, start_new_session=True, close_fds=True,
-                pass_fds=(info_w,) if info_w is not None else ())
+                pass_fds=(info_w,) if info_w is not None else (),
+                preexec_fn=self._cgroup.join if self._cgroup.dirs else None)
         finally:
             if info_w is not None:
                 os.close(info_w)
@@ -504,10 +577,12 @@ class Sandbox:
             raise SandboxError("protocol", f"the sandbox's answer while {doing} does not belong to the request "
                                            "(did your code write to the grader's channel?)")
         if not reply.get("ok"):
-            where = reply.get("where")
-            raise SandboxError(str(reply.get("kind", "exception")), str(reply.get("message", "")),
-                               type_name=str(reply.get("type", "")),
-                               where=[w for w in where if isinstance(w, dict)] if isinstance(where, list) else [])
+            where = reply.get("where") if isinstance(reply.get("where"), list) else []
+            # the worker cuts these, but its code is the student's to patch: cut them again here
+            frames = [{k: (v if isinstance(v, int) else str(v)[:300]) for k, v in list(w.items())[:8]}
+                      for w in where[-5:] if isinstance(w, dict)]
+            raise SandboxError(str(reply.get("kind", "exception"))[:20], str(reply.get("message", ""))[:2000],
+                               type_name=str(reply.get("type", ""))[:100], where=frames)
         return reply
 
     def _write(self, data: bytes, deadline: float, doing: str) -> None:

@@ -124,6 +124,7 @@ def decode(msg: bytes, device_map: Callable[[str], str] | None = None,
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise WireError(f"message header is not JSON: {e}") from None
     body = memoryview(msg)[4 + hlen:]
+    cursor = [0]     # buffers are laid out one after another, in the order the header names them
 
     def dec(x: Any, depth: int) -> Any:
         if depth > MAX_DEPTH:
@@ -133,7 +134,9 @@ def decode(msg: bytes, device_map: Callable[[str], str] | None = None,
         if not isinstance(x, dict):
             return x
         if "__tensor__" in x:
-            return _tensor(x, body, device_map)
+            t = _tensor(x, body, device_map, cursor[0])
+            cursor[0] += t.numel() * t.element_size()
+            return t
         if "__tuple__" in x:
             return tuple(dec(v, depth + 1) for v in x["__tuple__"])
         if "__dict__" in x:
@@ -171,12 +174,15 @@ def _lookup_dtype(name: Any) -> torch.dtype:
     return DTYPES[name]
 
 
-def _tensor(meta: dict, body: memoryview, device_map: Callable[[str], str] | None) -> torch.Tensor:
+def _tensor(meta: dict, body: memoryview, device_map: Callable[[str], str] | None, expected_start: int) -> torch.Tensor:
     dtype = _lookup_dtype(meta.get("dtype"))
     start, nbytes = (int(v) for v in meta["__tensor__"])
     shape = [int(s) for s in meta["shape"]]
     if any(s < 0 for s in shape) or start < 0 or start + nbytes > len(body):
         raise WireError("tensor buffer out of range")
+    if start != expected_start:
+        # each tensor owns its own bytes: no two may share a buffer (a small message must not decode to a huge one)
+        raise WireError("tensor buffers overlap or are out of order")
     numel = 1
     for s in shape:
         numel *= s

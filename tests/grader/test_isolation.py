@@ -106,6 +106,27 @@ def forge_reply(value):
             pass
     return 0
 
+def bloated_error():
+    """Patch the worker so its error reply skips the worker's own cut, then fail."""
+    w = sys.modules["grader.worker"]
+    w._error_reply = lambda e, files: {"ok": False, "kind": "exception", "type": "E" * 10**6,
+                                       "message": "m" * 10**7, "where": [{"file": "f" * 10**6, "line": 1}] * 1000}
+    raise ValueError("boom")
+
+def fork_bomb(n):
+    pids = []
+    try:
+        for _ in range(n):
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(30)
+                os._exit(0)
+            pids.append(pid)
+    except OSError as e:
+        return [len(pids), str(e)]
+    return [len(pids), ""]
+
+
 def huge():
     import torch
     return torch.zeros(40 * 2**20 // 4 + 1)
@@ -180,6 +201,16 @@ def test_the_worker_cannot_write_the_kit_python_or_a_root_only_file(sandbox, tmp
     assert not (Path(sysconfig.get_paths()["purelib"]) / "evil.pth").exists()
     assert call(sandbox, "write", "scratch.txt") is True   # its own working folder is writable
     assert call(sandbox, "write", "/tmp/scratch.txt") is True
+
+
+@needs_bwrap
+def test_the_worker_cannot_change_the_kernel_or_fill_dev(sandbox):
+    for path in ("/proc/sys/kernel/core_pattern", "/proc/sys/fs/file-max", "/proc/sys/vm/drop_caches"):
+        with pytest.raises(SandboxError, match="Read-only|Permission denied|No such file"):
+            call(sandbox, "write", path, "1")
+    for path in ("/dev/filler", "/dev/shm/filler"):
+        with pytest.raises(SandboxError, match="Read-only|No space|Permission denied"):
+            call(sandbox, "write", path, "x" * (2 << 20))
 
 
 @needs_bwrap
@@ -269,3 +300,61 @@ def test_isolation_can_be_chosen_and_is_recorded(tmp_path, monkeypatch):
     from grader.sandbox import IsolationError
     with pytest.raises(IsolationError, match="expected auto, bwrap, user or none"):
         detect_isolation(want="docker")
+
+
+def test_an_error_reply_cannot_bloat_the_feedback(sandbox):
+    with pytest.raises(SandboxError) as info:
+        call(sandbox, "bloated_error")
+    e = info.value
+    assert len(e.message) <= 2000 and len(e.type_name) <= 100 and len(e.where) <= 5
+    assert all(len(str(v)) <= 300 for w in e.where for v in w.values())
+    from grader.runner import MAX_FEEDBACK, _cut
+    assert len(_cut("x" * 10**6)) < MAX_FEEDBACK + 100 and _cut("short") == "short"
+
+
+def _cgroup_limits(sb) -> str:
+    return sb.info["isolation"]["cgroup"]
+
+
+def test_a_fork_bomb_is_stopped_where_a_cgroup_can_be_made(tmp_path):
+    root = make_tree(tmp_path)
+    with Sandbox(SandboxConfig(root=root, student_files=["pkg/hostile.py"], call_timeout=60, max_processes=64)) as sb:
+        if "pids.max" not in _cgroup_limits(sb):
+            pytest.skip(f"no cgroup here: {_cgroup_limits(sb)}")
+        made, error = call(sb, "fork_bomb", 5000)
+        assert made < 64 and "Resource temporarily unavailable" in error
+        assert call(sb, "echo", 1) == 1
+
+
+def test_the_worker_and_its_children_share_one_memory_limit(tmp_path):
+    """Each process has its own address-space limit; the cgroup bounds them all together (the kernel enforces it)."""
+    root = make_tree(tmp_path)
+    with Sandbox(SandboxConfig(root=root, student_files=["pkg/hostile.py"], call_timeout=60, memory_mb=1024)) as sb:
+        if "memory" not in _cgroup_limits(sb):
+            pytest.skip(f"no memory cgroup here: {_cgroup_limits(sb)}")
+        call(sb, "echo", 1)
+        members = set()
+        for d in sb._cgroup.dirs:
+            members |= {int(p) for p in (d / "cgroup.procs").read_text().split()}
+            limit = next((f for f in ("memory.max", "memory.limit_in_bytes") if (d / f).exists()), None)
+            if limit:
+                assert int((d / limit).read_text()) == (1024 + 2048) << 20
+        assert sb.proc.pid in members and sb._child_pid in members     # bubblewrap and the namespace's init
+        made = list(sb._cgroup.dirs)
+    assert made and all(not d.exists() for d in made)                     # removed with the sandbox
+
+
+@needs_bwrap
+def test_a_python_installation_under_tmp_stays_visible(tmp_path, monkeypatch):
+    """A checkout (and its .venv) under /tmp must not be hidden by the sandbox's own /tmp."""
+    import grader.sandbox as sandbox_module
+    real = sandbox_module.python_paths(sandbox_module.sys.executable)
+    monkeypatch.setattr(sandbox_module, "python_paths", lambda python: ("/tmp/checkout/.venv", *real))
+    sb = Sandbox(SandboxConfig(root=make_tree(tmp_path), student_files=[]))
+    try:
+        argv = sb._argv(99)
+    finally:
+        sb.close()
+    tmpfs = argv.index("/tmp", argv.index("--tmpfs"))
+    binds = [i for i, a in enumerate(argv) if a == "/tmp/checkout/.venv" and argv[i - 2] == "--ro-bind"]
+    assert binds and all(i > tmpfs for i in binds)

@@ -123,6 +123,7 @@ def test_the_autograder_bundle_grades_like_gradescope(released, tmp_path):
         names = zf.namelist()
         assert "setup.sh" in names and "run_autograder" in names
         assert "source/assignments/a1_knn/hidden.py" in names
+        assert "bubblewrap" in zf.read("setup.sh").decode()      # the sandbox is installed with the image
         zf.extractall(tmp_path / "ag")
     ag = tmp_path / "ag"
     (ag / "source").rename(ag / "source")
@@ -135,9 +136,21 @@ def test_the_autograder_bundle_grades_like_gradescope(released, tmp_path):
                           timeout=900)
     assert proc.returncode == 0, proc.stderr
     results = json.loads((ag / "results" / "results.json").read_text())
+    from grader.sandbox import detect_isolation
+    if not detect_isolation().strong:         # hidden checks are refused without an OS sandbox, with a results file
+        assert results["score"] == 0 and "without an OS sandbox" in proc.stderr
+        return
     validate(results)
     assert results["score"] == pytest.approx(100)
     assert any(t["visibility"] == "after_published" for t in results["tests"])   # hidden checks ran
+    assert results["extra_data"]["sandbox"]["isolation"]["mode"] in ("bwrap", "user")   # never weaker, with hidden
+
+
+def test_the_student_kit_installs_the_sandbox_where_it_can(released):
+    out, _ = released
+    kit = out / "student"
+    assert (kit / "tools" / "install-system-packages.sh").is_file()
+    assert "bash tools/install-system-packages.sh" in (kit / "Makefile").read_text()
 
 
 def test_release_refuses_to_overwrite_without_force(released):

@@ -78,3 +78,16 @@ def test_refs_cross_only_towards_the_worker():
     with pytest.raises(WireError, match="not accepted"):
         wire.decode(msg)
     assert wire.decode(msg, from_ref=lambda r: f"{r.module}:{r.attr}") == ["pkg.mod:fn"]
+
+
+def test_tensors_cannot_share_a_buffer():
+    """A reply whose tensors all point at the same bytes would decode to many times its size: refused."""
+    raw = torch.zeros(1024, dtype=torch.float32)
+    meta = {"__tensor__": [0, raw.numel() * 4], "dtype": "float32", "shape": [1024], "device": "cpu"}
+    header = json.dumps([meta] * 100).encode()
+    msg = struct.pack(">I", len(header)) + header + raw.numpy().tobytes()
+    with pytest.raises(WireError, match="overlap"):
+        wire.decode(msg)
+    value = [torch.ones(3), torch.zeros(2, 2), {"k": torch.arange(4)}]      # honest messages still decode
+    out = wire.decode(wire.encode(value))
+    assert torch.equal(out[0], value[0]) and torch.equal(out[1], value[1]) and torch.equal(out[2]["k"], value[2]["k"])
