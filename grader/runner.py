@@ -125,7 +125,7 @@ class Run:
                                "Use vectorised tensor operations instead.")
                 dynamic = dynamic_uses(src, function)
                 if dynamic:
-                    problem = describe_dynamic(function, dynamic) + (f" {problem}" if problem else "")
+                    problem = describe_dynamic(function, dynamic, part.file) + (f" {problem}" if problem else "")
             self._scans[function] = problem
         return self._scans[function]
 

@@ -150,11 +150,11 @@ SOFTMAX_AUTOGRAD_HIDDEN = '''
 def softmax_loss_vectorized(W, X, y, reg):
     N = X.shape[0]
     Wg = W.detach().clone()
-    getattr(Wg, "requires" + "_grad_")(True)                   # invisible to the static scan
+    getattr(Wg, "requires_grad_")(True)                        # invisible to the static scan
     s = X @ Wg
     s = s - s.max(dim=1, keepdim=True).values
     loss = (torch.log(torch.exp(s).sum(dim=1)) - s[torch.arange(N), y]).mean() + reg * torch.sum(Wg * Wg)
-    (g,) = getattr(torch, "auto" + "grad").grad(loss, Wg)
+    (g,) = getattr(torch, "autograd").grad(loss, Wg)
     return loss.detach(), g
 '''
 

@@ -166,7 +166,7 @@ BUGS = {
     "maxpool_calls_max_pool2d_behind_getattr": ("MaxPool", "MaxPool.forward", '''
         @staticmethod
         def forward(x, pool_param):
-            pool = getattr(torch.nn.functional, "max_" + "pool2d")
+            pool = getattr(torch.nn.functional, "max_pool2d")
             out = pool(x, (pool_param["pool_height"], pool_param["pool_width"]), stride=pool_param["stride"])
             return out, (x, pool_param)
         ''', "called torch.nn.functional.max_pool2d", False),

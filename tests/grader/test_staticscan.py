@@ -138,19 +138,20 @@ def clean(a):
 '''
 
 
-def test_exec_eval_compile_importlib_import_and_torch_c_are_found():
+def test_exec_eval_compile_importlib_import_and_torch_c_are_found_anywhere_in_the_file():
     from grader.staticscan import describe_dynamic, dynamic_uses
     names = lambda fn: {(u.name, u.line) for u in dynamic_uses(DYNAMIC, fn)}   # noqa: E731
-    module_level = {("torch._C", 4), ("importlib", 5)}          # count for every function of the file
-    assert names("runs_exec") == module_level | {("exec()", 8), ("eval()", 9), ("compile()", 9)}
-    assert names("imports_by_name") == module_level | {("__import__()", 12), ("importlib", 12)}
-    assert ("torch._C", 15) in names("uses_internals")
-    assert ("exec()", 18) in names("through_builtins")
-    assert ("eval()", 21) in names("calls_helper")                 # through the student's own helper
-    assert names("clean") == module_level
-    text = describe_dynamic("runs_exec", dynamic_uses(DYNAMIC, "runs_exec"))
-    assert "runs_exec may not use exec() (line 8): the grader reads your code to check the rules, so write the " \
-           "calls out directly." in text
+    everything = {("torch._C", 4), ("importlib", 5), ("exec()", 8), ("eval()", 9), ("compile()", 9),
+                  ("__import__()", 12), ("importlib", 12), ("torch._C", 15), ("exec()", 18), ("builtins", 2),
+                  ("builtins", 18), ("eval()", 21)}
+    # a helper passed by reference, a decorator or a dunder method runs too: one use counts for every function
+    for fn in ("runs_exec", "imports_by_name", "uses_internals", "through_builtins", "calls_helper", "clean"):
+        assert names(fn) == everything, fn
+    assert dynamic_uses(DYNAMIC, "not_there") == []
+    text = describe_dynamic("runs_exec", dynamic_uses(DYNAMIC, "runs_exec"), "a1_knn/knn.py")
+    assert "a1_knn/knn.py line 8 uses exec(), line 18 uses builtins.exec: the grader reads your code to check " \
+           "the rules, so write the calls out directly." in text
+    assert text.endswith("No function of a1_knn/knn.py (runs_exec included) can be graded until they are gone.")
 
 
 def test_code_without_them_is_not_flagged():
@@ -200,3 +201,189 @@ def test_loops_follow_the_calls_into_the_students_own_helpers():
     assert loop_sites(HELPERS, "Net.loss") == [(23, "Net._step"), (28, "Net.other")]
     assert loops(HELPERS, "no_loops") == [3]
     assert loops(HELPERS, "recursive") == []
+
+
+# ---- doors into the grader and the interpreter -------------------------------------------------------------------
+# The worker runs the student's code in the process that holds the forbidden-call guard; each of these reaches (or
+# could reach) the guard and switch it off, so each is refused anywhere in a graded file.
+
+HEADER = "import torch\n\ndef graded(a, b):\n    return a @ b.t()\n\n"      # the door sits on line 6 onwards
+
+DOORS = {
+    # the grader itself, however it is imported
+    "import grader": ("import grader", "import grader"),
+    "from grader import guard": ("from grader import guard", "import grader"),
+    "import grader.guard as g": ("import grader.guard as g\ng.Guard", "import grader"),
+    "from grader.guard import Guard": ("from grader.guard import Guard", "import grader"),
+    # sys
+    "sys.modules": ("import sys\nsys.modules['grader.guard']", "sys.modules"),
+    "sys.modules through an alias": ("import sys as s\ns.modules.get('x')", "sys.modules"),
+    "from sys import modules": ("from sys import modules", "sys.modules"),
+    "from sys import modules as m": ("from sys import modules as m\nm['x']", "sys.modules"),
+    "getattr(sys, 'modules')": ("import sys\ngetattr(sys, 'modules')", "sys.modules"),
+    "os.sys": ("import os\nos.sys.modules", "sys"),
+    "sys as a value": ("import sys\nm = sys", "module sys passed around as a value"),
+    "sys._getframe": ("import sys\nsys._getframe(0)", "sys._getframe"),
+    "from sys import _getframe": ("from sys import _getframe as gf\ngf()", "sys._getframe"),
+    "sys.settrace": ("import sys\nsys.settrace(None)", "sys.settrace"),
+    "sys.setprofile": ("import sys as s\ns.setprofile(None)", "sys.setprofile"),
+    "sys.addaudithook": ("import sys\nsys.addaudithook(print)", "sys.addaudithook"),
+    "sys.meta_path": ("import sys\nsys.meta_path.insert(0, None)", "sys.meta_path"),
+    "sys.path_hooks": ("from sys import path_hooks", "sys.path_hooks"),
+    "threading.settrace": ("import threading\nthreading.settrace(print)", "threading.settrace"),
+    "from threading import settrace": ("from threading import settrace", "threading.settrace"),
+    # modules that hand out the interpreter's objects
+    "import gc": ("import gc\ngc.get_objects()", "gc"),
+    "import gc as g": ("import gc as g", "gc"),
+    "from gc import get_objects": ("from gc import get_objects", "gc"),
+    "import inspect": ("import inspect", "inspect"),
+    "from inspect import currentframe": ("from inspect import currentframe", "inspect"),
+    "import ctypes": ("import ctypes", "ctypes"),
+    "from ctypes import pythonapi": ("from ctypes import pythonapi as p", "ctypes"),
+    "import builtins": ("import builtins as b\nb.getattr", "builtins"),
+    "__builtins__": ("__builtins__['getattr']", "__builtins__"),
+    "import pickle": ("import pickle", "pickle"),
+    "import pkgutil": ("import pkgutil\npkgutil.resolve_name('grader.guard:Guard')", "pkgutil"),
+    "unittest.mock": ("from unittest import mock", "unittest"),
+    "__main__": ("import __main__", "__main__"),
+    "torch's private modules": ("torch._dynamo.reset()", "torch._dynamo"),
+    # frame and code internals, on anything
+    **{attr: (f"x = graded.{attr}", attr) for attr in (
+        "__globals__", "__code__", "__closure__", "__dict__", "__subclasses__", "__bases__", "__mro__",
+        "__self__", "__traceback__", "f_globals", "f_locals", "f_back", "f_builtins", "tb_frame", "gi_frame",
+        "cr_frame")},
+    "object.__subclasses__()": ("object.__subclasses__()", "__subclasses__"),
+    "getattr(f, '__globals__')": ("getattr(graded, '__globals__')", "__globals__"),
+    "a frame from an exception": ("try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    e.__traceback__.tb_frame",
+                                  "__traceback__"),
+    "attrgetter('f_back')": ("import operator\noperator.attrgetter('f_back')", "f_back"),
+    "a format string that reads __globals__": ("'{0.__globals__}'.format(graded)", "__globals__"),
+    "a format string that reads f_back": ("text = f'{{0.f_back}}'", "f_back"),
+    # namespaces
+    "globals()": ("globals()['__builtins__']", "globals()"),
+    "vars()": ("vars()", "vars()"),
+    "vars(x)": ("vars(torch)", "vars()"),
+    "locals()": ("locals()", "locals()"),
+    # names computed at run time
+    **{f"{g}(x, name)": (f"name = 'W' + '1'\n{g}(graded, name{', 0' if g == 'setattr' else ''})",
+                         f"{g}() with a computed name") for g in ("getattr", "setattr", "delattr", "hasattr")},
+    "getattr(torch, 'cd' + 'ist')": ("getattr(torch, 'cd' + 'ist')", "getattr() with a computed name"),
+    "getattr as a value": ("g = getattr", "getattr passed around as a value"),
+    "object.__setattr__": ("object.__setattr__(graded, 'x', 1)", "__setattr__"),
+    "type.__setattr__": ("type.__setattr__(int, 'x', 1)", "__setattr__"),
+    "attrgetter with a computed name": ("from operator import attrgetter as ag\nag('f_' + 'back')",
+                                        "operator.attrgetter() with a computed name"),
+    "a format string built at run time": ("fmt = '{0.__glo' + 'bals__}'\nfmt.format(graded)",
+                                          "str.format with a format string built at run time"),
+    "torch as a value": ("t = torch", "module torch passed around as a value"),
+    # unpickling: runs code by name
+    "torch.load(weights_only=False)": ("torch.load('x.pt', weights_only=False)", "torch.load(weights_only=False)"),
+    "the environment switch for torch.load": ("import os\nos.environ['TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'] = '1'",
+                                              "os.environ"),
+}
+
+
+@pytest.mark.parametrize("door", sorted(DOORS))
+def test_each_door_is_refused_at_module_level_and_in_any_function(door):
+    from grader.staticscan import dynamic_uses
+    snippet, name = DOORS[door]
+    src = HEADER + snippet + "\n"
+    found = {(u.name, u.line) for u in dynamic_uses(src, "graded")}
+    assert any(n == name and line >= 6 for n, line in found), found
+    # inside a function the graded one never calls by name: it may still run (by reference, as a decorator)
+    indented = "\n".join("    " + line for line in snippet.splitlines())
+    src = HEADER + f"def helper(graded):\n{indented}\n"
+    assert name in {u.name for u in dynamic_uses(src, "graded")}
+
+
+CLEAN = '''
+import math
+import os
+import sys
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+class Net:
+    """Keeps its weights in self.params (not in __dict__ tricks)."""
+
+    def __init__(self, W1):
+        super().__init__()
+        self.params: dict[str, Any] = {"W1": W1}
+        setattr(self, "W1", W1)
+
+    def loss(self, X):
+        W1 = getattr(self, "W1")
+        if hasattr(self, "b1") and not hasattr(torch, "cdist"):
+            delattr(self, "b1")
+        print(f"{type(self).__name__}: {X.shape}", torch.__version__, sys.version_info, file=sys.stderr)
+        debug = os.environ.get("DEBUG", "") or ("DEBUG" in os.environ and os.environ["DEBUG"])
+        text = "{} {}".format(W1.shape, debug)
+        state = torch.load("net.pt", map_location="cpu")
+        safe = torch.load("net.pt", weights_only=True)
+        return F.relu(X @ W1).sum() * math.pi, isinstance(X, torch.Tensor), text, state, safe
+
+
+def graded(model, x):
+    model.eval()
+    return Net(x).loss(x)
+
+
+if __name__ == "__main__":
+    print(graded.__name__, graded.__doc__, "__init__")
+'''
+
+
+def test_ordinary_code_opens_no_door():
+    from grader.staticscan import dynamic_uses
+    assert dynamic_uses(CLEAN, "graded") == []
+
+
+def test_the_reviewers_one_liner_is_refused_with_kind_feedback():
+    from grader.staticscan import describe_dynamic, dynamic_uses
+    src = ('import sys\nimport torch\n'
+           '_G = sys.modules["grader.guard"].Guard; _G.exit = lambda self, _o=_G.exit: _o(self)[:0]\n\n\n'
+           'def compute_distances_no_loops(x_train, x_test):\n'
+           '    a = x_train.reshape(x_train.shape[0], -1)\n'
+           '    b = x_test.reshape(x_test.shape[0], -1)\n'
+           '    return getattr(torch, "cd" + "ist")(a, b) ** 2\n\n\n'
+           'def predict_labels(dists, y_train, k=1):\n'
+           '    return y_train[dists.topk(k, dim=0, largest=False).indices].mode(dim=0).values\n')
+    for fn in ("compute_distances_no_loops", "predict_labels"):      # the guard is off for every function
+        uses = dynamic_uses(src, fn)
+        assert [(u.name, u.line) for u in uses] == [("sys.modules", 3), ("getattr() with a computed name", 9)]
+    text = describe_dynamic("predict_labels", uses, "a1_knn/knn.py")
+    assert text.startswith("a1_knn/knn.py line 3 uses sys.modules: graded files may not reach into the grader or "
+                           "the interpreter's internals (sys.modules, gc, inspect, frames, __globals__, ...). "
+                           "Write the computation directly. ")
+    assert 'a1_knn/knn.py line 9 uses getattr() with a computed name: the grader reads your code to check the ' \
+           'rules, so names must be written out: obj.name, or getattr(obj, "name") with the name as a string ' \
+           'literal.' in text
+    assert text.endswith("No function of a1_knn/knn.py (predict_labels included) can be graded until they are gone.")
+
+
+def test_feedback_shows_the_name_behind_an_alias():
+    from grader.staticscan import describe_dynamic, dynamic_uses
+    src = "import sys as s\nfrom gc import get_objects\n\ndef f():\n    return s.modules\n"
+    text = describe_dynamic("f", dynamic_uses(src, "f"), "a1_knn/knn.py")
+    assert "line 2 imports gc.get_objects" in text and "line 5 uses s.modules (sys.modules)" in text
+
+
+def test_no_reference_file_opens_a_door():
+    """Every graded function of every assignment's reference, and of the stubbed kit the students start from."""
+    from grader.manifest import available, load
+    from grader.release import stub_source
+    from grader.staticscan import dynamic_uses
+    from tests.conftest import ROOT
+    checked = 0
+    for name in available(ROOT):
+        for part in load(name, ROOT).parts:
+            reference = (ROOT / part.file).read_text()
+            stubbed, _ = stub_source(reference, part.file)
+            for fn in part.functions:
+                for src in (reference, stubbed):
+                    assert dynamic_uses(src, fn) == [], (part.file, fn)
+                    checked += 1
+    assert checked >= 2 * 40
