@@ -65,13 +65,13 @@ def clean_result(value: Any) -> Any:
 
 
 # characters Markdown or HTML would read; "_" inside a word (snake_case) is left alone, as GitHub reads it literally
-_MD_SPECIAL = re.compile(r"([\\`*{}\[\]<>#|~&!$]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+_MD_ESCAPED = re.compile(r"([\\`*{}\[\]<>#|~&!$]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
 
 
 def md_inline(text: str) -> str:
     """Text for one line of Markdown (a table cell, a quote): every character Markdown or HTML would read
     escaped, and line breaks shown as <br>."""
-    return "<br>".join(_MD_SPECIAL.sub(r"\\\1", line) for line in clean_text(text).split("\n"))
+    return "<br>".join(_MD_ESCAPED.sub(r"\\\1", line) for line in clean_text(text).split("\n"))
 
 
 def md_block(text: str) -> str:

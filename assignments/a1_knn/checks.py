@@ -1,7 +1,7 @@
 """Public checks for A1. Each judges the student's function against an oracle computed here, in the judge,
 with PyTorch's own ops in float64. Hidden variants (other seeds, shapes, edge cases) live in hidden.py.
 
-Nothing here imports the a1_knn package: the oracles below are independent re-statements of SPEC.md A1.
+Nothing here imports the a1_knn package: the oracles below are independent re-statements of the contracts in a1_knn's docstrings.
 Test labels of the grading data set stay in the judge; only images and training labels enter the sandbox.
 """
 

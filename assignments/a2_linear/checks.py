@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from grader.sandbox import Reply
 
 # How much the checks that train do, per data set. digits (the offline stand-in) is small and easy: short runs on
-# the CPU. cifar10 is the course's data set (graded on a GPU): runs long enough for SPEC's targets.
+# the CPU. cifar10 is the course's data set (graded on a GPU): runs long enough for the course's targets.
 # net_grid: the hyperparameters find_best_net is given (None: the student's own nn_get_search_params);
 # net_pool: find_best_net's images are average-pooled by this factor first (digits: 3x8x8 = 192 features, which
 # the 8x8 digits lose nothing to, and a net trains in well under a second).
@@ -1100,7 +1100,7 @@ def net_problem(ctx, N: int, D: int, H: int, C: int, dtype: torch.dtype, w_scale
 
 
 def toy_problem(ctx, dtype: torch.dtype = torch.float64, zero_biases: bool = False):
-    """SPEC's toy problem: X = 10 randn(5, 4), y = [0, 1, 2, 2, 1], 10 hidden units, 3 classes, weights
+    """The course's toy problem: X = 10 randn(5, 4), y = [0, 1, 2, 2, 1], 10 hidden units, 3 classes, weights
     1e-4 randn; biases 1e-4 randn too (or 0, as TwoLayerNet starts, with zero_biases)."""
     p = {"W1": ctx.randn(4, 10, dtype=dtype, scale=1e-4), "b1": ctx.randn(10, dtype=dtype, scale=1e-4),
          "W2": ctx.randn(10, 3, dtype=dtype, scale=1e-4), "b2": ctx.randn(3, dtype=dtype, scale=1e-4)}
@@ -1221,7 +1221,7 @@ def _judge_net_grads(ctx, p: dict, X, y, reg: float, dtype: torch.dtype, what: s
 
 @check("a2.two_layer.forward_backward_toy", function="nn_forward_backward", reg=0.05)
 def forward_backward_toy(ctx, reg):
-    """nn_forward_backward: loss and every gradient on SPEC's toy problem"""
+    """nn_forward_backward: loss and every gradient on the course's toy problem"""
     p, X, y = toy_problem(ctx)
     judge_net_grads(ctx, p, X, y, reg, torch.float64, f"(toy problem, reg={reg:g})")
 
@@ -1377,7 +1377,7 @@ def train_net(ctx, N, batch_size, num_iters, lr, decay, reg, dtype, toy):
 
 
 def judge_toy_training(ctx, lr: float, decay: float, reg: float, num_iters: int, batch_size: int) -> None:
-    """SPEC: on the toy problem (as TwoLayerNet starts it: biases 0) the final training loss falls below 1.0."""
+    """On the course's toy problem (as TwoLayerNet starts it: biases 0) the final training loss falls below 1.0."""
     p, X, y = toy_problem(ctx, zero_biases=True)
     try:
         got = call(ctx, "nn_train", p, ctx.ref("nn_forward_backward"), ctx.ref("nn_predict"), X, y, X, y,

@@ -1,5 +1,5 @@
 """
-The reference solution of A1 (a1_knn) against SPEC.md's examples and PyTorch oracles.
+The reference solution of A1 (a1_knn) against the course's worked examples and PyTorch oracles.
 
 Oracles are PyTorch's own operations in float64 (torch.cdist, torch.mean/std, torch.matmul, ...) or a plain
 Python re-statement of the rule (majority vote, multiples of ten). Every function runs on each available
@@ -238,7 +238,7 @@ def test_distances_match_cdist_squared(distances, dtype, device):
 
 
 def test_loop_versions_agree_on_cifar_sized_images():
-    # SPEC: the loop versions agree with the two-loop one to 1e-4 in Frobenius norm (float32, images in [0, 1]).
+    # The course: the loop versions agree with the two-loop one to 1e-4 in Frobenius norm (float32, images in [0, 1]).
     x_train = torch.rand(20, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     x_test = torch.rand(10, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     two = knn.compute_distances_two_loops(x_train, x_test)
@@ -302,7 +302,7 @@ def _vote_oracle(dists, y_train, k):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_predict_labels_toy_vote(device):
-    # SPEC's toy vote: dists 5 x 3, y_train [0, 1, 0, 1, 2], k = 3. The second column's three nearest
+    # the course's toy vote: dists 5 x 3, y_train [0, 1, 0, 1, 2], k = 3. The second column's three nearest
     # neighbours have labels 0, 1, 2: a three-way tie, won by the smallest label.
     dists = torch.tensor(
         [[0.3, 0.4, 0.1], [0.1, 0.5, 0.5], [0.4, 0.1, 0.2], [0.2, 0.2, 0.4], [0.5, 0.3, 0.3]], device=device

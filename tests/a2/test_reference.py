@@ -1,5 +1,5 @@
 """
-The reference solution of A2 (a2_linear) against SPEC.md's conventions and PyTorch oracles.
+The reference solution of A2 (a2_linear) against the course's conventions (the module docstrings) and PyTorch oracles.
 
 Oracles: `F.multi_margin_loss` and `F.cross_entropy` (plus the regulariser reg * sum(W * W)) for the losses,
 `torch.autograd.grad` in float64 and `dlcv.compute_numeric_gradient` for the gradients. Every function runs on
@@ -92,7 +92,7 @@ def test_linear_losses_match_pytorch_and_autograd(loss_func, reg, dtype, device)
 @pytest.mark.parametrize("reg", [0.0, 0.05])
 @pytest.mark.parametrize("loss_func", LOSSES, ids=lambda f: f.__name__)
 def test_linear_gradients_match_numeric_gradient(loss_func, reg):
-    # SPEC: numeric gradient checks < 1e-5 with reg 0 and reg > 0 (float64).
+    # The course: numeric gradient checks < 1e-5 with reg 0 and reg > 0 (float64).
     W, X, y = _linear_problem(N=8, D=6, C=4, seed=3)
     _, dW = loss_func(W, X, y, reg)
     dW_numeric = dlcv.compute_numeric_gradient(lambda w: loss_func(w, X, y, reg)[0], W.clone())
@@ -114,7 +114,7 @@ def test_svm_gradient_ignores_the_correct_class_hinge_and_inactive_hinges():
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("reg", [0.0, 1e-3])
 def test_naive_and_vectorized_agree(reg, dtype):
-    # SPEC: naive vs vectorized < 1e-6 (here in the relative-error sense, on CIFAR-like sizes cut down).
+    # The course: naive vs vectorized < 1e-6 (here in the relative-error sense, on CIFAR-like sizes cut down).
     W, X, y = _linear_problem(N=40, D=50, C=10, dtype=dtype, seed=5)
     tolerance = 1e-6 if dtype == torch.float32 else 1e-12
     for naive, vectorized in (SVM_LOSSES, SOFTMAX_LOSSES):
@@ -138,7 +138,7 @@ def test_softmax_is_numerically_stable_on_huge_scores(loss_func, dtype):
 
 
 def test_sanity_losses_at_small_random_weights():
-    # SPEC: at W = 1e-4 randn on 10 classes the SVM loss is near 9 (9 wrong classes, each hinge near 1) and the
+    # The course: at W = 1e-4 randn on 10 classes the SVM loss is near 9 (9 wrong classes, each hinge near 1) and the
     # softmax loss near log(10). Random stand-in data of CIFAR's width and scale.
     generator = torch.Generator().manual_seed(0)
     X = torch.rand(200, 3073, generator=generator) - 0.5
@@ -287,7 +287,7 @@ def test_linear_search_params_respect_the_limits(get_params):
 
 
 def _toy(dtype=torch.float64, device="cpu"):
-    """SPEC's toy problem: X = 10 randn(5, 4), y = [0, 1, 2, 2, 1], hidden 10, classes 3, weights 1e-4 randn."""
+    """The course's toy problem: X = 10 randn(5, 4), y = [0, 1, 2, 2, 1], hidden 10, classes 3, weights 1e-4 randn."""
     dlcv.reset_seed(0)
     params = {
         "W1": 1e-4 * torch.randn(4, 10, dtype=dtype, device=device),
@@ -372,7 +372,7 @@ def test_nn_forward_backward_on_the_toy_problem_matches_autograd(reg, device):
 
 @pytest.mark.parametrize("reg", [0.0, 0.05])
 def test_nn_gradients_match_numeric_gradient(reg):
-    # SPEC: numeric gradient < 1e-4 (float64). Weights of order 1, so the check is not dominated by rounding.
+    # The course: numeric gradient < 1e-4 (float64). Weights of order 1, so the check is not dominated by rounding.
     params = _random_params(seed=4)
     X = _rand(5, 4, seed=10) * 2
     y = torch.tensor([0, 1, 2, 2, 1])
@@ -386,7 +386,7 @@ def test_nn_gradients_match_numeric_gradient(reg):
 
 
 def test_nn_gradients_match_numeric_gradient_on_the_toy_problem():
-    # SPEC's own check: < 1e-4 in float64. With weights of 1e-4 the gradients are tiny (b1's about 1e-8), so the
+    # The course's own check: < 1e-4 in float64. With weights of 1e-4 the gradients are tiny (b1's about 1e-8), so the
     # centred difference is only good to about 1e-5 here (measured: W1 1.5e-6, b1 1.6e-5, W2 1.1e-6, b2 5e-10).
     X, y, params = _toy()
     _, grads = tln.nn_forward_backward(params, X, y, 0.05)
@@ -417,7 +417,7 @@ def test_nn_forward_backward_float32_and_huge_scores(dtype):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_nn_train_on_the_toy_problem(device):
-    # SPEC: toy training final loss < 1.0. With 5 examples every iteration is an epoch, so the default decay
+    # The course: toy training final loss < 1.0. With 5 examples every iteration is an epoch, so the default decay
     # (0.95 per epoch) would shrink the learning rate 0.95 ** 200-fold; train without decay.
     X, y, params = _toy(device=device)
     W1 = params["W1"]

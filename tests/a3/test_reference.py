@@ -846,7 +846,7 @@ def test_create_convolutional_solver_instance_reaches_the_target(digits):
 # ---------------------------------------------------------------------------------------------------------
 # The files themselves: contract, solution markers, what solution code may use
 
-SPEC_SIGNATURES = {
+COURSE_SIGNATURES = {
     fc: {
         "TwoLayerNet.__init__": ["self", "input_dim", "hidden_dim", "num_classes", "weight_scale", "reg", "dtype",
                                  "device"],
@@ -874,7 +874,7 @@ SPEC_SIGNATURES = {
 
 @pytest.mark.parametrize("module", [fc, cn], ids=["fully_connected", "convolutional"])
 def test_signatures_follow_the_spec(module):
-    for qualname, params in SPEC_SIGNATURES[module].items():
+    for qualname, params in COURSE_SIGNATURES[module].items():
         obj = module
         for part in qualname.split("."):
             obj = getattr(obj, part)

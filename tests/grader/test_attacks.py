@@ -10,7 +10,9 @@ import pytest
 from grader.manifest import GraderError
 from grader.runner import grade
 from grader.sandbox import detect_isolation
+from grader import manifest
 from tests.conftest import ROOT, copy_submission, processes_with
+from tests.grader.spy import sandbox_calls_naming
 
 needs_bwrap = pytest.mark.skipif(detect_isolation().mode != "bwrap", reason="bubblewrap is not usable here")
 
@@ -141,3 +143,11 @@ def test_hidden_checks_are_refused_without_isolation(tmp_path):
                    allow_weak_sandbox=True)
     assert result.sandbox["isolation"]["mode"] == "none"
     assert knn_points(result) == pytest.approx(40)
+
+
+@pytest.mark.parametrize("assignment", manifest.available(ROOT))
+def test_no_check_passes_the_test_labels_into_the_sandbox(assignment):
+    m = manifest.load(assignment, ROOT)
+    for f in [*m.checks, *m.hidden_checks]:
+        assert sandbox_calls_naming((m.dir / f).read_text(), {"y_test"}) == [], f
+    assert sandbox_calls_naming("ctx.put({'y': data['y_test']})\ncall(ctx, 'f', y_test)", {"y_test"}) == [1, 2]
