@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install system grade test test-fast bench release clean
+.PHONY: help install system grade test test-fast lint format bench release clean
 
 help:            ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -19,7 +19,7 @@ system:          ## install the system packages the grader uses (bubblewrap), wh
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,instructor]"
 	touch $@
 
 grade: install   ## grade the working tree (here: the reference solution), every assignment
@@ -30,6 +30,14 @@ test: install    ## the project's tests, slow ones (notebooks, full grading runs
 
 test-fast: install ## the tests without the slow ones
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: install    ## ruff: lint and formatting (configured in pyproject.toml); `make format` fixes what it can
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install  ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 bench: install   ## speed and memory ratios against baselines measured in the same run
 	$(BIN)/python -m bench $(ARGS)

@@ -4,10 +4,24 @@ A k-nearest-neighbour (KNN) image classifier.
 Distances are squared Euclidean distances between flattened images, laid out (num_train, num_test):
 dists[i, j] is the distance between the i-th training image and the j-th test image.
 
-Rules for every function here:
-- keep the device and dtype of the inputs (create new tensors with `device=` and `dtype=` taken from an
-  input; never call `.to()`, `.cuda()` or `.cpu()`), and do not modify the inputs;
-- do not use `torch.norm`, `torch.dist`, `torch.cdist` or anything from `torch.nn`.
+For every function here:
+- return results with the device and dtype of the inputs (create new tensors with `device=` and `dtype=`
+  taken from an input; computing in float64 inside is fine if the result is converted back), and do not
+  modify the inputs. The grader checks the dtype and the device of every result;
+- compute distances from sums and products (see the rules below); everything else in PyTorch is yours to use.
+
+Rules the grader enforces in this file (see `grader list --rules`):
+- compute_distances_two_loops, compute_distances_one_loop, compute_distances_no_loops may not use:
+  - torch.cdist, torch.pdist, torch.pairwise_distance, torch.nn.functional.pdist,
+    torch.nn.functional.pairwise_distance, torch.nn.PairwiseDistance: it computes the distances you
+    are asked to compute.
+  - torch.dist, torch.Tensor.dist: it computes the distance you are asked to compute.
+  - torch.norm, torch.Tensor.norm, torch.linalg.norm, torch.linalg.vector_norm: a norm is the
+    distance you are asked to compute from sums and products.
+- compute_distances_one_loop: at most 1 loop (for, while or comprehensions; loops in the helpers it
+  calls count too).
+- compute_distances_no_loops: no loops (for, while or comprehensions; loops in the helpers it calls
+  count too).
 
 Your code goes where a TODO comment asks for it; leave the rest of the file as it is.
 """
@@ -15,6 +29,8 @@ Your code goes where a TODO comment asks for it; leave the rest of the file as i
 from __future__ import annotations
 
 import torch
+
+from a1_knn.given import KnnAccuracy
 
 
 def compute_distances_two_loops(x_train: torch.Tensor, x_test: torch.Tensor) -> torch.Tensor:
@@ -143,8 +159,9 @@ def predict_labels(dists: torch.Tensor, y_train: torch.Tensor, k: int = 1) -> to
     return y_pred
 
 
-class KnnClassifier:
-    """A KNN classifier: it memorises the training data and predicts by voting among the nearest images."""
+class KnnClassifier(KnnAccuracy):
+    """A KNN classifier: it memorises the training data and predicts by voting among the nearest images.
+    `check_accuracy(x_test, y_test, k=1, quiet=False)` (given, in a1_knn/given.py) measures its accuracy in percent."""
 
     def __init__(self, x_train: torch.Tensor, y_train: torch.Tensor):
         """
@@ -179,27 +196,6 @@ class KnnClassifier:
         y_test_pred = predict_labels(dists, self.y_train, k=k)  # (num_test,)
         # END SOLUTION
         return y_test_pred
-
-    def check_accuracy(self, x_test: torch.Tensor, y_test: torch.Tensor, k: int = 1, quiet: bool = False) -> float:
-        """
-        (Given.) Measure the accuracy of the classifier on labelled test data.
-
-        Inputs:
-        - x_test: tensor of shape (num_test, D1, ..., Dn).
-        - y_test: int64 tensor of shape (num_test,), the true labels.
-        - k: the number of neighbours that vote.
-        - quiet: if True, print nothing.
-
-        Returns:
-        - accuracy: Python float, the percentage (0 to 100) of test images classified correctly.
-        """
-        y_test_pred = self.predict(x_test, k=k)  # (num_test,)
-        num_samples = x_test.shape[0]
-        num_correct = int((y_test == y_test_pred).sum().item())
-        accuracy = 100.0 * num_correct / num_samples
-        if not quiet:
-            print(f"Got {num_correct} / {num_samples} correct; accuracy is {accuracy:.2f}%")
-        return accuracy
 
 
 def knn_cross_validate(

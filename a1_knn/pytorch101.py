@@ -2,10 +2,26 @@
 PyTorch 101: small exercises in creating, indexing, reshaping and computing with tensors.
 
 Each function is a few lines long. Unless a docstring says otherwise:
-- do not use Python loops (vectorise with PyTorch operations instead);
+- vectorise with PyTorch operations instead of Python loops; where a docstring says "no loops", the grader
+  counts them (for, while and comprehensions, in the function and in any helper of yours it calls);
 - do not modify the input tensors (work on new tensors or on a copy);
-- keep the device and dtype of the input: create new tensors with `device=x.device` (and `dtype=x.dtype`
-  where a dtype is not prescribed), and never call `.to()`, `.cuda()` or `.cpu()`.
+- return results with the device and dtype of the input: create new tensors with `device=x.device` (and
+  `dtype=x.dtype` where a dtype is not prescribed). The grader checks the dtype and the device of every result.
+
+Rules the grader enforces in this file (see `grader list --rules`):
+- count_tensor_elements may not use:
+  - torch.numel, torch.Tensor.numel: counting the elements from the sizes of the dimensions is the
+    exercise.
+  - torch.Tensor.nelement: it is numel under another name.
+- normalize_columns may not use:
+  - torch.mean, torch.nanmean, torch.Tensor.mean, torch.Tensor.nanmean: computing the mean from sums
+    is the exercise.
+  - torch.std, torch.Tensor.std: computing the standard deviation from sums is the exercise.
+  - torch.var, torch.Tensor.var: computing the variance from sums is the exercise.
+  - torch.std_mean: computing the mean and the standard deviation from sums is the exercise.
+  - torch.var_mean: computing the mean and the variance from sums is the exercise.
+- count_negative_entries, make_one_hot, reshape_practice, zero_row_min, normalize_columns: no loops
+  (for, while or comprehensions; loops in the helpers it calls count too).
 
 Your code goes where a TODO comment asks for it; leave the rest of the file as it is.
 """
@@ -13,6 +29,8 @@ Your code goes where a TODO comment asks for it; leave the rest of the file as i
 from __future__ import annotations
 
 import torch
+
+from a1_knn.given import mm_on_cpu  # noqa: F401 (given code, kept by the kit)
 
 
 def create_sample_tensor() -> torch.Tensor:
@@ -350,7 +368,7 @@ def zero_row_min(x: torch.Tensor) -> torch.Tensor:
     # TODO: Make y a copy of x. Find the column index of the minimum of each row, then set those M
     # positions of y to zero with one indexing assignment.
     # BEGIN SOLUTION
-    M, N = x.shape
+    M = x.shape[0]
     y = x.clone()  # (M, N)
     min_cols = x.argmin(dim=1)  # (M,)
     y[torch.arange(M, device=x.device), min_cols] = 0
@@ -404,7 +422,7 @@ def normalize_columns(x: torch.Tensor) -> torch.Tensor:
     Returns:
     - y: tensor of shape (M, N), same dtype and device as x.
     """
-    M, N = x.shape
+    M = x.shape[0]
     y = None
     # TODO: Compute the column means (shape (1, N)) and the column standard deviations (shape (1, N))
     # from sums, as defined above, then normalise x with broadcasting.
@@ -414,21 +432,6 @@ def normalize_columns(x: torch.Tensor) -> torch.Tensor:
     sigma = ((centred * centred).sum(dim=0, keepdim=True) / (M - 1)).sqrt()  # (1, N)
     y = centred / sigma  # (M, N)
     # END SOLUTION
-    return y
-
-
-def mm_on_cpu(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """
-    (Given.) Matrix product on the CPU.
-
-    Inputs:
-    - x: tensor of shape (N, M) on the CPU.
-    - w: tensor of shape (M, P) on the CPU.
-
-    Returns:
-    - y: tensor of shape (N, P) on the CPU.
-    """
-    y = x.mm(w)  # (N, P)
     return y
 
 

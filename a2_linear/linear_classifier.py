@@ -6,131 +6,56 @@ scores = x W, with a weight matrix W of shape (D, C), and predicts the class of 
 bias is folded into W by the "bias trick": every row of X ends with a constant 1 (see
 `dlcv.preprocess_cifar10(bias_trick=True)`), so the last row of W acts as the bias.
 
-Conventions for every loss here:
+Conventions the grader holds every function here to:
 - the data loss is averaged over the N examples; the L2 regulariser is reg * sum(W * W) (no 1/2 factor),
   so its gradient is 2 * reg * W;
-- gradients are worked out by hand: no autograd (no `.backward()`, no `torch.autograd`, no `requires_grad`);
-- keep the device and dtype of the inputs (create new tensors with `device=` and `dtype=` taken from an
-  input, or with `torch.zeros_like` and friends; never call `.to()`, `.cuda()` or `.cpu()`), and do not
-  modify the inputs.
+- results keep the dtype and the device of the inputs: float32 inputs give a float32 loss and dW, on the
+  inputs' device (create new tensors with `torch.zeros_like` and friends, or with `dtype=` and `device=`
+  taken from an input; computing in float64 inside and converting back is fine);
+- the inputs are left unchanged (train_linear_classifier may update W in place: see its docstring);
+- losses and gradients are compared with PyTorch's own, to a relative error of 1e-8 in float64 and 1e-4
+  in float32; the checks use float64 and float32 inputs, and scores large enough to overflow exp();
+- accuracy targets on the test split: train_linear_classifier 30% on CIFAR-10 (88% on the offline
+  digits), and the best combination of each search 37% on CIFAR-10 (88% on the digits).
 
+Rules the grader enforces in this file (see `grader list --rules`):
+- svm_loss_naive, svm_loss_vectorized may not use:
+  - torch.nn.functional.multi_margin_loss, torch.nn.functional.multilabel_margin_loss,
+    torch.nn.MultiMarginLoss, torch.nn.MultiLabelMarginLoss: it computes the multiclass SVM loss you
+    are asked to write.
+- softmax_loss_naive, softmax_loss_vectorized may not use:
+  - torch.nn.functional.cross_entropy, torch.nn.functional.nll_loss, torch.nn.CrossEntropyLoss,
+    torch.nn.NLLLoss: it computes the softmax (cross-entropy) loss you are asked to write.
+  - torch.nn.functional.softmax, torch.nn.functional.log_softmax, torch.nn.Softmax,
+    torch.nn.LogSoftmax: it computes the softmax probabilities (or their logarithms) you are asked
+    to compute; torch.softmax and x.softmax are the same operation.
+- train_linear_classifier may not use:
+  - torch.optim: the SGD step is what you are asked to write.
+- svm_loss_vectorized, softmax_loss_vectorized: no loops (for, while or comprehensions; loops in the
+  helpers it calls count too).
+- every function: no autograd (requires_grad, .backward(), torch.autograd, torch.func): gradients
+  are computed by hand.
+
+LinearClassifier, LinearSVM and Softmax are given (in `classifiers.py`, kept by the kit) and imported here.
 Your code goes where a TODO comment asks for it; leave the rest of the file as it is.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
+from a2_linear.classifiers import LinearClassifier, LinearSVM, Softmax  # noqa: F401 (given code, kept by the kit)
+
 LossFunction = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]]
-
-
-class LinearClassifier:
-    """
-    (Given.) The common part of the linear classifiers: training, prediction, saving and loading.
-
-    A subclass says which loss it minimises by defining `loss(W, X_batch, y_batch, reg) -> (loss, dW)`.
-    The weights live in self.W, a tensor of shape (D, C), or None before the first call to `train`.
-    """
-
-    def __init__(self):
-        self.W: torch.Tensor | None = None
-
-    def train(
-        self,
-        X_train: torch.Tensor,
-        y_train: torch.Tensor,
-        learning_rate: float = 1e-3,
-        reg: float = 1e-5,
-        num_iters: int = 100,
-        batch_size: int = 200,
-        verbose: bool = False,
-    ) -> list[float]:
-        """
-        Train self.W by stochastic gradient descent (see `train_linear_classifier`). A second call goes on
-        from the weights the first one left.
-
-        Inputs:
-        - X_train: tensor of shape (N, D), the training data.
-        - y_train: int64 tensor of shape (N,), labels in [0, C).
-        - learning_rate, reg, num_iters, batch_size, verbose: as in `train_linear_classifier`.
-
-        Returns:
-        - loss_history: list of num_iters floats, the loss at each iteration.
-        """
-        self.W, loss_history = train_linear_classifier(
-            self.loss, self.W, X_train, y_train, learning_rate, reg, num_iters, batch_size, verbose
-        )
-        return loss_history
-
-    def predict(self, X: torch.Tensor) -> torch.Tensor:
-        """
-        Predict a label for every row of X.
-
-        Inputs:
-        - X: tensor of shape (N, D).
-
-        Returns:
-        - y_pred: int64 tensor of shape (N,), the predicted labels.
-        """
-        return predict_linear_classifier(self.W, X)
-
-    def loss(
-        self, W: torch.Tensor, X_batch: torch.Tensor, y_batch: torch.Tensor, reg: float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """
-        The loss and its gradient; subclasses define it.
-
-        Inputs:
-        - W: tensor of shape (D, C), the weights.
-        - X_batch: tensor of shape (N, D), a minibatch.
-        - y_batch: int64 tensor of shape (N,), its labels.
-        - reg: the regularisation strength.
-
-        Returns a tuple of:
-        - loss: 0-dim tensor, the loss.
-        - dW: tensor of shape (D, C), the gradient of the loss with respect to W.
-        """
-        raise NotImplementedError(f"{type(self).__name__} must define loss(W, X_batch, y_batch, reg)")
-
-    def save(self, path: str) -> None:
-        """Save the weights to the file at path."""
-        torch.save({"W": self.W}, path)
-        print(f"Saved in {path}")
-
-    def load(self, path: str) -> None:
-        """Load weights saved by `save` from the file at path (onto the device of the current weights, else the CPU)."""
-        device = self.W.device if self.W is not None else "cpu"
-        self.W = torch.load(path, map_location=device)["W"]
-        print(f"Loaded checkpoint file: {path}")
-
-
-class LinearSVM(LinearClassifier):
-    """(Given.) A linear classifier trained with the multiclass SVM (hinge) loss."""
-
-    def loss(
-        self, W: torch.Tensor, X_batch: torch.Tensor, y_batch: torch.Tensor, reg: float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return svm_loss_vectorized(W, X_batch, y_batch, reg)
-
-
-class Softmax(LinearClassifier):
-    """(Given.) A linear classifier trained with the softmax (cross-entropy) loss."""
-
-    def loss(
-        self, W: torch.Tensor, X_batch: torch.Tensor, y_batch: torch.Tensor, reg: float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return softmax_loss_vectorized(W, X_batch, y_batch, reg)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The multiclass SVM loss
 
 
-def svm_loss_naive(
-    W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, reg: float
-) -> tuple[torch.Tensor, torch.Tensor]:
+def svm_loss_naive(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, reg: float) -> tuple[torch.Tensor, torch.Tensor]:
     """
     The multiclass SVM loss and its gradient, computed with loops.
 
@@ -150,8 +75,7 @@ def svm_loss_naive(
     - loss: 0-dim tensor, dtype and device of W.
     - dW: tensor of shape (D, C), the gradient of the loss with respect to W.
     """
-    N, D = X.shape
-    C = W.shape[1]
+    N, C = X.shape[0], W.shape[1]
     loss = torch.zeros((), dtype=W.dtype, device=W.device)
     dW = torch.zeros_like(W)  # (D, C)
     # TODO: Loop over the examples and, for each, over the wrong classes: add every positive hinge to
@@ -193,7 +117,7 @@ def svm_loss_vectorized(
     - loss: 0-dim tensor, dtype and device of W.
     - dW: tensor of shape (D, C), the gradient of the loss with respect to W.
     """
-    N, D = X.shape
+    N = X.shape[0]
     loss = torch.zeros((), dtype=W.dtype, device=W.device)
     dW = torch.zeros_like(W)  # (D, C)
     # TODO: Compute all the scores with one matrix product, then all the hinges max(0, s_j - s_{y_i} + 1)
@@ -245,8 +169,7 @@ def softmax_loss_naive(
     - loss: 0-dim tensor, dtype and device of W.
     - dW: tensor of shape (D, C), the gradient of the loss with respect to W.
     """
-    N, D = X.shape
-    C = W.shape[1]
+    N, C = X.shape[0], W.shape[1]
     loss = torch.zeros((), dtype=W.dtype, device=W.device)
     dW = torch.zeros_like(W)  # (D, C)
     # TODO: Loop over the examples: compute each one's shifted scores, its loss -log p[y[i]], and add
@@ -287,7 +210,7 @@ def softmax_loss_vectorized(
     - loss: 0-dim tensor, dtype and device of W.
     - dW: tensor of shape (D, C), the gradient of the loss with respect to W.
     """
-    N, D = X.shape
+    N = X.shape[0]
     loss = torch.zeros((), dtype=W.dtype, device=W.device)
     dW = torch.zeros_like(W)  # (D, C)
     # TODO: Compute all the scores with one matrix product and shift each row by its maximum, then the
@@ -353,7 +276,9 @@ def train_linear_classifier(
     Train a linear classifier by stochastic gradient descent (SGD).
 
     Each iteration draws a minibatch with `sample_batch`, computes the loss and its gradient on it, and
-    takes one step W <- W - learning_rate * dW. The W passed in is left unchanged.
+    takes one step W <- W - learning_rate * dW. The step may update W in place (W -= learning_rate * dW,
+    as the course's code does) or build a new tensor (W = W - learning_rate * dW): the W returned is what
+    counts. X and y are left unchanged.
 
     Inputs:
     - loss_func: the loss to minimise, called as loss_func(W, X_batch, y_batch, reg) -> (loss, dW), e.g.
@@ -383,8 +308,8 @@ def train_linear_classifier(
         loss, grad = loss_func(W, X_batch, y_batch, reg)
         loss_history.append(float(loss))
 
-        # TODO: Take one gradient descent step: make W the weights moved against the gradient by
-        # learning_rate times it. Build a new tensor (do not change the W passed in).
+        # TODO: Take one gradient descent step: move W against the gradient by learning_rate times it
+        # (in place or as a new tensor, either is fine).
         # BEGIN SOLUTION
         W = W - learning_rate * grad  # (D, C)
         # END SOLUTION

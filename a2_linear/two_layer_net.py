@@ -10,108 +10,52 @@ Its parameters live in a dict `params` with keys 'W1' (D, H), 'b1' (H,), 'W2' (H
 loss is the mean softmax (cross-entropy) loss over the N examples plus reg * (sum(W1 * W1) + sum(W2 * W2)):
 weights only, no 1/2 factor, the biases are not regularised.
 
-Rules for every function here:
-- compute gradients by hand: no autograd (no `.backward()`, no `torch.autograd`, no `requires_grad`), and
-  nothing from `torch.nn`;
-- keep the device and dtype of the inputs (never call `.to()`, `.cuda()` or `.cpu()`), and do not modify
-  the inputs, except that `nn_train` updates the parameters in params, which is its job.
+Conventions the grader holds every function here to:
+- results keep the dtype and the device of the inputs (float32 in, float32 out, on the inputs' device;
+  computing in float64 inside and converting back is fine);
+- the inputs are left unchanged, except that `nn_train` updates the parameters in params, which is its job;
+- the loss and the gradients are compared with autograd's, to a relative error of 1e-8 in float64 and 1e-4
+  in float32; the gradient of the ReLU at exactly 0 may be taken as 0 or 1;
+- find_best_net gets the course's shapes (3x32x32 images as 3072 features, 10 classes), and its best net
+  must reach 50% on the test split of CIFAR-10 (88% on the offline digits).
 
+Rules the grader enforces in this file (see `grader list --rules`):
+- nn_forward_pass may not use:
+  - torch.nn.functional.relu, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_,
+    torch.nn.ReLU: nn_forward_pass writes its ReLU itself (clamp, a mask such as x * (x > 0), or
+    torch.where are fine).
+  - torch.nn.functional.linear, torch.nn.Linear: nn_forward_pass writes its linear layers itself (X
+    @ W1 + b1).
+- nn_forward_backward may not use:
+  - torch.nn.functional.cross_entropy, torch.nn.functional.nll_loss, torch.nn.CrossEntropyLoss,
+    torch.nn.NLLLoss: it computes the softmax (cross-entropy) loss you are asked to write.
+  - torch.nn.functional.softmax, torch.nn.functional.log_softmax, torch.nn.Softmax,
+    torch.nn.LogSoftmax: it computes the softmax probabilities (or their logarithms) you are asked
+    to compute; torch.softmax and x.softmax are the same operation.
+- nn_train, find_best_net may not use:
+  - torch.optim: the SGD step is what you are asked to write.
+- nn_forward_pass, nn_forward_backward: no loops (for, while or comprehensions; loops in the helpers
+  it calls count too).
+- every function: no autograd (requires_grad, .backward(), torch.autograd, torch.func): gradients
+  are computed by hand.
+
+TwoLayerNet is given (in `classifiers.py`, kept by the kit) and imported here.
 Your code goes where a TODO comment asks for it; leave the rest of the file as it is.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
+from a2_linear.classifiers import TwoLayerNet  # given code, kept by the kit
 from a2_linear.linear_classifier import sample_batch  # nn_train draws its minibatches with your sample_batch
 
 Params = dict[str, torch.Tensor]  # 'W1' (D, H), 'b1' (H,), 'W2' (H, C), 'b2' (C,)
 LossFunction = Callable[..., Any]  # like nn_forward_backward: scores without labels, (loss, grads) with them
 PredictFunction = Callable[[Params, LossFunction, torch.Tensor], torch.Tensor]  # like nn_predict
-
-
-class TwoLayerNet:
-    """
-    (Given.) A two-layer network: its parameters and the functions of this file that act on them.
-
-    The weights start as std * randn and the biases as zeros; call `dlcv.reset_seed` first for a
-    repeatable start.
-    """
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        output_size: int,
-        dtype: torch.dtype = torch.float32,
-        device: str | torch.device = "cuda",
-        std: float = 1e-4,
-    ):
-        """
-        Inputs:
-        - input_size: D, the number of input features.
-        - hidden_size: H, the number of hidden units.
-        - output_size: C, the number of classes.
-        - dtype: the dtype of the parameters.
-        - device: the device of the parameters ('cuda' or 'cpu').
-        - std: the standard deviation of the initial weights.
-        """
-        self.params: Params = {
-            "W1": std * torch.randn(input_size, hidden_size, dtype=dtype, device=device),  # (D, H)
-            "b1": torch.zeros(hidden_size, dtype=dtype, device=device),  # (H,)
-            "W2": std * torch.randn(hidden_size, output_size, dtype=dtype, device=device),  # (H, C)
-            "b2": torch.zeros(output_size, dtype=dtype, device=device),  # (C,)
-        }
-
-    def loss(self, X: torch.Tensor, y: torch.Tensor | None = None, reg: float = 0.0):
-        """The scores (y None) or the loss and gradients (y given); see `nn_forward_backward`."""
-        return nn_forward_backward(self.params, X, y, reg)
-
-    def train(
-        self,
-        X: torch.Tensor,
-        y: torch.Tensor,
-        X_val: torch.Tensor,
-        y_val: torch.Tensor,
-        learning_rate: float = 1e-3,
-        learning_rate_decay: float = 0.95,
-        reg: float = 5e-6,
-        num_iters: int = 100,
-        batch_size: int = 200,
-        verbose: bool = False,
-    ) -> dict[str, list[float]]:
-        """Train the parameters by SGD; see `nn_train` for the inputs and the returned histories."""
-        return nn_train(
-            self.params,
-            nn_forward_backward,
-            nn_predict,
-            X,
-            y,
-            X_val,
-            y_val,
-            learning_rate,
-            learning_rate_decay,
-            reg,
-            num_iters,
-            batch_size,
-            verbose,
-        )
-
-    def predict(self, X: torch.Tensor) -> torch.Tensor:
-        """int64 tensor of shape (N,), the predicted label of every row of X (N, D); see `nn_predict`."""
-        return nn_predict(self.params, nn_forward_backward, X)
-
-    def save(self, path: str) -> None:
-        """Save the parameters to the file at path."""
-        torch.save(self.params, path)
-        print(f"Saved in {path}")
-
-    def load(self, path: str) -> None:
-        """Load parameters saved by `save` from the file at path, onto the device of the current ones."""
-        self.params = torch.load(path, map_location=self.params["W1"].device)
-        print(f"Loaded checkpoint file: {path}")
 
 
 def nn_forward_pass(params: Params, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,13 +72,12 @@ def nn_forward_pass(params: Params, X: torch.Tensor) -> tuple[torch.Tensor, torc
     """
     W1, b1 = params["W1"], params["b1"]
     W2, b2 = params["W2"], params["b2"]
-    N, D = X.shape
 
     hidden = None
     scores = None
     # TODO: Compute the hidden layer (the first linear layer followed by a ReLU) and from it the scores
-    # (the second linear layer). Write the ReLU yourself, e.g. with clamp; torch.relu and torch.nn are
-    # not allowed.
+    # (the second linear layer). Write the ReLU yourself (clamp, a mask or torch.where) and the linear
+    # layers with matrix products: torch.relu, F.relu and F.linear are not allowed (see the rules above).
     # BEGIN SOLUTION
     hidden = (X @ W1 + b1).clamp(min=0)  # (N, H)
     scores = hidden @ W2 + b2  # (N, C)
@@ -163,9 +106,8 @@ def nn_forward_backward(
       - grads: dict with the same keys as params; grads[k] is the gradient of the loss with respect to
         params[k], of the same shape.
     """
-    W1, b1 = params["W1"], params["b1"]
-    W2, b2 = params["W2"], params["b2"]
-    N, D = X.shape
+    W1, W2 = params["W1"], params["W2"]
+    N = X.shape[0]
 
     scores, hidden = nn_forward_pass(params, X)  # (N, C), (N, H)
     if y is None:
@@ -214,11 +156,13 @@ def nn_train(
     verbose: bool = False,
 ) -> dict[str, list[float]]:
     """
-    Train a network by stochastic gradient descent (SGD), updating the tensors in params in place.
+    Train a network by stochastic gradient descent (SGD), updating the parameters in params: in place
+    (params[k] -= ...) or by storing new tensors under the same keys (params[k] = params[k] - ...).
 
     One epoch is iterations_per_epoch = max(N // batch_size, 1) iterations. At the end of every epoch the
     accuracy on the current minibatch and on the validation set are recorded, and then the learning rate
-    is multiplied by learning_rate_decay.
+    is multiplied by learning_rate_decay. (The loop below ends an epoch when (it + 1) % iterations_per_epoch
+    == 0; the course's original loop, it % iterations_per_epoch == 0, is accepted too.)
 
     Inputs:
     - params: dict with 'W1' (D, H), 'b1' (H,), 'W2' (H, C), 'b2' (C,), same dtype and device as X.
@@ -254,7 +198,7 @@ def nn_train(
         loss_history.append(float(loss))
 
         # TODO: Take one SGD step: move every parameter in params against its gradient in grads, scaled
-        # by learning_rate, updating the tensors in place.
+        # by learning_rate (in place, or by storing the new tensors in params).
         # BEGIN SOLUTION
         for name in params:
             params[name] -= learning_rate * grads[name]
@@ -333,8 +277,9 @@ def find_best_net(
 
     Inputs:
     - data_dict: dict with 'X_train' (N_train, D), 'y_train' (N_train,), 'X_val' (N_val, D) and
-      'y_val' (N_val,), as returned by `dlcv.preprocess_cifar10()`; the nets are built with D inputs,
-      C = max(y_train) + 1 outputs, and the dtype and device of X_train.
+      'y_val' (N_val,), as returned by `dlcv.preprocess_cifar10()`: the course's images, D = 3 * 32 * 32
+      = 3072 features, C = 10 classes (the grader keeps these shapes). Build the nets with D inputs and C
+      outputs, in the dtype and on the device of X_train.
     - get_param_set_fn: a function returning (learning_rates, hidden_sizes, regularization_strengths,
       learning_rate_decays), such as `nn_get_search_params`.
 
@@ -352,7 +297,7 @@ def find_best_net(
     # BEGIN SOLUTION
     X_train, y_train = data_dict["X_train"], data_dict["y_train"]
     X_val, y_val = data_dict["X_val"], data_dict["y_val"]
-    N, D = X_train.shape
+    D = X_train.shape[1]
     C = int(y_train.max().item()) + 1
     learning_rates, hidden_sizes, regularization_strengths, learning_rate_decays = get_param_set_fn()
     for lr in learning_rates:
@@ -360,10 +305,8 @@ def find_best_net(
             for reg in regularization_strengths:
                 for decay in learning_rate_decays:
                     net = TwoLayerNet(D, hidden_size, C, dtype=X_train.dtype, device=X_train.device)
-                    stat = net.train(
-                        X_train, y_train, X_val, y_val, learning_rate=lr, learning_rate_decay=decay, reg=reg,
-                        num_iters=1000, batch_size=200,
-                    )
+                    settings = {"learning_rate": lr, "learning_rate_decay": decay, "reg": reg}
+                    stat = net.train(X_train, y_train, X_val, y_val, num_iters=1000, batch_size=200, **settings)
                     val_acc = (net.predict(X_val) == y_val).double().mean().item()
                     if best_net is None or val_acc > best_val_acc:
                         best_net, best_stat, best_val_acc = net, stat, val_acc

@@ -15,12 +15,42 @@ instead (in fast_layers.py), which compute the same thing with PyTorch's own (mu
 the given sandwich layers (Conv_ReLU, Conv_ReLU_Pool, ... in layer_utils.py). Both files belong to the course
 kit: they are imported here, and the grader uses the kit's copies, not yours.
 
-Rules for every function here:
-- keep the device and dtype of the inputs (never call `.to()`, `.cuda()` or `.cpu()`), and do not modify
-  the inputs;
-- compute gradients by hand: no autograd, and nothing from `torch.nn` (except `torch.nn.functional.pad`
-  for zero padding, if you like);
+Conventions for every function here (the grader checks them):
+- return tensors in the dtype and on the device of the inputs (computing in float64 inside and converting the
+  result back is fine), and leave the inputs unchanged;
+- zero padding by hand or with `torch.nn.functional.pad` is fine; the naive layers may not hand their work to
+  the given fast layers;
 - L2 regularisation is `reg * sum(W * W)` over the weights only (never biases, gamma or beta).
+
+Rules the grader enforces in this file (see `grader list --rules`):
+- Conv may not use:
+  - torch.nn.functional.conv2d, torch.conv2d, torch.nn.functional.conv_transpose2d,
+    torch.conv_transpose2d, torch.convolution, torch.nn.Conv2d: it computes the convolution you are
+    asked to write with loops over the output positions.
+  - torch.nn.functional.unfold, torch.nn.functional.fold, torch.Tensor.unfold: it extracts every
+    window for you (im2col); the naive layers walk over the windows themselves.
+  - torch.nn.grad.conv2d_input, torch.nn.grad.conv2d_weight: it computes the convolution's gradient
+    you are asked to write.
+- MaxPool may not use:
+  - torch.nn.functional.max_pool2d, torch.max_pool2d, torch.nn.functional.max_pool2d_with_indices,
+    torch.nn.functional.adaptive_max_pool2d, torch.nn.functional.max_unpool2d, torch.nn.MaxPool2d:
+    it computes the max pooling you are asked to write with loops over the output positions.
+  - torch.nn.functional.unfold, torch.Tensor.unfold: it extracts every window for you (im2col); the
+    naive layers walk over the windows themselves.
+- BatchNorm may not use:
+  - torch.nn.functional.batch_norm, torch.batch_norm, torch.nn.BatchNorm1d: it computes the batch
+    normalisation you are asked to write.
+  - torch.nn.functional.instance_norm, torch.nn.functional.layer_norm,
+    torch.nn.functional.group_norm: it is a normalisation layer of PyTorch's; write the batch
+    normalisation yourself.
+- SpatialBatchNorm may not use:
+  - torch.nn.functional.batch_norm, torch.batch_norm, torch.nn.BatchNorm2d: it computes the batch
+    normalisation you are asked to write.
+  - torch.nn.functional.instance_norm, torch.nn.functional.layer_norm,
+    torch.nn.functional.group_norm: it is a normalisation layer of PyTorch's; write the batch
+    normalisation yourself.
+- every function: no autograd (requires_grad, .backward(), torch.autograd, torch.func): gradients
+  are computed by hand.
 
 Your code goes where a TODO comment asks for it; leave the rest of the file as it is.
 """
@@ -32,13 +62,15 @@ import math
 import torch
 
 from a3_networks.fast_layers import ConvVectorized, FastConv, FastMaxPool  # noqa: F401 (given code, kept by the kit)
-from a3_networks.fully_connected_networks import Linear, Linear_ReLU, ReLU, adam, softmax_loss
-from a3_networks.layer_utils import (  # noqa: F401 (given sandwich layers, kept by the kit)
+from a3_networks.fully_connected_networks import Linear, ReLU, adam  # noqa: F401
+from a3_networks.layer_utils import (  # noqa: F401 (given code, kept by the kit)
     Conv_BatchNorm_ReLU,
     Conv_BatchNorm_ReLU_Pool,
     Conv_ReLU,
     Conv_ReLU_Pool,
     Linear_BatchNorm_ReLU,
+    Linear_ReLU,
+    softmax_loss,
 )
 from dlcv import Solver
 
@@ -342,8 +374,8 @@ class DeepConvNet:
     def __init__(
         self,
         input_dims: tuple[int, int, int] = (3, 32, 32),
-        num_filters: list[int] = [8, 8, 8, 8, 8],
-        max_pools: list[int] = [0, 1, 2, 3, 4],
+        num_filters: list[int] = [8, 8, 8, 8, 8],  # noqa: B006 - the course's signature; never modified
+        max_pools: list[int] = [0, 1, 2, 3, 4],  # noqa: B006
         batchnorm: bool = False,
         num_classes: int = 10,
         weight_scale: float | str = 1e-3,

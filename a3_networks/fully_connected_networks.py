@@ -9,15 +9,34 @@ Every layer is a class with two static methods, the contract used throughout thi
 
 where dout is the gradient of the loss with respect to out (same shape as out), and each returned gradient
 has the shape of the tensor it belongs to. Networks chain the forward passes, keep the caches, and then
-run the backward passes in reverse order.
+run the backward passes in reverse order. The given code they use (softmax_loss, sgd and the sandwich layer
+Linear_ReLU) is in layer_utils.py, imported here.
 
-Rules for every function here:
-- keep the device and dtype of the inputs (create new tensors with `device=` and `dtype=` taken from an
-  input, or with `torch.zeros_like` and friends; never call `.to()`, `.cuda()` or `.cpu()`), and do not
-  modify the inputs;
-- compute gradients by hand: no autograd (`.backward()`, `torch.autograd`), and nothing from `torch.nn`;
-- L2 regularisation is `reg * sum(W * W)` over the weight matrices only (never the biases), so its
-  gradient is `2 * reg * W`; losses are averaged over the N examples of a batch.
+Conventions for every function here (the grader checks them):
+- return tensors in the dtype and on the device of the inputs (create new tensors with `device=` and `dtype=`
+  taken from an input, or with `torch.zeros_like` and friends; computing in float64 inside and converting the
+  result back is fine);
+- leave the inputs unchanged (work on new tensors), except that an update rule may update w in place (or
+  return a new tensor) and keeps its state in config;
+- L2 regularisation is `reg * sum(W * W)` over the weight matrices only (never the biases), so its gradient is
+  `2 * reg * W`; losses are averaged over the N examples of a batch.
+
+Rules the grader enforces in this file (see `grader list --rules`):
+- Linear may not use:
+  - torch.nn.functional.linear, torch.nn.functional.bilinear, torch.nn.Linear: it computes the
+    linear layer you are asked to write.
+- ReLU may not use:
+  - torch.nn.functional.relu, torch.nn.functional.relu_, torch.relu, torch.relu_, torch.Tensor.relu,
+    torch.Tensor.relu_, torch.nn.ReLU: it computes the ReLU you are asked to write (clamp, a mask
+    such as x * (x > 0), or torch.where are fine).
+- Dropout may not use:
+  - torch.nn.functional.dropout, torch.dropout, torch.dropout_, torch.nn.functional.alpha_dropout,
+    torch.nn.functional.feature_alpha_dropout, torch.nn.Dropout: it computes the dropout you are
+    asked to write (draw the mask yourself, e.g. with torch.rand_like).
+- sgd_momentum, rmsprop, adam may not use:
+  - torch.optim: PyTorch's optimisers take the update step you are asked to write.
+- every function: no autograd (requires_grad, .backward(), torch.autograd, torch.func): gradients
+  are computed by hand.
 
 Your code goes where a TODO comment asks for it; leave the rest of the file as it is.
 """
@@ -26,6 +45,7 @@ from __future__ import annotations
 
 import torch
 
+from a3_networks.layer_utils import Linear_ReLU, sgd, softmax_loss  # given code, kept by the kit
 from dlcv import Solver
 
 
@@ -123,70 +143,11 @@ class ReLU:
         """
         x = cache
         dx = None
-        # TODO: Let the upstream gradient through where x > 0, and zero where x <= 0.
+        # TODO: Let the upstream gradient through where x > 0, and zero where x < 0 (at exactly 0 either is fine).
         # BEGIN SOLUTION
         dx = dout * (x > 0)
         # END SOLUTION
         return dx
-
-
-class Linear_ReLU:
-    """(Given.) A linear layer followed by a ReLU: a "sandwich" layer chaining two primitives."""
-
-    @staticmethod
-    def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, tuple]:
-        """
-        Inputs:
-        - x: tensor of shape (N, d_1, ..., d_k).
-        - w: tensor of shape (D, M).
-        - b: tensor of shape (M,).
-
-        Returns a tuple of:
-        - out: tensor of shape (N, M), ReLU(x @ w + b).
-        - cache: the caches of both layers.
-        """
-        a, fc_cache = Linear.forward(x, w, b)  # (N, M)
-        out, relu_cache = ReLU.forward(a)  # (N, M)
-        cache = (fc_cache, relu_cache)
-        return out, cache
-
-    @staticmethod
-    def backward(dout: torch.Tensor, cache: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """
-        Inputs:
-        - dout: tensor of shape (N, M), the upstream gradient.
-        - cache: as returned by forward.
-
-        Returns a tuple of:
-        - dx: tensor of shape (N, d_1, ..., d_k); dw: tensor of shape (D, M); db: tensor of shape (M,).
-        """
-        fc_cache, relu_cache = cache
-        da = ReLU.backward(dout, relu_cache)  # (N, M)
-        dx, dw, db = Linear.backward(da, fc_cache)
-        return dx, dw, db
-
-
-def softmax_loss(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """
-    (Given.) The softmax (cross-entropy) loss, averaged over the batch, and its gradient.
-
-    Inputs:
-    - x: tensor of shape (N, C), the class scores; x[i, j] is the score of class j for example i.
-    - y: int64 tensor of shape (N,), the labels, 0 <= y[i] < C.
-
-    Returns a tuple of:
-    - loss: 0-dim tensor, the mean of -log(softmax(x[i])[y[i]]) over the N examples.
-    - dx: tensor of shape (N, C), the gradient of the loss with respect to x.
-    """
-    N = x.shape[0]
-    rows = torch.arange(N, device=x.device)  # (N,)
-    shifted = x - x.max(dim=1, keepdim=True).values  # (N, C); the shift keeps exp from overflowing
-    log_probs = shifted - shifted.exp().sum(dim=1, keepdim=True).log()  # (N, C)
-    loss = -log_probs[rows, y].mean()
-    dx = log_probs.exp()  # (N, C), the probabilities
-    dx[rows, y] -= 1
-    dx /= N
-    return loss, dx
 
 
 class TwoLayerNet:
@@ -494,31 +455,6 @@ def get_five_layer_network_params() -> tuple[float, float]:
     learning_rate = 2e-2
     # END SOLUTION
     return weight_scale, learning_rate
-
-
-def sgd(w: torch.Tensor, dw: torch.Tensor, config: dict | None = None) -> tuple[torch.Tensor, dict]:
-    """
-    (Given.) Vanilla stochastic gradient descent: next_w = w - learning_rate * dw.
-
-    Every update rule has this signature. It returns the next weights (a new tensor; w itself is left
-    alone) and its config, which holds the hyperparameters and any state the rule keeps between steps;
-    the Solver passes the same config back at the next step for the same parameter.
-
-    Inputs:
-    - w: tensor of any shape, the current weights.
-    - dw: tensor of the shape of w, the gradient of the loss with respect to w.
-    - config: dict with
-      - learning_rate: the step size (default 1e-2).
-
-    Returns a tuple of:
-    - next_w: tensor of the shape of w, the updated weights.
-    - config: the config dict, with defaults filled in.
-    """
-    if config is None:
-        config = {}
-    config.setdefault("learning_rate", 1e-2)
-    next_w = w - config["learning_rate"] * dw
-    return next_w, config
 
 
 def sgd_momentum(w: torch.Tensor, dw: torch.Tensor, config: dict | None = None) -> tuple[torch.Tensor, dict]:

@@ -23,16 +23,43 @@ def run(repeat: int = 5) -> list[Row]:
     for name in ("svm", "softmax"):
         naive = getattr(lc, f"{name}_loss_naive")
         vectorized = getattr(lc, f"{name}_loss_vectorized")
-        t_naive = median_time(lambda: naive(W, X, y, 1e-3), max(1, repeat // 2))
-        t_vec = median_time(lambda: vectorized(W, X, y, 1e-3), repeat)
-        rows.append(Row("a2", f"{name} loss+gradient vectorized, 500x3073", t_vec, f"{name} naive (loops)",
-                        t_naive, "s", note=f"vectorized is {t_naive / t_vec:.0f}x faster"))
+        t_naive = median_time(lambda naive=naive: naive(W, X, y, 1e-3), max(1, repeat // 2))
+        t_vec = median_time(lambda vectorized=vectorized: vectorized(W, X, y, 1e-3), repeat)
+        rows.append(
+            Row(
+                "a2",
+                f"{name} loss+gradient vectorized, 500x3073",
+                t_vec,
+                f"{name} naive (loops)",
+                t_naive,
+                "s",
+                note=f"vectorized is {t_naive / t_vec:.0f}x faster",
+            )
+        )
     t0 = time.perf_counter()
     result = grade(ROOT, "a2_linear", device="cpu", hidden=True)
     wall = time.perf_counter() - t0
     sb = result.sandbox
-    rows.append(Row("a2", "grading A2, public + hidden (wall)", wall, "", None, "s",
-                    note=f"{len(result.checks)} checks, score {result.score:g}"))
-    rows.append(Row("a2", "  share: starting + feeding the sandbox", sb["start_seconds"] + sb["io_seconds"],
-                    "grading A2 (wall)", wall, "s", note=f"{sb['worker_starts']} worker start(s)"))
+    rows.append(
+        Row(
+            "a2",
+            "grading A2, public + hidden (wall)",
+            wall,
+            "",
+            None,
+            "s",
+            note=f"{len(result.checks)} checks, score {result.score:g}",
+        )
+    )
+    rows.append(
+        Row(
+            "a2",
+            "  share: starting + feeding the sandbox",
+            sb["start_seconds"] + sb["io_seconds"],
+            "grading A2 (wall)",
+            wall,
+            "s",
+            note=f"{sb['worker_starts']} worker start(s)",
+        )
+    )
     return rows

@@ -37,8 +37,17 @@ def run(repeat: int = 5) -> list[Row]:
     t_naive = median_time(lambda: _fwd_bwd(cn.Conv, x, w, b, param), max(1, repeat // 2))
     t_vec = median_time(lambda: _fwd_bwd(cn.ConvVectorized, x, w, b, param), repeat)
     rows.append(Row("a3", "conv forward+backward naive, 100x3x31x31", t_naive, "F.conv2d + autograd", t_torch, "s"))
-    rows.append(Row("a3", "conv forward+backward vectorized (unfold)", t_vec, "F.conv2d + autograd", t_torch, "s",
-                    note=f"{t_naive / t_vec:.0f}x faster than naive"))
+    rows.append(
+        Row(
+            "a3",
+            "conv forward+backward vectorized (unfold)",
+            t_vec,
+            "F.conv2d + autograd",
+            t_torch,
+            "s",
+            note=f"{t_naive / t_vec:.0f}x faster than naive",
+        )
+    )
     # batchnorm on (N, D) = (500, 1000), train mode
     xb, g, be = torch.randn(500, 1000), torch.ones(1000), torch.zeros(1000)
     xbt, gt, bet = (t.clone().requires_grad_() for t in (xb, g, be))
@@ -52,19 +61,47 @@ def run(repeat: int = 5) -> list[Row]:
         backward(torch.ones_like(out), cache)
 
     t_bn = median_time(torch_bn, repeat)
-    rows.append(Row("a3", "batchnorm fwd+bwd (graph), 500x1000", median_time(lambda: mine(cn.BatchNorm.backward), repeat),
-                    "F.batch_norm + autograd", t_bn, "s"))
-    rows.append(Row("a3", "batchnorm fwd+bwd (closed form)", median_time(lambda: mine(cn.BatchNorm.backward_alt), repeat),
-                    "F.batch_norm + autograd", t_bn, "s"))
+    rows.append(
+        Row(
+            "a3",
+            "batchnorm fwd+bwd (graph), 500x1000",
+            median_time(lambda: mine(cn.BatchNorm.backward), repeat),
+            "F.batch_norm + autograd",
+            t_bn,
+            "s",
+        )
+    )
+    rows.append(
+        Row(
+            "a3",
+            "batchnorm fwd+bwd (closed form)",
+            median_time(lambda: mine(cn.BatchNorm.backward_alt), repeat),
+            "F.batch_norm + autograd",
+            t_bn,
+            "s",
+        )
+    )
     walls = {}
     for name in ("a1_knn", "a2_linear", "a3_networks"):
         t0 = time.perf_counter()
         result = grade(ROOT, name, device="cpu", hidden=False)
         walls[name] = (time.perf_counter() - t0, result)
     wall3, r3 = walls["a3_networks"]
-    rows.append(Row("a3", "grading A3, public (wall)", wall3, "", None, "s",
-                    note=f"{len(r3.checks)} checks, score {r3.score:g}"))
+    rows.append(
+        Row(
+            "a3", "grading A3, public (wall)", wall3, "", None, "s", note=f"{len(r3.checks)} checks, score {r3.score:g}"
+        )
+    )
     total = sum(w for w, _ in walls.values())
-    rows.append(Row("all", "grading A1 + A2 + A3, public (wall)", total, "", None, "s",
-                    note=", ".join(f"{n} {w:.0f} s" for n, (w, _) in walls.items())))
+    rows.append(
+        Row(
+            "all",
+            "grading A1 + A2 + A3, public (wall)",
+            total,
+            "",
+            None,
+            "s",
+            note=", ".join(f"{n} {w:.0f} s" for n, (w, _) in walls.items()),
+        )
+    )
     return rows

@@ -7,18 +7,18 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass
 class Row:
     suite: str
-    measure: str          # what is measured
+    measure: str  # what is measured
     value: float
-    baseline_name: str    # what it is compared with, measured in the same run ("" for none)
+    baseline_name: str  # what it is compared with, measured in the same run ("" for none)
     baseline: float | None
-    unit: str             # "s", "MB", "%" ...
+    unit: str  # "s", "MB", "%" ...
     note: str = ""
 
     @property
@@ -55,8 +55,13 @@ print(json.dumps({"peak_mb": max(after - before, 0) / 1024}))
 def peak_memory_mb(module: str, attr: str, shapes: list[list[int]], cwd: str) -> float:
     """Peak resident memory added by one call of `module.attr` on random inputs of `shapes`, measured in a
     fresh process (so nothing else in this run inflates it). The warm-up call's peak is the baseline."""
-    out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, module, attr, json.dumps(shapes)],
-                         capture_output=True, text=True, cwd=cwd, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_SCRIPT, module, attr, json.dumps(shapes)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
 
 
@@ -66,8 +71,10 @@ def render(rows: list[Row]) -> str:
     for r in rows:
         base = _fmt(r.baseline, r.unit) if r.baseline is not None else "-"
         ratio = f"{r.ratio:.2f}" if r.ratio is not None else "-"
-        lines.append(f"{r.suite:<6} {r.measure:<46} {_fmt(r.value, r.unit):>12} {r.baseline_name or '-':<30} "
-                     f"{base:>12} {ratio:>8}" + (f"  {r.note}" if r.note else ""))
+        lines.append(
+            f"{r.suite:<6} {r.measure:<46} {_fmt(r.value, r.unit):>12} {r.baseline_name or '-':<30} "
+            f"{base:>12} {ratio:>8}" + (f"  {r.note}" if r.note else "")
+        )
     return "\n".join(lines)
 
 

@@ -26,14 +26,33 @@ def run(repeat: int = 5) -> list[Row]:
         (Path(tmp) / "pkg").mkdir()
         (Path(tmp) / "pkg" / "__init__.py").write_text("")
         for mode in modes:
-            def start():
+
+            def start(mode=mode):
                 with Sandbox(SandboxConfig(root=Path(tmp), student_files=[], isolation=mode)) as sb:
                     sb._ensure()
-            rows.append(Row("sandbox", f"start a worker ({mode}), torch imported", median_time(start, repeat),
-                            'python -c "import torch"', bare, "s"))
+
+            rows.append(
+                Row(
+                    "sandbox",
+                    f"start a worker ({mode}), torch imported",
+                    median_time(start, repeat),
+                    'python -c "import torch"',
+                    bare,
+                    "s",
+                )
+            )
     if strongest == "none":
-        rows.append(Row("sandbox", "grading under OS isolation", 0.0, "", None, "s",
-                        note="skipped: no OS sandbox on this machine (install bubblewrap)"))
+        rows.append(
+            Row(
+                "sandbox",
+                "grading under OS isolation",
+                0.0,
+                "",
+                None,
+                "s",
+                note="skipped: no OS sandbox on this machine (install bubblewrap)",
+            )
+        )
         return rows
     for name in ("a1_knn", "a2_linear", "a3_networks"):
         walls = {}
@@ -42,6 +61,15 @@ def run(repeat: int = 5) -> list[Row]:
             result = grade(ROOT, name, device="cpu", hidden=False, isolation=mode)
             walls[mode] = (time.perf_counter() - t0, result)
         (w_iso, r_iso), (w_none, _) = walls[strongest], walls["none"]
-        rows.append(Row("sandbox", f"grading {name}, public, {strongest} (wall)", w_iso, "the same, no isolation",
-                        w_none, "s", note=f"{r_iso.sandbox['worker_starts']} worker start(s), score {r_iso.score:g}"))
+        rows.append(
+            Row(
+                "sandbox",
+                f"grading {name}, public, {strongest} (wall)",
+                w_iso,
+                "the same, no isolation",
+                w_none,
+                "s",
+                note=f"{r_iso.sandbox['worker_starts']} worker start(s), score {r_iso.score:g}",
+            )
+        )
     return rows

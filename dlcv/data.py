@@ -129,8 +129,11 @@ def label_files(root: str | os.PathLike | None = None) -> list[str]:
     if spec is not None and spec.submodule_search_locations:
         for base in spec.submodule_search_locations:
             data = os.path.join(base, "datasets", "data")
-            out += [os.path.join(data, f) for f in sorted(os.listdir(data)) if f.startswith("digits")] \
-                if os.path.isdir(data) else []
+            out += (
+                [os.path.join(data, f) for f in sorted(os.listdir(data)) if f.startswith("digits")]
+                if os.path.isdir(data)
+                else []
+            )
     return out
 
 
@@ -282,7 +285,7 @@ def preprocess_cifar10(
         X_test = torch.cat([X_test, ones_test], dim=1)  # (N_test, 3073)
 
     N = X_train.shape[0]
-    num_val = int(round(N * validation_ratio))
+    num_val = round(N * validation_ratio)
     num_train = N - num_val
     return {
         "X_train": X_train[:num_train],

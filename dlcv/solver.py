@@ -22,7 +22,7 @@ the start) between steps.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

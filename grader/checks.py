@@ -1,10 +1,12 @@
-"""How checks are written: the `check` decorator, hidden `variant`s, and the context a check runs with.
+"""How checks are written: the `check` decorator, `variant`s, and the context a check runs with.
 
 A check is a function `body(ctx, **params)` in an assignment's `checks.py`. It builds inputs from
-`ctx`'s seeded generator, calls the student's function in the sandbox through `ctx.call`, computes an
-oracle itself (PyTorch ops and autograd, in float64), and judges with `ctx.expect_*`, which raise
-`CheckFailed` with feedback for the student. Hidden checks (`hidden.py`) are `variant`s of public ones
-with other seeds, shapes and edge cases.
+`ctx`'s seeded generator, calls the student's function in the sandbox through `ctx.call`, computes the
+expected result itself (PyTorch ops and autograd, in float64; `grader.judging.cpu64`), and judges with
+`ctx.expect_*` (the vocabulary of grader.judging), which raise `CheckFailed` with feedback for the student.
+`Ctx` is all a check uses: the run behind it (`ctx.run`) is the runner's. Hidden checks (`hidden.py`) are
+`variant`s of public ones with other seeds, shapes and edge cases; a public variant (hidden=False) is a
+check of its own with other parameters.
 
     @check("a1.knn.distances_two_loops", function="compute_distances_two_loops")
     def distances_two_loops(ctx, num_train=20, num_test=10):
@@ -13,16 +15,29 @@ with other seeds, shapes and edge cases.
 
 from __future__ import annotations
 
+import ast
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from grader import judging
 from grader.guard import GUARD_REMOVED, describe_hit
+from grader.judging import (  # noqa: F401 - re-exported: checks import these from grader.checks
+    cpu64,
+    describe_value,
+    dtype_name,
+    fmt_shape,
+    known_mistakes,
+    rel_error,
+    same,
+)
 from grader.manifest import AUTOGRAD_NAMES
 from grader.sandbox import Reply, SandboxError
+from grader.staticscan import find_function
 from grader.wire import Handle, Ref
 
 if TYPE_CHECKING:
@@ -38,7 +53,7 @@ class CheckFailed(Exception):
 @dataclass(frozen=True)
 class CheckSpec:
     id: str
-    function: str                 # the graded function (a key of the manifest's [parts.functions])
+    function: str  # the graded function (a key of the manifest's [parts.functions])
     body: Callable[..., None]
     params: dict = field(default_factory=dict)
     seed: int = 0
@@ -53,29 +68,61 @@ def _seed_of(check_id: str) -> int:
     return zlib.crc32(check_id.encode()) % 100_000
 
 
-def check(id: str, *, function: str, weight: float = 1.0, seed: int | None = None, timeout: float | None = None,
-          **params: Any) -> Callable:
+def check(
+    id: str, *, function: str, weight: float = 1.0, seed: int | None = None, timeout: float | None = None, **params: Any
+) -> Callable:
     """Register the decorated function as a public check of `function`."""
+
     def deco(body: Callable) -> Callable:
         doc = (body.__doc__ or "").strip().splitlines()
-        spec = CheckSpec(id=id, function=function, body=body, params=params,
-                         seed=_seed_of(id) if seed is None else seed, weight=weight, timeout=timeout,
-                         title=doc[0] if doc else id)
+        spec = CheckSpec(
+            id=id,
+            function=function,
+            body=body,
+            params=params,
+            seed=_seed_of(id) if seed is None else seed,
+            weight=weight,
+            timeout=timeout,
+            title=doc[0] if doc else id,
+        )
         body.__grader_check__ = spec
         return body
+
     return deco
 
 
-def variant(base: Callable, suffix: str, *, seed: int | None = None, weight: float = 1.0,
-            visibility: str = "after_published", title: str | None = None, **params: Any) -> CheckSpec:
-    """A hidden check: the same body as the public check `base`, with other parameters."""
+def variant(
+    base: Callable,
+    suffix: str,
+    *,
+    seed: int | None = None,
+    weight: float = 1.0,
+    visibility: str | None = None,
+    title: str | None = None,
+    hidden: bool = True,
+    **params: Any,
+) -> CheckSpec:
+    """Another check with the same body as the public check `base` and other parameters, its own id
+    (`base's id.suffix`) and seed: hidden by default (hidden.py); with hidden=False a public check
+    (e.g. `variant(base, "float32", hidden=False, dtype=torch.float32)`). `visibility` defaults to
+    "after_published" for a hidden variant and must be "visible" for a public one."""
     spec: CheckSpec = base.__grader_check__
+    visibility = visibility or ("after_published" if hidden else "visible")
     if visibility not in VISIBILITIES:
         raise ValueError(f"visibility must be one of {VISIBILITIES}, found {visibility!r}")
     new_id = f"{spec.id}.{suffix}"
-    return replace(spec, id=new_id, params={**spec.params, **params}, hidden=True, visibility=visibility,
-                   seed=_seed_of(new_id) if seed is None else seed, weight=weight,
-                   title=title or f"{spec.title} ({suffix.replace('_', ' ')})")
+    if not hidden and visibility != "visible":
+        raise ValueError(f"a public variant is visible; found visibility={visibility!r}")
+    return replace(
+        spec,
+        id=new_id,
+        params={**spec.params, **params},
+        hidden=hidden,
+        visibility=visibility,
+        seed=_seed_of(new_id) if seed is None else seed,
+        weight=weight,
+        title=title or f"{spec.title} ({suffix.replace('_', ' ')})",
+    )
 
 
 def collect(module: Any) -> list[CheckSpec]:
@@ -94,53 +141,6 @@ def collect(module: Any) -> list[CheckSpec]:
 
 # ---- feedback helpers ---------------------------------------------------------------------------
 
-def rel_error(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-10) -> float:
-    """max|x - y| / max(|x| + |y|), the denominator clamped at eps (the course's definition)."""
-    x, y = x.detach().double().cpu(), y.detach().double().cpu()
-    if x.numel() == 0:
-        return 0.0
-    top = (x - y).abs().max().item()
-    return top / max((x.abs() + y.abs()).max().item(), eps)
-
-
-def fmt_shape(shape: Any) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
-def describe_value(value: Any) -> str:
-    """A short description of what a student's function returned, for feedback."""
-    if isinstance(value, Handle):
-        return f"a {value.type} object"
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {fmt_shape(value.shape)}"
-    if isinstance(value, (tuple, list)):
-        return f"a {type(value).__name__} of {len(value)} items"
-    return f"{type(value).__name__} {value!r}"[:80]
-
-
-def known_mistakes(got: torch.Tensor, expected: torch.Tensor, bound: float, n: int | None = None,
-                   extra: dict[str, torch.Tensor] | None = None) -> str | None:
-    """Name the likely bug when `got` matches a known transformation of `expected`."""
-    g, e = got.detach().double().cpu(), expected.detach().double().cpu()
-    tests: list[tuple[str, torch.Tensor]] = []
-    for desc, alt in (extra or {}).items():
-        alt = alt.detach().double().cpu()
-        if alt.shape == g.shape:
-            tests.append((desc, alt))
-    if e.abs().max() > 0:
-        tests += [("your values are exactly 2x the expected ones (a factor of 2 too many?)", 2 * e),
-                  ("your values are exactly half the expected ones (a missing factor of 2?)", e / 2),
-                  ("your values have the wrong sign", -e)]
-        if n and n > 1:
-            tests += [(f"your values are N = {n} times too large (did you forget to divide by N?)", e * n),
-                      (f"your values are N = {n} times too small (divided by N twice?)", e / n)]
-        if e.dim() == 2 and e.shape[0] == e.shape[1]:
-            tests.append(("your values are the transpose of the expected ones", e.t()))
-    for desc, alt in tests:
-        if rel_error(g, alt) <= max(bound, 1e-7):
-            return desc
-    return None
-
 
 def describe_error(err: SandboxError, function: str) -> str:
     """Feedback for a call that failed inside the sandbox."""
@@ -152,23 +152,31 @@ def describe_error(err: SandboxError, function: str) -> str:
         raiser = err.where[-1]["function"] if err.where else ""
         if not raiser or raiser == "<module>" or function.startswith(raiser):
             text = f"{function} is not implemented yet (it raises NotImplementedError)."
-        elif raiser.startswith(function.split(".")[0] + "."):     # a method of the class being checked
+        elif raiser.startswith(function.split(".")[0] + "."):  # a method of the class being checked
             text = f"{raiser} is not implemented yet (it raises NotImplementedError)."
         else:
             text = f"{raiser} is not implemented yet (it raises NotImplementedError), and {function} calls it."
-    elif err.kind == "exception" and (err.type_name == "MemoryError" or "out of memory" in err.message
-                                      or "can't allocate memory" in err.message):
-        text = (f"{function} ran out of memory: it allocates more than the sandbox allows (look for a large "
-                f"intermediate tensor).\n  {err.type_name}: {err.message[:300]}{where}")
+    elif err.kind == "exception" and (
+        err.type_name == "MemoryError" or "out of memory" in err.message or "can't allocate memory" in err.message
+    ):
+        text = (
+            f"{function} ran out of memory: it allocates more than the sandbox allows (look for a large "
+            f"intermediate tensor).\n  {err.type_name}: {err.message[:300]}{where}"
+        )
     elif err.kind == "exception":
         text = f"{function} raised {err.type_name}: {err.message}{where}"
     elif err.kind == "exit":
         code = err.message if err.type_name == "SystemExit" else ""
-        text = (f"{function} called sys.exit({code}); your code must not exit the program.{where}"
-                if err.type_name == "SystemExit" else err.message)
+        text = (
+            f"{function} called sys.exit({code}); your code must not exit the program.{where}"
+            if err.type_name == "SystemExit"
+            else err.message
+        )
     elif err.kind == "timeout":
-        text = (f"{err.message}: {function} may loop forever, or be far slower than it should be "
-                "(a loop where vectorised code was asked for?)")
+        text = (
+            f"{err.message}: {function} may loop forever, or be far slower than it should be "
+            "(a loop where vectorised code was asked for?)"
+        )
     else:
         text = err.message
     if err.output.strip():
@@ -176,27 +184,32 @@ def describe_error(err: SandboxError, function: str) -> str:
     return text
 
 
-def forbidden_feedback(hits: list[dict], called: str, graded: str, no_autograd: bool = False) -> str:
+def reasons(names: list[str], why: dict[str, str]) -> str:
+    """' (torch.cdist: it computes the distances you are asked to compute)' for the names with a reason."""
+    said = [f"{n}: {why[n]}" for n in dict.fromkeys(names) if why.get(n)]
+    return f" ({'; '.join(said)})" if said else ""
+
+
+def forbidden_feedback(
+    hits: list[dict], called: str, graded: str, no_autograd: bool = False, why: dict[str, str] | None = None
+) -> str:
     """`Conv.forward called torch.nn.functional.conv2d (line 12 of convolutional_networks.py), which Conv may
     not use in this assignment.` One sentence per student function the guard found a use in."""
     if any(h["name"] == GUARD_REMOVED for h in hits):
-        return (f"{called} removed or disabled the grader's guard (the PyTorch modes that watch for forbidden "
-                "calls while your code runs); your code must leave PyTorch's mode stacks as it found them.")
+        return (
+            f"{called} removed or disabled the grader's guard (the PyTorch modes that watch for forbidden "
+            "calls while your code runs); your code must leave PyTorch's mode stacks as it found them."
+        )
     by_function: dict[str, list[str]] = {}
     for h in hits:
         uses = by_function.setdefault(h.get("function") or called, [])
         if describe_hit(h) not in uses:
             uses.append(describe_hit(h))
     said = "; ".join(f"{who} called {', '.join(uses)}" for who, uses in by_function.items())
-    text = f"{said}, which {graded} may not use in this assignment."
+    text = f"{said}, which {graded} may not use in this assignment{reasons([h['name'] for h in hits], why or {})}."
     if no_autograd and any(h["name"] in AUTOGRAD_NAMES for h in hits):
-        text += (" Gradients are computed by hand here: no requires_grad, .backward(), torch.autograd or "
-                 "torch.func.")
+        text += " Gradients are computed by hand here: no requires_grad, .backward(), torch.autograd or torch.func."
     return text
-
-
-class ImportFailed(CheckFailed):
-    pass
 
 
 def _handles_in(value: Any) -> list[Handle]:
@@ -209,31 +222,20 @@ def _handles_in(value: Any) -> list[Handle]:
     return []
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Equal values, tensors compared exactly (shape, dtype and every entry)."""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
-                and a.dtype == b.dtype and torch.equal(a.cpu(), b.cpu()))
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    return a == b or (a != a and b != b)
-
-
 # ---- the context a check runs with --------------------------------------------------------------
+
 
 class Ctx:
     """What a check sees: seeded inputs on the grading device, calls into the sandbox, judgements."""
 
-    def __init__(self, run: "Run", spec: CheckSpec) -> None:
+    def __init__(self, run: Run, spec: CheckSpec) -> None:
         self.run, self.spec = run, spec
         self.seed = spec.seed
         self.device = torch.device(run.device)
         self.gen = torch.Generator().manual_seed(spec.seed)
         self.notes: list[str] = []
         self.calls: list[Reply] = []
-        self.handles: list[Handle] = []    # objects this check left in the sandbox; released after it
+        self.handles: list[Handle] = []  # objects this check left in the sandbox; released after it
 
     # -- inputs ---------------------------------------------------------------------------------
     def randn(self, *shape: int, dtype: torch.dtype = torch.float64, scale: float = 1.0) -> torch.Tensor:
@@ -258,19 +260,33 @@ class Ctx:
         return self.run.target(key)
 
     # -- calling the student's code -------------------------------------------------------------
-    def invoke(self, function: str | Ref, *args: Any, keep: bool = False, return_args: bool = False,
-               timeout: float | None = None, **kwargs: Any) -> Reply:
+    def invoke(
+        self,
+        function: str | Ref,
+        *args: Any,
+        keep: bool = False,
+        return_args: bool = False,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Reply:
         """Call `function` (a name in the part's module; `Class.method` for a static method) in the
         sandbox. A failure there becomes feedback; a forbidden call found there fails the check."""
-        if isinstance(function, Ref):            # e.g. ctx.call(ctx.ref("Solver", module="dlcv.solver"), ...)
+        if isinstance(function, Ref):  # e.g. ctx.call(ctx.ref("Solver", module="dlcv.solver"), ...)
             module, function = function.module, function.attr
         else:
             module = self.run.module_for(function, self.spec.function)
         try:
-            reply = self.run.sandbox.call(module, function, args, kwargs, seed=self.seed,
-                                          forbidden=self.run.manifest.forbidden_for(self.spec.function),
-                                          keep=keep, return_args=return_args,
-                                          timeout=self._timeout(timeout))
+            reply = self.run.sandbox.call(
+                module,
+                function,
+                args,
+                kwargs,
+                seed=self.seed,
+                forbidden=self.run.manifest.forbidden_for(self.spec.function),
+                keep=keep,
+                return_args=return_args,
+                timeout=self._timeout(timeout),
+            )
         except SandboxError as e:
             raise self._failure(e, module, function) from None
         self._judge_reply(reply, function)
@@ -285,13 +301,30 @@ class Ctx:
         `module` names another module of the sandbox tree (e.g. "dlcv.solver" for the given Solver)."""
         return Ref(module or self.run.module_for(name, self.spec.function), name)
 
-    def invoke_method(self, obj: Handle, name: str, *args: Any, keep: bool = False, return_args: bool = False,
-                      timeout: float | None = None, **kwargs: Any) -> Reply:
+    def invoke_method(
+        self,
+        obj: Handle,
+        name: str,
+        *args: Any,
+        keep: bool = False,
+        return_args: bool = False,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Reply:
         """Call method `name` of an object that lives in the sandbox; returns the whole Reply."""
         try:
-            reply = self.run.sandbox.call(None, name, args, kwargs, handle=obj, seed=self.seed,
-                                          forbidden=self.run.manifest.forbidden_for(self.spec.function), keep=keep,
-                                          return_args=return_args, timeout=self._timeout(timeout))
+            reply = self.run.sandbox.call(
+                None,
+                name,
+                args,
+                kwargs,
+                handle=obj,
+                seed=self.seed,
+                forbidden=self.run.manifest.forbidden_for(self.spec.function),
+                keep=keep,
+                return_args=return_args,
+                timeout=self._timeout(timeout),
+            )
         except SandboxError as e:
             raise self._failure(e, None, f"{obj.type}.{name}") from None
         self._judge_reply(reply, f"{obj.type}.{name}")
@@ -302,8 +335,7 @@ class Ctx:
         return self.invoke_method(obj, name, *args, **kwargs).value
 
     def _timeout(self, timeout: float | None) -> float:
-        limit = timeout or self.spec.timeout or self.run.manifest.call_timeout
-        return min(limit, self.run.timeout_cap) if self.run.timeout_cap else limit
+        return self.run.time_limit(timeout or self.spec.timeout)
 
     def put(self, value: Any) -> Handle:
         """Send `value` to the sandbox once and get a handle to pass to later calls."""
@@ -332,16 +364,62 @@ class Ctx:
     def _failure(self, e: SandboxError, module: str | None, function: str) -> CheckFailed:
         if module is not None and module in self.run.sandbox.module_errors:
             file = self.run.file_of(module)
-            return ImportFailed(f"{file} could not be imported, so {function} could not run:\n  "
-                                + describe_error(e, f"importing {file}").replace("\n", "\n  "))
+            return CheckFailed(
+                f"{file} could not be imported, so {function} could not run:\n  "
+                + describe_error(e, f"importing {file}").replace("\n", "\n  ")
+            )
         return CheckFailed(describe_error(e, function))
 
     def _judge_reply(self, reply: Reply, function: str) -> None:
+        reply.function = function
         self.calls.append(reply)
         self.handles.extend(_handles_in(reply.value))
         if reply.forbidden_hits:
-            raise CheckFailed(forbidden_feedback(reply.forbidden_hits, function, self.spec.function,
-                                                 self.run.manifest.forbid_autograd))
+            raise CheckFailed(
+                forbidden_feedback(
+                    reply.forbidden_hits,
+                    function,
+                    self.spec.function,
+                    self.run.manifest.forbid_autograd,
+                    self.run.manifest.why,
+                )
+            )
+
+    # -- the run, as checks see it ----------------------------------------------------------------
+    def cache(self, key: Any, factory: Callable[[], Any]) -> Any:
+        """`factory()`, computed once per grading run under `key` (data prepared, a model trained by the judge);
+        later checks of the run get the same object back, so they must not modify it."""
+        store = self.run.cache
+        if key not in store:
+            store[key] = factory()
+        return store[key]
+
+    @property
+    def dataset_name(self) -> str:
+        """The grading data set's name ("cifar10" or "digits"); loads it if no check has yet."""
+        self.run.dataset()
+        return self.run.dataset_name
+
+    def scale(self, table: dict) -> Any:
+        """`table[data set]`, falling back to `table["cifar10"]` (sizes and iterations per data set)."""
+        return table.get(self.dataset_name, table["cifar10"])
+
+    def source(self, function: str | None = None) -> str | None:
+        """The submitted text of the file that grades `function` (default: this check's function; a name no part
+        grades means the file of this check's function). A missing, refused or unparsable file fails the check
+        with the usual feedback."""
+        graded = function if function is not None and self._graded(function) else self.spec.function
+        self.run.module_for(graded, graded)
+        return self.run.staged.sources.get(self.run.manifest.part_of(graded).file)
+
+    def definition(self, name: str) -> ast.AST | None:
+        """The submitted definition of `name` (`f`, `Class` or `Class.method`) in the file `source(name)` reads;
+        None when the file does not define it."""
+        src = self.source(name.split(".")[0])
+        return None if src is None else find_function(ast.parse(src), name)
+
+    def _graded(self, function: str) -> bool:
+        return any(function in p.functions for p in self.run.manifest.parts)
 
     # -- judgements -----------------------------------------------------------------------------
     def fail(self, message: str) -> None:
@@ -368,72 +446,182 @@ class Ctx:
             article = "an" if names[0] in "aeiou" else "a"
             raise CheckFailed(f"{name}: expected {article} {names}, found {found}.")
 
-    def expect_tensor(self, got: Any, expected: torch.Tensor, name: str = "the output", *,
-                      bound: float = 1e-6, dtype: torch.dtype | None = None, device: Any = "default",
-                      n: int | None = None, mistakes: dict[str, torch.Tensor] | None = None,
-                      hint: str = "") -> None:
-        """`got` must be a tensor shaped like `expected`, of `dtype` (default: expected's) on `device`
-        (default: the grading device), with relative error at most `bound` (exact for integers/bools)."""
+    def expect_tensor(
+        self,
+        got: Any,
+        expected: torch.Tensor,
+        name: str = "the output",
+        *,
+        bound: float = 1e-6,
+        dtype: torch.dtype | None = None,
+        device: Any = "default",
+        n: int | None = None,
+        mistakes: dict[str, Any] | None = None,
+        hint: str = "",
+    ) -> None:
+        """`got` must be a tensor shaped like `expected`, of `dtype` (default: expected's) on `device` (default:
+        the grading device; None: any), with relative error at most `bound` (exact for integer/bool results).
+        Every problem is reported; a mistake of `mistakes` (description -> the values it gives) or a generic one
+        (factor 2 or `n`, sign, transpose) is named only when the numbers prove it (see grader.judging)."""
         self.expect_type(got, torch.Tensor, name)
-        if got.requires_grad and self.run.manifest.forbid_autograd:
-            raise CheckFailed(f"{name} requires grad: this assignment computes gradients by hand, "
-                              "without autograd (no requires_grad, .backward() or torch.autograd).")
-        want_dtype = expected.dtype if dtype is None else dtype
-        if tuple(got.shape) != tuple(expected.shape):
-            msg = f"{name}: expected shape {fmt_shape(expected.shape)}, found {fmt_shape(got.shape)}."
-            if got.dim() == 2 and tuple(got.shape) == tuple(expected.shape)[::-1]:
-                msg += " It looks transposed."
-            raise CheckFailed(msg + (f" {hint}" if hint else ""))
-        if got.dtype != want_dtype:
-            raise CheckFailed(f"{name}: expected dtype {str(want_dtype).replace('torch.', '')}, "
-                              f"found {str(got.dtype).replace('torch.', '')}.")
-        want_device = self.device if device == "default" else (None if device is None else torch.device(device))
-        if want_device is not None and got.device.type != want_device.type:
-            raise CheckFailed(f"{name}: expected a tensor on {want_device.type}, found one on {got.device.type} "
-                              "(create new tensors on the input's device, e.g. device=x.device).")
-        if not (want_dtype.is_floating_point or want_dtype.is_complex):
-            diff = (got.cpu() != expected.cpu())
-            if diff.any():
-                idx = tuple(int(i) for i in diff.nonzero()[0])
-                msg = (f"{name}: {int(diff.sum())} of {diff.numel()} entries are wrong; e.g. at index "
-                       f"{idx} expected {expected.cpu()[idx].item()}, found {got.cpu()[idx].item()}.")
-                why = next((d for d, alt in (mistakes or {}).items()
-                            if alt.shape == got.shape and torch.equal(alt.cpu().to(got.dtype), got.cpu())), None)
-                if why:
-                    msg += f" Likely bug: {why}."
-                raise CheckFailed(msg + (f" {hint}" if hint else ""))
-            return
-        if not torch.isfinite(got.detach().cpu()).all() and torch.isfinite(expected.detach().cpu()).all():
-            bad = int((~torch.isfinite(got.detach().cpu())).sum())
-            raise CheckFailed(f"{name}: {bad} entries are nan or inf; all expected values are finite."
-                              + (f" {hint}" if hint else ""))
-        err = rel_error(got, expected)
-        if not err <= bound:
-            msg = f"{name}: relative error {err:.2e} exceeds the bound {bound:.0e}."
-            why = known_mistakes(got, expected, bound, n=n, extra=mistakes)
-            if why:
-                msg += f" Likely bug: {why}."
-            raise CheckFailed(msg + (f" {hint}" if hint else ""))
+        expected = torch.as_tensor(expected)
+        problems = judging.tensor_problems(
+            got,
+            expected,
+            bound=bound,
+            dtype=dtype,
+            device=self._device(device),
+            n=n,
+            mistakes=mistakes,
+            forbid_autograd=self.run.manifest.forbid_autograd,
+        )
+        if problems:
+            raise CheckFailed(judging.message(name, problems, hint))
 
-    def expect_close(self, got: Any, expected: float, name: str, *, bound: float = 1e-6, n: int | None = None,
-                     mistakes: dict[str, float] | None = None) -> None:
-        """A Python number (or 0-d tensor) close to `expected` in relative error."""
-        if isinstance(got, torch.Tensor) and got.numel() == 1:
-            got = got.item()
-        self.expect_type(got, (int, float), name)
-        err = abs(got - expected) / max(abs(got) + abs(expected), 1e-10)
-        if not err <= bound or math.isnan(got):
-            msg = f"{name}: expected {expected:.6g}, found {got:.6g} (relative error {err:.1e}, bound {bound:.0e})."
-            extra = {k: torch.tensor(float(v)) for k, v in (mistakes or {}).items()}
-            why = known_mistakes(torch.tensor(float(got)), torch.tensor(float(expected)), bound, n=n, extra=extra)
-            if why:
-                msg += f" Likely bug: {why}."
-            raise CheckFailed(msg)
+    def expect_layout(self, got: Any, shape: tuple, dtype: torch.dtype, name: str, hint: str = "") -> None:
+        """A tensor of this shape and dtype on the grading device (its values are judged elsewhere)."""
+        self.expect_type(got, torch.Tensor, name)
+        problems = judging.layout_problems(got, tuple(shape), dtype, self.device)
+        if problems:
+            raise CheckFailed(judging.message(name, problems, hint))
+
+    def expect_float(self, value: Any, name: str, positive: bool = False) -> float:
+        """A finite Python number, or a tensor holding one number (0-d or one element); returns it as a float."""
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1 or value.is_complex():
+                raise CheckFailed(f"{name}: expected a number, found {describe_value(value)}.")
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise CheckFailed(f"{name}: expected a number, found {describe_value(value)}.")
+        if not math.isfinite(value):
+            raise CheckFailed(f"{name}: expected a finite number, found {value}.")
+        if positive and value <= 0:
+            raise CheckFailed(f"{name}: expected a positive number, found {value:.6g}.")
+        return float(value)
+
+    def expect_loss(
+        self,
+        got: Any,
+        expected: Any,
+        name: str,
+        *,
+        bound: float,
+        n: int | None = None,
+        mistakes: dict[str, Any] | None = None,
+    ) -> float:
+        """A loss: a 0-dim tensor of `expected`'s dtype on the grading device, close to `expected` (a tensor or a
+        number); returns it as a float. `mistakes`: description -> the loss that mistake gives."""
+        expected = torch.as_tensor(expected)
+        if isinstance(got, (int, float)) and not isinstance(got, bool):
+            raise CheckFailed(
+                f"{name}: expected a 0-dim tensor, found a Python {type(got).__name__} ({got:.6g}); "
+                "return the loss as a tensor (no .item() or float())."
+            )
+        self.expect_type(got, torch.Tensor, name)
+        if got.dim() != 0:
+            raise CheckFailed(
+                f"{name}: expected a 0-dim tensor, found one of shape {fmt_shape(got.shape)}"
+                + (
+                    " (index its single element, or reduce with .sum() or .mean() over everything)."
+                    if got.numel() == 1
+                    else " (reduce over every example and class to one number)."
+                )
+            )
+        self.expect_tensor(got, expected.reshape(()), name, bound=bound, n=n, mistakes=mistakes)
+        return float(got.item())
+
+    def expect_dict(
+        self,
+        got: Any,
+        expected: dict,
+        name: str,
+        *,
+        bound: float = 1e-6,
+        mistakes: dict[str, dict[str, Any]] | None = None,
+        n: int | None = None,
+        hints: dict[str, str] | None = None,
+    ) -> None:
+        """A dict with `expected`'s keys, each value (a tensor, or a number) judged as by expect_tensor (dtype
+        and device of the expected tensor). `mistakes` and `hints` are per key: {key: {description: value}} and
+        {key: hint}. Every key's problems are reported together."""
+        if not isinstance(got, dict):
+            raise CheckFailed(f"{name}: expected a dict with keys {list(expected)}, found {describe_value(got)}.")
+        missing = [k for k in expected if k not in got]
+        unexpected = [k for k in got if k not in expected]
+        if missing or unexpected:
+            said = [f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else ""]
+            raise CheckFailed(f"{name}: expected the keys {list(expected)}; " + ", ".join(s for s in said if s) + ".")
+        lines = []
+        for k, want in expected.items():
+            what = f"{name}[{k!r}]"
+            try:
+                if isinstance(want, torch.Tensor):
+                    self.expect_tensor(
+                        got[k],
+                        want,
+                        what,
+                        bound=bound,
+                        n=n,
+                        mistakes=(mistakes or {}).get(k),
+                        hint=(hints or {}).get(k, ""),
+                    )
+                else:
+                    self.expect_close(got[k], float(want), what, bound=bound, n=n, mistakes=(mistakes or {}).get(k))
+            except CheckFailed as e:
+                lines.append(str(e))
+        if len(lines) == 1:
+            raise CheckFailed(lines[0])
+        if lines:
+            raise CheckFailed(
+                f"{name}: {len(lines)} of its {len(expected)} values are wrong.\n"
+                + "\n".join("  " + line.replace("\n", "\n  ") for line in lines)
+            )
+
+    def expect_close(
+        self,
+        got: Any,
+        expected: float,
+        name: str,
+        *,
+        bound: float = 1e-6,
+        n: int | None = None,
+        mistakes: dict[str, Any] | None = None,
+    ) -> None:
+        """A Python number (or a tensor holding one number) close to `expected` in relative error."""
+        value = self.expect_float(got, name)
+        err = abs(value - expected) / max(abs(value) + abs(expected), 1e-10)
+        if not err <= bound:
+            msg = f"{name}: expected {expected:.6g}, found {value:.6g} (relative error {err:.1e}, bound {bound:.0e})."
+            why = known_mistakes(
+                torch.tensor(float(value), dtype=torch.float64),
+                torch.tensor(float(expected), dtype=torch.float64),
+                bound,
+                n=n,
+                extra={k: float(v) for k, v in (mistakes or {}).items()},
+            )
+            raise CheckFailed(msg + (f" {why}" if why else ""))
 
     def expect_unchanged(self, before: list, reply: Reply, names: list[str]) -> None:
-        """The call (made with return_args=True) must not have modified its tensor inputs."""
-        after = reply.args or []
-        for name, b, a in zip(names, before, after):
-            if not _same(b, a):
-                raise CheckFailed(f"the call modified its input {name}; it must leave its inputs unchanged "
-                                  "(work on a copy, e.g. x.clone()).")
+        """The call (made with `ctx.invoke(..., return_args=True)`) left its inputs as they were: `before` are
+        the inputs sent (tensors, or dicts and lists of them), `names` their names for the feedback."""
+        if reply.args is None:
+            raise ValueError("expect_unchanged needs the arguments back: call ctx.invoke(..., return_args=True)")
+        function = reply.function or self.spec.function
+        for name, b, a in zip(names, before, reply.args):
+            if judging.same(b, a):
+                continue
+            where = ""
+            if isinstance(b, dict) and isinstance(a, dict) and b.keys() == a.keys():
+                changed = [k for k in b if not judging.same(b[k], a[k])]
+                where = f" ({', '.join(f'{name}[{k!r}]' for k in changed)} changed)"
+            raise CheckFailed(
+                f"{function} modified its input {name}{where}; it must leave its inputs unchanged "
+                "(compute new tensors, e.g. out = x * 2 or x.clone(), not x *= 2 or x[...] = ...)."
+            )
+
+    def _device(self, device: Any) -> torch.device | None:
+        return (
+            self.device
+            if isinstance(device, str) and device == "default"
+            else (None if device is None else torch.device(device))
+        )

@@ -26,20 +26,47 @@ def _grade(args: argparse.Namespace) -> int:
             if len(available) == 1:
                 names = available
             else:
-                raise GraderError(f"{path}: cannot tell which assignment this is; pass --assignment "
-                                  f"(one of {', '.join(available)})")
+                raise GraderError(
+                    f"{path}: cannot tell which assignment this is; pass --assignment (one of {', '.join(available)})"
+                )
     out_root = Path(args.out)
     color = sys.stdout.isatty() and not args.no_color
     failed_floor = False
     totals = []
     for name in names:
+
         def progress(r, _name=name):
             if args.verbose:
                 print(f"  {r.number:>5} {r.id:<50} {r.status}", file=sys.stderr, flush=True)
-        result = grade(path, name, device=args.device, hidden=args.hidden, parts=args.part or None,
-                       dataset=args.dataset, kit=kit, call_timeout=args.timeout, on_result=progress,
-                       isolation=args.sandbox, allow_weak_sandbox=args.allow_weak_sandbox)
+
+        result = grade(
+            path,
+            name,
+            device=args.device,
+            hidden=args.hidden,
+            parts=args.part or None,
+            dataset=args.dataset,
+            kit=kit,
+            call_timeout=args.timeout,
+            on_result=progress,
+            isolation=args.sandbox,
+            allow_weak_sandbox=args.allow_weak_sandbox,
+        )
         out = out_root if len(names) == 1 else out_root / name
+        if args.report or args.pdf:  # the notebooks, run in the sandbox, and the report for manual grading
+            from grader.nbreport import attach
+
+            report_lines = attach(
+                result,
+                path,
+                name,
+                kit=kit,
+                out=out,
+                pdf=args.pdf,
+                dataset=args.dataset,
+                isolation=args.sandbox,
+                allow_weak_sandbox=args.allow_weak_sandbox,
+            )
         try:
             paths = report.write_all(result, out)
         except OSError as e:
@@ -50,6 +77,8 @@ def _grade(args: argparse.Namespace) -> int:
             print(report.table(result, color=color))
             print(sandbox_line(result.sandbox.get("isolation", {})))
             print(f"Reports: {paths['json']}, {paths['junit']}, {paths['markdown']}")
+            if args.report or args.pdf:
+                print("\n".join(report_lines))
         totals.append((name, result.score, result.max_score))
         if args.fail_under is not None and result.score < args.fail_under * result.max_score / 100:
             failed_floor = True
@@ -63,8 +92,10 @@ def sandbox_line(isolation: dict) -> str:
     mode = isolation.get("mode", "unknown")
     if mode in ("bwrap", "user"):
         return f"Sandbox: {isolation.get('detail', mode)}"
-    return (f"Sandbox: none, your code ran as your own user ({isolation.get('weaker_because', '')}). Fine for "
-            "checking your own work; the course's autograder isolates it.")
+    return (
+        f"Sandbox: none, your code ran as your own user ({isolation.get('weaker_because', '')}). Fine for "
+        "checking your own work; the course's autograder isolates it."
+    )
 
 
 def _release(args: argparse.Namespace) -> int:
@@ -83,10 +114,21 @@ def _submit(args: argparse.Namespace) -> int:
     from grader.submit import build_submission
 
     kit = Path(args.course).resolve() if args.course else manifests.course_root()
-    out = build_submission(Path(args.path), args.assignment, kit=kit, out=Path(args.out) if args.out else None,
-                           allow_incomplete=args.allow_incomplete)
+    out = build_submission(
+        Path(args.path),
+        args.assignment,
+        kit=kit,
+        out=Path(args.out) if args.out else None,
+        allow_incomplete=args.allow_incomplete,
+    )
     print(f"Wrote {out}. Upload this file.")
     return 0
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from grader.batch import cli
+
+    return cli(args)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -94,7 +136,11 @@ def _list(args: argparse.Namespace) -> int:
     from grader.runner import load_checks
 
     kit = Path(args.course).resolve() if args.course else manifests.course_root()
-    for name in ([args.assignment] if args.assignment else manifests.available(kit)):
+    if args.docstring and not args.rules:
+        raise GraderError("--docstring: only with --rules (grader list --rules --docstring)")
+    if args.rules:
+        return _rules(args, kit)
+    for name in [args.assignment] if args.assignment else manifests.available(kit):
         m = manifests.load(name, kit)
         print(f"{m.name}: {m.title} ({m.points:g} points)")
         specs = load_checks(m, hidden=args.hidden)
@@ -103,6 +149,26 @@ def _list(args: argparse.Namespace) -> int:
             for f, pts in p.functions.items():
                 ids = [s.id + (" [hidden]" if s.hidden else "") for s in specs if s.function == f]
                 print(f"    {f:<34} {pts:5g}  " + ", ".join(ids))
+    return 0
+
+
+def _rules(args: argparse.Namespace, kit: Path) -> int:
+    from grader import manifest as manifests
+    from grader.rules import rules_block, rules_table
+
+    ms = [manifests.load(name, kit) for name in ([args.assignment] if args.assignment else manifests.available(kit))]
+    if not args.docstring:
+        print("\n\n".join(rules_table(m) for m in ms))
+        return 0
+    blocks = []
+    for m in ms:
+        for p in m.parts:
+            block = rules_block(m, p)
+            blocks.append(
+                f"# {p.file} ({m.name}, part {p.name}): paste into the module docstring\n"
+                + (block or "# (no rules: nothing to paste)")
+            )
+    print("\n\n".join(blocks))
     return 0
 
 
@@ -117,18 +183,39 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     g.add_argument("--hidden", action="store_true", help="include the hidden checks (autograder bundle only)")
     g.add_argument("--part", action="append", help="grade only this part (repeatable)")
-    g.add_argument("--dataset", choices=["auto", "cifar10", "digits"], default=None,
-                   help="data set for accuracy checks (default: $DLCV_DATASET, else CIFAR-10 if present, else digits)")
-    g.add_argument("--timeout", type=float, metavar="SECONDS",
-                   help="time limit per call into student code (default: the manifest's call_timeout)")
-    g.add_argument("--sandbox", choices=["auto", "bwrap", "user", "none"], default="auto",
-                   help="how student code is isolated (default: the strongest available; see README)")
-    g.add_argument("--allow-weak-sandbox", action="store_true",
-                   help="grade with --hidden even where no OS sandbox is available")
+    g.add_argument(
+        "--dataset",
+        choices=["auto", "cifar10", "digits"],
+        default=None,
+        help="data set for accuracy checks (default: $DLCV_DATASET, else CIFAR-10 if present, else digits)",
+    )
+    g.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="time limit per call into student code (default: the manifest's call_timeout)",
+    )
+    g.add_argument(
+        "--sandbox",
+        choices=["auto", "bwrap", "user", "none"],
+        default="auto",
+        help="how student code is isolated (default: the strongest available; see README)",
+    )
+    g.add_argument(
+        "--allow-weak-sandbox", action="store_true", help="grade with --hidden even where no OS sandbox is available"
+    )
     g.add_argument("--out", default="grader-results", help="folder for results.json, junit.xml, summary.md")
+    g.add_argument(
+        "--report",
+        action="store_true",
+        help="also run the submitted notebooks in the sandbox and write report.html, report.ipynb and "
+        "answers.json (the answers to grade by hand) into --out",
+    )
+    g.add_argument("--pdf", action="store_true", help="with the report, print report.pdf (needs Chromium)")
     g.add_argument("--format", choices=["table", "json"], default="table")
-    g.add_argument("--fail-under", type=float, metavar="PERCENT",
-                   help="exit with status 1 when the score is below this percentage")
+    g.add_argument(
+        "--fail-under", type=float, metavar="PERCENT", help="exit with status 1 when the score is below this percentage"
+    )
     g.add_argument("--no-color", action="store_true")
     g.add_argument("--verbose", "-v", action="store_true", help="print each check as it finishes")
     g.set_defaults(func=_grade)
@@ -143,19 +230,52 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("path", nargs="?", default=".", help="your assignment folder (default: this folder)")
     s.add_argument("--assignment", "-a", required=True)
     s.add_argument("--out", help="zip path (default: <assignment>_submission.zip in this folder)")
-    s.add_argument("--allow-incomplete", action="store_true",
-                   help="build the zip even if functions are not implemented yet")
+    s.add_argument(
+        "--allow-incomplete", action="store_true", help="build the zip even if functions are not implemented yet"
+    )
     s.set_defaults(func=_submit)
+
+    b = sub.add_parser("batch", help="grade a whole class into a gradebook (resumable; local or on a Dask cluster)")
+    b.add_argument(
+        "input",
+        help="a folder (or .zip) of submissions: one subfolder or .zip per student, a Gradescope "
+        "export, or cloned GitHub Classroom repositories",
+    )
+    b.add_argument("--assignment", "-a", required=True)
+    b.add_argument("--out", required=True, help="folder for the gradebook, the class report and each student's reports")
+    b.add_argument("--hidden", action="store_true", help="include the hidden checks")
+    b.add_argument("--report", action="store_true", help="also write each student's notebook report")
+    b.add_argument("--jobs", "-j", type=int, help="submissions graded at a time on this machine (default: the cores)")
+    b.add_argument("--scheduler", metavar="ADDRESS", help="grade on a Dask cluster instead (tcp://HOST:PORT)")
+    b.add_argument("--force", action="store_true", help="regrade even what is done and unchanged")
+    b.add_argument("--retry-errors", action="store_true", help="regrade submissions that ended in an error or timeout")
+    b.add_argument("--only", action="append", metavar="STUDENT", help="grade only this student (repeatable)")
+    b.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    b.add_argument("--dataset", choices=["auto", "cifar10", "digits"], default=None)
+    b.add_argument("--sandbox", choices=["auto", "bwrap", "user", "none"], default="auto")
+    b.add_argument("--allow-weak-sandbox", action="store_true")
+    b.add_argument(
+        "--limit",
+        type=float,
+        metavar="SECONDS",
+        help="wall-clock limit per submission (default: the manifest's grading_timeout + 5 min)",
+    )
+    b.add_argument("--no-similarity", action="store_true", help="skip similarity.csv")
+    b.set_defaults(func=_batch)
 
     ls = sub.add_parser("list", help="list assignments, parts, points and checks")
     ls.add_argument("--assignment", "-a")
     ls.add_argument("--hidden", action="store_true")
+    ls.add_argument("--rules", action="store_true", help="what each function may not use and why, and its loop limits")
+    ls.add_argument(
+        "--docstring", action="store_true", help="with --rules: per graded file, the block its module docstring carries"
+    )
     ls.set_defaults(func=_list)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    for stream in (sys.stdout, sys.stderr):    # a terminal that cannot show a character gets "?", not a crash
+    for stream in (sys.stdout, sys.stderr):  # a terminal that cannot show a character gets "?", not a crash
         try:
             stream.reconfigure(errors="replace")
         except (AttributeError, ValueError):

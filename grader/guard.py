@@ -31,6 +31,7 @@ import sys
 import sysconfig
 import threading
 import types
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -43,57 +44,118 @@ from torch.utils._python_dispatch import TorchDispatchMode
 # Composite functions that decompose into generic operators (torch.nn.functional.linear -> mm/addmm, dropout ->
 # bernoulli_/mul, numel -> no operator at all) have no entry: the function mode catches them by name, and an
 # entry would flag code that writes the same arithmetic out by hand (which is what the student is asked to do).
-_CONV = frozenset({"convolution", "_convolution", "conv2d", "cudnn_convolution", "mkldnn_convolution",
-                   "_slow_conv2d_forward", "thnn_conv2d", "_nnpack_spatial_convolution", "convolution_overrideable",
-                   "_conv_depthwise2d", "slow_conv_dilated2d", "miopen_convolution", "conv_tbc"})
-_CONV_T = frozenset({"convolution", "_convolution", "conv_transpose2d", "cudnn_convolution_transpose",
-                     "slow_conv_transpose2d", "miopen_convolution_transpose", "mkldnn_convolution"})
-_MAXPOOL = frozenset({"max_pool2d_with_indices", "max_pool2d", "mkldnn_max_pool2d", "quantized_max_pool2d",
-                      "_mps_max_pool2d", "max_pool2d_with_indices_backward"})
-_BATCHNORM = frozenset({"native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
-                        "_native_batch_norm_legit_functional", "_batch_norm_with_update", "_batch_norm_no_update",
-                        "batch_norm", "_batch_norm_impl_index", "cudnn_batch_norm", "miopen_batch_norm",
-                        "native_batch_norm_backward"})
-_NORM = frozenset({"norm", "linalg_vector_norm", "frobenius_norm", "nuclear_norm", "linalg_norm",
-                   "linalg_matrix_norm"})
+_CONV = frozenset(
+    {
+        "convolution",
+        "_convolution",
+        "conv2d",
+        "cudnn_convolution",
+        "mkldnn_convolution",
+        "_slow_conv2d_forward",
+        "thnn_conv2d",
+        "_nnpack_spatial_convolution",
+        "convolution_overrideable",
+        "_conv_depthwise2d",
+        "slow_conv_dilated2d",
+        "miopen_convolution",
+        "conv_tbc",
+    }
+)
+_CONV_T = frozenset(
+    {
+        "convolution",
+        "_convolution",
+        "conv_transpose2d",
+        "cudnn_convolution_transpose",
+        "slow_conv_transpose2d",
+        "miopen_convolution_transpose",
+        "mkldnn_convolution",
+    }
+)
+_MAXPOOL = frozenset(
+    {
+        "max_pool2d_with_indices",
+        "max_pool2d",
+        "mkldnn_max_pool2d",
+        "quantized_max_pool2d",
+        "_mps_max_pool2d",
+        "max_pool2d_with_indices_backward",
+    }
+)
+_BATCHNORM = frozenset(
+    {
+        "native_batch_norm",
+        "_native_batch_norm_legit",
+        "_native_batch_norm_legit_no_training",
+        "_native_batch_norm_legit_functional",
+        "_batch_norm_with_update",
+        "_batch_norm_no_update",
+        "batch_norm",
+        "_batch_norm_impl_index",
+        "cudnn_batch_norm",
+        "miopen_batch_norm",
+        "native_batch_norm_backward",
+    }
+)
+_NORM = frozenset({"norm", "linalg_vector_norm", "frobenius_norm", "nuclear_norm", "linalg_norm", "linalg_matrix_norm"})
 ATEN_OPS: dict[str, frozenset[str]] = {
     "torch.cdist": frozenset({"_cdist_forward", "_euclidean_dist", "cdist", "_cdist_backward"}),
-    "torch.dist": frozenset({"dist"}), "torch.Tensor.dist": frozenset({"dist"}),
-    "torch.norm": _NORM, "torch.Tensor.norm": _NORM,
-    "torch.mean": frozenset({"mean"}), "torch.Tensor.mean": frozenset({"mean"}),
-    "torch.std": frozenset({"std", "std_mean"}), "torch.Tensor.std": frozenset({"std", "std_mean"}),
-    "torch.var": frozenset({"var", "var_mean"}), "torch.Tensor.var": frozenset({"var", "var_mean"}),
-    "torch.std_mean": frozenset({"std_mean"}), "torch.var_mean": frozenset({"var_mean"}),
-    "torch.relu": frozenset({"relu"}), "torch.relu_": frozenset({"relu_"}),
-    "torch.Tensor.relu": frozenset({"relu"}), "torch.Tensor.relu_": frozenset({"relu_"}),
-    "torch.nn.functional.relu": frozenset({"relu", "relu_"}), "torch.nn.functional.relu_": frozenset({"relu_"}),
-    "torch.nn.functional.conv2d": _CONV, "torch.conv2d": _CONV, "torch.convolution": _CONV | _CONV_T,
-    "torch.nn.functional.conv_transpose2d": _CONV_T, "torch.conv_transpose2d": _CONV_T,
+    "torch.dist": frozenset({"dist"}),
+    "torch.Tensor.dist": frozenset({"dist"}),
+    "torch.norm": _NORM,
+    "torch.Tensor.norm": _NORM,
+    "torch.mean": frozenset({"mean"}),
+    "torch.Tensor.mean": frozenset({"mean"}),
+    "torch.std": frozenset({"std", "std_mean"}),
+    "torch.Tensor.std": frozenset({"std", "std_mean"}),
+    "torch.var": frozenset({"var", "var_mean"}),
+    "torch.Tensor.var": frozenset({"var", "var_mean"}),
+    "torch.std_mean": frozenset({"std_mean"}),
+    "torch.var_mean": frozenset({"var_mean"}),
+    "torch.relu": frozenset({"relu"}),
+    "torch.relu_": frozenset({"relu_"}),
+    "torch.Tensor.relu": frozenset({"relu"}),
+    "torch.Tensor.relu_": frozenset({"relu_"}),
+    "torch.nn.functional.relu": frozenset({"relu", "relu_"}),
+    "torch.nn.functional.relu_": frozenset({"relu_"}),
+    "torch.nn.functional.conv2d": _CONV,
+    "torch.conv2d": _CONV,
+    "torch.convolution": _CONV | _CONV_T,
+    "torch.nn.functional.conv_transpose2d": _CONV_T,
+    "torch.conv_transpose2d": _CONV_T,
     "torch.nn.grad.conv2d_input": frozenset({"convolution_backward"}),
     "torch.nn.grad.conv2d_weight": frozenset({"convolution_backward"}),
-    "torch.nn.functional.unfold": frozenset({"im2col"}), "torch.nn.functional.fold": frozenset({"col2im"}),
+    "torch.nn.functional.unfold": frozenset({"im2col"}),
+    "torch.nn.functional.fold": frozenset({"col2im"}),
     "torch.Tensor.unfold": frozenset({"unfold"}),
-    "torch.nn.functional.max_pool2d": _MAXPOOL, "torch.max_pool2d": _MAXPOOL,
+    "torch.nn.functional.max_pool2d": _MAXPOOL,
+    "torch.max_pool2d": _MAXPOOL,
     "torch.nn.functional.max_pool2d_with_indices": _MAXPOOL,
     "torch.nn.functional.adaptive_max_pool2d": frozenset({"adaptive_max_pool2d"}),
     "torch.nn.functional.max_unpool2d": frozenset({"max_unpool2d"}),
-    "torch.nn.functional.batch_norm": _BATCHNORM, "torch.batch_norm": _BATCHNORM,
+    "torch.nn.functional.batch_norm": _BATCHNORM,
+    "torch.batch_norm": _BATCHNORM,
     "torch.nn.functional.instance_norm": _BATCHNORM | {"instance_norm"},
     "torch.nn.functional.layer_norm": frozenset({"native_layer_norm", "layer_norm"}),
     "torch.nn.functional.group_norm": frozenset({"native_group_norm", "group_norm"}),
     "torch.nn.functional.bilinear": frozenset({"_trilinear", "bilinear"}),
-    "torch.nn.functional.linear": frozenset(),             # composite: mm/addmm (function mode only)
+    "torch.nn.functional.linear": frozenset(),  # composite: mm/addmm (function mode only)
     "torch.nn.functional.dropout": frozenset({"native_dropout"}),  # else bernoulli_ + mul (function mode)
-    "torch.dropout": frozenset({"native_dropout"}), "torch.dropout_": frozenset(),
-    "torch.nn.functional.alpha_dropout": frozenset(), "torch.nn.functional.feature_alpha_dropout": frozenset(),
-    "torch.nn.functional.cross_entropy": frozenset({"cross_entropy_loss", "nll_loss_forward", "nll_loss2d_forward",
-                                                    "nll_loss", "nll_loss_nd"}),
+    "torch.dropout": frozenset({"native_dropout"}),
+    "torch.dropout_": frozenset(),
+    "torch.nn.functional.alpha_dropout": frozenset(),
+    "torch.nn.functional.feature_alpha_dropout": frozenset(),
+    "torch.nn.functional.cross_entropy": frozenset(
+        {"cross_entropy_loss", "nll_loss_forward", "nll_loss2d_forward", "nll_loss", "nll_loss_nd"}
+    ),
     "torch.nn.functional.nll_loss": frozenset({"nll_loss_forward", "nll_loss2d_forward", "nll_loss", "nll_loss_nd"}),
     "torch.nn.functional.log_softmax": frozenset({"_log_softmax", "log_softmax"}),
     "torch.nn.functional.softmax": frozenset({"_softmax", "softmax"}),
     "torch.nn.functional.multi_margin_loss": frozenset({"multi_margin_loss"}),
-    "torch.numel": frozenset(), "torch.Tensor.numel": frozenset(), "torch.Tensor.nelement": frozenset(),  # no op
-    "torch.optim": frozenset(),   # optimizers are Python: caught by the calling frame (see _PACKAGES)
+    "torch.numel": frozenset(),
+    "torch.Tensor.numel": frozenset(),
+    "torch.Tensor.nelement": frozenset(),  # no op
+    "torch.optim": frozenset(),  # optimizers are Python: caught by the calling frame (see _PACKAGES)
 }
 # Whole namespaces: the operators only they reach (the ATen functions PyTorch binds under torch._C._nn and
 # torch._C._linalg), computed from this PyTorch at start-up.
@@ -104,19 +166,25 @@ _SAME = [frozenset({"torch.numel", "torch.Tensor.numel", "torch.Tensor.nelement"
 _PACKAGES = ("torch.nn", "torch.optim", "torch.linalg")
 
 # Autograd, as the guard reports it (each is in grader.manifest.AUTOGRAD_NAMES).
-AUTOGRAD = "torch.autograd"                      # the engine ran, a graph was built, torch.autograd.* called
-REQUIRES_GRAD = "torch.Tensor.requires_grad"     # requires_grad set (setattr, property, keyword)
+AUTOGRAD = "torch.autograd"  # the engine ran, a graph was built, torch.autograd.* called
+REQUIRES_GRAD = "torch.Tensor.requires_grad"  # requires_grad set (setattr, property, keyword)
 REQUIRES_GRAD_ = "torch.Tensor.requires_grad_"
 BACKWARD = "torch.Tensor.backward"
-FUNC = "torch.func"                              # a torch.func transform that differentiates (grad, vjp, jvp, ...)
-GUARD_REMOVED = "grader.guard"                   # the record of a call that removed or disabled the guard
-_AUTOGRAD_CANON = {"torch.Tensor.backward": BACKWARD, "torch.Tensor.requires_grad_": REQUIRES_GRAD_,
-                   "torch._make_dual": AUTOGRAD, "torch._unpack_dual": AUTOGRAD,
-                   "torch.Tensor.register_hook": AUTOGRAD, "torch.Tensor.retain_grad": AUTOGRAD,
-                   "torch.Tensor.register_post_accumulate_grad_hook": AUTOGRAD}
+FUNC = "torch.func"  # a torch.func transform that differentiates (grad, vjp, jvp, ...)
+GUARD_REMOVED = "grader.guard"  # the record of a call that removed or disabled the guard
+_AUTOGRAD_CANON = {
+    "torch.Tensor.backward": BACKWARD,
+    "torch.Tensor.requires_grad_": REQUIRES_GRAD_,
+    "torch._make_dual": AUTOGRAD,
+    "torch._unpack_dual": AUTOGRAD,
+    "torch.Tensor.register_hook": AUTOGRAD,
+    "torch.Tensor.retain_grad": AUTOGRAD,
+    "torch.Tensor.register_post_accumulate_grad_hook": AUTOGRAD,
+}
 
-_AUTOGRAD_ALL = frozenset({AUTOGRAD, REQUIRES_GRAD, REQUIRES_GRAD_, BACKWARD, FUNC, "torch.autograd.grad",
-                           "torch.autograd.backward"})
+_AUTOGRAD_ALL = frozenset(
+    {AUTOGRAD, REQUIRES_GRAD, REQUIRES_GRAD_, BACKWARD, FUNC, "torch.autograd.grad", "torch.autograd.backward"}
+)
 
 MAX_HITS = 20
 
@@ -136,7 +204,7 @@ def canonical(func: Any) -> str:
     """The public name of a PyTorch callable as the function mode receives it: `torch.cdist` for
     torch.functional.cdist and torch._C._VariableFunctions.cdist, `torch.Tensor.numel` for
     torch._C.TensorBase.numel, `torch.nn.functional.linear` for torch._C._nn.linear, ..."""
-    if isinstance(func, types.MethodWrapperType):        # a property's __get__/__set__ (x.requires_grad = ...)
+    if isinstance(func, types.MethodWrapperType):  # a property's __get__/__set__ (x.requires_grad = ...)
         owner = getattr(func, "__self__", None)
         return f"torch.Tensor.{getattr(owner, '__name__', '?')}.{func.__name__}"
     name = getattr(func, "__name__", None) or type(func).__name__
@@ -152,7 +220,7 @@ def canonical(func: Any) -> str:
         return f"torch.linalg.{name.removeprefix('linalg_')}"
     if module == "torch._C._special":
         return f"torch.special.{name.removeprefix('special_')}"
-    if module.startswith("torch._ops"):                 # torch.ops.aten.x: the dispatch mode names it
+    if module.startswith("torch._ops"):  # torch.ops.aten.x: the dispatch mode names it
         return f"torch.ops.{getattr(func, '__name__', name)}"
     return f"{module}.{name}" if module else name
 
@@ -166,14 +234,20 @@ def _library_roots() -> tuple[str, ...]:
     return tuple(sorted(r.rstrip(os.sep) + os.sep for r in roots))
 
 
-_STUDENT, _EXEMPT, _KIT, _LIBRARY, _STOP, _SKIP = range(6)
+_STUDENT, _EXEMPT, _KIT, _LIBRARY, _STOP, _SKIP, _ORACLE = range(7)
 
 
 class Guard:
     """The guard of one worker. `enter(forbidden)` before a student call, `exit()` after it returns the hits."""
 
-    def __init__(self, root: str, student_files: set[str], exempt_files: list[str] = (),
-                 exempt_names: list[str] = (), guarded: list[str] = ()) -> None:
+    def __init__(
+        self,
+        root: str,
+        student_files: set[str],
+        exempt_files: list[str] = (),
+        exempt_names: list[str] = (),
+        guarded: list[str] = (),
+    ) -> None:
         self.root = os.path.realpath(root).rstrip(os.sep) + os.sep
         self.student_files = {os.path.realpath(f) for f in student_files}
         self.exempt_names = frozenset(exempt_names)
@@ -209,25 +283,38 @@ class Guard:
         self._obj_canon = {name: canonical(obj) for name, obj in objects.items()}
         for name, c in self._obj_canon.items():
             self._same.setdefault(name, set()).add(c)
+        # PyTorch's modules forbidden by name (torch.nn.Linear, torch.nn.CrossEntropyLoss, ...): a use is their
+        # forward running, found by its code object on the stack of the PyTorch functions it calls
+        self._module_codes: dict[str, set[types.CodeType]] = {}
+        for name in self.guarded:
+            obj = _resolve(name)
+            if isinstance(obj, type) and issubclass(obj, torch.nn.Module) and obj is not torch.nn.Module:
+                fwd = getattr(obj.forward, "__code__", None)
+                if fwd is not None:
+                    self._module_codes.setdefault(name, set()).add(fwd)
+        self.module_codes: dict[types.CodeType, str] = {}
         self._pkg_dirs = {}
         for pkg in _PACKAGES:
             try:
                 mod = __import__(pkg, fromlist=["_"])
                 self._pkg_dirs[pkg] = os.path.realpath(os.path.dirname(mod.__file__)) + os.sep
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
         self.exempt_codes: dict[types.CodeType, dict] = {}
+        self.oracle_codes: dict[types.CodeType, dict] = {}  # the course's oracles: exempt for every name ...
+        self.oracles_active = False  # ... while the worker has them in place
         for rel in exempt_files:
             self._load_exempt(rel)
         self.fmode = _FunctionMode(self)
         self.dmode = _DispatchMode(self)
-        self.threads: set[int] = set()      # threads the student started during a guarded call
+        self.threads: set[int] = set()  # threads the student started during a guarded call
         self._guard_new_threads()
 
     def _guard_new_threads(self) -> None:
         """PyTorch's modes belong to the thread that pushed them: a thread started by student code during a
         guarded call runs under the same guard (Python's threading starts every thread through these)."""
         import _thread
+
         original = _thread.start_new_thread
         guard = self
 
@@ -251,52 +338,37 @@ class Guard:
     def _load_exempt(self, rel: str) -> None:
         """Import a given module now (before any student code runs) and remember its code objects."""
         import importlib
+
         path = os.path.realpath(os.path.join(self.root, rel))
         if not path.startswith(self.root) or path in self.student_files or not os.path.isfile(path):
             return
         module_name = os.path.splitext(os.path.relpath(path, self.root))[0].replace(os.sep, ".")
         try:
             module = importlib.import_module(module_name)
-        except Exception:  # noqa: BLE001 - no exemption, then
+        except Exception:
             return
         if os.path.realpath(getattr(module, "__file__", "") or "") != path:
             return
         g = module.__dict__
-        seen: set[int] = set()
-
-        def add_code(code: types.CodeType) -> None:
-            if id(code) in seen or os.path.realpath(code.co_filename) != path:
-                return
-            seen.add(id(code))
+        for code in _codes_of(module, lambda f: os.path.realpath(f) == path):
             self.exempt_codes[code] = g
-            for c in code.co_consts:
-                if isinstance(c, types.CodeType):
-                    add_code(c)
 
-        def add(obj: Any, depth: int = 0) -> None:
-            if depth > 4:
-                return
-            if isinstance(obj, (staticmethod, classmethod)):
-                obj = obj.__func__
-            if isinstance(obj, property):
-                for f in (obj.fget, obj.fset, obj.fdel):
-                    if f is not None:
-                        add(f, depth + 1)
-                return
-            if isinstance(obj, types.FunctionType):
-                add_code(obj.__code__)
-            elif isinstance(obj, type) and obj.__module__ == module.__name__:
-                for v in list(vars(obj).values()):
-                    add(v, depth + 1)
-
-        for value in list(g.values()):
-            add(value)
+    def add_oracles(self, module: types.ModuleType) -> None:
+        """The course's oracle module (compiled by the worker from the kit's source, before any student code
+        runs): its code may use anything while the checks have it in place of a student's broken building block
+        (`oracles_active`; an oracle a student kept a reference to is guarded like their own code afterwards).
+        A frame counts only with the oracle module's own globals, like given code."""
+        g = module.__dict__
+        filename = g.get("__file__")
+        for code in _codes_of(module, lambda f: f == filename):
+            self.oracle_codes[code] = g
 
     # -- entering and leaving a call ---------------------------------------------------------------------
     def enter(self, forbidden) -> None:
         self.active = frozenset(forbidden)
         self.autograd_on = bool(self.active & _AUTOGRAD_ALL)
         self.packages = tuple((n, self._pkg_dirs[n]) for n in _PACKAGES if n in self.active and n in self._pkg_dirs)
+        self.module_codes = {c: n for n in self.active for c in self._module_codes.get(n, ())}
         self._fn_match = {}
         self._op_match = {}
         self.hits, self._seen, self.suppress = [], set(), 0
@@ -312,14 +384,14 @@ class Guard:
         nf, nd = torch._C._len_torch_function_stack(), torch._C._len_torch_dispatch_stack()
         fstack = [torch._C._get_function_stack_at(i) for i in range(nf)]
         dstack = [torch._C._get_dispatch_stack_at(i) for i in range(nd)]
-        self.active, self.autograd_on, self.packages = frozenset(), False, ()
+        self.active, self.autograd_on, self.packages, self.module_codes = frozenset(), False, (), {}
         if self.fmode not in fstack or self.dmode not in dstack:
             removed = True
         else:
             self.canary, self.canary_seen = True, [False, False]
             try:
                 torch.zeros(1).neg()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
             finally:
                 self.canary = False
@@ -337,7 +409,7 @@ class Guard:
 
     # -- matching ------------------------------------------------------------------------------------------
     def canon(self, func: Any) -> str:
-        if isinstance(func, types.MethodWrapperType):    # a new object at every access: not cached
+        if isinstance(func, types.MethodWrapperType):  # a new object at every access: not cached
             return canonical(func)
         try:
             c = self._canon.get(func)
@@ -354,10 +426,14 @@ class Guard:
     def function_names(self, canon: str) -> tuple[str, ...]:
         names = self._fn_match.get(canon)
         if names is None and canon.endswith(("__get__", "__set__", "__delete__")):
-            names = ()      # reading a property is no use of it; setting requires_grad is autograd_use's
+            names = ()  # reading a property is no use of it; setting requires_grad is autograd_use's
         if names is None:
-            found = [n for n in self.active if n not in _AUTOGRAD_ALL and (
-                canon == n or canon.startswith(n + ".") or canon in self._same.get(n, ()))]
+            found = [
+                n
+                for n in self.active
+                if n not in _AUTOGRAD_ALL
+                and (canon == n or canon.startswith(n + ".") or canon in self._same.get(n, ()))
+            ]
             names = _most_precise(canon, found, self._obj_canon)
             self._fn_match[canon] = names
         return names
@@ -401,6 +477,9 @@ class Guard:
         g = self.exempt_codes.get(code)
         if g is not None and frame.f_globals is g:
             return _EXEMPT
+        g = self.oracle_codes.get(code)
+        if g is not None and frame.f_globals is g:
+            return _ORACLE
         fn = code.co_filename
         k = self._kinds.get(fn)
         if k is None:
@@ -410,7 +489,7 @@ class Guard:
 
     def _classify(self, fn: str) -> int:
         if fn.startswith("<"):
-            return _LIBRARY if fn.startswith("<frozen") else _STUDENT   # exec/compile'd code is the student's
+            return _LIBRARY if fn.startswith("<frozen") else _STUDENT  # exec/compile'd code is the student's
         real = os.path.realpath(fn)
         if real in self.student_files:
             return _STUDENT
@@ -428,7 +507,7 @@ class Guard:
         ident = threading.get_ident()
         if ident == self.thread or ident in self.threads:
             frame = sys._getframe(1)
-        else:       # the autograd engine's own thread (CUDA): the caller waits in the graded call's thread
+        else:  # the autograd engine's own thread (CUDA): the caller waits in the graded call's thread
             frame = sys._current_frames().get(self.thread)
         exemptable = name in self.exempt_names
         student = None
@@ -438,14 +517,19 @@ class Guard:
                 break
             if k == _EXEMPT and student is None and exemptable:
                 return False
+            if k == _ORACLE and student is None and self.oracles_active:
+                return False
             if k == _STUDENT:
                 student = frame
                 break
             frame = frame.f_back
         if student is not None:
             code = student.f_code
-            where = (os.path.basename(code.co_filename) if not code.co_filename.startswith("<") else code.co_filename,
-                     getattr(code, "co_qualname", code.co_name), student.f_lineno)
+            where = (
+                os.path.basename(code.co_filename) if not code.co_filename.startswith("<") else code.co_filename,
+                getattr(code, "co_qualname", code.co_name),
+                student.f_lineno,
+            )
         else:
             where = (None, None, None)
         key = (name, where[0], where[2])
@@ -453,6 +537,18 @@ class Guard:
             self._seen.add(key)
             self.hits.append({"name": name, "op": op, "file": where[0], "function": where[1], "line": where[2]})
         return True
+
+    def module_user(self, depth: int = 2, levels: int = 8) -> str | None:
+        """A forbidden PyTorch module (torch.nn.Linear, ...) whose forward made this call, a few frames up."""
+        f = sys._getframe(depth)
+        for _ in range(levels):
+            if f is None:
+                return None
+            name = self.module_codes.get(f.f_code)
+            if name is not None:
+                return name
+            f = f.f_back
+        return None
 
     def package_user(self, depth: int = 2) -> str | None:
         """A forbidden package (torch.optim, ...) whose own code made this call."""
@@ -470,6 +566,42 @@ class Guard:
         return None
 
 
+def _codes_of(module: types.ModuleType, same_file: Callable[[str], bool]) -> list[types.CodeType]:
+    """Every code object a module's functions and classes are made of (those compiled from its own file,
+    `same_file(co_filename)`, not imported ones)."""
+    out: list[types.CodeType] = []
+    seen: set[int] = set()
+
+    def add_code(code: types.CodeType) -> None:
+        if id(code) in seen or not same_file(code.co_filename):
+            return
+        seen.add(id(code))
+        out.append(code)
+        for c in code.co_consts:
+            if isinstance(c, types.CodeType):
+                add_code(c)
+
+    def add(obj: Any, depth: int = 0) -> None:
+        if depth > 4:
+            return
+        if isinstance(obj, (staticmethod, classmethod)):
+            obj = obj.__func__
+        if isinstance(obj, property):
+            for f in (obj.fget, obj.fset, obj.fdel):
+                if f is not None:
+                    add(f, depth + 1)
+            return
+        if isinstance(obj, types.FunctionType):
+            add_code(obj.__code__)
+        elif isinstance(obj, type) and obj.__module__ == module.__name__:
+            for v in list(vars(obj).values()):
+                add(v, depth + 1)
+
+    for value in list(module.__dict__.values()):
+        add(value)
+    return out
+
+
 def _most_precise(canon: str, found: list[str], obj_canon: dict[str, str]) -> tuple[str, ...]:
     """One name for one use: a name of the very function called (torch.nn.functional's spelling first, as
     students write it), else the longest (most precise) of the names that cover it."""
@@ -483,6 +615,7 @@ def _most_precise(canon: str, found: list[str], obj_canon: dict[str, str]) -> tu
 
 def _resolve(name: str) -> Any:
     import importlib
+
     parts = name.split(".")
     try:
         obj = importlib.import_module(parts[0])
@@ -492,7 +625,7 @@ def _resolve(name: str) -> Any:
             except AttributeError:
                 obj = importlib.import_module(".".join(parts[: i + 1]))
         return obj
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 
 
@@ -501,9 +634,10 @@ def _differentiating() -> bool:
     rather than vmap (which is fine: it vectorises)."""
     try:
         from torch._functorch.pyfunctorch import retrieve_current_functorch_interpreter
+
         key = retrieve_current_functorch_interpreter().key()
         return "Vmap" not in str(key) and "Functionalize" not in str(key)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return True
 
 
@@ -546,7 +680,11 @@ class _FunctionMode(TorchFunctionMode):
                 pkg = g.package_user()
                 if pkg is not None:
                     recorded = g.hit(pkg, None) or recorded
-            if recorded:            # the operators this call runs are the same use: not reported again
+            if g.module_codes:
+                module = g.module_user()
+                if module is not None:
+                    recorded = g.hit(module, None) or recorded
+            if recorded:  # the operators this call runs are the same use: not reported again
                 g.suppress += 1
                 try:
                     return func(*args, **kwargs)
@@ -569,9 +707,9 @@ class _DispatchMode(TorchDispatchMode):
                 g.hit(n, func._opname)
             if g.autograd_on and AUTOGRAD in g.active:
                 if torch._C._current_autograd_node() is not None:
-                    g.hit(AUTOGRAD, func._opname)          # the engine is running a backward pass
+                    g.hit(AUTOGRAD, func._opname)  # the engine is running a backward pass
                 elif torch.is_grad_enabled() and _requires_grad(args, kwargs):
-                    g.hit(AUTOGRAD, func._opname)          # a graph is being built
+                    g.hit(AUTOGRAD, func._opname)  # a graph is being built
         return func(*args, **(kwargs or {}))
 
 
@@ -582,11 +720,15 @@ def hit_records(value: Any) -> list[dict]:
         if not isinstance(h, dict) or not isinstance(h.get("name"), str):
             continue
         line = h.get("line")
-        out.append({"name": h["name"][:200],
-                    "op": h["op"][:200] if isinstance(h.get("op"), str) else None,
-                    "file": h["file"][:200] if isinstance(h.get("file"), str) else None,
-                    "function": h["function"][:200] if isinstance(h.get("function"), str) else None,
-                    "line": line if isinstance(line, int) and not isinstance(line, bool) else None})
+        out.append(
+            {
+                "name": h["name"][:200],
+                "op": h["op"][:200] if isinstance(h.get("op"), str) else None,
+                "file": h["file"][:200] if isinstance(h.get("file"), str) else None,
+                "function": h["function"][:200] if isinstance(h.get("function"), str) else None,
+                "line": line if isinstance(line, int) and not isinstance(line, bool) else None,
+            }
+        )
         if len(out) >= MAX_HITS + 1:
             break
     return out

@@ -26,15 +26,15 @@ from pathlib import Path, PurePosixPath
 
 from grader.manifest import GraderError, Manifest
 
-MAX_FILES = 2000                 # entries in an archive
-MAX_BYTES = 200 * 2**20          # an archive unpacked, all entries together
-MAX_FILE_BYTES = 50 * 2**20      # one entry unpacked (graded sources have their own, smaller limit)
-MAX_RATIO = 100                  # unpacked / compressed size of an entry larger than RATIO_FLOOR
+MAX_FILES = 2000  # entries in an archive
+MAX_BYTES = 200 * 2**20  # an archive unpacked, all entries together
+MAX_FILE_BYTES = 50 * 2**20  # one entry unpacked (graded sources have their own, smaller limit)
+MAX_RATIO = 100  # unpacked / compressed size of an entry larger than RATIO_FLOOR
 RATIO_FLOOR = 2**20
-MAX_SOURCE_NODES = 50_000        # syntax nodes in a graded file (the largest file of the course holds 5,000):
-                                 # the static scan reads a file once per graded function, so this bounds its time
-MAX_WALK = 50_000                # files looked at when a folder is searched by base name
-SKIPPED_FOLDERS = {"__MACOSX", "__pycache__", "node_modules"}   # and every folder whose name starts with "."
+MAX_SOURCE_NODES = 50_000  # syntax nodes in a graded file (the largest file of the course holds 5,000):
+# the static scan reads a file once per graded function, so this bounds its time
+MAX_WALK = 50_000  # files looked at when a folder is searched by base name
+SKIPPED_FOLDERS = {"__MACOSX", "__pycache__", "node_modules"}  # and every folder whose name starts with "."
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -45,18 +45,20 @@ class SubmissionError(GraderError):
 
 @dataclass
 class Staged:
-    root: Path                               # the tree the sandbox imports from
-    present: list[str]                       # manifest files found in the submission
-    missing: list[str]                       # manifest files not found (the kit's stub is NOT used)
-    syntax_errors: dict[str, str] = field(default_factory=dict)   # file -> message
-    sources: dict[str, str] = field(default_factory=dict)         # file -> submitted text
-    notebooks: dict[str, Path] = field(default_factory=dict)      # notebook -> path in the submission
-    digest: str = ""                         # content hash of what is graded
-    rejected: dict[str, str] = field(default_factory=dict)        # file -> why it was not taken (a sentence)
-    refused: str = ""                        # why the whole submission was not taken ("" when it was)
+    root: Path  # the tree the sandbox imports from
+    present: list[str]  # manifest files found in the submission
+    missing: list[str]  # manifest files not found (the kit's stub is NOT used)
+    syntax_errors: dict[str, str] = field(default_factory=dict)  # file -> message
+    sources: dict[str, str] = field(default_factory=dict)  # file -> submitted text
+    notebooks: dict[str, Path] = field(default_factory=dict)  # notebook -> its copy, beside the tree
+    notebook_problems: dict[str, str] = field(default_factory=dict)  # notebook -> why it was not taken
+    digest: str = ""  # content hash of what is graded
+    rejected: dict[str, str] = field(default_factory=dict)  # file -> why it was not taken (a sentence)
+    refused: str = ""  # why the whole submission was not taken ("" when it was)
 
 
 # -- archives ---------------------------------------------------------------------------------------------------
+
 
 def _show(name: str | bytes) -> str:
     """An entry's name for a message: quoted, control characters escaped, at most about 100 characters."""
@@ -69,12 +71,12 @@ def _entry_parts(zip_name: str, name: str) -> tuple[str, ...]:
         raise SubmissionError(f"{zip_name}: entry {_show(name)} has a control character in its name; refused")
     path = name.replace("\\", "/")
     if path.startswith("/") or re.match(r"[A-Za-z]:", path):
-        raise SubmissionError(f"{zip_name}: entry {_show(name)} points outside the archive (an absolute path); "
-                              "refused")
+        raise SubmissionError(f"{zip_name}: entry {_show(name)} points outside the archive (an absolute path); refused")
     parts = tuple(p for p in path.split("/") if p not in ("", "."))
     if ".." in parts:
-        raise SubmissionError(f"{zip_name}: entry {_show(name)} points outside the archive (a '..' in its path); "
-                              "refused")
+        raise SubmissionError(
+            f"{zip_name}: entry {_show(name)} points outside the archive (a '..' in its path); refused"
+        )
     return parts
 
 
@@ -85,16 +87,18 @@ def safe_extract(zip_path: Path, dest: Path) -> Path:
     try:
         zf = zipfile.ZipFile(zip_path)
         infos = zf.infolist()
-    except UnicodeDecodeError as e:     # a name flagged as UTF-8 that is not
-        raise SubmissionError(f"{where}: the name of entry {_show(e.object)} is marked as UTF-8 but is not valid "
-                              f"UTF-8 at byte {e.start}; rename the file and zip it again") from None
-    except Exception as e:  # noqa: BLE001 - BadZipFile, OSError, EOFError, ...: whatever a broken file raises
+    except UnicodeDecodeError as e:  # a name flagged as UTF-8 that is not
+        raise SubmissionError(
+            f"{where}: the name of entry {_show(e.object)} is marked as UTF-8 but is not valid "
+            f"UTF-8 at byte {e.start}; rename the file and zip it again"
+        ) from None
+    except Exception as e:
         raise SubmissionError(f"{where}: not a readable zip archive ({type(e).__name__}: {e})") from None
     with zf:
         if len(infos) > MAX_FILES:
             raise SubmissionError(f"{where}: holds {len(infos)} entries, expected at most {MAX_FILES}")
         files: dict[tuple[str, ...], zipfile.ZipInfo] = {}
-        folders: dict[tuple[str, ...], str] = {}           # folder -> the entry that makes it one
+        folders: dict[tuple[str, ...], str] = {}  # folder -> the entry that makes it one
         total = 0
         for info in infos:
             name = info.filename
@@ -104,35 +108,43 @@ def safe_extract(zip_path: Path, dest: Path) -> Path:
                 raise SubmissionError(f"{where}: entry {_show(name)} is a symbolic link; refused")
             if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
                 raise SubmissionError(f"{where}: entry {_show(name)} is not a regular file or folder; refused")
-            is_dir = (info.is_dir() or name.endswith("\\") or kind == stat.S_IFDIR
-                      or bool(info.external_attr & 0x10))        # MS-DOS's folder attribute
+            is_dir = (
+                info.is_dir() or name.endswith("\\") or kind == stat.S_IFDIR or bool(info.external_attr & 0x10)
+            )  # MS-DOS's folder attribute
             if not parts:
                 if is_dir:
-                    continue                                # "./": the archive's own folder
-                raise SubmissionError(f"{where}: entry {_show(name)} names no file (it is the archive's own folder); "
-                                      "refused")
+                    continue  # "./": the archive's own folder
+                raise SubmissionError(
+                    f"{where}: entry {_show(name)} names no file (it is the archive's own folder); refused"
+                )
             for i in range(1, len(parts) + is_dir):
                 folders.setdefault(parts[:i], name)
             if is_dir:
                 continue
             if parts in files:
-                raise SubmissionError(f"{where}: entry {_show(name)} appears twice in the archive; refused "
-                                      "(which one should be graded?)")
+                raise SubmissionError(
+                    f"{where}: entry {_show(name)} appears twice in the archive; refused (which one should be graded?)"
+                )
             files[parts] = info
             if info.file_size > MAX_FILE_BYTES:
-                raise SubmissionError(f"{where}: entry {_show(name)} is {info.file_size:,} bytes, "
-                                      f"expected at most {MAX_FILE_BYTES:,}")
+                raise SubmissionError(
+                    f"{where}: entry {_show(name)} is {info.file_size:,} bytes, expected at most {MAX_FILE_BYTES:,}"
+                )
             ratio = info.file_size // max(info.compress_size, 1)
             if info.file_size > RATIO_FLOOR and ratio > MAX_RATIO:
-                raise SubmissionError(f"{where}: entry {_show(name)} is compressed {ratio:,} times (a zip bomb?); "
-                                      f"expected at most {MAX_RATIO} times; refused")
+                raise SubmissionError(
+                    f"{where}: entry {_show(name)} is compressed {ratio:,} times (a zip bomb?); "
+                    f"expected at most {MAX_RATIO} times; refused"
+                )
             total += info.file_size
             if total > MAX_BYTES:
                 raise SubmissionError(f"{where}: unpacks to more than {MAX_BYTES:,} bytes; refused")
         for parts, info in files.items():
             if parts in folders:
-                raise SubmissionError(f"{where}: entry {_show(info.filename)} is both a file and a folder "
-                                      f"(see entry {_show(folders[parts])}); refused")
+                raise SubmissionError(
+                    f"{where}: entry {_show(info.filename)} is both a file and a folder "
+                    f"(see entry {_show(folders[parts])}); refused"
+                )
         written = 0
         for parts, info in files.items():
             target = dest.joinpath(*parts)
@@ -142,14 +154,16 @@ def safe_extract(zip_path: Path, dest: Path) -> Path:
                     # read at most the declared size + 1 so a lying header cannot overflow the limits
                     data = src.read(info.file_size + 1)
                     if len(data) > info.file_size:
-                        raise SubmissionError(f"{where}: entry {_show(info.filename)} is larger than its header says; "
-                                              "refused")
+                        raise SubmissionError(
+                            f"{where}: entry {_show(info.filename)} is larger than its header says; refused"
+                        )
                     out.write(data)
             except SubmissionError:
                 raise
-            except Exception as e:  # noqa: BLE001 - a bad CRC, bad deflate data, encryption, an unknown method...
-                raise SubmissionError(f"{where}: entry {_show(info.filename)} could not be unpacked "
-                                      f"({type(e).__name__}: {e})") from None
+            except Exception as e:
+                raise SubmissionError(
+                    f"{where}: entry {_show(info.filename)} could not be unpacked ({type(e).__name__}: {e})"
+                ) from None
             written += len(data)
             if written > MAX_BYTES:
                 raise SubmissionError(f"{where}: unpacks to more than {MAX_BYTES:,} bytes; refused")
@@ -157,6 +171,7 @@ def safe_extract(zip_path: Path, dest: Path) -> Path:
 
 
 # -- folders: never following a link ----------------------------------------------------------------------------
+
 
 def _lookup(base: Path, parts: tuple[str, ...]) -> tuple[Path | None, str | None]:
     """The regular file at base/parts without following any link on the way: (path, None), or
@@ -169,7 +184,7 @@ def _lookup(base: Path, parts: tuple[str, ...]) -> tuple[Path | None, str | None
         except (OSError, ValueError):
             return None, None
         if stat.S_ISLNK(mode):
-            return None, "/".join(parts[:i + 1])
+            return None, "/".join(parts[: i + 1])
         if not (stat.S_ISREG(mode) if i == len(parts) - 1 else stat.S_ISDIR(mode)):
             return None, None
     return path, None
@@ -198,8 +213,9 @@ class _Finder:
         if found or problem:
             return found, problem
         try:
-            tops = [e.name for e in os.scandir(self.source)
-                    if e.is_dir() and not e.name.startswith(("__MACOSX", "."))]   # a link to a folder counts
+            tops = [
+                e.name for e in os.scandir(self.source) if e.is_dir() and not e.name.startswith(("__MACOSX", "."))
+            ]  # a link to a folder counts
         except OSError:
             tops = []
         if len(tops) == 1:
@@ -229,40 +245,47 @@ def _linked(rel: str, link: str) -> str:
         return f"{rel} is a symbolic link; links are not followed, so the file counts as missing."
     if PurePosixPath(link).name == PurePosixPath(rel).name:
         return f"{rel} (found as {link}) is a symbolic link; links are not followed, so the file counts as missing."
-    return (f"{rel} lies under {link}/, a symbolic link; links are not followed, so the file counts as "
-            "missing.")
+    return f"{rel} lies under {link}/, a symbolic link; links are not followed, so the file counts as missing."
 
 
 def _too_large(rel: str, size: int, limit: int) -> str:
-    return (f"{rel} is {size:,} bytes; a graded file may hold at most {limit:,} bytes (max_source_bytes), "
-            "so it was not graded.")
+    return (
+        f"{rel} is {size:,} bytes; a graded file may hold at most {limit:,} bytes (max_source_bytes), "
+        "so it was not graded."
+    )
 
 
 def _check_source(rel: str, data: bytes, staged: Staged) -> str | None:
     """The text of a graded file, or None when it is not taken (recorded in staged.rejected): not UTF-8, or
     too many syntax nodes. A syntax error, or nesting too deep for Python, is recorded in staged.syntax_errors."""
     try:
-        text = data.decode("utf-8-sig")          # Python reads a UTF-8 byte order mark too
+        text = data.decode("utf-8-sig")  # Python reads a UTF-8 byte order mark too
     except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        staged.rejected[rel] = (f"{rel} is not valid UTF-8 at byte {e.start} (line {line}, "
-                                f"byte 0x{data[e.start]:02x}), so it was not graded. Save it as UTF-8.")
+        line = data[: e.start].count(b"\n") + 1
+        staged.rejected[rel] = (
+            f"{rel} is not valid UTF-8 at byte {e.start} (line {line}, "
+            f"byte 0x{data[e.start]:02x}), so it was not graded. Save it as UTF-8."
+        )
         return None
     try:
-        tree = ast.parse(text, rel)                      # parsing and compiling run nothing
+        tree = ast.parse(text, rel)  # parsing and compiling run nothing
         nodes = next((i for i, _ in enumerate(ast.walk(tree)) if i >= MAX_SOURCE_NODES), 0)
         if nodes:
-            staged.rejected[rel] = (f"{rel} holds more than {MAX_SOURCE_NODES:,} syntax nodes (names, numbers, "
-                                    "operators...), about ten times the largest file of the course, so it was "
-                                    "not graded. Load large data from a file instead of writing it in the source.")
+            staged.rejected[rel] = (
+                f"{rel} holds more than {MAX_SOURCE_NODES:,} syntax nodes (names, numbers, "
+                "operators...), about ten times the largest file of the course, so it was "
+                "not graded. Load large data from a file instead of writing it in the source."
+            )
             return None
         compile(tree, rel, "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as e:
-        staged.syntax_errors[rel] = (f"{rel} line {getattr(e, 'lineno', '?')}: {getattr(e, 'msg', e)}"
-                                     + (f"\n    {e.text.rstrip()[:200]}" if getattr(e, "text", None) else ""))
+        staged.syntax_errors[rel] = f"{rel} line {getattr(e, 'lineno', '?')}: {getattr(e, 'msg', e)}" + (
+            f"\n    {e.text.rstrip()[:200]}" if getattr(e, "text", None) else ""
+        )
     except (RecursionError, MemoryError):
-        staged.syntax_errors[rel] = (f"{rel}: too deeply nested for Python to compile (an expression or block "
-                                     "nested thousands of levels deep)")
+        staged.syntax_errors[rel] = (
+            f"{rel}: too deeply nested for Python to compile (an expression or block nested thousands of levels deep)"
+        )
     return text
 
 
@@ -279,14 +302,13 @@ def stage(manifest: Manifest, kit: Path, submission: Path, dest: Path) -> Staged
     for rel in manifest.sandbox_paths:
         src = kit / rel
         if src.is_dir():
-            shutil.copytree(src, dest / rel, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-                            dirs_exist_ok=True)
+            shutil.copytree(src, dest / rel, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"), dirs_exist_ok=True)
         elif src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
         else:
             raise GraderError(f"{manifest.dir / 'assignment.toml'}: sandbox path {rel!r} is not in the kit at {kit}")
-    for rel in manifest.files:       # the kit's copy must never stand in for a file that is not taken
+    for rel in manifest.files:  # the kit's copy must never stand in for a file that is not taken
         (dest / rel).unlink(missing_ok=True)
     staged = Staged(root=dest, present=[], missing=[])
     h = hashlib.sha256(manifest.name.encode())
@@ -316,8 +338,9 @@ def stage(manifest: Manifest, kit: Path, submission: Path, dest: Path) -> Staged
             try:
                 data, size = _read(found, manifest.max_source_bytes)
             except OSError as e:
-                staged.rejected[rel] = (f"{rel} could not be read ({type(e).__name__}: {e.strerror or e}), "
-                                        "so it was not graded.")
+                staged.rejected[rel] = (
+                    f"{rel} could not be read ({type(e).__name__}: {e.strerror or e}), so it was not graded."
+                )
                 continue
             if len(data) > manifest.max_source_bytes:
                 staged.rejected[rel] = _too_large(rel, max(size, len(data)), manifest.max_source_bytes)
@@ -331,19 +354,29 @@ def stage(manifest: Manifest, kit: Path, submission: Path, dest: Path) -> Staged
             staged.present.append(rel)
             staged.sources[rel] = text
             h.update(rel.encode() + b"\0" + data + b"\0")
-        for nb in manifest.notebooks:
-            found, _ = finder.find(nb)
+        for nb in manifest.notebooks:  # kept aside for the report (grader.notebooks runs them); never graded
+            found, link = finder.find(nb)
+            if link:
+                staged.notebook_problems[nb] = _linked(nb, link)
+                continue
             if found is None:
+                staged.notebook_problems[nb] = f"{nb} is missing from the submission."
                 continue
             try:
-                data, _size = _read(found, MAX_FILE_BYTES)
-            except OSError:
+                data, size = _read(found, MAX_FILE_BYTES)
+            except OSError as e:
+                staged.notebook_problems[nb] = f"{nb} could not be read ({type(e).__name__}: {e.strerror or e})."
                 continue
-            if len(data) <= MAX_FILE_BYTES:
-                keep = dest.parent / "notebooks" / PurePosixPath(nb).name
-                keep.parent.mkdir(parents=True, exist_ok=True)
-                keep.write_bytes(data)
-                staged.notebooks[nb] = keep
+            if len(data) > MAX_FILE_BYTES:
+                staged.notebook_problems[nb] = (
+                    f"{nb} is {max(size, len(data)):,} bytes; a notebook may hold at "
+                    f"most {MAX_FILE_BYTES:,} bytes (clear large outputs and save again)."
+                )
+                continue
+            keep = dest.parent / "notebooks" / PurePosixPath(nb).name
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            keep.write_bytes(data)
+            staged.notebooks[nb] = keep
         staged.digest = h.hexdigest()
         return staged
     finally:

@@ -7,6 +7,7 @@ accuracy targets per data set. The grader knows nothing else about an assignment
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -16,8 +17,15 @@ from typing import Any
 # What "no autograd" forbids. torch.Tensor.requires_grad also catches `requires_grad=True` keywords (static scan).
 # The worker's guard (grader.guard) reports these names: the engine running or a graph being built as
 # torch.autograd, a differentiating torch.func transform as torch.func.
-AUTOGRAD_NAMES = ["torch.autograd", "torch.autograd.grad", "torch.autograd.backward", "torch.Tensor.backward",
-                  "torch.Tensor.requires_grad_", "torch.Tensor.requires_grad", "torch.func"]
+AUTOGRAD_NAMES = [
+    "torch.autograd",
+    "torch.autograd.grad",
+    "torch.autograd.backward",
+    "torch.Tensor.backward",
+    "torch.Tensor.requires_grad_",
+    "torch.Tensor.requires_grad",
+    "torch.func",
+]
 
 
 class GraderError(Exception):
@@ -29,33 +37,35 @@ class GraderError(Exception):
 class Part:
     name: str
     title: str
-    module: str                     # e.g. "a1_knn.knn"
-    file: str                       # e.g. "a1_knn/knn.py" (relative to the course root)
+    module: str  # e.g. "a1_knn.knn"
+    file: str  # e.g. "a1_knn/knn.py" (relative to the course root)
     points: float
-    functions: dict[str, float]     # graded function -> points
+    functions: dict[str, float]  # graded function -> points
     forbidden: dict[str, list[str]]  # function -> dotted names it may not call
     max_loops: dict[str, int] = field(default_factory=dict)  # function -> loops allowed in its body
+    blocks: dict[str, list[str]] = field(default_factory=dict)  # composite -> graded functions it builds on
 
 
 @dataclass(frozen=True)
 class Manifest:
     name: str
     title: str
-    dir: Path                       # assignments/<name>
+    dir: Path  # assignments/<name>
     parts: list[Part]
-    files: list[str]                # taken from a submission
+    files: list[str]  # taken from a submission
     notebooks: list[str]
-    checks: list[str]               # public check files, relative to dir
+    checks: list[str]  # public check files, relative to dir
     hidden_checks: list[str]
-    sandbox_paths: list[str]        # copied from the pristine kit into the sandbox
+    sandbox_paths: list[str]  # copied from the pristine kit into the sandbox
     targets: dict[str, dict[str, float]]  # data set -> target name -> value
     call_timeout: float = 60.0
     memory_mb: int = 4096
-    max_source_bytes: int = 2**20    # a graded file larger than this is not graded ([limits] max_source_bytes)
+    max_source_bytes: int = 2**20  # a graded file larger than this is not graded ([limits] max_source_bytes)
     grading_timeout: float = 1800.0  # the whole grading's time budget, every call included ([limits] grading_timeout)
     forbid_autograd: bool = False
     autograd_allowed_in: list[str] = field(default_factory=list)  # kit files whose code may use autograd
-    extra: dict[str, Any] = field(default_factory=dict)
+    why: dict[str, str] = field(default_factory=dict)  # forbidden dotted name -> why it is forbidden
+    questions: list[dict] = field(default_factory=list)  # reserved for notebook reports (not validated yet)
 
     @property
     def points(self) -> float:
@@ -77,6 +87,10 @@ class Manifest:
         names = list(self.part_of(function).forbidden.get(function, []))
         return names + (AUTOGRAD_NAMES if self.forbid_autograd else [])
 
+    def blocks_of(self, function: str) -> list[str]:
+        """The graded functions (or classes) `function` calls as building blocks ([parts.blocks])."""
+        return list(self.part_of(function).blocks.get(function, []))
+
 
 def course_root(start: Path | None = None) -> Path:
     """The folder holding `assignments/`: $GRADER_COURSE_ROOT, else the nearest parent of `start`
@@ -94,8 +108,10 @@ def course_root(start: Path | None = None) -> Path:
     installed = Path(__file__).resolve().parent.parent
     if (installed / "assignments").is_dir():
         return installed
-    raise GraderError(f"no course found: expected a folder with assignments/ and grader/ in {here} or above "
-                      "(or set GRADER_COURSE_ROOT)")
+    raise GraderError(
+        f"no course found: expected a folder with assignments/ and grader/ in {here} or above "
+        "(or set GRADER_COURSE_ROOT)"
+    )
 
 
 def available(root: Path) -> list[str]:
@@ -111,18 +127,78 @@ def load(name: str, root: Path) -> Manifest:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise GraderError(f"{path}: not valid TOML: {e}") from None
-    return _parse(data, path)
+    return _parse(data, path, shown=f"assignments/{name}/assignment.toml")
+
+
+# The keys a manifest may have; any other key is an error (a typo must not turn a rule off).
+TOP_KEYS = (
+    "name",
+    "title",
+    "files",
+    "notebooks",
+    "checks",
+    "hidden_checks",
+    "sandbox_paths",
+    "forbid_autograd",
+    "autograd_allowed_in",
+    "limits",
+    "parts",
+    "targets",
+    "why",
+    "questions",
+)
+LIMIT_KEYS = (
+    "call_timeout",
+    "memory_mb",
+    "max_source_bytes",
+    "grading_timeout",
+    "notebook_cell_timeout",
+    "notebook_timeout",
+)  # the last two: grader.notebooks reads them
+PART_KEYS = ("name", "title", "module", "file", "points", "functions", "forbidden", "max_loops", "blocks")
+DATASETS = ("cifar10", "digits")  # the data sets of dlcv.data.load_dataset (targets are per data set)
+
+
+def _suggest(word: str, valid: Any) -> str:
+    """` (did you mean 'x'?)` with the nearest valid word (case ignored), else the valid words."""
+    valid = list(valid)
+    lower = {v.lower(): v for v in reversed(valid)}
+    close = difflib.get_close_matches(word.lower(), list(lower), n=1, cutoff=0.6)
+    return f" (did you mean {lower[close[0]]!r}?)" if close else f" (expected one of: {', '.join(valid)})"
+
+
+def _known_keys(table: dict, valid: tuple[str, ...], where: str) -> None:
+    for key in table:
+        if key not in valid:
+            raise GraderError(f"{where}: unknown key {key!r}{_suggest(key, valid)}")
 
 
 def _need(data: dict, key: str, typ: type, where: str) -> Any:
     if key not in data:
         raise GraderError(f"{where}: missing key {key!r}")
-    value = data[key]
+    return _typed(data[key], key, typ, where)
+
+
+def _typed(value: Any, key: str, typ: type, where: str) -> Any:
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if not isinstance(value, typ):
+    if not isinstance(value, typ) or (typ in (int, float) and isinstance(value, bool)):
         raise GraderError(f"{where}: {key!r} should be a {typ.__name__}, found {type(value).__name__} {value!r}")
     return value
+
+
+def _table(data: dict, key: str, where: str) -> dict:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise GraderError(f"{where}: {key!r} should be a table, found {type(value).__name__} {value!r}")
+    return value
+
+
+def _strings(data: dict, key: str, where: str, default: list[str] | None = None) -> list[str]:
+    value = data.get(key, default if default is not None else [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise GraderError(f"{where}: {key!r} should be a list of strings, found {value!r}")
+    return list(value)
 
 
 def _positive_int(table: dict, key: str, default: int, where: str) -> int:
@@ -132,70 +208,197 @@ def _positive_int(table: dict, key: str, default: int, where: str) -> int:
     return value
 
 
-def _parse(data: dict, path: Path) -> Manifest:
-    where = str(path)
-    parts = []
-    for i, p in enumerate(_need(data, "parts", list, where)):
+def _positive_number(table: dict, key: str, default: float, where: str) -> float:
+    value = table.get(key, default)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise GraderError(f"{where}: {key!r} should be a positive number, found {value!r}")
+    return float(value)
+
+
+def _graded_keys(table: dict, functions: dict, graded: dict[str, str], where: str) -> None:
+    """The keys of a part's forbidden / max_loops / blocks table must be functions that part grades."""
+    for key in table:
+        if key in functions:
+            continue
+        if key in graded:
+            raise GraderError(f"{where}: {key!r} is graded in part {graded[key]!r}; list it under that part")
+        raise GraderError(f"{where}: {key!r} is not a function this part grades{_suggest(key, list(functions))}")
+
+
+def _parse(data: dict, path: Path, shown: str | None = None) -> Manifest:
+    where = shown or str(path)
+    _known_keys(data, TOP_KEYS, where)
+    raw_parts = _need(data, "parts", list, where)
+    graded: dict[str, str] = {}
+    for i, p in enumerate(raw_parts):
         pw = f"{where} [[parts]] #{i + 1}"
-        functions = {k: float(v) for k, v in _need(p, "functions", dict, pw).items()}
-        points = _need(p, "points", float, pw)
-        if abs(sum(functions.values()) - points) > 1e-9:
-            raise GraderError(f"{pw}: the functions' points add up to {sum(functions.values()):g}, "
-                              f"expected the part's {points:g}")
-        forbidden = {k: list(v) for k, v in p.get("forbidden", {}).items()}
-        max_loops = {k: int(v) for k, v in p.get("max_loops", {}).items()}
-        unknown = (set(forbidden) | set(max_loops)) - set(functions)
-        if unknown:
-            raise GraderError(f"{pw}: forbidden or max_loops name functions that are not graded: {sorted(unknown)}")
-        parts.append(Part(name=_need(p, "name", str, pw), title=p.get("title", p["name"]),
-                          module=_need(p, "module", str, pw), file=_need(p, "file", str, pw),
-                          points=points, functions=functions, forbidden=forbidden,
-                          max_loops=max_loops))
-    seen: dict[str, str] = {}
-    for p in parts:
-        for f in p.functions:
-            if f in seen:
-                raise GraderError(f"{where}: function {f!r} is graded in two parts ({seen[f]} and {p.name})")
-            seen[f] = p.name
-    files = list(data.get("files", sorted({p.file for p in parts})))
+        if not isinstance(p, dict):
+            raise GraderError(f"{pw}: expected a table, found {p!r}")
+        for f in _table(p, "functions", pw):
+            if f in graded:
+                raise GraderError(f"{where}: function {f!r} is graded in two parts ({graded[f]} and {p.get('name')})")
+            graded[f] = str(p.get("name", f"#{i + 1}"))
+    parts = [_part(p, i, where, graded) for i, p in enumerate(raw_parts)]
+    _check_blocks(parts, where)
+    files = _strings(data, "files", where, sorted({p.file for p in parts}))
     missing = [p.file for p in parts if p.file not in files]
     if missing:
         raise GraderError(f"{where}: parts are graded from {missing}, which 'files' does not take from a submission")
-    limits = data.get("limits", {})
-    allowed = _autograd_allowed_in(data, files, path)
+    limits = _table(data, "limits", where)
+    _known_keys(limits, LIMIT_KEYS, f"{where} [limits]")
+    forbid_autograd = data.get("forbid_autograd", False)
+    if not isinstance(forbid_autograd, bool):
+        raise GraderError(f"{where}: 'forbid_autograd' should be true or false, found {forbid_autograd!r}")
+    questions = data.get("questions", [])
+    if not isinstance(questions, list) or not all(isinstance(q, dict) for q in questions):
+        raise GraderError(f"{where}: 'questions' should be a list of tables ([[questions]]), found {questions!r}")
     default_paths = sorted({p.module.split(".")[0] for p in parts} | {"dlcv"})
     return Manifest(
-        name=_need(data, "name", str, where), title=data.get("title", data["name"]), dir=path.parent,
-        parts=parts, files=files, notebooks=list(data.get("notebooks", [])),
-        checks=list(data.get("checks", ["checks.py"])), hidden_checks=list(data.get("hidden_checks", [])),
-        sandbox_paths=list(data.get("sandbox_paths", default_paths)),
-        targets={k: {kk: float(vv) for kk, vv in v.items()} for k, v in data.get("targets", {}).items()},
-        call_timeout=float(limits.get("call_timeout", 60.0)), memory_mb=int(limits.get("memory_mb", 4096)),
+        name=_need(data, "name", str, where),
+        title=_typed(data.get("title", data["name"]), "title", str, where),
+        dir=path.parent,
+        parts=parts,
+        files=files,
+        notebooks=_strings(data, "notebooks", where),
+        checks=_strings(data, "checks", where, ["checks.py"]),
+        hidden_checks=_strings(data, "hidden_checks", where),
+        sandbox_paths=_strings(data, "sandbox_paths", where, default_paths),
+        targets=_targets(_table(data, "targets", where), where),
+        call_timeout=_positive_number(limits, "call_timeout", 60.0, f"{where} [limits]"),
+        memory_mb=_positive_int(limits, "memory_mb", 4096, f"{where} [limits]"),
         max_source_bytes=_positive_int(limits, "max_source_bytes", 2**20, f"{where} [limits]"),
         grading_timeout=float(_positive_int(limits, "grading_timeout", 1800, f"{where} [limits]")),
-        forbid_autograd=bool(data.get("forbid_autograd", False)),
-        autograd_allowed_in=allowed,
-        extra={k: v for k, v in data.items() if k not in {"parts", "files", "notebooks", "checks", "hidden_checks",
-                                                          "sandbox_paths", "targets", "limits", "name", "title",
-                                                          "forbid_autograd", "autograd_allowed_in"}},
+        forbid_autograd=forbid_autograd,
+        autograd_allowed_in=_autograd_allowed_in(data, files, path, where),
+        why=_why(_table(data, "why", where), parts, where),
+        questions=[dict(q) for q in questions],
     )
 
 
-def _autograd_allowed_in(data: dict, files: list[str], path: Path) -> list[str]:
+def _part(p: dict, i: int, where: str, graded: dict[str, str]) -> Part:
+    pw = f"{where} [[parts]] #{i + 1}"
+    _known_keys(p, PART_KEYS, pw)
+    functions = {}
+    for k, v in _need(p, "functions", dict, pw).items():
+        functions[k] = _typed(v, k, float, f"{pw} [parts.functions]")
+    points = _need(p, "points", float, pw)
+    if abs(sum(functions.values()) - points) > 1e-9:
+        raise GraderError(
+            f"{pw}: the functions' points add up to {sum(functions.values()):g}, expected the part's {points:g}"
+        )
+    forbidden_t = _table(p, "forbidden", pw)
+    _graded_keys(forbidden_t, functions, graded, f"{pw} [parts.forbidden]")
+    forbidden = {k: _strings(forbidden_t, k, f"{pw} [parts.forbidden]") for k in forbidden_t}
+    loops_t = _table(p, "max_loops", pw)
+    _graded_keys(loops_t, functions, graded, f"{pw} [parts.max_loops]")
+    max_loops = {}
+    for k, v in loops_t.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise GraderError(
+                f"{pw} [parts.max_loops]: {k!r} should be a whole number of loops (0 or more), found {v!r}"
+            )
+        max_loops[k] = v
+    blocks_t = _table(p, "blocks", pw)
+    _graded_keys(blocks_t, functions, graded, f"{pw} [parts.blocks]")
+    blocks = {}
+    for k in blocks_t:
+        names = _strings(blocks_t, k, f"{pw} [parts.blocks]")
+        for b in names:
+            if b not in graded:
+                raise GraderError(
+                    f"{pw} [parts.blocks]: {k!r} lists {b!r}, which no part grades (a building block "
+                    f"is a graded function or class){_suggest(b, list(graded))}"
+                )
+            if b == k:
+                raise GraderError(f"{pw} [parts.blocks]: {k!r} lists itself as its own building block")
+        blocks[k] = names
+    name = _need(p, "name", str, pw)
+    return Part(
+        name=name,
+        title=_typed(p.get("title", name), "title", str, pw),
+        module=_need(p, "module", str, pw),
+        file=_need(p, "file", str, pw),
+        points=points,
+        functions=functions,
+        forbidden=forbidden,
+        max_loops=max_loops,
+        blocks=blocks,
+    )
+
+
+def _check_blocks(parts: list[Part], where: str) -> None:
+    """No composite builds on itself through other blocks (a cycle could never be graded blocks first)."""
+    uses = {k: v for p in parts for k, v in p.blocks.items()}
+
+    def visit(name: str, path: list[str]) -> None:
+        for b in uses.get(name, []):
+            if b in path:
+                cycle = " -> ".join([*path[path.index(b) :], b])
+                raise GraderError(f"{where} [parts.blocks]: building blocks form a cycle: {cycle}")
+            visit(b, [*path, b])
+
+    for k in uses:
+        visit(k, [k])
+
+
+def _targets(table: dict, where: str) -> dict[str, dict[str, float]]:
+    out = {}
+    for dataset, values in table.items():
+        tw = f"{where} [targets.{dataset}]"
+        if dataset not in DATASETS:
+            raise GraderError(f"{where} [targets]: unknown data set {dataset!r}{_suggest(dataset, DATASETS)}")
+        if not isinstance(values, dict):
+            raise GraderError(f"{tw}: expected a table of target values, found {values!r}")
+        out[dataset] = {k: _typed(v, k, float, tw) for k, v in values.items()}
+    return out
+
+
+def _why(table: dict, parts: list[Part], where: str) -> dict[str, str]:
+    """[why]: a reason for every forbidden name, and only for forbidden names."""
+    used = {n for p in parts for names in p.forbidden.values() for n in names}
+    for key, reason in table.items():
+        if key not in used:
+            raise GraderError(
+                f"{where} [why]: {key!r} is not forbidden anywhere ([parts.forbidden])"
+                f"{_suggest(key, sorted(used)) if used else ''}"
+            )
+        if not isinstance(reason, str) or not reason.strip():
+            raise GraderError(f"{where} [why]: the reason for {key!r} should be a sentence, found {reason!r}")
+    unexplained = sorted(used - set(table))
+    if unexplained:
+        raise GraderError(
+            f"{where} [why]: no reason given for forbidding {unexplained[0]!r}"
+            + (
+                f" (nor {len(unexplained) - 1} other name(s): {', '.join(unexplained[1:4])}"
+                + (", ..." if len(unexplained) > 4 else "")
+                + ")"
+                if len(unexplained) > 1
+                else ""
+            )
+            + "; every forbidden name needs a reason students can read"
+        )
+    return {k: v.strip() for k, v in table.items()}
+
+
+def _autograd_allowed_in(data: dict, files: list[str], path: Path, shown: str) -> list[str]:
     """`autograd_allowed_in`: files of the kit (relative to the course root) whose code the guard lets use
     autograd. Each must be a kit file that is never taken from a submission."""
-    where = f"{path} autograd_allowed_in"
+    where = f"{shown} autograd_allowed_in"
     value = data.get("autograd_allowed_in", [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise GraderError(f"{where}: expected a list of file paths, found {value!r}")
     root = path.parent.parent.parent
     for f in value:
         if not f.endswith(".py") or f.startswith("/") or ".." in Path(f).parts:
-            raise GraderError(f"{where}: expected paths of .py files inside the course, like "
-                              f"'a3_networks/fast_layers.py', found {f!r}")
+            raise GraderError(
+                f"{where}: expected paths of .py files inside the course, like "
+                f"'a3_networks/fast_layers.py', found {f!r}"
+            )
         if f in files:
-            raise GraderError(f"{where}: {f} is taken from a submission ('files'), so a student could write it; "
-                              "only given files of the kit may use autograd")
+            raise GraderError(
+                f"{where}: {f} is taken from a submission ('files'), so a student could write it; "
+                "only given files of the kit may use autograd"
+            )
         if not (root / f).is_file():
             raise GraderError(f"{where}: {f} is not a file of the kit (looked for {root / f})")
     return list(value)

@@ -9,6 +9,7 @@ checks its own output: no marker, no solution line and no hidden check may reach
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 import shutil
 import stat
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from grader import manifest as manifests
 from grader.manifest import GraderError, Manifest
+from grader.runner import ORACLES_FILE
 
 BEGIN = re.compile(r"^(\s*)# BEGIN SOLUTION\s*$")
 END = re.compile(r"^(\s*)# END SOLUTION\s*$")
@@ -27,8 +29,8 @@ MARKER = re.compile(r"#\s*(BEGIN|END) SOLUTION")
 
 @dataclass(frozen=True)
 class Region:
-    begin: int          # 0-based line index of the BEGIN marker
-    end: int            # 0-based line index of the END marker
+    begin: int  # 0-based line index of the BEGIN marker
+    end: int  # 0-based line index of the END marker
     indent: str
 
 
@@ -39,20 +41,25 @@ def find_regions(text: str, where: str) -> list[Region]:
         b, e = BEGIN.match(line), END.match(line)
         if b:
             if open_at is not None:
-                raise GraderError(f"{where} line {i + 1}: '# BEGIN SOLUTION' inside the region opened at line "
-                                  f"{open_at + 1}; expected '# END SOLUTION' first")
+                raise GraderError(
+                    f"{where} line {i + 1}: '# BEGIN SOLUTION' inside the region opened at line "
+                    f"{open_at + 1}; expected '# END SOLUTION' first"
+                )
             open_at, indent = i, b.group(1)
         elif e:
             if open_at is None:
                 raise GraderError(f"{where} line {i + 1}: '# END SOLUTION' without a '# BEGIN SOLUTION' before it")
             if e.group(1) != indent:
-                raise GraderError(f"{where} line {i + 1}: '# END SOLUTION' is indented differently from its "
-                                  f"'# BEGIN SOLUTION' at line {open_at + 1}")
+                raise GraderError(
+                    f"{where} line {i + 1}: '# END SOLUTION' is indented differently from its "
+                    f"'# BEGIN SOLUTION' at line {open_at + 1}"
+                )
             regions.append(Region(open_at, i, indent))
             open_at = None
         elif MARKER.search(line):
-            raise GraderError(f"{where} line {i + 1}: a solution marker must stand alone on its line, "
-                              f"found {line.strip()!r}")
+            raise GraderError(
+                f"{where} line {i + 1}: a solution marker must stand alone on its line, found {line.strip()!r}"
+            )
     if open_at is not None:
         raise GraderError(f"{where} line {open_at + 1}: '# BEGIN SOLUTION' is never closed by '# END SOLUTION'")
     return regions
@@ -90,19 +97,21 @@ def stub_source(text: str, where: str) -> tuple[str, list[list[str]]]:
     lines = text.splitlines(keepends=True)
     out, removed, pos = [], [], 0
     for r in regions:
-        out.extend(lines[pos:r.begin])
+        out.extend(lines[pos : r.begin])
         name = _enclosing(tree, r.begin + 1)
         what = f"{name} in {where}" if name else f"this part of {where}"
         out.append(f'{r.indent}raise NotImplementedError("TODO: implement {what}")\n')
-        removed.append(lines[r.begin + 1:r.end])
+        removed.append(lines[r.begin + 1 : r.end])
         pos = r.end + 1
     out.extend(lines[pos:])
     stubbed = "".join(out)
     try:
         ast.parse(stubbed)
     except SyntaxError as e:
-        raise GraderError(f"{where}: the stubbed file does not parse (line {e.lineno}: {e.msg}); "
-                          "a solution region must sit inside a function body") from None
+        raise GraderError(
+            f"{where}: the stubbed file does not parse (line {e.lineno}: {e.msg}); "
+            "a solution region must sit inside a function body"
+        ) from None
     return stubbed, removed
 
 
@@ -112,13 +121,14 @@ def stub_notebook(path: Path, where: str) -> tuple[str, list[list[str]]]:
 
     try:
         nb = nbformat.read(str(path), as_version=4)
-    except Exception as e:  # noqa: BLE001 - nbformat raises several kinds
+    except Exception as e:
         raise GraderError(f"{where}: not a readable notebook ({type(e).__name__}: {e})") from None
     removed: list[list[str]] = []
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
-            src, gone = stub_source(cell.source, f"{where} cell {i + 1}") if "SOLUTION" in cell.source \
-                else (cell.source, [])
+            src, gone = (
+                stub_source(cell.source, f"{where} cell {i + 1}") if "SOLUTION" in cell.source else (cell.source, [])
+            )
             cell.source = src.rstrip("\n")
             removed += gone
             cell.outputs = []
@@ -131,14 +141,16 @@ def code_lines(text: str, suffix: str = ".py") -> list[str]:
     """The stripped, non-blank, non-comment lines of a .py file, or of a notebook's cells."""
     if suffix == ".ipynb":
         import json
-        text = "\n".join("".join(c["source"]) if isinstance(c["source"], list) else c["source"]
-                         for c in json.loads(text)["cells"])
+
+        text = "\n".join(
+            "".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in json.loads(text)["cells"]
+        )
     return [s for s in (line.strip() for line in text.splitlines()) if s and not s.startswith("#")]
 
 
 def line_pairs(lines: list[str]) -> set[tuple[str, str]]:
     """Consecutive pairs of lines: two solution lines in a row are a leak, one generic line is not."""
-    return set(zip(lines, lines[1:]))
+    return set(itertools.pairwise(lines))
 
 
 def _copy_tree(src: Path, dst: Path, removed: list[list[str]], rel: Path) -> None:
@@ -153,7 +165,7 @@ def _copy_tree(src: Path, dst: Path, removed: list[list[str]], rel: Path) -> Non
         target.parent.mkdir(parents=True, exist_ok=True)
         where = str(rel / p.relative_to(src))
         if p.suffix in (".py", ".ipynb"):
-            text, gone = (stub_source(p.read_text(), where) if p.suffix == ".py" else stub_notebook(p, where))
+            text, gone = stub_source(p.read_text(), where) if p.suffix == ".py" else stub_notebook(p, where)
             target.write_text(text)
             removed += gone
         else:
@@ -166,24 +178,30 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install grade submit notebooks
+.PHONY: install grade report submit notebook notebooks
 install: $(BIN)/grader    ## set up .venv (and bubblewrap, the sandbox your code is graded in, where you are root)
-	@bash tools/install-system-packages.sh
+\t@bash tools/install-system-packages.sh
 $(BIN)/grader: pyproject.toml
 \t$(PY) -m venv $(VENV)
 \t$(BIN)/pip install -q --upgrade pip
-\t$(BIN)/pip install -e .
+\t$(BIN)/pip install -e . jupyterlab
 \ttouch $@
 
 grade: install            ## grade your work (public checks), as the autograder will
 \t$(BIN)/grader grade . $(ARGS)
 
+report: install           ## grade, run your notebooks in the sandbox, and write grader-results/report.html (+ .pdf)
+\t$(BIN)/grader grade . --report --pdf $(ARGS)
+
 submit: install           ## build the zip to upload: make submit A=a1_knn
 \t$(BIN)/grader submit . --assignment $(A)
 
-notebooks: install        ## open the notebooks
-\t$(BIN)/jupyter notebook notebooks/
+notebook: install         ## open JupyterLab on the notebooks
+\t$(BIN)/jupyter lab notebooks/
+
+notebooks: notebook
 """
+
 
 RUN_AUTOGRADER = """\
 #!/usr/bin/env bash
@@ -193,12 +211,15 @@ ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
 PYTHON="${{GRADER_PYTHON:-$ROOT/venv/bin/python}}"
 mkdir -p "$ROOT/results"
 cd "$ROOT/source"
+# --report: the notebooks run in the sandbox; report.html lands beside results.json, the answers to grade by
+# hand in its extra_data
 "$PYTHON" -m grader --course "$ROOT/source" grade "$ROOT/submission" --assignment {name} --hidden \\
-    --out "$ROOT/results" --no-color
+    --report --out "$ROOT/results" --no-color
 status=$?
 if [ ! -s "$ROOT/results/results.json" ]; then
   # grading itself failed: still leave a results file that says so
-  printf '{{"score": 0, "output": "The autograder could not grade this submission (exit status %s). Please tell the course staff.", "tests": []}}\\n' "$status" > "$ROOT/results/results.json"
+  why="The autograder could not grade this submission (exit status $status). Please tell the course staff."
+  printf '{{"score": 0, "output": "%s", "tests": []}}\\n' "$why" > "$ROOT/results/results.json"
 fi
 exit 0
 """
@@ -218,8 +239,7 @@ python3.11 -m venv /autograder/venv
 
 
 def _student_readme(ms: list[Manifest]) -> str:
-    rows = "\n".join(f"| `{m.name}` | {m.title} | {m.points:g} | {', '.join(f'`{f}`' for f in m.files)} |"
-                     for m in ms)
+    rows = "\n".join(f"| `{m.name}` | {m.title} | {m.points:g} | {', '.join(f'`{f}`' for f in m.files)} |" for m in ms)
     return f"""# Course kit
 
 Fill in the functions marked `TODO` (each raises `NotImplementedError` until you do), work through the
@@ -250,8 +270,9 @@ def release(kit: Path, out: Path, assignments: list[str] | None = None, force: b
     final_student, final_bundles = out / "student", out / "autograder"
     for d in (final_student, final_bundles):
         if d.exists() and not force:
-            raise GraderError(f"--out {out}: {d} already exists; pass --force to replace it "
-                              "(nothing there is overwritten otherwise)")
+            raise GraderError(
+                f"--out {out}: {d} already exists; pass --force to replace it (nothing there is overwritten otherwise)"
+            )
     # build beside the destination, then swap in: a failed release leaves what was there untouched
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".release-", dir=out))
@@ -285,7 +306,7 @@ def _write_student_kit(kit: Path, student: Path, ms: list[Manifest]) -> None:
         adir = student / "assignments" / m.name
         adir.mkdir(parents=True, exist_ok=True)
         for p in m.dir.iterdir():
-            if p.is_file() and p.name not in m.hidden_checks and p.suffix in (".py", ".toml", ".md"):
+            if p.is_file() and p.name not in _staff_only(m) and p.suffix in (".py", ".toml", ".md"):
                 shutil.copy2(p, adir / p.name)
         for nb in m.notebooks:
             src = kit / nb
@@ -306,6 +327,7 @@ def _write_student_kit(kit: Path, student: Path, ms: list[Manifest]) -> None:
 GITHUB_WORKFLOW = """\
 name: grade
 on: [push, workflow_dispatch]
+permissions: {checks: write, actions: read, contents: read}
 jobs:
   grade:
     runs-on: ubuntu-latest
@@ -314,9 +336,26 @@ jobs:
       - uses: actions/checkout@v4
       - uses: actions/setup-python@v5
         with: {python-version: "3.11"}
-      - run: make grade ARGS="--device cpu --no-color"
+      - run: make report ARGS="--device cpu --no-color"
       - if: always()
         run: cat grader-results/*/summary.md grader-results/summary.md >> "$GITHUB_STEP_SUMMARY" 2>/dev/null || true
+      - if: always()
+        id: points
+        # each failed check as an annotation on your file and line (at most 10), and the points for GitHub Classroom
+        run: .venv/bin/python -m grader.annotate grader-results
+      - if: always() && steps.points.outputs.result != ''
+        continue-on-error: true
+        uses: classroom-resources/autograding-grading-reporter@v1
+        env:
+          GRADE_RESULTS: "${{ steps.points.outputs.result }}"
+        with:
+          runners: grade
+      - if: always()
+        uses: actions/upload-artifact@v4
+        with:
+          name: grade-report
+          path: grader-results/
+          if-no-files-found: ignore
 """
 
 
@@ -326,10 +365,18 @@ def _bundle(student: Path, m: Manifest, bundles: Path) -> Path:
     bundles.mkdir(parents=True, exist_ok=True)
     path = bundles / f"{m.name}.zip"
     wanted = {"grader", "dlcv", "pyproject.toml", "README.md", *{p.module.split(".")[0] for p in m.parts}}
-    files = [(p, f"source/{p.relative_to(student).as_posix()}") for p in sorted(student.rglob("*"))
-             if p.is_file() and p.relative_to(student).parts[0] in wanted]
-    files += [(p, f"source/assignments/{m.name}/{p.name}") for p in sorted(m.dir.iterdir())
-              if p.is_file() and p.suffix in (".py", ".toml")]
+    files = [
+        (p, f"source/{p.relative_to(student).as_posix()}")
+        for p in sorted(student.rglob("*"))
+        if p.is_file() and p.relative_to(student).parts[0] in wanted
+    ]
+    files += [
+        (p, f"source/assignments/{m.name}/{p.name}")
+        for p in sorted(m.dir.iterdir())
+        if p.is_file() and p.suffix in (".py", ".toml")
+    ]
+    # the notebooks as released (no solution, no output): the report takes the questions' prompts from them
+    files += [(student / nb, f"source/{nb}") for nb in m.notebooks if (student / nb).is_file()]
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for script, text in (("setup.sh", SETUP_SH), ("run_autograder", RUN_AUTOGRADER.format(name=m.name))):
             info = zipfile.ZipInfo(script)
@@ -340,14 +387,23 @@ def _bundle(student: Path, m: Manifest, bundles: Path) -> Path:
     return path
 
 
+def _staff_only(m: Manifest) -> set[str]:
+    """Files of an assignment's folder that never ship to students: the hidden checks, and the oracles (the
+    correct building blocks a composite is judged with again: some are plain solutions). The public checks take
+    their expected values from modules of their own, never from the oracles."""
+    return {*m.hidden_checks, ORACLES_FILE}
+
+
 def verify_student_kit(student: Path, removed: list[list[str]], ms: list[Manifest]) -> None:
     """Refuse a student kit that still holds a solution marker, two consecutive lines of a solution
     region, or a hidden check file."""
     needles = set().union(*(line_pairs(code_lines("".join(r))) for r in removed)) if removed else set()
     for m in ms:
-        for f in m.hidden_checks:
+        for f in _staff_only(m):
             if (student / "assignments" / m.name / f).exists():
-                raise GraderError(f"release: hidden check file {f} of {m.name} reached the student kit")
+                raise GraderError(
+                    f"release: staff-only file {f} of {m.name} (hidden checks, oracles) reached the student kit"
+                )
     for p in student.rglob("*"):
         rel = p.relative_to(student)
         if not p.is_file() or rel.parts[0] == "grader" or p.suffix not in (".py", ".ipynb", ".md", ".toml"):

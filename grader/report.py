@@ -25,13 +25,16 @@ from grader.results import GradeResult
 
 # -- sanitising -------------------------------------------------------------------------------------------------
 
-_ESCAPES = re.compile(r"""
+_ESCAPES = re.compile(
+    r"""
       \x1b\[[0-?]*[ -/]*[@-~]?                 # CSI: colours, cursor moves, clearing the screen
     | \x1b[\]PX^_][^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?   # OSC (window title, links), DCS, SOS, PM, APC
     | \x1b[ -/]*[0-~]?                        # any other escape sequence (ESC c resets the terminal)
     | \x9b[0-?]*[ -/]*[@-~]?                  # CSI in its 8-bit form
     | [\x90\x9d\x98\x9e\x9f][^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?   # 8-bit OSC, DCS, SOS, PM, APC
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 # C0 and C1 controls but tab and newline; bidirectional overrides and isolates (text that displays reversed);
 # the noncharacters XML forbids. Lone surrogates are replaced, not dropped, so the reader sees something was there.
 _DROP = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufffe\uffff]")
@@ -52,8 +55,9 @@ def clean_result(value: Any) -> Any:
     if isinstance(value, str):
         return clean_text(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.replace(value, **{f.name: clean_result(getattr(value, f.name))
-                                             for f in dataclasses.fields(value) if f.init})
+        return dataclasses.replace(
+            value, **{f.name: clean_result(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+        )
     if isinstance(value, dict):
         return {clean_result(k): clean_result(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -97,41 +101,68 @@ def _pts(x: float) -> str:
 def gradescope(result: GradeResult) -> dict:
     """Gradescope's results.json schema (score, execution_time, output, tests[] ...)."""
     result = clean_result(result)
-    lines = [f"{result.title}: {_pts(result.score)} / {_pts(result.max_score)}",
-             f"Data set: {result.dataset}. Device: {result.device}."]
+    lines = [
+        f"{result.title}: {_pts(result.score)} / {_pts(result.max_score)}",
+        f"Data set: {result.dataset}. Device: {result.device}.",
+    ]
     lines += result.problems
     tests = [
-        {"name": f"{c.title} [{c.id}]", "number": c.number, "score": round(c.score, 6),
-         "max_score": round(c.max_score, 6), "status": c.status, "visibility": c.visibility,
-         "output": c.output + (f"\n(seed {c.seed})" if c.status == "failed" else "")}
+        {
+            "name": f"{c.title} [{c.id}]",
+            "number": c.number,
+            "score": round(c.score, 6),
+            "max_score": round(c.max_score, 6),
+            "status": c.status,
+            "visibility": c.visibility,
+            "output": c.output + (f"\n(seed {c.seed})" if c.status == "failed" else ""),
+        }
         for c in result.checks
     ]
     return {
-        "score": round(sum(t["score"] for t in tests), 4),   # what the tests add up to, as shown
+        "score": round(sum(t["score"] for t in tests), 4),  # what the tests add up to, as shown
         "execution_time": round(result.execution_time, 3),
         "output": "\n".join(lines),
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": tests,
-        "extra_data": {"assignment": result.assignment, "dataset": result.dataset, "device": result.device,
-                       "hidden_checks_included": result.hidden, "digest": result.digest,
-                       "grader_version": result.grader_version, "started_at": result.started_at,
-                       "sandbox": result.sandbox, "parts": [dataclasses.asdict(p) for p in result.parts]},
+        "extra_data": {
+            "assignment": result.assignment,
+            "dataset": result.dataset,
+            "device": result.device,
+            "hidden_checks_included": result.hidden,
+            "digest": result.digest,
+            "grader_version": result.grader_version,
+            "started_at": result.started_at,
+            "sandbox": result.sandbox,
+            "parts": [dataclasses.asdict(p) for p in result.parts],
+            **({"notebooks": result.notebooks} if result.notebooks else {}),
+        },  # grader.nbreport
     }
 
 
 def junit(result: GradeResult) -> str:
-    result = clean_result(result)         # no character XML 1.0 forbids, so the file always parses
+    result = clean_result(result)  # no character XML 1.0 forbids, so the file always parses
     failures = sum(1 for c in result.checks if not c.passed)
-    suite = ET.Element("testsuite", name=result.assignment, tests=str(len(result.checks)),
-                       failures=str(failures), errors="0", time=f"{result.execution_time:.3f}")
+    suite = ET.Element(
+        "testsuite",
+        name=result.assignment,
+        tests=str(len(result.checks)),
+        failures=str(failures),
+        errors="0",
+        time=f"{result.execution_time:.3f}",
+    )
     props = ET.SubElement(suite, "properties")
-    for k, v in (("score", _pts(result.score)), ("max_score", _pts(result.max_score)),
-                 ("dataset", result.dataset), ("device", result.device)):
+    for k, v in (
+        ("score", _pts(result.score)),
+        ("max_score", _pts(result.max_score)),
+        ("dataset", result.dataset),
+        ("device", result.device),
+    ):
         ET.SubElement(props, "property", name=k, value=v)
     for c in result.checks:
-        case = ET.SubElement(suite, "testcase", classname=f"{result.assignment}.{c.part}", name=c.id,
-                             time=f"{c.seconds:.3f}")
+        case = ET.SubElement(
+            suite, "testcase", classname=f"{result.assignment}.{c.part}", name=c.id, time=f"{c.seconds:.3f}"
+        )
         if not c.passed:
             f = ET.SubElement(case, "failure", message=c.output.splitlines()[0][:200] if c.output.strip() else "failed")
             f.text = c.output
@@ -146,23 +177,33 @@ def junit(result: GradeResult) -> str:
 def markdown(result: GradeResult) -> str:
     """summary.md: student text only as escaped inline text or in indented code blocks."""
     result = clean_result(result)
-    lines = [f"## {md_inline(result.title)}: {_pts(result.score)} / {_pts(result.max_score)}", "",
-             f"Data set: {md_code(result.dataset)} · device: {md_code(result.device)} · "
-             f"{'public and hidden' if result.hidden else 'public'} checks · {result.execution_time:.1f} s", ""]
+    lines = [
+        f"## {md_inline(result.title)}: {_pts(result.score)} / {_pts(result.max_score)}",
+        "",
+        f"Data set: {md_code(result.dataset)} · device: {md_code(result.device)} · "
+        f"{'public and hidden' if result.hidden else 'public'} checks · {result.execution_time:.1f} s",
+        "",
+    ]
     for p in result.problems:
         lines.append(f"> ⚠️ {md_inline(p.strip())}")
     if result.problems:
         lines.append("")
     lines += ["| # | check | points | result |", "|---|---|---:|---|"]
     for c in result.checks:
-        lines.append(f"| {md_inline(c.number)} | {md_inline(c.title)} | {_pts(c.score)} / {_pts(c.max_score)} | "
-                     f"{'✅ passed' if c.passed else '❌ failed'} |")
+        lines.append(
+            f"| {md_inline(c.number)} | {md_inline(c.title)} | {_pts(c.score)} / {_pts(c.max_score)} | "
+            f"{'✅ passed' if c.passed else '❌ failed'} |"
+        )
     failed = [c for c in result.checks if not c.passed]
     if failed:
         lines += ["", "### What to fix", ""]
         for c in failed:
-            lines += [f"**{md_inline(c.number)} {md_inline(c.title)}** ({md_code(c.id)})", "",
-                      md_block(c.output.strip("\n") or "failed"), ""]
+            lines += [
+                f"**{md_inline(c.number)} {md_inline(c.title)}** ({md_code(c.id)})",
+                "",
+                md_block(c.output.strip("\n") or "failed"),
+                "",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -173,8 +214,10 @@ def table(result: GradeResult, color: bool = False, width: int | None = None) ->
     width = width or min(shutil.get_terminal_size((100, 20)).columns, 120)
     green, red, bold, reset = ("\033[32m", "\033[31m", "\033[1m", "\033[0m") if color else ("", "", "", "")
     name_w = max(20, width - 26)
-    out = [f"{bold}{result.title}{reset}  (data set: {result.dataset}, device: {result.device}, "
-           f"{'public + hidden' if result.hidden else 'public'} checks)"]
+    out = [
+        f"{bold}{result.title}{reset}  (data set: {result.dataset}, device: {result.device}, "
+        f"{'public + hidden' if result.hidden else 'public'} checks)"
+    ]
     for p in result.problems:
         out.append("  ! " + "\n    ".join(p.strip("\n").split("\n")))
     part = None
@@ -190,8 +233,7 @@ def table(result: GradeResult, color: bool = False, width: int | None = None) ->
         if c.output and (not c.passed or c.output):
             for line in c.output.splitlines()[:12]:
                 out.append(f"          {line}")
-    out.append(f"{bold}Total: {_pts(result.score)} / {_pts(result.max_score)}{reset}  "
-               f"({result.execution_time:.1f} s)")
+    out.append(f"{bold}Total: {_pts(result.score)} / {_pts(result.max_score)}{reset}  ({result.execution_time:.1f} s)")
     return "\n".join(out)
 
 
@@ -210,7 +252,7 @@ def write_atomic(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())      # what a plain open() would have made
+        os.chmod(tmp, 0o666 & ~_umask())  # what a plain open() would have made
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -224,8 +266,11 @@ def write_all(result: GradeResult, out: Path) -> dict[str, Path]:
     """Write results.json, junit.xml and summary.md into `out`, each atomically; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "results.json", "junit": out / "junit.xml", "markdown": out / "summary.md"}
-    texts = {"json": json.dumps(gradescope(result), indent=2, default=str) + "\n",   # ASCII only: \u escapes
-             "junit": junit(result), "markdown": markdown(result)}        # all rendered before any is written
-    for key in ("junit", "markdown", "json"):                            # results.json, the record, last
+    texts = {
+        "json": json.dumps(gradescope(result), indent=2, default=str) + "\n",  # ASCII only: \u escapes
+        "junit": junit(result),
+        "markdown": markdown(result),
+    }  # all rendered before any is written
+    for key in ("junit", "markdown", "json"):  # results.json, the record, last
         write_atomic(paths[key], texts[key])
     return paths

@@ -14,7 +14,7 @@ class CheckResult:
     number: str
     score: float
     max_score: float
-    status: str          # "passed" | "failed"
+    status: str  # "passed" | "failed"
     visibility: str
     hidden: bool
     output: str
@@ -48,9 +48,9 @@ class GradeResult:
     hidden: bool
     submission: str
     digest: str
-    problems: list[str] = field(default_factory=list)   # submission-level feedback (missing files, ...)
-    sandbox: dict = field(default_factory=dict)          # worker starts, time split, isolation info
-    notebooks: dict = field(default_factory=dict)        # notebook -> path of its executed copy / error
+    problems: list[str] = field(default_factory=list)  # submission-level feedback (missing files, ...)
+    sandbox: dict = field(default_factory=dict)  # worker starts, time split, isolation info
+    notebooks: dict = field(default_factory=dict)  # grade --report: answers and notebook runs (grader.nbreport)
     grader_version: str = ""
     started_at: str = ""
 

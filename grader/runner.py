@@ -17,21 +17,21 @@ import tempfile
 import time
 import traceback
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from dlcv.data import label_files, load_dataset  # imported before any student code runs
+from grader import __version__
 from grader import manifest as manifests
-from grader.checks import CheckFailed, CheckSpec, Ctx, collect
+from grader.checks import CheckFailed, CheckSpec, Ctx, collect, reasons
 from grader.intake import Staged, stage
 from grader.manifest import AUTOGRAD_NAMES, GraderError, Manifest
 from grader.results import CheckResult, GradeResult, PartResult
 from grader.sandbox import Isolation, IsolationError, Sandbox, SandboxConfig, SandboxError, detect_isolation
 from grader.staticscan import describe_dynamic, dynamic_uses, loop_sites, scan
-
-VERSION = "0.1.0"
 
 
 def resolve_device(device: str) -> str:
@@ -44,13 +44,68 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def load_checks(m: Manifest, hidden: bool) -> list[CheckSpec]:
-    """Import the assignment's check files (as a private package named after the assignment)."""
-    pkg = f"_grader_checks_{m.name}_{zlib.crc32(str(m.dir).encode()):08x}"  # one per kit folder
+def _checks_package(m: Manifest) -> str:
+    """The assignment's folder as a private package (one per kit folder), so check files import each other and
+    the oracles with relative imports."""
+    pkg = f"_grader_checks_{m.name}_{zlib.crc32(str(m.dir).encode()):08x}"
     if pkg not in sys.modules:
         spec = importlib.machinery.ModuleSpec(pkg, None, is_package=True)
         spec.submodule_search_locations = [str(m.dir)]
         sys.modules[pkg] = importlib.util.module_from_spec(spec)
+    return pkg
+
+
+ORACLES_FILE = "oracles.py"
+
+
+def load_oracles(m: Manifest) -> tuple[str | None, set[str]]:
+    """The assignment's oracles (`oracles.py`: ORACLES, a graded name -> a correct function or class): its source,
+    which the worker compiles, and the names it covers. Every building block the manifest declares needs one.
+    The student kit has no oracles.py (some oracles are plain solutions): there, no composite is judged again."""
+    path = m.dir / ORACLES_FILE
+    if not path.is_file():
+        return None, set()
+    source = path.read_text()
+    module = importlib.import_module(f"{_checks_package(m)}.{path.stem}")
+    table = getattr(module, "ORACLES", None)
+    if not isinstance(table, dict):
+        raise GraderError(f"{path}: expected a dict ORACLES mapping graded names to functions or classes")
+    names = set(table)
+    graded = {f for p in m.parts for f in p.functions}
+    unknown = sorted(names - graded)
+    if unknown:
+        raise GraderError(f"{path}: ORACLES names {unknown}, which no part of the manifest grades")
+    for p in m.parts:
+        for composite, blocks in p.blocks.items():
+            missing = [b for b in blocks if b not in names]
+            if missing:
+                raise GraderError(
+                    f"{m.dir / 'assignment.toml'} [parts.blocks] {composite}: building block(s) "
+                    f"{missing} need an oracle in {path} (ORACLES[{missing[0]!r}]), found none"
+                )
+    return source, names
+
+
+def function_order(m: Manifest) -> dict[str, int]:
+    """Graded functions in manifest order, except that a building block comes before every function using it."""
+    listed = [f for p in m.parts for f in p.functions]
+    order: list[str] = []
+
+    def visit(f: str, path: tuple[str, ...]) -> None:
+        if f in order or f in path:
+            return
+        for b in m.blocks_of(f):
+            visit(b, path + (f,))
+        order.append(f)
+
+    for f in listed:
+        visit(f, ())
+    return {f: i for i, f in enumerate(order)}
+
+
+def load_checks(m: Manifest, hidden: bool) -> list[CheckSpec]:
+    """Import the assignment's check files (as a private package named after the assignment)."""
+    pkg = _checks_package(m)
     specs: list[CheckSpec] = []
     files = list(m.checks) + (list(m.hidden_checks) if hidden else [])
     for f in files:
@@ -69,8 +124,8 @@ def load_checks(m: Manifest, hidden: bool) -> list[CheckSpec]:
     for s in specs:
         if s.function not in graded:
             raise GraderError(f"{m.dir}: check {s.id} grades {s.function!r}, which no part of the manifest lists")
-    order = {f: i for i, f in enumerate(f for p in m.parts for f in p.functions)}
-    specs.sort(key=lambda s: (order[s.function], s.hidden))   # stable: file order within a function
+    order = function_order(m)
+    specs.sort(key=lambda s: (order[s.function], s.hidden))  # stable: file order within a function
     unchecked = graded - {s.function for s in specs}
     if unchecked:
         raise GraderError(f"{m.dir}: no check grades {sorted(unchecked)}")
@@ -80,14 +135,22 @@ def load_checks(m: Manifest, hidden: bool) -> list[CheckSpec]:
 class Run:
     """One grading run's context, passed explicitly to every check (through its Ctx)."""
 
-    def __init__(self, m: Manifest, staged: Staged, sandbox: Sandbox, device: str, dataset: str | None,
-                 kit: Path) -> None:
+    def __init__(
+        self, m: Manifest, staged: Staged, sandbox: Sandbox | None, device: str, dataset: str | None, kit: Path
+    ) -> None:
         self.manifest, self.staged, self.sandbox, self.device, self.kit = m, staged, sandbox, device, kit
         self.dataset_request = dataset
         self._dataset: Any = None
         self.dataset_name = "none (no check used a data set)"
         self._scans: dict[str, str | None] = {}
-        self.timeout_cap: float | None = None    # --timeout: caps every call's time limit
+        self.timeout_cap: float | None = None  # --timeout: caps every call's time limit
+        self.cache: dict = {}  # values the checks compute once per run (Ctx.cache)
+
+    def time_limit(self, requested: float | None = None) -> float:
+        """Seconds one call into student code may take: what a check asks for, else the manifest's
+        call_timeout, never more than --timeout. The only place the cap is applied."""
+        limit = requested or self.manifest.call_timeout
+        return min(limit, self.timeout_cap) if self.timeout_cap else limit
 
     def file_of(self, module: str) -> str:
         return next((p.file for p in self.manifest.parts if p.module == module), module.replace(".", "/") + ".py")
@@ -96,11 +159,13 @@ class Run:
         part = self.manifest.part_of(graded)
         if part.file in self.staged.missing:
             raise CheckFailed(f"{part.file} is missing from your submission, so {graded} could not be graded.")
-        if part.file in self.staged.rejected:     # a link, too large, not UTF-8, or a refused archive
+        if part.file in self.staged.rejected:  # a link, too large, not UTF-8, or a refused archive
             raise CheckFailed(self.staged.rejected[part.file])
         if part.file in self.staged.syntax_errors:
-            raise CheckFailed(f"{part.file} has a syntax error, so none of its functions can run:\n  "
-                              + self.staged.syntax_errors[part.file])
+            raise CheckFailed(
+                f"{part.file} has a syntax error, so none of its functions can run:\n  "
+                + self.staged.syntax_errors[part.file]
+            )
         return part.module
 
     def static_problem(self, function: str) -> str | None:
@@ -113,16 +178,22 @@ class Run:
                 uses = scan(src, function, self.manifest.forbidden_for(function), part.file)
                 if uses:
                     listed = ", ".join(f"{u.text} (line {u.line})" for u in uses)
-                    problem = (f"{function} uses {listed}; {function} may not use "
-                               f"{', '.join(sorted({u.name for u in uses}))} in this assignment.")
+                    names = sorted({u.name for u in uses})
+                    problem = (
+                        f"{function} uses {listed}; {function} may not use {', '.join(names)} in this "
+                        f"assignment{reasons(names, self.manifest.why)}."
+                    )
                 allowed = part.max_loops.get(function)
                 found = loop_sites(src, function) if allowed is not None else []
                 if allowed is not None and len(found) > allowed:
-                    lines = ", ".join(str(n) if fn == function else f"{n} in {fn}, which {function} calls"
-                                      for n, fn in found)
-                    problem = (f"{function} may contain {'no loops' if allowed == 0 else f'at most {allowed} loop'}"
-                               f" (for, while or comprehension); found {len(found)} (line {lines}). "
-                               "Use vectorised tensor operations instead.")
+                    lines = ", ".join(
+                        str(n) if fn == function else f"{n} in {fn}, which {function} calls" for n, fn in found
+                    )
+                    problem = (
+                        f"{function} may contain {'no loops' if allowed == 0 else f'at most {allowed} loop'}"
+                        f" (for, while or comprehension); found {len(found)} (line {lines}). "
+                        "Use vectorised tensor operations instead."
+                    )
                 dynamic = dynamic_uses(src, function)
                 if dynamic:
                     problem = describe_dynamic(function, dynamic, part.file) + (f" {problem}" if problem else "")
@@ -131,7 +202,7 @@ class Run:
 
     def dataset(self):
         if self._dataset is None:
-            with contextlib.redirect_stdout(sys.stderr):      # stdout may carry --format json
+            with contextlib.redirect_stdout(sys.stderr):  # stdout may carry --format json
                 *arrays, info = load_dataset(self.dataset_request)
             self._dataset = (*arrays, info)
             self.dataset_name = info["name"] if isinstance(info, dict) else info.name
@@ -141,8 +212,10 @@ class Run:
         self.dataset()
         table = self.manifest.targets.get(self.dataset_name)
         if table is None or key not in table:
-            raise GraderError(f"{self.manifest.dir / 'assignment.toml'}: no target {key!r} for data set "
-                              f"{self.dataset_name!r} under [targets.{self.dataset_name}]")
+            raise GraderError(
+                f"{self.manifest.dir / 'assignment.toml'}: no target {key!r} for data set "
+                f"{self.dataset_name!r} under [targets.{self.dataset_name}]"
+            )
         return table[key]
 
 
@@ -157,8 +230,52 @@ def _points(m: Manifest, specs: list[CheckSpec]) -> dict[str, float]:
     return out
 
 
-def run_check(run: Run, spec: CheckSpec) -> tuple[str, str]:
-    """Run one check; returns (status, feedback)."""
+def run_check(
+    run: Run, spec: CheckSpec, failed: set[str] | frozenset = frozenset(), oracles: set[str] | frozenset = frozenset()
+) -> tuple[str, str]:
+    """Run one check; returns (status, feedback). `failed`: the graded functions that failed a check earlier in
+    this run; `oracles`: the graded names the assignment's oracles.py covers.
+
+    A composite (a function with building blocks in the manifest) that fails is judged again with the course's
+    oracle in place of each of its blocks that failed its own checks, and the second judgement stands. So a
+    broken block costs its own points only, and a composite's own mistakes (an error in its own lines, a wrong
+    result with correct blocks) still cost the composite's. Only a block's own checks can put the oracle in its
+    place: what happens while the composite runs (an error raised in a block's lines, say) is the composite's
+    to answer for, since a composite can make its blocks fail on purpose."""
+    status, text, ctx = _run_body(run, spec)
+    broken = [b for b in run.manifest.blocks_of(spec.function) if b in failed]
+    culprits = [b for b in broken if b in oracles]
+    if status != "passed" and broken and not oracles:  # the student kit: no oracles to judge with
+        text += (
+            f"\n(The autograder judges {spec.function} again with the course's own {', '.join(broken)} in "
+            f"place of yours, which failed its own checks: fix those first, or trust its score for this one.)"
+        )
+    if status == "passed" or not culprits:
+        return status, _cut("\n".join(t for t in [text, *ctx.notes] if t))
+    try:
+        run.sandbox.substitute({b: run.manifest.part_of(b).module for b in culprits})
+    except SandboxError:  # the file cannot be imported (or is missing): the first judgement stands
+        run.sandbox.restore()
+        return status, _cut("\n".join(t for t in [text, *ctx.notes] if t))
+    try:
+        status, again, ctx = _run_body(run, spec)
+    finally:
+        run.sandbox.restore()
+    blocks = ", ".join(culprits)
+    if status == "passed":
+        text = (
+            f"{spec.function} is judged with the course's own {blocks} in place of yours, because yours failed "
+            f"its own checks; with it, {spec.function} is right. {blocks} loses points in its own checks only."
+        )
+    else:
+        text = (
+            f"{again}\n(Judged with the course's own {blocks} in place of yours, which failed its own checks: "
+            f"this problem is {spec.function}'s own.)"
+        )
+    return status, _cut("\n".join(t for t in [text, *ctx.notes] if t))
+
+
+def _run_body(run: Run, spec: CheckSpec) -> tuple[str, str, Ctx]:
     ctx = Ctx(run, spec)
     try:
         problem = run.static_problem(spec.function)
@@ -168,45 +285,56 @@ def run_check(run: Run, spec: CheckSpec) -> tuple[str, str]:
         try:
             spec.body(ctx, **spec.params)
         finally:
-            if run.sandbox.stats.starts == starts:   # the handles belong to the worker still running
+            if run.sandbox.stats.starts == starts:  # the handles belong to the worker still running
                 run.sandbox.release(ctx.handles)
         status, text = "passed", ""
     except CheckFailed as e:
         status, text = "failed", str(e)
         name = spec.function.split(".")[0]
-        if name not in text:            # every failure names the function it is about
+        if name not in text:  # every failure names the function it is about
             text = f"{spec.function}: {text}"
     except GraderError:
         raise
     except SandboxError as e:  # a check that called the sandbox directly
         status, text = "failed", e.message
-    except Exception as e:  # noqa: BLE001 - a result the check could not judge
+    except Exception as e:
         status = "failed"
-        text = (f"the grader could not judge {spec.function}'s result ({type(e).__name__}: {e}). "
-                "If your function returns what its docstring says, please tell the course staff.\n"
-                + "".join(traceback.format_exception(e)[-3:]))
-    lines = [t for t in [text, *ctx.notes] if t]
-    return status, _cut("\n".join(lines))
+        text = (
+            f"the grader could not judge {spec.function}'s result ({type(e).__name__}: {e}). "
+            "If your function returns what its docstring says, please tell the course staff.\n"
+            + "".join(traceback.format_exception(e)[-3:])
+        )
+    return status, text, ctx
 
 
-MAX_FEEDBACK = 8000   # characters of feedback per check (text from student code must not bloat the reports)
+MAX_FEEDBACK = 8000  # characters of feedback per check (text from student code must not bloat the reports)
 
 
 def _cut(text: str) -> str:
     return text if len(text) <= MAX_FEEDBACK else text[:MAX_FEEDBACK] + "\n... (feedback cut: too long)"
 
 
-def grade(submission: Path, assignment: str, *, device: str = "auto", hidden: bool = False,
-          parts: list[str] | None = None, dataset: str | None = None, kit: Path | None = None,
-          call_timeout: float | None = None, on_result: Callable[[CheckResult], None] | None = None,
-          isolation: str = "auto", allow_weak_sandbox: bool = False) -> GradeResult:
+def grade(
+    submission: Path,
+    assignment: str,
+    *,
+    device: str = "auto",
+    hidden: bool = False,
+    parts: list[str] | None = None,
+    dataset: str | None = None,
+    kit: Path | None = None,
+    call_timeout: float | None = None,
+    on_result: Callable[[CheckResult], None] | None = None,
+    isolation: str = "auto",
+    allow_weak_sandbox: bool = False,
+) -> GradeResult:
     """Grade `submission` (a folder or a zip) against `assignment`; returns the result (writes nothing).
 
     Student code runs under the strongest isolation the machine allows (`isolation`: auto, bwrap, user or
     none; see grader.sandbox). With `hidden`, a run without OS isolation is refused unless
     `allow_weak_sandbox`: hidden checks are what a clever student would most like to read."""
     t_start = time.perf_counter()
-    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     kit = kit or manifests.course_root()
     m = manifests.load(assignment, kit)
     if call_timeout is not None:
@@ -214,6 +342,7 @@ def grade(submission: Path, assignment: str, *, device: str = "auto", hidden: bo
             raise GraderError(f"--timeout: expected a positive number of seconds, found {call_timeout:g}")
     device = resolve_device(device)
     specs = load_checks(m, hidden)
+    oracle_source, oracle_names = load_oracles(m)
     if parts:
         unknown = set(parts) - {p.name for p in m.parts}
         if unknown:
@@ -226,55 +355,98 @@ def grade(submission: Path, assignment: str, *, device: str = "auto", hidden: bo
         problems = [f"{f} is missing from the submission." for f in staged.missing]
         problems += [f"syntax error in {msg}" for msg in staged.syntax_errors.values()]
         problems += list(dict.fromkeys(staged.rejected.values()))
-        config = SandboxConfig(root=staged.root, student_files=staged.present, device=device,
-                               guarded=m.guarded_names(), exempt=m.autograd_allowed_in,
-                               exempt_names=AUTOGRAD_NAMES, call_timeout=min(m.call_timeout, call_timeout or 1e9),
-                               memory_mb=m.memory_mb, total_timeout=m.grading_timeout,
-                               isolation=sandboxing.mode, hide=[str(kit), *label_files()])
+        run = Run(m, staged, None, device, dataset, kit)
+        run.timeout_cap = call_timeout
+        config = SandboxConfig(
+            root=staged.root,
+            student_files=staged.present,
+            device=device,
+            guarded=m.guarded_names(),
+            exempt=m.autograd_allowed_in,
+            exempt_names=AUTOGRAD_NAMES,
+            call_timeout=run.time_limit(),
+            memory_mb=m.memory_mb,
+            total_timeout=m.grading_timeout,
+            isolation=sandboxing.mode,
+            hide=[str(kit), *label_files()],
+            oracles={"source": oracle_source, "assignment": m.name} if oracle_source else None,
+        )
         results: list[CheckResult] = []
         with Sandbox(config) as sandbox:
-            run = Run(m, staged, sandbox, device, dataset, kit)
-            run.timeout_cap = call_timeout
+            run.sandbox = sandbox
             part_index = {p.name: i + 1 for i, p in enumerate(m.parts)}
             counters: dict[str, int] = {}
+            failed: set[str] = set()  # graded functions that failed a check so far
             for spec in specs:
                 part = m.part_of(spec.function)
                 counters[part.name] = counters.get(part.name, 0) + 1
                 t0 = time.perf_counter()
                 # a refused archive (corrupt, hostile): every check fails with the reason, no code runs
-                status, text = ("failed", staged.refused) if staged.refused else run_check(run, spec)
+                status, text = (
+                    ("failed", staged.refused) if staged.refused else run_check(run, spec, failed, oracle_names)
+                )
+                if status != "passed":
+                    failed.add(spec.function)
                 pts = points[spec.id]
-                r = CheckResult(id=spec.id, title=spec.title, function=spec.function, part=part.name,
-                                number=f"{part_index[part.name]}.{counters[part.name]}",
-                                score=pts if status == "passed" else 0.0, max_score=pts, status=status,
-                                visibility=spec.visibility, hidden=spec.hidden,
-                                output=text, seed=spec.seed, seconds=time.perf_counter() - t0)
+                r = CheckResult(
+                    id=spec.id,
+                    title=spec.title,
+                    function=spec.function,
+                    part=part.name,
+                    number=f"{part_index[part.name]}.{counters[part.name]}",
+                    score=pts if status == "passed" else 0.0,
+                    max_score=pts,
+                    status=status,
+                    visibility=spec.visibility,
+                    hidden=spec.hidden,
+                    output=text,
+                    seed=spec.seed,
+                    seconds=time.perf_counter() - t0,
+                )
                 results.append(r)
                 if on_result:
                     on_result(r)
             stats = sandbox.stats
-            sandbox_info = {"worker_starts": stats.starts, "start_seconds": stats.start_seconds,
-                            "io_seconds": stats.io_seconds, "call_seconds": stats.call_seconds,
-                            "requests": stats.requests, "time_budget_seconds": m.grading_timeout,
-                            **sandbox.info}
+            sandbox_info = {
+                "worker_starts": stats.starts,
+                "start_seconds": stats.start_seconds,
+                "io_seconds": stats.io_seconds,
+                "call_seconds": stats.call_seconds,
+                "requests": stats.requests,
+                "time_budget_seconds": m.grading_timeout,
+                **sandbox.info,
+            }
             dataset_name = run.dataset_name
     part_results = []
     for p in m.parts:
         mine = [r for r in results if r.part == p.name]
         if mine:
-            part_results.append(PartResult(p.name, p.title, sum(r.score for r in mine),
-                                           sum(r.max_score for r in mine)))
+            part_results.append(PartResult(p.name, p.title, sum(r.score for r in mine), sum(r.max_score for r in mine)))
     return GradeResult(
-        assignment=m.name, title=m.title, score=round(sum(r.score for r in results), 6),
-        max_score=round(sum(r.max_score for r in results), 6), checks=results, parts=part_results,
-        execution_time=time.perf_counter() - t_start, dataset=dataset_name, device=device, hidden=hidden,
-        submission=str(submission), digest=staged.digest, problems=problems, sandbox=sandbox_info,
-        grader_version=VERSION, started_at=started)
+        assignment=m.name,
+        title=m.title,
+        score=round(sum(r.score for r in results), 6),
+        max_score=round(sum(r.max_score for r in results), 6),
+        checks=results,
+        parts=part_results,
+        execution_time=time.perf_counter() - t_start,
+        dataset=dataset_name,
+        device=device,
+        hidden=hidden,
+        submission=str(submission),
+        digest=staged.digest,
+        problems=problems,
+        sandbox=sandbox_info,
+        grader_version=__version__,
+        started_at=started,
+    )
 
 
-WEAK_SANDBOX_HELP = ("install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; `make install` does it where it "
-                     "can) and allow user namespaces, or run the grader as root where Python is readable by other "
-                     "users; --allow-weak-sandbox grades anyway")
+WEAK_SANDBOX_HELP = (
+    "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; `make install` does it where it "
+    "can) and allow user namespaces, or run the grader as root where Python is readable by other "
+    "users; --allow-weak-sandbox grades anyway"
+)
 
 
 def choose_isolation(want: str, *, hidden: bool, allow_weak: bool) -> Isolation:
@@ -285,8 +457,10 @@ def choose_isolation(want: str, *, hidden: bool, allow_weak: bool) -> Isolation:
         raise GraderError(f"--sandbox {want}: not possible here: {e}") from None
     if hidden and not chosen.strong and not allow_weak:
         why = chosen.why_not_stronger or "no isolation was asked for ($GRADER_SANDBOX or --sandbox none)"
-        raise GraderError(f"refusing to grade with hidden checks without an OS sandbox ({why}). "
-                          f"To enable isolation, {WEAK_SANDBOX_HELP}.")
+        raise GraderError(
+            f"refusing to grade with hidden checks without an OS sandbox ({why}). "
+            f"To enable isolation, {WEAK_SANDBOX_HELP}."
+        )
     return chosen
 
 

@@ -43,22 +43,31 @@ from grader.guard import hit_records
 from grader.wire import Handle
 
 ISOLATIONS = ("bwrap", "user", "none")
-MAX_REPLY_BYTES = 64 << 20          # default bound on one reply (a call's return value)
-SMALL_REPLY_BYTES = 1 << 20         # replies that carry no student value (setup, import, release)
-SANDBOX_ROOT = "/sandbox"           # where the staged tree and the worker's files appear inside bubblewrap
+MAX_REPLY_BYTES = 64 << 20  # default bound on one reply (a call's return value)
+SMALL_REPLY_BYTES = 1 << 20  # replies that carry no student value (setup, import, release)
+SANDBOX_ROOT = "/sandbox"  # where the staged tree and the worker's files appear inside bubblewrap
 NOBODY = 65534
-ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "nsswitch.conf", "passwd", "group", "localtime",
-             "alternatives", "hosts")
-BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
-        "from grader.worker import main; main()")
+ETC_FILES = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "nsswitch.conf",
+    "passwd",
+    "group",
+    "localtime",
+    "alternatives",
+    "hosts",
+)
+BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from grader.worker import main; main()"
 
 
 class SandboxError(Exception):
     """A request the student's code made fail. `kind` is one of: exception, exit, timeout, crash,
     memory, import, unsendable, protocol. `message` is written for the student."""
 
-    def __init__(self, kind: str, message: str, *, type_name: str = "", where: list | None = None,
-                 output: str = "") -> None:
+    def __init__(
+        self, kind: str, message: str, *, type_name: str = "", where: list | None = None, output: str = ""
+    ) -> None:
         super().__init__(message)
         self.kind, self.message, self.type_name = kind, message, type_name
         self.where = where or []
@@ -74,76 +83,84 @@ class IsolationError(Exception):
 
 @dataclass
 class SandboxConfig:
-    root: Path                      # the staged tree the worker imports from
-    student_files: list[str]        # paths (relative to root) that came from the submission
+    root: Path  # the staged tree the worker imports from
+    student_files: list[str]  # paths (relative to root) that came from the submission
     device: str = "cpu"
-    guarded: list[str] = field(default_factory=list)   # callables to wrap (forbidden-call guard)
-    exempt: list[str] = field(default_factory=list)    # given files (in root) the guard ignores ...
+    guarded: list[str] = field(default_factory=list)  # callables to wrap (forbidden-call guard)
+    exempt: list[str] = field(default_factory=list)  # given files (in root) the guard ignores ...
     exempt_names: list[str] = field(default_factory=list)  # ... when it calls these names (autograd)
     call_timeout: float = 60.0
     startup_timeout: float = 120.0
-    retry_timeout: float = 10.0     # a call of a function that has timed out before gets this much at most
-    total_timeout: float | None = None   # the whole grading's budget (every request of this sandbox)
+    retry_timeout: float = 10.0  # a call of a function that has timed out before gets this much at most
+    total_timeout: float | None = None  # the whole grading's budget (every request of this sandbox)
     memory_mb: int = 4096
-    scratch_mb: int = 256           # each private tmpfs (working folder, /tmp) under bubblewrap
-    max_processes: int = 256        # processes and threads of the worker together (where a cgroup can be made)
+    scratch_mb: int = 256  # each private tmpfs (working folder, /tmp) under bubblewrap
+    max_processes: int = 256  # processes and threads of the worker together (where a cgroup can be made)
     max_reply_bytes: int = MAX_REPLY_BYTES
     threads: int = 1
     python: str = sys.executable
-    isolation: str = "auto"         # auto (the strongest available), bwrap, user or none
-    hide: list[str] = field(default_factory=list)      # paths the worker must not read (the course, data files)
-    run_as: str | None = "nobody"   # the user of the `user` fallback
+    isolation: str = "auto"  # auto (the strongest available), bwrap, user or none
+    hide: list[str] = field(default_factory=list)  # paths the worker must not read (the course, data files)
+    run_as: str | None = "nobody"  # the user of the `user` fallback
+    oracles: dict | None = None  # {"source": the assignment's oracles.py, "assignment": its name}
 
 
 @dataclass
 class Reply:
     value: Any
-    seconds: float                  # timed by the judge, around the request
-    forbidden_hits: list[dict]      # grader.guard records: name, op, file, function, line
+    seconds: float  # timed by the judge, around the request
+    forbidden_hits: list[dict]  # grader.guard records: name, op, file, function, line
     aliases: list[int]
     args: list | None = None
+    function: str = ""  # what was called, as feedback names it (set by the check's context)
 
 
 @dataclass
 class Stats:
     starts: int = 0
-    start_seconds: float = 0.0      # spawning workers and waiting for them to be ready
-    io_seconds: float = 0.0         # encoding, sending, receiving, decoding
-    call_seconds: float = 0.0       # round trips of calls (includes the student's compute)
+    start_seconds: float = 0.0  # spawning workers and waiting for them to be ready
+    io_seconds: float = 0.0  # encoding, sending, receiving, decoding
+    call_seconds: float = 0.0  # round trips of calls (includes the student's compute)
     requests: int = 0
 
 
 @dataclass(frozen=True)
 class Isolation:
-    mode: str                       # one of ISOLATIONS
-    detail: str                     # one line for results and the terminal
-    why_not_stronger: str = ""      # what stronger isolation would need here
+    mode: str  # one of ISOLATIONS
+    detail: str  # one line for results and the terminal
+    why_not_stronger: str = ""  # what stronger isolation would need here
 
     @property
     def strong(self) -> bool:
         return self.mode in ("bwrap", "user")
 
     def describe(self) -> dict:
-        return {"mode": self.mode, "detail": self.detail, **({"weaker_because": self.why_not_stronger}
-                                                               if self.why_not_stronger else {})}
+        return {
+            "mode": self.mode,
+            "detail": self.detail,
+            **({"weaker_because": self.why_not_stronger} if self.why_not_stronger else {}),
+        }
 
 
 # ---- the Python installation the worker needs --------------------------------------------------
+
 
 @functools.lru_cache(maxsize=8)
 def python_paths(python: str) -> tuple[str, ...]:
     """The folders of `python`'s installation the worker must read: its prefixes (a venv and its base) and the
     folders of its standard library and site-packages, outermost first, without folders nested in another."""
-    code = ("import sys, sysconfig, os, json; p = sysconfig.get_paths(); "
-            "print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, "
-            "os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))), "
-            "*(p[k] for k in ('stdlib', 'platstdlib', 'purelib', 'platlib'))]))")
+    code = (
+        "import sys, sysconfig, os, json; p = sysconfig.get_paths(); "
+        "print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, "
+        "os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))), "
+        "*(p[k] for k in ('stdlib', 'platstdlib', 'purelib', 'platlib'))]))"
+    )
     out = subprocess.run([python, "-I", "-c", code], capture_output=True, text=True, timeout=60)
     try:
         found = [os.path.realpath(p) for p in json.loads(out.stdout)] + [os.path.dirname(python)]
     except ValueError:
         raise IsolationError(f"could not ask {python} where it is installed: {out.stderr.strip()[:300]}") from None
-    found += [os.path.abspath(p) for p in json.loads(out.stdout)]     # a venv reached through a link
+    found += [os.path.abspath(p) for p in json.loads(out.stdout)]  # a venv reached through a link
     keep: list[str] = []
     for p in sorted(set(found), key=len):
         if os.path.isdir(p) and p != "/" and not any(p == k or p.startswith(k + "/") for k in keep):
@@ -167,20 +184,27 @@ def python_readable_by_others(python: str) -> bool:
 
 # ---- choosing the isolation -----------------------------------------------------------------------
 
+
 def _bwrap_probe() -> str:
     """'' when bubblewrap can make the namespaces the worker needs here, else why not."""
     exe = shutil.which("bwrap")
     if exe is None:
         return "bubblewrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
     try:
-        r = subprocess.run([exe, *_bwrap_namespace_args(), "--ro-bind", "/", "/", "--proc", "/proc",
-                            "--dev", "/dev", "true"], capture_output=True, text=True, timeout=30)
+        r = subprocess.run(
+            [exe, *_bwrap_namespace_args(), "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"bubblewrap could not run ({e})"
     if r.returncode != 0:
-        return (f"bubblewrap cannot create namespaces here ({r.stderr.strip()[:200]}); unprivileged user "
-                "namespaces may be disabled (sysctl kernel.unprivileged_userns_clone=1) or a seccomp "
-                "profile may refuse them (Docker: --security-opt seccomp=unconfined)")
+        return (
+            f"bubblewrap cannot create namespaces here ({r.stderr.strip()[:200]}); unprivileged user "
+            "namespaces may be disabled (sysctl kernel.unprivileged_userns_clone=1) or a seccomp "
+            "profile may refuse them (Docker: --security-opt seccomp=unconfined)"
+        )
     return ""
 
 
@@ -195,8 +219,11 @@ def detect_isolation(python: str = sys.executable, want: str = "auto") -> Isolat
     if want in ("auto", "bwrap"):
         why = _bwrap_probe()
         if not why:
-            return Isolation("bwrap", "bubblewrap: own user, mount, PID, IPC and network namespaces; read-only "
-                                      "Python and staged tree; private tmpfs")
+            return Isolation(
+                "bwrap",
+                "bubblewrap: own user, mount, PID, IPC and network namespaces; read-only "
+                "Python and staged tree; private tmpfs",
+            )
         if want == "bwrap":
             raise IsolationError(why)
         reasons.append(why)
@@ -204,25 +231,34 @@ def detect_isolation(python: str = sys.executable, want: str = "auto") -> Isolat
         if os.getuid() != 0:
             why = "the grader does not run as root, so it cannot switch the worker to an unprivileged user"
         elif not python_readable_by_others(python):
-            why = (f"the Python installation ({python_paths(python)[0]}) is not readable by an unprivileged "
-                   "user (install Python outside /root, or install bubblewrap)")
+            why = (
+                f"the Python installation ({python_paths(python)[0]}) is not readable by an unprivileged "
+                "user (install Python outside /root, or install bubblewrap)"
+            )
         elif _user_ids("nobody") is None:
             why = "there is no user 'nobody'"
         else:
-            return Isolation("user", "unprivileged user 'nobody': reads Python and the staged tree only; no "
-                                     "network where the kernel allows a new network namespace",
-                             "; ".join(reasons))
+            return Isolation(
+                "user",
+                "unprivileged user 'nobody': reads Python and the staged tree only; no "
+                "network where the kernel allows a new network namespace",
+                "; ".join(reasons),
+            )
         if want == "user":
             raise IsolationError(why)
         reasons.append(why)
-    return Isolation("none", "none: the worker runs as the grader's own user, with time, memory and file limits "
-                             "only", "; ".join(reasons))
+    return Isolation(
+        "none",
+        "none: the worker runs as the grader's own user, with time, memory and file limits only",
+        "; ".join(reasons),
+    )
 
 
 def _user_ids(name: str | None) -> tuple[int, int] | None:
     if not name:
         return None
     import pwd
+
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
@@ -231,8 +267,21 @@ def _user_ids(name: str | None) -> tuple[int, int] | None:
 
 
 def _bwrap_namespace_args() -> list[str]:
-    return ["--unshare-all", "--unshare-user", "--disable-userns", "--uid", str(NOBODY), "--gid", str(NOBODY),
-            "--cap-drop", "ALL", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+    return [
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--uid",
+        str(NOBODY),
+        "--gid",
+        str(NOBODY),
+        "--cap-drop",
+        "ALL",
+        "--die-with-parent",
+        "--new-session",
+        "--hostname",
+        "sandbox",
+    ]
 
 
 def _within(path: str, folder: str) -> bool:
@@ -267,7 +316,80 @@ def _protect(paths: list[str]) -> list[str]:
     return changed
 
 
+# ---- bubblewrap's options, shared by the worker and a notebook's kernel ---------------------------------
+
+
+def bwrap_base(config: SandboxConfig, empty: Path, info_fd: int | None = None) -> list[str]:
+    """The options of `bwrap` that every sandboxed process gets (the worker, a notebook's kernel): its own
+    namespaces; /proc and /dev made harmless; a private /tmp; the system's folders, a few files of /etc and the
+    Python installation, read-only; and each of `config.hide` covered where it lies inside a folder bound here
+    (`empty`: an empty file to cover a file with). The caller adds its own folders, then "--" and the command."""
+    size = str(config.scratch_mb << 20)
+    # the process's uid maps to root outside (bubblewrap runs as root to read a Python under /root): whatever
+    # root could write in /proc is made read-only, and /dev gets no room to fill. These come first, so that
+    # what is bound below stays visible even where it lives under /tmp (a checkout there, a staged tree).
+    argv = [
+        "bwrap",
+        *_bwrap_namespace_args(),
+        *(["--info-fd", str(info_fd)] if info_fd is not None else []),
+        "--proc",
+        "/proc",
+        "--ro-bind",
+        "/proc/sys",
+        "/proc/sys",
+        "--ro-bind-try",
+        "/proc/sysrq-trigger",
+        "/proc/sysrq-trigger",
+        "--dev",
+        "/dev",
+        "--size",
+        str(1 << 20),
+        "--tmpfs",
+        "/dev/shm",
+        "--remount-ro",
+        "/dev",
+        "--size",
+        size,
+        "--tmpfs",
+        "/tmp",
+    ]
+    bound: list[str] = []
+    for d in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(d):
+            argv += ["--symlink", os.readlink(d), d]
+        elif os.path.isdir(d):
+            argv += ["--ro-bind", d, d]
+            bound.append(d)
+    for f in ETC_FILES:
+        argv += ["--ro-bind-try", f"/etc/{f}", f"/etc/{f}"]
+    python = [p for p in python_paths(config.python) if not any(_within(p, b) for b in bound)]
+    for p in python:
+        argv += ["--ro-bind", p, p]
+    bound += python
+    # what must stay unseen but lies inside a folder bound above: an empty folder or file over it
+    for h in sorted({os.path.realpath(h) for h in config.hide}, key=len):
+        if not any(_within(h, b) for b in bound) or not os.path.exists(h):
+            continue
+        if os.path.isdir(h):
+            argv += ["--tmpfs", h]
+            argv += [a for p in python if _within(p, h) and p != h for a in ("--ro-bind", p, p)]
+        else:
+            argv += ["--ro-bind", str(empty), h]
+    return argv
+
+
+def bwrap_devices(config: SandboxConfig) -> list[str]:
+    """The GPU's device files (and /sys, which CUDA reads), for a process on a CUDA device."""
+    argv: list[str] = []
+    if config.device.startswith("cuda"):
+        for dev in sorted(Path("/dev").glob("nvidia*")):
+            argv += ["--dev-bind", str(dev), str(dev)]
+        argv += ["--ro-bind-try", "/sys", "/sys"]
+    return argv
+
+
 # ---- a cgroup for the worker and everything it starts ------------------------------------------------
+
 
 class Cgroup:
     """Limits that hold for the worker's processes together: how many there are (a fork bomb) and how much
@@ -281,10 +403,10 @@ class Cgroup:
         self.settings: list[str] = []
         if os.getuid() != 0:
             return
-        if (self.ROOT / "cgroup.controllers").exists():                       # v2
+        if (self.ROOT / "cgroup.controllers").exists():  # v2
             wanted = [("pids.max", pids_max), ("memory.max", memory_bytes), ("memory.swap.max", 0)]
             self._make(self.ROOT / name, wanted)
-        else:                                                                  # v1
+        else:  # v1
             self._make(self.ROOT / "pids" / name, [("pids.max", pids_max)])
             if memory_bytes:
                 self._make(self.ROOT / "memory" / name, [("memory.limit_in_bytes", memory_bytes)])
@@ -329,6 +451,7 @@ class Cgroup:
 
 # ---- the sandbox ---------------------------------------------------------------------------------
 
+
 class Sandbox:
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
@@ -338,9 +461,10 @@ class Sandbox:
         self.info: dict = {"isolation": self.isolation.describe()}
         self._imported: set[str] = set()
         self.module_errors: dict[str, SandboxError] = {}
-        self.timed_out: set[str] = set()          # functions that ran out of time once: retried briefly
+        self.timed_out: set[str] = set()  # functions that ran out of time once: retried briefly
+        self.substitution: dict[str, str] = {}  # graded name -> module: oracles in place (see substitute)
         self._seq = 0
-        self._child_pid: int | None = None        # PID 1 of the worker's PID namespace (bwrap)
+        self._child_pid: int | None = None  # PID 1 of the worker's PID namespace (bwrap)
         self._deadline = (time.monotonic() + config.total_timeout) if config.total_timeout else None
         self._tmp = tempfile.TemporaryDirectory(prefix="grader-sandbox-")
         tmp = Path(self._tmp.name)
@@ -358,7 +482,10 @@ class Sandbox:
             self._inside_runtime = f"{SANDBOX_ROOT}/runtime"
         else:
             self._inside_root, self._inside_work, self._inside_runtime = (
-                str(config.root), str(self._workdir), str(self._runtime))
+                str(config.root),
+                str(self._workdir),
+                str(self._runtime),
+            )
         self._run_as = _user_ids(config.run_as) if self.isolation.mode == "user" else None
         # the worker's own address space is limited in the worker; this bounds the worker and its children together
         memory = (config.memory_mb + 2048) << 20 if config.device == "cpu" else None
@@ -382,7 +509,7 @@ class Sandbox:
             shutil.copy2(f, dest / "grader" / f.name)
 
     # -- life cycle ---------------------------------------------------------------------------
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -399,59 +526,53 @@ class Sandbox:
         if self.isolation.mode != "bwrap":
             return py
         size = str(self.config.scratch_mb << 20)
-        # the worker's uid maps to root outside (bubblewrap runs as root to read a Python under /root): whatever
-        # root could write in /proc is made read-only, and /dev gets no room to fill. These come first, so that
-        # what is bound below stays visible even where it lives under /tmp (a checkout there, a staged tree).
-        argv = ["bwrap", *_bwrap_namespace_args(), "--info-fd", str(info_fd),
-                "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys",
-                "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger",
-                "--dev", "/dev", "--size", str(1 << 20), "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
-                "--size", size, "--tmpfs", "/tmp"]
-        bound: list[str] = []
-        for d in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
-            if os.path.islink(d):
-                argv += ["--symlink", os.readlink(d), d]
-            elif os.path.isdir(d):
-                argv += ["--ro-bind", d, d]
-                bound.append(d)
-        for f in ETC_FILES:
-            argv += ["--ro-bind-try", f"/etc/{f}", f"/etc/{f}"]
-        python = [p for p in python_paths(self.config.python) if not any(_within(p, b) for b in bound)]
-        for p in python:
-            argv += ["--ro-bind", p, p]
-        bound += python
-        # what must stay unseen but lies inside a folder bound above: an empty folder or file over it
-        for h in sorted({os.path.realpath(h) for h in self.config.hide}, key=len):
-            if not any(_within(h, b) for b in bound) or not os.path.exists(h):
-                continue
-            if os.path.isdir(h):
-                argv += ["--tmpfs", h]
-                argv += [a for p in python if _within(p, h) and p != h for a in ("--ro-bind", p, p)]
-            else:
-                argv += ["--ro-bind", str(self._empty), h]
-        argv += ["--ro-bind", str(self.config.root), self._inside_root,
-                 "--ro-bind", str(self._runtime), self._inside_runtime,
-                 "--size", size, "--tmpfs", self._inside_work, "--chdir", self._inside_work]
-        if self.config.device.startswith("cuda"):
-            for dev in sorted(Path("/dev").glob("nvidia*")):
-                argv += ["--dev-bind", str(dev), str(dev)]
-            argv += ["--ro-bind-try", "/sys", "/sys"]
-        return argv + ["--", *py]
+        argv = bwrap_base(self.config, self._empty, info_fd)
+        argv += [
+            "--ro-bind",
+            str(self.config.root),
+            self._inside_root,
+            "--ro-bind",
+            str(self._runtime),
+            self._inside_runtime,
+            "--size",
+            size,
+            "--tmpfs",
+            self._inside_work,
+            "--chdir",
+            self._inside_work,
+        ]
+        return argv + bwrap_devices(self.config) + ["--", *py]
 
     def _start(self) -> None:
         t0 = time.perf_counter()
-        env = {k: v for k, v in os.environ.items()
-               if k in ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-        env.update(OMP_NUM_THREADS=str(self.config.threads), MKL_NUM_THREADS=str(self.config.threads),
-                   MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0", HOME=self._inside_work,
-                   TMPDIR="/tmp" if self.isolation.mode == "bwrap" else str(self._workdir))
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k in ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+        }
+        env.update(
+            OMP_NUM_THREADS=str(self.config.threads),
+            MKL_NUM_THREADS=str(self.config.threads),
+            MPLBACKEND="Agg",
+            PYTHONDONTWRITEBYTECODE="1",
+            PYTHONHASHSEED="0",
+            HOME=self._inside_work,
+            TMPDIR="/tmp" if self.isolation.mode == "bwrap" else str(self._workdir),
+        )
         info_r, info_w = os.pipe() if self.isolation.mode == "bwrap" else (None, None)
         try:
             self.proc = subprocess.Popen(
-                self._argv(info_w), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-                cwd=self._workdir, env=env, start_new_session=True, close_fds=True,
+                self._argv(info_w),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                cwd=self._workdir,
+                env=env,
+                start_new_session=True,
+                close_fds=True,
                 pass_fds=(info_w,) if info_w is not None else (),
-                preexec_fn=self._cgroup.join if self._cgroup.dirs else None)
+                preexec_fn=self._cgroup.join if self._cgroup.dirs else None,
+            )
         finally:
             if info_w is not None:
                 os.close(info_w)
@@ -462,23 +583,45 @@ class Sandbox:
                 self._child_pid = self._read_child_pid(info_r, time.perf_counter() + self.config.startup_timeout)
             self._imported = set()
             self.stats.starts += 1
-            cfg = {"root": self._inside_root, "workdir": self._inside_work, "device": self.config.device,
-                   "student_files": list(self.config.student_files), "guarded": list(self.config.guarded),
-                   "exempt": list(self.config.exempt), "exempt_names": list(self.config.exempt_names),
-                   "memory_mb": self.config.memory_mb, "threads": self.config.threads,
-                   "isolation": self.isolation.mode, "run_as": list(self._run_as) if self._run_as else None}
-            reply = self._roundtrip({"op": "setup", "config": cfg}, self.config.startup_timeout, "starting",
-                                    max_reply=SMALL_REPLY_BYTES)
+            cfg = {
+                "root": self._inside_root,
+                "workdir": self._inside_work,
+                "device": self.config.device,
+                "student_files": list(self.config.student_files),
+                "guarded": list(self.config.guarded),
+                "exempt": list(self.config.exempt),
+                "exempt_names": list(self.config.exempt_names),
+                "memory_mb": self.config.memory_mb,
+                "threads": self.config.threads,
+                "isolation": self.isolation.mode,
+                "run_as": list(self._run_as) if self._run_as else None,
+                "oracles": self.config.oracles,
+            }
+            reply = self._roundtrip(
+                {"op": "setup", "config": cfg}, self.config.startup_timeout, "starting", max_reply=SMALL_REPLY_BYTES
+            )
+            if self.substitution:  # a worker restarted in the middle of a check judged with oracles
+                self._roundtrip(
+                    {"op": "substitute", "names": self.substitution},
+                    self.config.call_timeout,
+                    "putting the course's oracles in place",
+                    max_reply=SMALL_REPLY_BYTES,
+                )
         finally:
             if info_r is not None:
                 os.close(info_r)
             self.stats.start_seconds += time.perf_counter() - t0
         worker = reply.get("info", {}) if isinstance(reply.get("info"), dict) else {}
         # what the worker says of itself is untrusted: kept for diagnostics under its own key
-        self.info.update(worker={k: worker[k] for k in ("user", "memory_limited", "network_isolated")
-                                 if k in worker and isinstance(worker[k], (str, bool))})
+        self.info.update(
+            worker={
+                k: worker[k]
+                for k in ("user", "memory_limited", "network_isolated")
+                if k in worker and isinstance(worker[k], (str, bool))
+            }
+        )
         if self.isolation.mode == "bwrap":
-            self.info["worker"]["network_isolated"] = True   # its own network namespace, set up by bubblewrap
+            self.info["worker"]["network_isolated"] = True  # its own network namespace, set up by bubblewrap
 
     def _read_child_pid(self, fd: int, deadline: float) -> int | None:
         """bubblewrap's --info-fd: {"child-pid": N}, the PID (outside) of the namespace's first process."""
@@ -542,8 +685,11 @@ class Sandbox:
             return timeout
         left = self._deadline - time.monotonic()
         if left <= 0:
-            raise SandboxError("timeout", f"the time allowed for grading this submission "
-                                          f"({self.config.total_timeout:g} s) ran out before {doing}")
+            raise SandboxError(
+                "timeout",
+                f"the time allowed for grading this submission "
+                f"({self.config.total_timeout:g} s) ran out before {doing}",
+            )
         return min(timeout, left)
 
     def _roundtrip(self, req: dict, timeout: float, doing: str, max_reply: int | None = None) -> dict:
@@ -561,8 +707,11 @@ class Sandbox:
         limit = max_reply or self.config.max_reply_bytes
         if n > limit:
             self._kill()
-            raise SandboxError("protocol", f"the result of {doing} is too large to take back ({n:,} bytes; at most "
-                                           f"{limit:,}): return only what the function's docstring asks for")
+            raise SandboxError(
+                "protocol",
+                f"the result of {doing} is too large to take back ({n:,} bytes; at most "
+                f"{limit:,}): return only what the function's docstring asks for",
+            )
         body = self._read(fd, n, deadline, doing)
         t3 = time.perf_counter()
         try:
@@ -574,15 +723,25 @@ class Sandbox:
         self.stats.requests += 1
         if not isinstance(reply, dict) or reply.get("seq") != self._seq:
             self._kill()
-            raise SandboxError("protocol", f"the sandbox's answer while {doing} does not belong to the request "
-                                           "(did your code write to the grader's channel?)")
+            raise SandboxError(
+                "protocol",
+                f"the sandbox's answer while {doing} does not belong to the request "
+                "(did your code write to the grader's channel?)",
+            )
         if not reply.get("ok"):
             where = reply.get("where") if isinstance(reply.get("where"), list) else []
             # the worker cuts these, but its code is the student's to patch: cut them again here
-            frames = [{k: (v if isinstance(v, int) else str(v)[:300]) for k, v in list(w.items())[:8]}
-                      for w in where[-5:] if isinstance(w, dict)]
-            raise SandboxError(str(reply.get("kind", "exception"))[:20], str(reply.get("message", ""))[:2000],
-                               type_name=str(reply.get("type", ""))[:100], where=frames)
+            frames = [
+                {k: (v if isinstance(v, int) else str(v)[:300]) for k, v in list(w.items())[:8]}
+                for w in where[-5:]
+                if isinstance(w, dict)
+            ]
+            raise SandboxError(
+                str(reply.get("kind", "exception"))[:20],
+                str(reply.get("message", ""))[:2000],
+                type_name=str(reply.get("type", ""))[:100],
+                where=frames,
+            )
         return reply
 
     def _write(self, data: bytes, deadline: float, doing: str) -> None:
@@ -593,13 +752,14 @@ class Sandbox:
             left = deadline - time.perf_counter()
             if left <= 0:
                 self._kill()
-                raise SandboxError("timeout", f"{doing} did not finish within the time limit (the inputs could "
-                                              "not be delivered)")
+                raise SandboxError(
+                    "timeout", f"{doing} did not finish within the time limit (the inputs could not be delivered)"
+                )
             _, ready, _ = select.select([], [fd], [], min(left, 0.25))
             if not ready:
                 continue
             try:
-                view = view[os.write(fd, view[: 1 << 20]):]
+                view = view[os.write(fd, view[: 1 << 20]) :]
             except BlockingIOError:
                 continue
             except OSError as e:
@@ -618,8 +778,9 @@ class Sandbox:
             if not ready:
                 if self._over_memory():
                     self._kill()
-                    raise SandboxError("memory", f"{doing} used more than the memory allowance "
-                                                 f"({self.config.memory_mb} MB)")
+                    raise SandboxError(
+                        "memory", f"{doing} used more than the memory allowance ({self.config.memory_mb} MB)"
+                    )
                 continue
             b = os.read(fd, min(n - got, 1 << 22))
             if not b:
@@ -654,8 +815,11 @@ class Sandbox:
             return SandboxError("crash", f"the process running your code was killed by {sig}{hint} while {doing}")
         if code is not None and code > 128 and self._child_pid is None and self.isolation.mode == "bwrap":
             return SandboxError("crash", f"the process running your code was killed (status {code}) while {doing}")
-        return SandboxError("exit", f"the process running your code exited (exit code {code}) while {doing}; "
-                                    "your code must not call exit(), sys.exit() or os._exit()")
+        return SandboxError(
+            "exit",
+            f"the process running your code exited (exit code {code}) while {doing}; "
+            "your code must not call exit(), sys.exit() or os._exit()",
+        )
 
     # -- requests -----------------------------------------------------------------------------
     def stderr_offset(self) -> int:
@@ -679,20 +843,35 @@ class Sandbox:
             return
         offset = self.stderr_offset()
         try:
-            self._roundtrip({"op": "import", "module": module}, timeout or self.config.call_timeout,
-                            f"importing {module}", max_reply=SMALL_REPLY_BYTES)
+            self._roundtrip(
+                {"op": "import", "module": module},
+                timeout or self.config.call_timeout,
+                f"importing {module}",
+                max_reply=SMALL_REPLY_BYTES,
+            )
         except SandboxError as e:
             e.output = self.output_since(offset)
-            if e.kind == "timeout":      # a time-out says nothing final about the file if the budget ran out
+            if e.kind == "timeout":  # a time-out says nothing final about the file if the budget ran out
                 e.message += " (code at the top level of the file runs at import: does it loop or train there?)"
             self.module_errors[module] = e
             raise
         self._imported.add(module)
 
-    def call(self, module: str | None, attr: str, args: tuple = (), kwargs: dict | None = None, *,
-             handle: Handle | None = None, seed: int = 0, forbidden: list[str] | None = None,
-             keep: bool = False, return_args: bool = False, timeout: float | None = None,
-             max_reply: int | None = None) -> Reply:
+    def call(
+        self,
+        module: str | None,
+        attr: str,
+        args: tuple = (),
+        kwargs: dict | None = None,
+        *,
+        handle: Handle | None = None,
+        seed: int = 0,
+        forbidden: list[str] | None = None,
+        keep: bool = False,
+        return_args: bool = False,
+        timeout: float | None = None,
+        max_reply: int | None = None,
+    ) -> Reply:
         """Call `module.attr(*args, **kwargs)` (or `handle.attr(...)`) in the worker. A function that has run
         out of time once gets at most `retry_timeout` seconds on later calls."""
         if module is not None:
@@ -700,8 +879,16 @@ class Sandbox:
         else:
             self._ensure()
         target = {"module": module, "attr": attr} if module is not None else {"handle": handle, "attr": attr}
-        req = {"op": "call", "target": target, "args": list(args), "kwargs": dict(kwargs or {}), "seed": seed,
-               "forbidden": list(forbidden or []), "keep": keep, "return_args": return_args}
+        req = {
+            "op": "call",
+            "target": target,
+            "args": list(args),
+            "kwargs": dict(kwargs or {}),
+            "seed": seed,
+            "forbidden": list(forbidden or []),
+            "keep": keep,
+            "return_args": return_args,
+        }
         offset = self.stderr_offset()
         name = f"{attr}()" if module is not None else f"{handle.type}.{attr}()"
         key = f"{module or handle.type}.{attr}"
@@ -715,43 +902,84 @@ class Sandbox:
             e.output = self.output_since(offset)
             if e.kind == "timeout":
                 if key in self.timed_out:
-                    e.message += (f" (it ran out of time in an earlier check too, so it was given "
-                                  f"{limit:g} s this time)")
+                    e.message += f" (it ran out of time in an earlier check too, so it was given {limit:g} s this time)"
                 self.timed_out.add(key)
             raise
         finally:
             self.stats.call_seconds += time.perf_counter() - t0
         hits = reply.get("forbidden_hits")
-        return Reply(value=reply.get("value"), seconds=time.perf_counter() - t0,
-                     forbidden_hits=hit_records(hits),
-                     aliases=[int(i) for i in reply.get("aliases", []) if isinstance(i, int)],
-                     args=reply.get("args"))
+        return Reply(
+            value=reply.get("value"),
+            seconds=time.perf_counter() - t0,
+            forbidden_hits=hit_records(hits),
+            aliases=[int(i) for i in reply.get("aliases", []) if isinstance(i, int)],
+            args=reply.get("args"),
+        )
+
+    def substitute(self, names: dict[str, str]) -> None:
+        """Run the course's oracle (the assignment's oracles.py) in place of each graded name (`name: module`)
+        until `restore`, also in a worker started meanwhile."""
+        self.substitution = dict(names)
+        starts = self.stats.starts
+        self._ensure()  # a worker started now puts them in place itself
+        if self.stats.starts == starts:
+            self._roundtrip(
+                {"op": "substitute", "names": self.substitution},
+                self.config.call_timeout,
+                "putting the course's oracles in place",
+                max_reply=SMALL_REPLY_BYTES,
+            )
+
+    def restore(self) -> None:
+        """The student's own code again, everywhere."""
+        if not self.substitution:
+            return
+        self.substitution = {}
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self._roundtrip(
+                    {"op": "restore"}, self.config.call_timeout, "restoring your code", max_reply=SMALL_REPLY_BYTES
+                )
+            except SandboxError:
+                self._kill()  # the next request starts a fresh worker, with nothing substituted
 
     def put(self, value: Any, timeout: float | None = None) -> Handle:
         """Store `value` in the worker and return its handle (e.g. to time a call without the transfer)."""
         self._ensure()
-        return self._roundtrip({"op": "put", "value": value}, timeout or self.config.call_timeout,
-                               "sending inputs", max_reply=SMALL_REPLY_BYTES)["value"]
+        return self._roundtrip(
+            {"op": "put", "value": value},
+            timeout or self.config.call_timeout,
+            "sending inputs",
+            max_reply=SMALL_REPLY_BYTES,
+        )["value"]
 
     def getattr(self, handle: Handle, attr: str, timeout: float | None = None) -> Any:
         """An attribute (dotted path) of an object in the worker, e.g. a trained classifier's `W`."""
         self._ensure()
-        return self._roundtrip({"op": "getattr", "value": handle, "attr": attr}, timeout or self.config.call_timeout,
-                               f"reading {handle.type}.{attr}")["value"]
+        return self._roundtrip(
+            {"op": "getattr", "value": handle, "attr": attr},
+            timeout or self.config.call_timeout,
+            f"reading {handle.type}.{attr}",
+        )["value"]
 
     def release(self, handles: list[Handle]) -> None:
         """Let the worker drop objects it keeps (a no-op when the worker that held them is gone)."""
         if handles and self.proc is not None and self.proc.poll() is None:
             try:
-                self._roundtrip({"op": "release", "handles": [h.id for h in handles]}, self.config.call_timeout,
-                                "releasing objects", max_reply=SMALL_REPLY_BYTES)
+                self._roundtrip(
+                    {"op": "release", "handles": [h.id for h in handles]},
+                    self.config.call_timeout,
+                    "releasing objects",
+                    max_reply=SMALL_REPLY_BYTES,
+                )
             except SandboxError:
                 pass
 
     def get(self, handle: Handle, timeout: float | None = None) -> Any:
         self._ensure()
-        return self._roundtrip({"op": "get", "value": handle}, timeout or self.config.call_timeout,
-                               "fetching a result")["value"]
+        return self._roundtrip(
+            {"op": "get", "value": handle}, timeout or self.config.call_timeout, "fetching a result"
+        )["value"]
 
 
 def _descendants(pid: int) -> list[int]:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import ast
 import datetime as _dt
+import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from grader import manifest as manifests
 from grader.manifest import GraderError
+from grader.notebooks import find_answers, never_run, questions, read_notebook
 from grader.staticscan import find_function
 
 
@@ -20,8 +24,11 @@ def unfinished(source: str, functions: list[str]) -> list[str]:
         node = find_function(tree, name)
         if node is None:
             continue
-        bodies = [node] if not isinstance(node, ast.ClassDef) else \
-            [n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        bodies = (
+            [node]
+            if not isinstance(node, ast.ClassDef)
+            else [n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        )
         for fn in bodies:
             for stmt in ast.walk(fn):
                 if isinstance(stmt, ast.Raise) and stmt.exc is not None:
@@ -32,9 +39,19 @@ def unfinished(source: str, functions: list[str]) -> list[str]:
     return todo
 
 
-def build_submission(path: Path, assignment: str, *, kit: Path | None = None, out: Path | None = None,
-                     allow_incomplete: bool = False) -> Path:
-    """Zip the manifest's files and notebooks from `path`; returns the zip's path (never overwrites)."""
+def build_submission(
+    path: Path,
+    assignment: str,
+    *,
+    kit: Path | None = None,
+    out: Path | None = None,
+    allow_incomplete: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> Path:
+    """Zip the manifest's files and notebooks from `path`; returns the zip's path (never overwrites). Inline
+    questions left unanswered and notebooks never run are warned about (`warn`, default: printed to stderr),
+    not refused."""
+    warn = warn or (lambda text: print(f"warning: {text}", file=sys.stderr))
     kit = kit or manifests.course_root()
     m = manifests.load(assignment, kit)
     missing = [f for f in m.files + m.notebooks if not (path / f).is_file()]
@@ -46,18 +63,33 @@ def build_submission(path: Path, assignment: str, *, kit: Path | None = None, ou
         try:
             todo = unfinished(src, list(part.functions))
         except SyntaxError as e:
-            raise GraderError(f"{part.file} line {e.lineno}: syntax error ({e.msg}); fix it before submitting") \
-                from None
+            raise GraderError(
+                f"{part.file} line {e.lineno}: syntax error ({e.msg}); fix it before submitting"
+            ) from None
         problems += [f"{part.file}: {t}" for t in todo]
     if problems and not allow_incomplete:
-        raise GraderError("these functions are not implemented yet (they raise NotImplementedError):\n  "
-                          + "\n  ".join(problems) + "\nFinish them, or pass --allow-incomplete to submit anyway.")
+        raise GraderError(
+            "these functions are not implemented yet (they raise NotImplementedError):\n  "
+            + "\n  ".join(problems)
+            + "\nFinish them, or pass --allow-incomplete to submit anyway."
+        )
+    read: dict[str, Any] = {}
     for nb in m.notebooks:
-        import nbformat
-        try:
-            nbformat.validate(nbformat.read(str(path / nb), as_version=4))
-        except Exception as e:  # noqa: BLE001
-            raise GraderError(f"{nb}: not a valid notebook ({type(e).__name__}: {str(e)[:200]})") from None
+        node, why = read_notebook((path / nb).read_bytes(), nb)
+        if node is None:
+            raise GraderError(why.replace("; it was not run.", "."))
+        read[nb] = node
+        if never_run(node):
+            warn(
+                f"{nb} has no outputs: run it top to bottom (Kernel > Restart and run all) and save it, so its "
+                "plots and results are in your submission."
+            )
+    todo = [a for a in find_answers(questions(m), read, kit) if a.status != "answered"]
+    for a in todo:
+        warn(
+            f"inline question {a.id} in {a.notebook} is {a.status}"
+            + (f" ({a.message})" if a.message else ": write your answer below its '*Your answer:*' line.")
+        )
     if out is None:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = path / f"{m.name}_submission_{stamp}.zip"

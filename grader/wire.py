@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -78,8 +79,13 @@ def encode(obj: Any, to_handle: Callable[[Any], Handle] | None = None) -> bytes:
             if t.dtype not in DTYPE_NAMES:
                 raise WireError(f"tensor dtype {t.dtype} cannot cross the sandbox boundary")
             raw = t.contiguous().cpu().reshape(-1).view(torch.uint8).numpy().tobytes()
-            meta = {"__tensor__": [offset, len(raw)], "dtype": DTYPE_NAMES[t.dtype],
-                    "shape": list(t.shape), "device": str(t.device), "requires_grad": bool(x.requires_grad)}
+            meta = {
+                "__tensor__": [offset, len(raw)],
+                "dtype": DTYPE_NAMES[t.dtype],
+                "shape": list(t.shape),
+                "device": str(t.device),
+                "requires_grad": bool(x.requires_grad),
+            }
             buffers.append(raw)
             offset += len(raw)
             return meta
@@ -108,9 +114,12 @@ def encode(obj: Any, to_handle: Callable[[Any], Handle] | None = None) -> bytes:
     return struct.pack(">I", len(header)) + header + b"".join(buffers)
 
 
-def decode(msg: bytes, device_map: Callable[[str], str] | None = None,
-           from_handle: Callable[[Handle], Any] | None = None,
-           from_ref: Callable[[Ref], Any] | None = None) -> Any:
+def decode(
+    msg: bytes,
+    device_map: Callable[[str], str] | None = None,
+    from_handle: Callable[[Handle], Any] | None = None,
+    from_ref: Callable[[Ref], Any] | None = None,
+) -> Any:
     """Decode one message. `device_map` maps the sender's device name to a local one
     (default: keep it); `from_handle` and `from_ref` resolve handles and refs (the worker's side).
     Without `from_ref` a Ref is refused: the judge never accepts one."""
@@ -120,11 +129,11 @@ def decode(msg: bytes, device_map: Callable[[str], str] | None = None,
     if 4 + hlen > len(msg):
         raise WireError("message header is truncated")
     try:
-        tree = json.loads(msg[4:4 + hlen])
+        tree = json.loads(msg[4 : 4 + hlen])
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise WireError(f"message header is not JSON: {e}") from None
-    body = memoryview(msg)[4 + hlen:]
-    cursor = [0]     # buffers are laid out one after another, in the order the header names them
+    body = memoryview(msg)[4 + hlen :]
+    cursor = [0]  # buffers are laid out one after another, in the order the header names them
 
     def dec(x: Any, depth: int) -> Any:
         if depth > MAX_DEPTH:
@@ -188,9 +197,11 @@ def _tensor(meta: dict, body: memoryview, device_map: Callable[[str], str] | Non
         numel *= s
     itemsize = torch.empty((), dtype=dtype).element_size()
     if numel * itemsize != nbytes:
-        raise WireError(f"tensor of shape {shape} and dtype {meta['dtype']} needs {numel * itemsize} bytes, got {nbytes}")
+        raise WireError(
+            f"tensor of shape {shape} and dtype {meta['dtype']} needs {numel * itemsize} bytes, got {nbytes}"
+        )
     if nbytes:
-        flat = torch.frombuffer(bytearray(body[start:start + nbytes]), dtype=torch.uint8)
+        flat = torch.frombuffer(bytearray(body[start : start + nbytes]), dtype=torch.uint8)
         t = flat.view(dtype).reshape(shape)
     else:
         t = torch.empty(shape, dtype=dtype)
@@ -208,6 +219,7 @@ def _is_numpy_scalar(x: Any) -> bool:
 
 
 # ---- framing over file descriptors -------------------------------------------------------------
+
 
 def frame(msg: bytes) -> bytes:
     return struct.pack(">Q", len(msg)) + msg

@@ -19,9 +19,12 @@ import struct
 import sys
 import threading
 import time
+import types
 from typing import Any
 
-MAX_FILE_BYTES = 64 << 20   # the largest file the worker may write (its output included)
+_MISSING = object()
+_TYPE_DICT = type.__dict__["__dict__"].__get__  # a class's own namespace, past any metaclass property
+MAX_FILE_BYTES = 64 << 20  # the largest file the worker may write (its output included)
 
 
 def _read_exact(fd: int, n: int) -> bytes:
@@ -48,10 +51,13 @@ class Worker:
         self.handles: dict[int, Any] = {}
         self.next_handle = 1
         self.student_files: set[str] = set()
-        self.guard = None                   # grader.guard.Guard, installed by setup
-        self.guarded: list[str] = []        # every name any graded function may not use (checked at import)
-        self.import_hits: list[dict] = []   # forbidden uses found while student modules were imported
+        self.guard = None  # grader.guard.Guard, installed by setup
+        self.guarded: list[str] = []  # every name any graded function may not use (checked at import)
+        self.import_hits: list[dict] = []  # forbidden uses found while student modules were imported
         self.device = "cpu"
+        self.root = ""
+        self.oracles: dict[str, Any] = {}  # graded name -> the course's oracle (see load_oracles)
+        self.patches: list[tuple] = []  # what `substitute` changed, undone by `restore`
 
     # -- protocol -----------------------------------------------------------------------------
     def recv(self) -> bytes:
@@ -60,13 +66,15 @@ class Worker:
 
     def decode(self, msg: bytes) -> Any:
         from grader import wire
+
         return wire.decode(msg, device_map=self._device_map, from_handle=self._resolve, from_ref=self._resolve_ref)
 
     def send(self, obj: Any) -> None:
         from grader import wire
+
         try:
             msg = wire.encode(obj, to_handle=self._keep)
-        except Exception as e:  # noqa: BLE001 - anything the student's value does while being encoded
+        except Exception as e:
             msg = wire.encode({"ok": False, "kind": "unsendable", "type": type(e).__name__, "message": str(e)[:2000]})
         _write_all(self.fd_out, wire.frame(msg))
 
@@ -75,6 +83,7 @@ class Worker:
 
     def _keep(self, obj: Any):
         from grader.wire import Handle
+
         hid = self.next_handle
         self.next_handle += 1
         self.handles[hid] = obj
@@ -94,6 +103,7 @@ class Worker:
     # -- setup --------------------------------------------------------------------------------
     def setup(self, cfg: dict) -> dict:
         root = cfg["root"]
+        self.root = os.path.realpath(root) + os.sep
         os.chdir(cfg.get("workdir") or root)
         sys.path.insert(0, root)
         self.device = cfg.get("device", "cpu")
@@ -101,10 +111,10 @@ class Worker:
         # under bubblewrap the network namespace is already the sandbox's own (and unshare would be refused)
         cut = cfg.get("isolation") == "bwrap" or _cut_network()
         info = {"pid": os.getpid(), "network_isolated": cut, "memory_limited": False}
-        import torch  # noqa: F401  (imported before limits so its own start-up is not counted)
+        import torch
+
         torch.set_num_threads(int(cfg.get("threads", 1)))
-        info["memory_limited"] = _limit_resources(cfg.get("memory_mb"), cfg.get("max_files", 256),
-                                                  self.device == "cpu")
+        info["memory_limited"] = _limit_resources(cfg.get("memory_mb"), cfg.get("max_files", 256), self.device == "cpu")
         info["user"] = _drop_privileges(cfg.get("run_as"))
         self._install_guards(root, cfg)
         return info
@@ -114,9 +124,90 @@ class Worker:
         Built after the privilege drop and before any student module is imported; it imports the given files
         exempt from the autograd rules (`exempt`, paths in the staged kit) now, so their code is the kit's."""
         from grader.guard import Guard
+
         self.guarded = list(cfg.get("guarded", []))
-        self.guard = Guard(root, self.student_files, exempt_files=list(cfg.get("exempt", [])),
-                           exempt_names=list(cfg.get("exempt_names", [])), guarded=self.guarded)
+        self.guard = Guard(
+            root,
+            self.student_files,
+            exempt_files=list(cfg.get("exempt", [])),
+            exempt_names=list(cfg.get("exempt_names", [])),
+            guarded=self.guarded,
+        )
+        if cfg.get("oracles"):
+            self.load_oracles(cfg["oracles"])
+
+    # -- the course's oracles, in place of a student's broken building block ----------------------------
+    def load_oracles(self, spec: dict) -> None:
+        """Compile the assignment's oracle module (trusted source from the kit, sent by the judge) into a module
+        of its own that no import can reach; its code is exempt from the guard (see Guard.add_oracles)."""
+        module = types.ModuleType("_grader_oracles")
+        module.__file__ = f"<oracles of {spec.get('assignment', 'the assignment')}>"
+        exec(compile(spec["source"], module.__file__, "exec"), module.__dict__)
+        self.oracles = dict(module.__dict__.get("ORACLES", {}))
+        self.guard.add_oracles(module)
+
+    def substitute(self, names: dict[str, str]) -> None:
+        """Put the oracle of each graded name (`name: module`) in place of the student's until `restore`: a
+        function replaces every binding of it in the modules of the staged tree (and is bound where the student's
+        is missing); a class keeps its identity and gets the oracle's methods and attributes. No student code runs
+        here: dictionaries are read and written directly (no getattr/setattr hooks), a class with a metaclass of
+        its own is refused, and the whole swap runs under the guard with every name forbidden."""
+        self.restore()
+        owners = {m: self._import(m) for m in names.values()}  # student code may run at import: guarded there
+        self.guard.enter(self.guarded + sorted(self.guard.exempt_names))
+        try:
+            for name, module_name in names.items():
+                oracle = self.oracles[name]
+                owner = owners[module_name]
+                if type(owner) is not types.ModuleType:
+                    raise TypeError(f"{module_name} is not a plain module")
+                original = owner.__dict__.get(name, _MISSING)
+                if isinstance(oracle, type) and original is not _MISSING and issubclass(type(original), type):
+                    if type(original) is not type:
+                        raise TypeError(
+                            f"{name} has a metaclass of its own: the course's {name} cannot be put in its place"
+                        )
+                    own = _TYPE_DICT(original)
+                    for attr, value in _TYPE_DICT(oracle).items():
+                        if attr.startswith("__") and attr not in ("__init__", "__call__"):
+                            continue
+                        self.patches.append(("class", original, attr, own.get(attr, _MISSING)))
+                        type.__setattr__(original, attr, value)
+                    continue
+                self.patches.append(("module", owner, name, original))
+                owner.__dict__[name] = oracle
+                if original is _MISSING:
+                    continue
+                for mod in list(sys.modules.values()):
+                    if type(mod) is not types.ModuleType or mod is owner:
+                        continue
+                    d = mod.__dict__
+                    if os.path.realpath(str(d.get("__file__") or "")).startswith(self.root) and d.get(name) is original:
+                        self.patches.append(("module", mod, name, original))
+                        d[name] = oracle
+        finally:
+            hits = self.guard.exit()
+        self.guard.oracles_active = bool(self.patches)
+        if hits:
+            self.restore()
+            raise RuntimeError("student code ran while the course's oracles were put in place")
+
+    def restore(self) -> None:
+        """Undo `substitute`, writing the dictionaries directly."""
+        patches, self.patches = self.patches, []
+        for kind, owner, attr, value in reversed(patches):
+            if kind == "class":
+                if value is _MISSING:
+                    if attr in _TYPE_DICT(owner):
+                        type.__delattr__(owner, attr)
+                else:
+                    type.__setattr__(owner, attr, value)
+            elif value is _MISSING:
+                owner.__dict__.pop(attr, None)
+            else:
+                owner.__dict__[attr] = value
+        if self.guard is not None:
+            self.guard.oracles_active = False
 
     def _import(self, module: str):
         """Import `module` under the guard (student code runs at import): what it uses that any graded
@@ -153,7 +244,11 @@ class Worker:
             for h in req.get("handles", []):
                 self.handles.pop(getattr(h, "id", h), None)
             return {"ok": True}
-        if op == "ping":
+        if op == "substitute":
+            self.substitute({str(k): str(v) for k, v in dict(req["names"]).items()})
+            return {"ok": True}
+        if op == "restore":
+            self.restore()
             return {"ok": True}
         raise ValueError(f"unknown op {op!r}")
 
@@ -177,6 +272,7 @@ class Worker:
             value = fn(*args, **kwargs)
             if self.device.startswith("cuda"):
                 import torch
+
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - t0
         finally:
@@ -187,7 +283,6 @@ class Worker:
         out["value"] = self._keep(value) if req.get("keep") else value
         if req.get("return_args"):
             out["args"] = args
-            out["kwargs"] = kwargs
         return out
 
     def serve(self) -> None:
@@ -203,7 +298,7 @@ class Worker:
                     reply = {"ok": True, "info": self.setup(req["config"])}
                 else:
                     reply = self.handle(req)
-            except BaseException as e:  # noqa: BLE001 - every student failure is reported, never fatal
+            except BaseException as e:
                 if isinstance(e, KeyboardInterrupt):
                     raise
                 reply = _error_reply(e, self.student_files)
@@ -214,38 +309,51 @@ def _peek_seq(msg: bytes) -> int | None:
     """The request's sequence number, read from its header alone (so a request that fails to decode, e.g. with
     an unknown handle, is still answered under its number)."""
     import json
+
     try:
         (hlen,) = struct.unpack(">I", msg[:4])
-        top = json.loads(msg[4:4 + hlen])
+        top = json.loads(msg[4 : 4 + hlen])
         return next((v for k, v in top["__dict__"] if k == "seq" and isinstance(v, int)), None)
-    except Exception:  # noqa: BLE001 - a malformed request is answered without a number
+    except Exception:
         return None
 
 
 def _error_reply(e: BaseException, student_files: set[str]) -> dict:
     import linecache
+
     frames, tb = [], e.__traceback__
     while tb is not None:
         code = tb.tb_frame.f_code
         frames.append((code.co_filename, tb.tb_lineno, code.co_qualname))
         tb = tb.tb_next
-    mine = [f for f in frames if os.path.realpath(f[0]) in student_files] or \
-        [f for f in frames[-1:] if not f[0].startswith("<")]
-    where = [{"file": os.path.basename(f), "line": n, "function": q, "code": linecache.getline(f, n).strip()}
-             for f, n, q in mine[-5:]]
+    mine = [f for f in frames if os.path.realpath(f[0]) in student_files] or [
+        f for f in frames[-1:] if not f[0].startswith("<")
+    ]
+    where = [
+        {"file": os.path.basename(f), "line": n, "function": q, "code": linecache.getline(f, n).strip()}
+        for f, n, q in mine[-5:]
+    ]
     if isinstance(e, SyntaxError) and e.filename:
-        where = [{"file": os.path.basename(e.filename), "line": e.lineno, "function": "<module>",
-                  "code": (e.text or "").strip()}]
+        where = [
+            {
+                "file": os.path.basename(e.filename),
+                "line": e.lineno,
+                "function": "<module>",
+                "code": (e.text or "").strip(),
+            }
+        ]
     kind = "exit" if isinstance(e, SystemExit) else "exception"
     return {"ok": False, "kind": kind, "type": type(e).__name__, "message": str(e)[:2000], "where": where}
 
 
 def _seed(seed: int) -> None:
     import torch
+
     random.seed(seed)
     torch.manual_seed(seed)  # seeds CUDA too
     try:
         import numpy
+
         numpy.random.seed(seed % 2**32)
     except ImportError:
         pass
@@ -257,7 +365,7 @@ def _cut_network() -> bool:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return libc.unshare(0x40000000) == 0  # CLONE_NEWNET
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 
@@ -271,6 +379,7 @@ def _drop_privileges(run_as: list[int] | None) -> str:
         os.setuid(uid)
         os.environ["HOME"] = os.getcwd()
     import pwd
+
     try:
         return f"{pwd.getpwuid(os.getuid()).pw_name} (uid {os.getuid()})"
     except KeyError:
@@ -291,8 +400,11 @@ def _limit_resources(memory_mb: int | None, max_files: int, limit_address_space:
             pass
     # a file (or the captured output) larger than this fails the write instead of filling the judge's disk
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    for res, value in ((resource.RLIMIT_NOFILE, max_files), (resource.RLIMIT_CORE, 0),
-                       (resource.RLIMIT_FSIZE, MAX_FILE_BYTES)):
+    for res, value in (
+        (resource.RLIMIT_NOFILE, max_files),
+        (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_FSIZE, MAX_FILE_BYTES),
+    ):
         try:
             soft, hard = resource.getrlimit(res)
             value = value if hard == resource.RLIM_INFINITY else min(value, hard)

@@ -46,7 +46,7 @@ def replace_function(path: Path, qualname: str, new_source: str) -> None:
     start = (node.decorator_list[0].lineno if node.decorator_list else node.lineno) - 1
     indent = " " * node.col_offset
     body = textwrap.indent(textwrap.dedent(new_source).strip("\n") + "\n", indent)
-    path.write_text("".join(lines[:start]) + body + "".join(lines[node.end_lineno:]))
+    path.write_text("".join(lines[:start]) + body + "".join(lines[node.end_lineno :]))
 
 
 @pytest.fixture
@@ -57,6 +57,7 @@ def submission(tmp_path: Path) -> Path:
 def processes_with(marker: str) -> list[int]:
     """PIDs of the processes on this machine whose command line holds `marker` (to prove none outlived a test)."""
     import os
+
     found = []
     for d in os.listdir("/proc"):
         if d.isdigit():

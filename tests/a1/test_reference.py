@@ -233,7 +233,8 @@ def test_distances_match_cdist_squared(distances, dtype, device):
     dists = distances(x_train, x_test)
 
     assert dists.shape == (9, 6) and dists.dtype == dtype and dists.device == x_train.device
-    assert dlcv.rel_error(dists, _squared_distances_oracle(x_train, x_test)) < (1e-5 if dtype == torch.float32 else 1e-12)
+    bound = 1e-5 if dtype == torch.float32 else 1e-12
+    assert dlcv.rel_error(dists, _squared_distances_oracle(x_train, x_test)) < bound
     assert torch.equal(x_train, x_train_before) and torch.equal(x_test, x_test_before)
 
 
@@ -394,9 +395,30 @@ def test_knn_on_digits_reaches_a_sensible_accuracy(digits_float, capsys):
     best_mean = sum(k_to_accuracies[best_k]) / 5
     accuracy_best = knn.KnnClassifier(x_train, y_train).check_accuracy(x_test, y_test, k=best_k, quiet=True)
     with capsys.disabled():
-        print(f"\n[digits] k=1 test {accuracy_k1:.2f}%; best k={best_k} (5-fold CV {best_mean:.2f}%), test {accuracy_best:.2f}%")
+        print(
+            f"\n[digits] k=1 test {accuracy_k1:.2f}%; best k={best_k} (5-fold CV {best_mean:.2f}%), "
+            f"test {accuracy_best:.2f}%"
+        )
 
     # Measured with the reference: k=1 test 98.3%, best k 1 at 98.8% cross-validated. Chance is 10%.
     assert accuracy_k1 > 95.0
     assert best_mean > 95.0
     assert best_mean >= max(sum(a) / 5 for a in k_to_accuracies.values())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the rules a student reads
+
+
+def test_each_module_docstring_states_the_rules_the_grader_enforces():
+    from pathlib import Path
+
+    from grader import manifest, rules
+
+    m = manifest.load("a1_knn", Path(__file__).resolve().parents[2])
+    modules = {"a1_knn.pytorch101": pytorch101, "a1_knn.knn": knn}
+    for part in m.parts:
+        block = rules.rules_block(m, part)
+        assert block and block in modules[part.module].__doc__, part.module
+    assert "torch.nn" not in m.parts[1].forbidden["compute_distances_no_loops"]  # narrow: F.relu, F.one_hot, ... fine
+    assert all(name in m.why for p in m.parts for names in p.forbidden.values() for name in names)

@@ -8,9 +8,10 @@ each available device and must keep the device and the dtype, and must leave its
 
 import ast
 import inspect
+import itertools
 import math
-import textwrap
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -218,12 +219,13 @@ def test_train_linear_classifier_initialises_and_steps_like_plain_sgd():
         return torch.tensor(1.0, dtype=torch.float64), gradient
 
     dlcv.reset_seed(0)
-    W, history = lc.train_linear_classifier(constant_gradient, None, X, y, learning_rate=0.1, reg=0.25,
-                                            num_iters=3, batch_size=7)
+    W, history = lc.train_linear_classifier(
+        constant_gradient, None, X, y, learning_rate=0.1, reg=0.25, num_iters=3, batch_size=7
+    )
     W0 = seen[0]
     assert W0.shape == (4, 3) and W0.dtype == torch.float64  # C = max(y) + 1 = 3, X's dtype
     assert 0 < W0.abs().max() < 1e-5  # 1e-6 * randn
-    for k, W_k in enumerate(seen + [W]):
+    for k, W_k in enumerate([*seen, W]):
         assert torch.allclose(W_k, W0 - k * 0.1 * gradient, rtol=0, atol=1e-12)
     assert history == [1.0, 1.0, 1.0]
 
@@ -273,8 +275,9 @@ def test_test_one_param_set_returns_the_trained_instance_and_fractions(cls):
     assert 0.9 < val_acc <= 1.0
 
 
-@pytest.mark.parametrize("get_params", [lc.svm_get_search_params, lc.softmax_get_search_params],
-                         ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "get_params", [lc.svm_get_search_params, lc.softmax_get_search_params], ids=lambda f: f.__name__
+)
 def test_linear_search_params_respect_the_limits(get_params):
     learning_rates, regularization_strengths = get_params()
     assert len(learning_rates) >= 2 and len(regularization_strengths) >= 2
@@ -330,8 +333,14 @@ def test_nn_forward_pass(dtype, device, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("nn_forward_pass must write its own ReLU (torch.relu and torch.nn are not allowed)")
 
-    for owner, name in [(torch, "relu"), (torch, "relu_"), (torch.Tensor, "relu"), (torch.Tensor, "relu_"),
-                        (F, "relu"), (F, "linear")]:
+    for owner, name in [
+        (torch, "relu"),
+        (torch, "relu_"),
+        (torch.Tensor, "relu"),
+        (torch.Tensor, "relu_"),
+        (F, "relu"),
+        (F, "linear"),
+    ]:
         monkeypatch.setattr(owner, name, forbidden)
     scores, hidden = tln.nn_forward_pass(params, X)
     monkeypatch.undo()
@@ -378,6 +387,7 @@ def test_nn_gradients_match_numeric_gradient(reg):
     y = torch.tensor([0, 1, 2, 2, 1])
     _, grads = tln.nn_forward_backward(params, X, y, reg)
     for name in params:
+
         def f(value, name=name):
             return tln.nn_forward_backward({**params, name: value}, X, y, reg)[0]
 
@@ -391,6 +401,7 @@ def test_nn_gradients_match_numeric_gradient_on_the_toy_problem():
     X, y, params = _toy()
     _, grads = tln.nn_forward_backward(params, X, y, 0.05)
     for name in params:
+
         def f(value, name=name):
             return tln.nn_forward_backward({**params, name: value}, X, y, 0.05)[0]
 
@@ -421,8 +432,19 @@ def test_nn_train_on_the_toy_problem(device):
     # (0.95 per epoch) would shrink the learning rate 0.95 ** 200-fold; train without decay.
     X, y, params = _toy(device=device)
     W1 = params["W1"]
-    stats = tln.nn_train(params, tln.nn_forward_backward, tln.nn_predict, X, y, X, y,
-                         learning_rate=1e-1, learning_rate_decay=1.0, reg=1e-6, num_iters=200)
+    stats = tln.nn_train(
+        params,
+        tln.nn_forward_backward,
+        tln.nn_predict,
+        X,
+        y,
+        X,
+        y,
+        learning_rate=1e-1,
+        learning_rate_decay=1.0,
+        reg=1e-6,
+        num_iters=200,
+    )
     assert set(stats) == {"loss_history", "train_acc_history", "val_acc_history"}
     assert len(stats["loss_history"]) == 200 and all(type(v) is float for v in stats["loss_history"])
     assert stats["loss_history"][0] == pytest.approx(math.log(3), abs=1e-3)
@@ -434,8 +456,12 @@ def test_nn_train_on_the_toy_problem(device):
 def test_nn_train_decays_the_learning_rate_once_per_epoch():
     # A fake loss whose gradient is all ones: each step moves every parameter by exactly -learning_rate, so the
     # parameters' history reveals the learning rate of each step. 9 training rows, batch 4: epochs of 2 steps.
-    params = {"W1": torch.zeros(2, 3, dtype=torch.float64), "b1": torch.zeros(3, dtype=torch.float64),
-              "W2": torch.zeros(3, 2, dtype=torch.float64), "b2": torch.zeros(2, dtype=torch.float64)}
+    params = {
+        "W1": torch.zeros(2, 3, dtype=torch.float64),
+        "b1": torch.zeros(3, dtype=torch.float64),
+        "W2": torch.zeros(3, 2, dtype=torch.float64),
+        "b2": torch.zeros(2, dtype=torch.float64),
+    }
     X, y = torch.zeros(9, 2, dtype=torch.float64), torch.zeros(9, dtype=torch.int64)
     X_val, y_val = torch.zeros(3, 2, dtype=torch.float64), torch.tensor([0, 1, 1])
     b2_history, predicted = [], []
@@ -450,10 +476,22 @@ def test_nn_train_decays_the_learning_rate_once_per_epoch():
         predicted.append(X_any.shape[0])
         return torch.zeros(X_any.shape[0], dtype=torch.int64)
 
-    stats = tln.nn_train(params, fake_loss, fake_predict, X, y, X_val, y_val, learning_rate=1.0,
-                         learning_rate_decay=0.5, reg=0.5, num_iters=7, batch_size=4)
+    stats = tln.nn_train(
+        params,
+        fake_loss,
+        fake_predict,
+        X,
+        y,
+        X_val,
+        y_val,
+        learning_rate=1.0,
+        learning_rate_decay=0.5,
+        reg=0.5,
+        num_iters=7,
+        batch_size=4,
+    )
     b2_history.append(params["b2"][0].item())
-    steps = [before - after for before, after in zip(b2_history, b2_history[1:])]
+    steps = [before - after for before, after in itertools.pairwise(b2_history)]
     assert steps == pytest.approx([1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.125])
     assert stats["loss_history"] == [2.0] * 7
     assert stats["train_acc_history"] == [1.0] * 3  # the batch labels are all 0, as predicted
@@ -524,8 +562,10 @@ def digits():
 def test_linear_classifiers_learn_digits(digits, capsys):
     # One combination each, few iterations: the full searches run in about 10-20 s each on an idle CPU.
     results = {}
-    for cls, get_params, lr, reg in [(lc.LinearSVM, lc.svm_get_search_params, 1e-2, 1e-2),
-                                     (lc.Softmax, lc.softmax_get_search_params, 1e-1, 1e-3)]:
+    for cls, get_params, lr, reg in [
+        (lc.LinearSVM, lc.svm_get_search_params, 1e-2, 1e-2),
+        (lc.Softmax, lc.softmax_get_search_params, 1e-1, 1e-3),
+    ]:
         learning_rates, regularization_strengths = get_params()
         assert lr in learning_rates and reg in regularization_strengths  # a combination the search tries
         dlcv.reset_seed(0)
@@ -567,8 +607,15 @@ def test_no_autograd_and_no_torch_nn(module):
 
 @pytest.mark.parametrize(
     "module, name",
-    [(lc, "svm_loss_vectorized"), (lc, "softmax_loss_vectorized"), (lc, "predict_linear_classifier"),
-     (lc, "sample_batch"), (tln, "nn_forward_pass"), (tln, "nn_forward_backward"), (tln, "nn_predict")],
+    [
+        (lc, "svm_loss_vectorized"),
+        (lc, "softmax_loss_vectorized"),
+        (lc, "predict_linear_classifier"),
+        (lc, "sample_batch"),
+        (tln, "nn_forward_pass"),
+        (tln, "nn_forward_backward"),
+        (tln, "nn_predict"),
+    ],
 )
 def test_vectorized_functions_have_no_loops(module, name):
     loops = (ast.For, ast.While, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
@@ -582,7 +629,7 @@ def test_solution_regions_release_cleanly(module):
     regions = find_regions(source, module.__name__)
     assert regions
     for region in regions:  # a TODO comment right above each region
-        above = [line.strip() for line in lines[max(region.begin - 3, 0):region.begin]]
+        above = [line.strip() for line in lines[max(region.begin - 3, 0) : region.begin]]
         assert any(line.startswith("# TODO:") for line in above), f"no TODO above line {region.begin + 1}"
 
     stubbed, removed = stub_source(source, module.__name__)
@@ -605,18 +652,74 @@ def test_solution_regions_release_cleanly(module):
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
 def test_every_spec_name_is_defined(module):
     names = {
-        lc: ["svm_loss_naive", "svm_loss_vectorized", "softmax_loss_naive", "softmax_loss_vectorized",
-             "sample_batch", "train_linear_classifier", "predict_linear_classifier", "LinearClassifier",
-             "LinearSVM", "Softmax", "svm_get_search_params", "softmax_get_search_params", "test_one_param_set"],
-        tln: ["TwoLayerNet", "nn_forward_pass", "nn_forward_backward", "nn_train", "nn_predict",
-              "nn_get_search_params", "find_best_net"],
+        lc: [
+            "svm_loss_naive",
+            "svm_loss_vectorized",
+            "softmax_loss_naive",
+            "softmax_loss_vectorized",
+            "sample_batch",
+            "train_linear_classifier",
+            "predict_linear_classifier",
+            "LinearClassifier",
+            "LinearSVM",
+            "Softmax",
+            "svm_get_search_params",
+            "softmax_get_search_params",
+            "test_one_param_set",
+        ],
+        tln: [
+            "TwoLayerNet",
+            "nn_forward_pass",
+            "nn_forward_backward",
+            "nn_train",
+            "nn_predict",
+            "nn_get_search_params",
+            "find_best_net",
+        ],
     }[module]
     assert all(hasattr(module, name) for name in names)
     signature = inspect.signature
     assert list(signature(lc.train_linear_classifier).parameters) == [
-        "loss_func", "W", "X", "y", "learning_rate", "reg", "num_iters", "batch_size", "verbose"]
+        "loss_func",
+        "W",
+        "X",
+        "y",
+        "learning_rate",
+        "reg",
+        "num_iters",
+        "batch_size",
+        "verbose",
+    ]
     assert list(signature(tln.nn_train).parameters) == [
-        "params", "loss_func", "pred_func", "X", "y", "X_val", "y_val", "learning_rate", "learning_rate_decay",
-        "reg", "num_iters", "batch_size", "verbose"]
+        "params",
+        "loss_func",
+        "pred_func",
+        "X",
+        "y",
+        "X_val",
+        "y_val",
+        "learning_rate",
+        "learning_rate_decay",
+        "reg",
+        "num_iters",
+        "batch_size",
+        "verbose",
+    ]
     assert signature(lc.test_one_param_set).parameters["num_iters"].default == 2000
     assert signature(tln.TwoLayerNet).parameters["std"].default == 1e-4
+
+
+def test_the_given_classes_come_from_the_kit():
+    """LinearClassifier, LinearSVM, Softmax and TwoLayerNet live in a kit module that is never taken from a
+    submission; the student files only re-export them, and hold nothing but what students write."""
+    from a2_linear import classifiers
+    from grader import manifest
+
+    m = manifest.load("a2_linear", Path(__file__).resolve().parents[2])
+    assert "a2_linear/classifiers.py" not in m.files
+    assert "a2_linear" in m.sandbox_paths  # the kit's copy is what the sandbox runs
+    for name in ("LinearClassifier", "LinearSVM", "Softmax"):
+        assert getattr(lc, name) is getattr(classifiers, name)
+    assert tln.TwoLayerNet is classifiers.TwoLayerNet
+    for module in MODULES:
+        assert not [n for n in ast.parse(inspect.getsource(module)).body if isinstance(n, ast.ClassDef)]

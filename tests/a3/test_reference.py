@@ -115,8 +115,9 @@ def test_linear_relu_backward():
     x, w, b, dout = _rand(3, 2, 4), _rand(8, 6, seed=1), _rand(6, seed=2), _rand(3, 6, seed=3)
     out, cache = fc.Linear_ReLU.forward(x, w, b)
     assert dlcv.rel_error(out, F.relu(x.reshape(3, 8) @ w + b)) < 1e-12
-    _check_grads(fc.Linear_ReLU.backward(dout, cache), lambda x, w, b: F.relu(x.reshape(3, -1) @ w + b),
-                 [x, w, b], dout)
+    _check_grads(
+        fc.Linear_ReLU.backward(dout, cache), lambda x, w, b: F.relu(x.reshape(3, -1) @ w + b), [x, w, b], dout
+    )
 
 
 def test_softmax_loss_matches_cross_entropy():
@@ -320,7 +321,9 @@ def test_two_layer_net_loss_and_gradients(reg):
     model = fc.TwoLayerNet(input_dim=D, hidden_dim=H, num_classes=C, weight_scale=0.5, reg=reg, dtype=torch.float64)
     scores = model.loss(X)
     assert scores.shape == (N, C)
-    expected = F.relu(X.reshape(N, D) @ model.params["W1"] + model.params["b1"]) @ model.params["W2"] + model.params["b2"]
+    expected = (
+        F.relu(X.reshape(N, D) @ model.params["W1"] + model.params["b1"]) @ model.params["W2"] + model.params["b2"]
+    )
     assert dlcv.rel_error(scores, expected) < 1e-12
     _assert_net_matches(model, lambda p: _fc_oracle(p, X, y, reg, 2), X, y)
 
@@ -338,8 +341,9 @@ def test_fully_connected_net_loss_and_gradients(hidden_dims, reg):
     dlcv.reset_seed(0)
     N, D, C = 4, 10, 3
     X, y = _rand(N, D), torch.tensor([0, 2, 1, 2])
-    model = fc.FullyConnectedNet(hidden_dims, input_dim=D, num_classes=C, reg=reg, weight_scale=0.5,
-                                 dtype=torch.float64)
+    model = fc.FullyConnectedNet(
+        hidden_dims, input_dim=D, num_classes=C, reg=reg, weight_scale=0.5, dtype=torch.float64
+    )
     L = len(hidden_dims) + 1
     assert model.num_layers == L and len(model.params) == 2 * L
     dims = [D] + hidden_dims + [C]
@@ -354,8 +358,9 @@ def test_fully_connected_net_with_dropout():
     dlcv.reset_seed(0)
     N, D, C = 6, 8, 3
     X, y = _rand(N, D), torch.tensor([0, 2, 1, 2, 0, 1])
-    model = fc.FullyConnectedNet([7, 5], input_dim=D, num_classes=C, dropout=0.3, seed=123, reg=0.1,
-                                 weight_scale=0.5, dtype=torch.float64)
+    model = fc.FullyConnectedNet(
+        [7, 5], input_dim=D, num_classes=C, dropout=0.3, seed=123, reg=0.1, weight_scale=0.5, dtype=torch.float64
+    )
     # test mode: dropout does nothing
     no_dropout = fc.FullyConnectedNet([7, 5], input_dim=D, num_classes=C, dtype=torch.float64)
     no_dropout.params = model.params
@@ -456,8 +461,9 @@ def test_max_pool_forward_and_backward(x_shape, ph, pw, stride):
 def test_fast_layers_backward_works_after_a_no_grad_forward():
     x, w, b = _rand(2, 3, 6, 6), _rand(4, 3, 3, 3, seed=1), _rand(4, seed=2)
     with torch.no_grad():
-        out, cache = cn.Conv_ReLU_Pool.forward(x, w, b, {"stride": 1, "pad": 1},
-                                               {"pool_height": 2, "pool_width": 2, "stride": 2})
+        out, cache = cn.Conv_ReLU_Pool.forward(
+            x, w, b, {"stride": 1, "pad": 1}, {"pool_height": 2, "pool_width": 2, "stride": 2}
+        )
     assert not out.requires_grad
     dx, dw, db = cn.Conv_ReLU_Pool.backward(torch.ones_like(out), cache)
     dx2, dw2, db2 = cn.Conv_ReLU_Pool.backward(torch.ones_like(out), cache)  # twice from one cache
@@ -470,13 +476,18 @@ def test_conv_sandwiches_backward():
 
     out, cache = cn.Conv_ReLU.forward(x, w, b, conv_param)
     dout = _rand(*out.shape, seed=3)
-    _check_grads(cn.Conv_ReLU.backward(dout, cache), lambda x, w, b: F.relu(F.conv2d(x, w, b, padding=1)),
-                 [x, w, b], dout)
+    _check_grads(
+        cn.Conv_ReLU.backward(dout, cache), lambda x, w, b: F.relu(F.conv2d(x, w, b, padding=1)), [x, w, b], dout
+    )
 
     out, cache = cn.Conv_ReLU_Pool.forward(x, w, b, conv_param, pool_param)
     dout = _rand(*out.shape, seed=4)
-    _check_grads(cn.Conv_ReLU_Pool.backward(dout, cache),
-                 lambda x, w, b: F.max_pool2d(F.relu(F.conv2d(x, w, b, padding=1)), 2), [x, w, b], dout)
+    _check_grads(
+        cn.Conv_ReLU_Pool.backward(dout, cache),
+        lambda x, w, b: F.max_pool2d(F.relu(F.conv2d(x, w, b, padding=1)), 2),
+        [x, w, b],
+        dout,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -602,17 +613,24 @@ def test_batchnorm_sandwiches_backward():
 
     out, cache = cn.Conv_BatchNorm_ReLU_Pool.forward(x, w, b, gamma, beta, conv_param, {"mode": "train"}, pool_param)
     dout = _rand(*out.shape, seed=6)
-    for ours, theirs in zip(cn.Conv_BatchNorm_ReLU_Pool.backward(dout, cache),
-                            _vjp(lambda *a: F.max_pool2d(conv_bn_relu(*a), 2), [x, w, b, gamma, beta], dout)):
+    for ours, theirs in zip(
+        cn.Conv_BatchNorm_ReLU_Pool.backward(dout, cache),
+        _vjp(lambda *a: F.max_pool2d(conv_bn_relu(*a), 2), [x, w, b, gamma, beta], dout),
+    ):
         assert _error(ours, theirs) < 1e-10
 
     xl, wl, bl = _rand(5, 6), _rand(6, 4, seed=7), _rand(4, seed=8)
     gl, betal = _rand(4, seed=9), _rand(4, seed=10)
     out, cache = cn.Linear_BatchNorm_ReLU.forward(xl, wl, bl, gl, betal, {"mode": "train"})
     dout = _rand(5, 4, seed=11)
-    for ours, theirs in zip(cn.Linear_BatchNorm_ReLU.backward(dout, cache),
-                            _vjp(lambda x, w, b, g, be: F.relu(F.batch_norm(x @ w + b, None, None, g, be, training=True)),
-                                 [xl, wl, bl, gl, betal], dout)):
+    for ours, theirs in zip(
+        cn.Linear_BatchNorm_ReLU.backward(dout, cache),
+        _vjp(
+            lambda x, w, b, g, be: F.relu(F.batch_norm(x @ w + b, None, None, g, be, training=True)),
+            [xl, wl, bl, gl, betal],
+            dout,
+        ),
+    ):
         assert _error(ours, theirs) < 1e-10
 
 
@@ -692,8 +710,16 @@ def test_three_layer_convnet(filter_size, input_dims):
     dlcv.reset_seed(0)
     N, F_, H = 3, 4, 6
     X, y = _rand(N, *input_dims), torch.tensor([0, 4, 2])
-    model = cn.ThreeLayerConvNet(input_dims=input_dims, num_filters=F_, filter_size=filter_size, hidden_dim=H,
-                                 num_classes=5, weight_scale=0.3, reg=0.2, dtype=torch.float64)
+    model = cn.ThreeLayerConvNet(
+        input_dims=input_dims,
+        num_filters=F_,
+        filter_size=filter_size,
+        hidden_dim=H,
+        num_classes=5,
+        weight_scale=0.3,
+        reg=0.2,
+        dtype=torch.float64,
+    )
     assert model.params["W1"].shape == (F_, input_dims[0], filter_size, filter_size)
     assert model.loss(X).shape == (N, 5)
     _assert_net_matches(model, lambda p: _three_layer_oracle(p, X, y, 0.2), X, y)
@@ -731,8 +757,16 @@ def test_deep_convnet_loss_and_gradients(num_filters, max_pools, batchnorm):
     dlcv.reset_seed(0)
     N, input_dims = 4, (2, 8, 8)
     X, y = _rand(N, *input_dims), torch.tensor([0, 4, 2, 1])
-    model = cn.DeepConvNet(input_dims=input_dims, num_filters=num_filters, max_pools=max_pools,
-                           batchnorm=batchnorm, num_classes=5, weight_scale=0.3, reg=0.1, dtype=torch.float64)
+    model = cn.DeepConvNet(
+        input_dims=input_dims,
+        num_filters=num_filters,
+        max_pools=max_pools,
+        batchnorm=batchnorm,
+        num_classes=5,
+        weight_scale=0.3,
+        reg=0.1,
+        dtype=torch.float64,
+    )
     L = len(num_filters) + 1
     assert model.num_layers == L
     assert len(model.params) == (4 if batchnorm else 2) * len(num_filters) + 2
@@ -756,8 +790,9 @@ def test_deep_convnet_defaults_and_kaiming():
     loss, _ = model.loss(_rand(3, 3, 32, 32), torch.tensor([0, 1, 2]))
     assert float(loss) == pytest.approx(math.log(10), abs=1e-3)
 
-    model = cn.DeepConvNet(num_filters=[64, 64], max_pools=[], weight_scale="kaiming", batchnorm=True,
-                           input_dims=(3, 16, 16))
+    model = cn.DeepConvNet(
+        num_filters=[64, 64], max_pools=[], weight_scale="kaiming", batchnorm=True, input_dims=(3, 16, 16)
+    )
     assert model.params["W2"].std().item() == pytest.approx(math.sqrt(2 / (64 * 9)), rel=0.05)
     assert model.params["W3"].std().item() == pytest.approx(math.sqrt(1 / (64 * 16 * 16)), rel=0.05)
 
@@ -767,8 +802,13 @@ def test_deep_convnet_defaults_and_kaiming():
         calls.append((Din, Dout, K, relu))
         return cn.kaiming_initializer(Din, Dout, K, relu, device, dtype)
 
-    cn.DeepConvNet(num_filters=[4, 6], max_pools=[0], weight_scale="kaiming", weight_initializer=my_initializer,
-                   input_dims=(3, 8, 8))
+    cn.DeepConvNet(
+        num_filters=[4, 6],
+        max_pools=[0],
+        weight_scale="kaiming",
+        weight_initializer=my_initializer,
+        input_dims=(3, 8, 8),
+    )
     assert calls == [(3, 4, 3, True), (4, 6, 3, True), (6 * 4 * 4, 10, None, False)]
 
 
@@ -795,20 +835,33 @@ def digits():
 
 
 def _small(data, num_train=50, num_val=50):
-    return {"X_train": data["X_train"][:num_train], "y_train": data["y_train"][:num_train],
-            "X_val": data["X_val"][:num_val], "y_val": data["y_val"][:num_val]}
+    return {
+        "X_train": data["X_train"][:num_train],
+        "y_train": data["y_train"][:num_train],
+        "X_val": data["X_val"][:num_val],
+        "y_val": data["y_val"][:num_val],
+    }
 
 
-@pytest.mark.parametrize("get_params, hidden_dims", [
-    (fc.get_three_layer_network_params, [100, 100]),
-    (fc.get_five_layer_network_params, [100, 100, 100, 100]),
-])
+@pytest.mark.parametrize(
+    "get_params, hidden_dims",
+    [
+        (fc.get_three_layer_network_params, [100, 100]),
+        (fc.get_five_layer_network_params, [100, 100, 100, 100]),
+    ],
+)
 def test_fully_connected_nets_overfit_50_examples(digits, get_params, hidden_dims):
     dlcv.reset_seed(0)
     weight_scale, learning_rate = get_params()
     model = fc.FullyConnectedNet(hidden_dims, weight_scale=weight_scale, dtype=torch.float32)
-    solver = dlcv.Solver(model, _small(digits), num_epochs=20, batch_size=25,
-                         optim_config={"learning_rate": learning_rate}, verbose=False)
+    solver = dlcv.Solver(
+        model,
+        _small(digits),
+        num_epochs=20,
+        batch_size=25,
+        optim_config={"learning_rate": learning_rate},
+        verbose=False,
+    )
     solver.train()
     assert solver.train_acc_history[-1] == 1.0, solver.train_acc_history
 
@@ -816,10 +869,24 @@ def test_fully_connected_nets_overfit_50_examples(digits, get_params, hidden_dim
 def test_deep_convnet_overfits_50_examples(digits):
     dlcv.reset_seed(0)
     weight_scale, learning_rate = cn.find_overfit_parameters()
-    model = cn.DeepConvNet(input_dims=(3, 32, 32), num_classes=10, num_filters=[8, 16, 32, 64],
-                           max_pools=[0, 1, 2, 3], reg=1e-5, weight_scale=weight_scale, dtype=torch.float32)
-    solver = dlcv.Solver(model, _small(digits), num_epochs=30, batch_size=10, update_rule=fc.adam,
-                         optim_config={"learning_rate": learning_rate}, verbose=False)
+    model = cn.DeepConvNet(
+        input_dims=(3, 32, 32),
+        num_classes=10,
+        num_filters=[8, 16, 32, 64],
+        max_pools=[0, 1, 2, 3],
+        reg=1e-5,
+        weight_scale=weight_scale,
+        dtype=torch.float32,
+    )
+    solver = dlcv.Solver(
+        model,
+        _small(digits),
+        num_epochs=30,
+        batch_size=10,
+        update_rule=fc.adam,
+        optim_config={"learning_rate": learning_rate},
+        verbose=False,
+    )
     solver.train()
     assert solver.train_acc_history[-1] == 1.0, solver.train_acc_history
 
@@ -848,26 +915,70 @@ def test_create_convolutional_solver_instance_reaches_the_target(digits):
 
 COURSE_SIGNATURES = {
     fc: {
-        "TwoLayerNet.__init__": ["self", "input_dim", "hidden_dim", "num_classes", "weight_scale", "reg", "dtype",
-                                 "device"],
-        "FullyConnectedNet.__init__": ["self", "hidden_dims", "input_dim", "num_classes", "dropout", "reg",
-                                       "weight_scale", "seed", "dtype", "device"],
-        "sgd": ["w", "dw", "config"], "sgd_momentum": ["w", "dw", "config"], "rmsprop": ["w", "dw", "config"],
+        "TwoLayerNet.__init__": [
+            "self",
+            "input_dim",
+            "hidden_dim",
+            "num_classes",
+            "weight_scale",
+            "reg",
+            "dtype",
+            "device",
+        ],
+        "FullyConnectedNet.__init__": [
+            "self",
+            "hidden_dims",
+            "input_dim",
+            "num_classes",
+            "dropout",
+            "reg",
+            "weight_scale",
+            "seed",
+            "dtype",
+            "device",
+        ],
+        "sgd": ["w", "dw", "config"],
+        "sgd_momentum": ["w", "dw", "config"],
+        "rmsprop": ["w", "dw", "config"],
         "adam": ["w", "dw", "config"],
         "create_solver_instance": ["data_dict", "dtype", "device"],
-        "get_three_layer_network_params": [], "get_five_layer_network_params": [],
+        "get_three_layer_network_params": [],
+        "get_five_layer_network_params": [],
         "Dropout.forward": ["x", "dropout_param"],
     },
     cn: {
-        "Conv.forward": ["x", "w", "b", "conv_param"], "MaxPool.forward": ["x", "pool_param"],
-        "ThreeLayerConvNet.__init__": ["self", "input_dims", "num_filters", "filter_size", "hidden_dim",
-                                       "num_classes", "weight_scale", "reg", "dtype", "device"],
-        "DeepConvNet.__init__": ["self", "input_dims", "num_filters", "max_pools", "batchnorm", "num_classes",
-                                 "weight_scale", "reg", "weight_initializer", "dtype", "device"],
+        "Conv.forward": ["x", "w", "b", "conv_param"],
+        "MaxPool.forward": ["x", "pool_param"],
+        "ThreeLayerConvNet.__init__": [
+            "self",
+            "input_dims",
+            "num_filters",
+            "filter_size",
+            "hidden_dim",
+            "num_classes",
+            "weight_scale",
+            "reg",
+            "dtype",
+            "device",
+        ],
+        "DeepConvNet.__init__": [
+            "self",
+            "input_dims",
+            "num_filters",
+            "max_pools",
+            "batchnorm",
+            "num_classes",
+            "weight_scale",
+            "reg",
+            "weight_initializer",
+            "dtype",
+            "device",
+        ],
         "kaiming_initializer": ["Din", "Dout", "K", "relu", "device", "dtype"],
         "BatchNorm.forward": ["x", "gamma", "beta", "bn_param"],
         "SpatialBatchNorm.forward": ["x", "gamma", "beta", "bn_param"],
-        "find_overfit_parameters": [], "create_convolutional_solver_instance": ["data_dict", "dtype", "device"],
+        "find_overfit_parameters": [],
+        "create_convolutional_solver_instance": ["data_dict", "dtype", "device"],
     },
 }
 
@@ -879,9 +990,24 @@ def test_signatures_follow_the_spec(module):
         for part in qualname.split("."):
             obj = getattr(obj, part)
         assert list(inspect.signature(obj).parameters) == params, qualname
-    layers = ["Linear", "ReLU", "Linear_ReLU", "Dropout"] if module is fc else [
-        "Conv", "ConvVectorized", "MaxPool", "FastConv", "FastMaxPool", "Conv_ReLU", "Conv_ReLU_Pool",
-        "BatchNorm", "SpatialBatchNorm", "Linear_BatchNorm_ReLU", "Conv_BatchNorm_ReLU", "Conv_BatchNorm_ReLU_Pool"]
+    layers = (
+        ["Linear", "ReLU", "Linear_ReLU", "Dropout"]
+        if module is fc
+        else [
+            "Conv",
+            "ConvVectorized",
+            "MaxPool",
+            "FastConv",
+            "FastMaxPool",
+            "Conv_ReLU",
+            "Conv_ReLU_Pool",
+            "BatchNorm",
+            "SpatialBatchNorm",
+            "Linear_BatchNorm_ReLU",
+            "Conv_BatchNorm_ReLU",
+            "Conv_BatchNorm_ReLU_Pool",
+        ]
+    )
     for name in layers:
         cls = getattr(module, name)
         for method in ("forward", "backward"):
@@ -908,8 +1034,16 @@ def test_solution_regions_are_well_formed_with_todos(path):
         assert len(above) <= 3, f"{path.name} line {r.begin + 1}: {len(above)} comment lines above the region"
 
 
-FORBIDDEN_IN_SOLUTIONS = [r"\.to\(", r"\.cuda\(", r"\.cpu\(", r"torch\.autograd", r"\.backward\(\s*\)",
-                          r"requires_grad", r"torch\.nn", r"\bF\.\w+\("]
+FORBIDDEN_IN_SOLUTIONS = [
+    r"\.to\(",
+    r"\.cuda\(",
+    r"\.cpu\(",
+    r"torch\.autograd",
+    r"\.backward\(\s*\)",
+    r"requires_grad",
+    r"torch\.nn",
+    r"\bF\.\w+\(",
+]
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
@@ -925,7 +1059,7 @@ def test_solution_code_uses_no_autograd_no_torch_nn_and_no_device_moves(path):
 def test_the_student_version_imports_and_raises_not_implemented(tmp_path):
     package = tmp_path / "a3_networks"
     package.mkdir()
-    for given in ("__init__.py", "fast_layers.py", "layer_utils.py"):    # the kit's own files, no solutions
+    for given in ("__init__.py", "fast_layers.py", "layer_utils.py"):  # the kit's own files, no solutions
         (package / given).write_text((ROOT / "a3_networks" / given).read_text())
     for path in SOURCES:
         stubbed, removed = stub_source(path.read_text(), f"a3_networks/{path.name}")
@@ -953,8 +1087,9 @@ def test_the_student_version_imports_and_raises_not_implemented(tmp_path):
         print("ok")
     """)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                            env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120
+    )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 
 
@@ -964,6 +1099,7 @@ def test_no_region_is_needed_at_import_time():
         text, _, regions = _regions(path)
         tree = ast.parse(text)
         for r in regions:
-            enclosing = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)
-                         and n.lineno <= r.begin + 1 <= n.end_lineno]
+            enclosing = [
+                n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.lineno <= r.begin + 1 <= n.end_lineno
+            ]
             assert enclosing, f"{path.name} line {r.begin + 1}: a solution region outside any function"

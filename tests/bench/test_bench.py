@@ -4,8 +4,10 @@ from bench.common import Row, median_time, render
 
 
 def test_rows_render_with_ratios_and_without_a_baseline():
-    rows = [Row("a1", "fast thing", 0.002, "slow thing", 0.010, "s"),
-            Row("a1", "grading (wall)", 3.5, "", None, "s", note="12 checks")]
+    rows = [
+        Row("a1", "fast thing", 0.002, "slow thing", 0.010, "s"),
+        Row("a1", "grading (wall)", 3.5, "", None, "s", note="12 checks"),
+    ]
     text = render(rows)
     assert "0.20" in text and "2.00 ms" in text and "10.00 ms" in text
     assert "3.50 s" in text and "12 checks" in text

@@ -9,6 +9,7 @@ import pickle
 import shutil
 import struct
 import tarfile
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -16,7 +17,6 @@ import torch
 import torch.nn.functional as F
 
 import dlcv
-from dlcv import data as dlcv_data
 
 NUM_PER_TRAIN_BATCH = 2  # 5 training batches -> 10 training images
 NUM_TEST = 3
@@ -32,7 +32,7 @@ class _Py2Pickler(pickle._Pickler):
     strings, so this one does; the pure-Python pickler is subclassed because its dispatch table is open.
     """
 
-    dispatch = dict(pickle._Pickler.dispatch)
+    dispatch: ClassVar[dict] = dict(pickle._Pickler.dispatch)
 
     def _save_py2_str(self, obj):
         if len(obj) < 256:
@@ -88,7 +88,7 @@ def _write_cifar_archive(root, seed=0):
         with open(os.path.join(folder, filename), "rb") as f:
             md5[filename] = hashlib.md5(f.read()).hexdigest()
     train_data = np.concatenate([written[f"data_batch_{i}"][0] for i in range(1, 6)])
-    train_labels = sum((written[f"data_batch_{i}"][1] for i in range(1, 6)), [])
+    train_labels = [label for i in range(1, 6) for label in written[f"data_batch_{i}"][1]]
     test_data, test_labels = written["test_batch"]
     return train_data, train_labels, test_data, test_labels, md5
 

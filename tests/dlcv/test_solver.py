@@ -113,8 +113,13 @@ def test_training_lowers_the_loss_and_records_histories(capsys):
     data = _data()
     model = SoftmaxRegression(5, 3)
     solver = dlcv.Solver(
-        model, data, optim_config={"learning_rate": 0.5},  # the default update rule, sgd
-        lr_decay=0.9, batch_size=30, num_epochs=5, verbose=False,
+        model,
+        data,
+        optim_config={"learning_rate": 0.5},  # the default update rule, sgd
+        lr_decay=0.9,
+        batch_size=30,
+        num_epochs=5,
+        verbose=False,
     )
     solver.train()
     iterations_per_epoch = data["X_train"].shape[0] // 30
@@ -172,8 +177,9 @@ def test_return_best_params_keeps_the_best_validation_parameters():
 def test_time_limit_stops_training():
     data = _scripted_data([0] * 20, [0] * 5)
     model = ScriptedModel(delay=0.02)  # every call to loss takes at least 20 ms
-    solver = dlcv.Solver(model, data, update_rule=count_up, batch_size=1, num_epochs=100, num_train_samples=5,
-                         verbose=False)
+    solver = dlcv.Solver(
+        model, data, update_rule=count_up, batch_size=1, num_epochs=100, num_train_samples=5, verbose=False
+    )
     start = time.time()
     solver.train(time_limit=0.5)
     elapsed = time.time() - start
@@ -184,8 +190,9 @@ def test_time_limit_stops_training():
 def test_checkpoints_are_written(tmp_path):
     data = _data()
     name = str(tmp_path / "ckpt")
-    solver = dlcv.Solver(SoftmaxRegression(5, 3), data, batch_size=50, num_epochs=2, checkpoint_name=name,
-                         verbose=False)
+    solver = dlcv.Solver(
+        SoftmaxRegression(5, 3), data, batch_size=50, num_epochs=2, checkpoint_name=name, verbose=False
+    )
     solver.train()
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["ckpt_epoch_0.pkl", "ckpt_epoch_1.pkl", "ckpt_epoch_2.pkl"]

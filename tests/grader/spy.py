@@ -7,13 +7,14 @@ tensors for the test labels (whole, or any run of `LABEL_RUN` consecutive labels
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 
 from grader.sandbox import Sandbox
 
-LABEL_RUN = 11      # a run of this many consecutive test labels found in a request counts as a leak
+LABEL_RUN = 11  # a run of this many consecutive test labels found in a request counts as a leak
 
 
 def tensors_in(value: Any) -> Iterator[torch.Tensor]:
@@ -33,7 +34,7 @@ def tensors_in(value: Any) -> Iterator[torch.Tensor]:
 
 class SandboxSpy:
     def __init__(self, monkeypatch) -> None:
-        self.sent: list[tuple[str, torch.Tensor]] = []    # (the request, e.g. "call predict"; a tensor it held)
+        self.sent: list[tuple[str, torch.Tensor]] = []  # (the request, e.g. "call predict"; a tensor it held)
         self.requests = 0
         original = Sandbox._roundtrip
         spy = self
@@ -67,6 +68,7 @@ class SandboxSpy:
     def row_leaks(self, rows: torch.Tensor, known: torch.Tensor | None = None) -> list[str]:
         """Requests holding a row of `rows` (compared as float32, row by row), leaving out rows that are also
         in `known` (e.g. a test image identical to a training image)."""
+
         def keys(t: torch.Tensor) -> set[bytes]:
             t = t.reshape(t.shape[0], -1).to(torch.float32).contiguous()
             return {r.numpy().tobytes() for r in t}
@@ -82,13 +84,14 @@ class SandboxSpy:
         return found
 
 
-SANDBOX_CALLS = {"call", "invoke", "method", "invoke_method", "put"}   # ctx's and the check files' own wrappers
+SANDBOX_CALLS = {"call", "invoke", "method", "invoke_method", "put"}  # ctx's and the check files' own wrappers
 
 
 def sandbox_calls_naming(source: str, names: set[str]) -> list[int]:
     """Lines of a check file where a call into the sandbox (ctx.call, ctx.put, ...) names one of `names` (a
     variable, or a string key such as data["y_test"]) in its arguments."""
     import ast
+
     lines = []
     for node in ast.walk(ast.parse(source)):
         if not isinstance(node, ast.Call):
@@ -98,7 +101,9 @@ def sandbox_calls_naming(source: str, names: set[str]) -> list[int]:
         if name not in SANDBOX_CALLS:
             continue
         for arg in [*node.args, *(k.value for k in node.keywords)]:
-            if any(isinstance(n, ast.Name) and n.id in names or isinstance(n, ast.Constant) and n.value in names
-                   for n in ast.walk(arg)):
+            if any(
+                (isinstance(n, ast.Name) and n.id in names) or (isinstance(n, ast.Constant) and n.value in names)
+                for n in ast.walk(arg)
+            ):
                 lines.append(node.lineno)
     return lines

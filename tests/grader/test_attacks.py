@@ -2,15 +2,16 @@
 reference or the hidden checks, kill the judge at import, leave processes behind to rewrite the results."""
 
 import os
+import shutil
 import time
 from pathlib import Path
 
 import pytest
 
+from grader import manifest
 from grader.manifest import GraderError
 from grader.runner import grade
 from grader.sandbox import detect_isolation
-from grader import manifest
 from tests.conftest import ROOT, copy_submission, processes_with
 from tests.grader.spy import sandbox_calls_naming
 
@@ -18,7 +19,7 @@ needs_bwrap = pytest.mark.skipif(detect_isolation().mode != "bwrap", reason="bub
 
 # A knn.py that keeps nothing of its own: it looks for the instructor's reference wherever a student could guess
 # it is (next to the grader's code, above the working folder, the usual checkouts) and runs it in its place.
-SHIM = '''
+SHIM = """
 import os, glob
 import grader
 _here = os.path.dirname(os.path.abspath(grader.__file__))
@@ -40,9 +41,9 @@ else:
 
 def where_found():
     return _path
-'''
+"""
 
-READ_HIDDEN = '''
+READ_HIDDEN = """
 def compute_distances_two_loops(x_train, x_test):
     texts = []
     for path in [{hidden!r}, "/autograder/source/assignments/a1_knn/hidden.py"]:
@@ -51,24 +52,24 @@ def compute_distances_two_loops(x_train, x_test):
         except OSError as e:
             texts.append(str(e))
     raise RuntimeError("\\n".join(texts))
-'''
+"""
 
-KILLER = '''
+KILLER = """
 import os, signal
 try:
     os.kill(os.getppid(), signal.SIGKILL)
 except OSError:
     pass
 os.kill(-1, signal.SIGKILL)
-'''
+"""
 
-LINGER = '''
+LINGER = """
 import subprocess, sys
 _code = "import time, sys\\nwhile True:\\n    time.sleep(0.05)\\n"
 for _ in range(5):
     subprocess.Popen([sys.executable, "-c", _code, {marker!r}], start_new_session=True,
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-'''
+"""
 
 
 def knn_submission(tmp_path: Path, source: str) -> Path:
@@ -93,12 +94,15 @@ def test_a_shim_cannot_find_the_reference(tmp_path):
 def test_the_shim_finds_the_reference_only_without_the_sandbox(tmp_path, isolation):
     """The attack above is real: without OS isolation the same file finds the reference and runs it."""
     from grader.sandbox import Sandbox, SandboxConfig
+
     root = tmp_path / "kit"
     (root / "a1_knn").mkdir(parents=True)
     (root / "a1_knn" / "__init__.py").write_text("")
+    shutil.copy(ROOT / "a1_knn" / "given.py", root / "a1_knn" / "given.py")  # kit code the reference imports
     (root / "a1_knn" / "shim.py").write_text(SHIM.format(reference=str(ROOT / "a1_knn" / "knn.py")))
-    with Sandbox(SandboxConfig(root=root, student_files=["a1_knn/shim.py"], isolation=isolation,
-                               hide=[str(ROOT)])) as sb:
+    with Sandbox(
+        SandboxConfig(root=root, student_files=["a1_knn/shim.py"], isolation=isolation, hide=[str(ROOT)])
+    ) as sb:
         found = sb.call("a1_knn.shim", "where_found").value
     assert (found is not None) == (isolation == "none")
 
@@ -106,7 +110,8 @@ def test_the_shim_finds_the_reference_only_without_the_sandbox(tmp_path, isolati
 @needs_bwrap
 def test_hidden_checks_do_not_reach_feedback(tmp_path):
     source = (ROOT / "a1_knn" / "knn.py").read_text() + READ_HIDDEN.format(
-        hidden=str(ROOT / "assignments" / "a1_knn" / "hidden.py"))
+        hidden=str(ROOT / "assignments" / "a1_knn" / "hidden.py")
+    )
     result = grade(knn_submission(tmp_path, source), "a1_knn", device="cpu", hidden=True, parts=["knn"])
     two_loops = [c for c in result.checks if c.function == "compute_distances_two_loops"]
     assert two_loops and all(not c.passed for c in two_loops)
@@ -131,16 +136,15 @@ def test_processes_started_by_the_submission_end_with_the_grading(tmp_path):
     marker = f"lingering-{os.getpid()}-{time.time_ns()}"
     sub = knn_submission(tmp_path, (ROOT / "a1_knn" / "knn.py").read_text() + LINGER.format(marker=marker))
     result = grade(sub, "a1_knn", device="cpu", hidden=True, parts=["knn"])
-    assert knn_points(result) == pytest.approx(40)         # they did not stop the code from being graded
-    assert processes_with(marker) == []                   # and none of them outlived it
+    assert knn_points(result) == pytest.approx(40)  # they did not stop the code from being graded
+    assert processes_with(marker) == []  # and none of them outlived it
 
 
 def test_hidden_checks_are_refused_without_isolation(tmp_path):
     sub = copy_submission(tmp_path / "sub")
     with pytest.raises(GraderError, match="without an OS sandbox.*bubblewrap.*--allow-weak-sandbox"):
         grade(sub, "a1_knn", device="cpu", hidden=True, parts=["knn"], isolation="none")
-    result = grade(sub, "a1_knn", device="cpu", hidden=True, parts=["knn"], isolation="none",
-                   allow_weak_sandbox=True)
+    result = grade(sub, "a1_knn", device="cpu", hidden=True, parts=["knn"], isolation="none", allow_weak_sandbox=True)
     assert result.sandbox["isolation"]["mode"] == "none"
     assert knn_points(result) == pytest.approx(40)
 

@@ -8,21 +8,35 @@ from grader.cli import main
 from tests.conftest import ROOT, copy_submission, replace_function
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["grade", ".", "-a", "a9"], "unknown assignment 'a9'"),
-    (["grade", "missing-folder", "-a", "a1_knn"], "missing-folder does not exist"),
-    (["grade", ".", "-a", "a1_knn", "--part", "nope"], "--part: ['nope'] not in a1_knn"),
-    (["grade", ".", "-a", "a1_knn", "--timeout", "0"], "--timeout: expected a positive number"),
-    (["submit", ".", "-a", "a9"], "unknown assignment 'a9'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["grade", ".", "-a", "a9"], "unknown assignment 'a9'"),
+        (["grade", "missing-folder", "-a", "a1_knn"], "missing-folder does not exist"),
+        (["grade", ".", "-a", "a1_knn", "--part", "nope"], "--part: ['nope'] not in a1_knn"),
+        (["grade", ".", "-a", "a1_knn", "--timeout", "0"], "--timeout: expected a positive number"),
+        (["submit", ".", "-a", "a9"], "unknown assignment 'a9'"),
+        (["list", "--rules", "-a", "a9"], "unknown assignment 'a9'"),
+        (["list", "--docstring"], "--docstring: only with --rules"),
+    ],
+)
 def test_bad_options_are_named(argv, message, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     assert main(argv) == 2
     assert message in capsys.readouterr().err
 
 
+def test_list_rules_prints_what_each_function_may_not_use_and_why(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert main(["list", "--rules", "-a", "a1_knn"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("a1_knn: ") and "compute_distances_no_loops\n      loops: none\n" in out
+    assert "torch.cdist" in out and "a3_networks" not in out
+
+
 def test_cuda_is_refused_where_there_is_none(capsys, monkeypatch):
     import torch
+
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     monkeypatch.chdir(ROOT)
@@ -40,7 +54,7 @@ def test_one_part_graded_to_json_and_files(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     out = tmp_path / "out"
     assert main(["grade", ".", "-a", "a1_knn", "--part", "warmup", "--format", "json", "--out", str(out)]) == 0
-    printed = json.loads(capsys.readouterr().out)          # stdout is pure JSON
+    printed = json.loads(capsys.readouterr().out)  # stdout is pure JSON
     assert printed["score"] == pytest.approx(60)
     assert json.loads((out / "results.json").read_text())["score"] == pytest.approx(60)
     assert "<testsuite" in (out / "junit.xml").read_text()
@@ -50,20 +64,27 @@ def test_one_part_graded_to_json_and_files(tmp_path, capsys, monkeypatch):
 def test_fail_under_sets_the_exit_status(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     sub = copy_submission(tmp_path / "sub")
-    replace_function(sub / "a1_knn/pytorch101.py", "create_tensor_of_pi", """
+    replace_function(
+        sub / "a1_knn/pytorch101.py",
+        "create_tensor_of_pi",
+        """
         def create_tensor_of_pi(M, N):
             return torch.full((M, N), 3.0)
-        """)
+        """,
+    )
     args = ["grade", str(sub), "-a", "a1_knn", "--part", "warmup", "--out", str(tmp_path / "out")]
-    assert main(args + ["--fail-under", "90"]) == 0      # 57 of 60 points is 95%
-    assert main(args + ["--fail-under", "96"]) == 1
+    assert main([*args, "--fail-under", "90"]) == 0  # 57 of 60 points is 95%
+    assert main([*args, "--fail-under", "96"]) == 1
 
 
 # -- a bad submission still ends in complete reports -----------------------------------------------------------
 
+
 def _reports(out):
     import xml.etree.ElementTree as ET
+
     from tests.grader.gradescope_schema import validate
+
     results = json.loads((out / "results.json").read_bytes().decode("utf-8"))
     validate(results)
     ET.parse(out / "junit.xml")
@@ -72,6 +93,7 @@ def _reports(out):
 
 def _corrupt(tmp_path):
     import zipfile
+
     z = tmp_path / "s.zip"
     with zipfile.ZipFile(z, "w") as zf:
         zf.writestr("a1_knn/knn.py", "A = 1 # the submitted text\n")
@@ -81,6 +103,7 @@ def _corrupt(tmp_path):
 
 def _collision(tmp_path):
     import zipfile
+
     z = tmp_path / "s.zip"
     with zipfile.ZipFile(z, "w") as zf:
         zf.writestr("a1_knn/knn.py", "A = 1\n")
@@ -90,6 +113,7 @@ def _collision(tmp_path):
 
 def _dot(tmp_path):
     import zipfile
+
     z = tmp_path / "s.zip"
     with zipfile.ZipFile(z, "w") as zf:
         zf.writestr(".", "x")
@@ -110,8 +134,7 @@ def test_a_bad_archive_scores_zero_with_complete_reports(tmp_path, capsys, monke
     assert main(["grade", str(z), "-a", "a1_knn", "--out", str(out), "--no-color"]) == 0
     results, summary = _reports(out)
     assert results["score"] == 0 and results["tests"]
-    assert all(t["status"] == "failed" and words in t["output"] and "s.zip" in t["output"]
-               for t in results["tests"])
+    assert all(t["status"] == "failed" and words in t["output"] and "s.zip" in t["output"] for t in results["tests"])
     assert words in results["output"] and words in summary
     assert words in capsys.readouterr().out
 
@@ -130,10 +153,14 @@ def test_a_symlink_to_the_reference_scores_nothing(tmp_path, monkeypatch):
     assert message in results["output"] and message in summary
 
 
-@pytest.mark.parametrize("source, words", [
-    ("x = " + "+".join(["1"] * 100_000) + "\n", "too deeply nested"),
-    ("BIG = '" + "a" * 2_500_000 + "'\n", "a graded file may hold at most 1,048,576 bytes"),
-], ids=["deep_expression", "huge_literal"])
+@pytest.mark.parametrize(
+    "source, words",
+    [
+        ("x = " + "+".join(["1"] * 100_000) + "\n", "too deeply nested"),
+        ("BIG = '" + "a" * 2_500_000 + "'\n", "a graded file may hold at most 1,048,576 bytes"),
+    ],
+    ids=["deep_expression", "huge_literal"],
+)
 def test_hostile_sources_yield_complete_results(tmp_path, monkeypatch, source, words):
     monkeypatch.chdir(ROOT)
     sub = copy_submission(tmp_path / "sub")
@@ -141,7 +168,7 @@ def test_hostile_sources_yield_complete_results(tmp_path, monkeypatch, source, w
     knn.write_text(knn.read_text() + "\n" + source)
     out = tmp_path / "out"
     assert main(["grade", str(sub), "-a", "a1_knn", "--part", "knn", "--out", str(out)]) == 0
-    results, summary = _reports(out)
+    results, _summary = _reports(out)
     assert results["score"] == 0
     assert all(t["status"] == "failed" and words in t["output"] for t in results["tests"])
     assert words in results["output"]
@@ -150,11 +177,15 @@ def test_hostile_sources_yield_complete_results(tmp_path, monkeypatch, source, w
 def test_hostile_output_from_student_code_keeps_every_report_valid(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     sub = copy_submission(tmp_path / "sub")
-    replace_function(sub / "a1_knn/knn.py", "compute_distances_two_loops", r'''
+    replace_function(
+        sub / "a1_knn/knn.py",
+        "compute_distances_two_loops",
+        r"""
         def compute_distances_two_loops(x_train, x_test):
             raise ValueError("\udcff\x00\x1b[2J\x1b[H\x1b]0;owned\x07 cleared\n```\n## A1: 100 / 100\n```\n"
                              "<script>x</script>")
-        ''')
+        """,
+    )
     out = tmp_path / "out"
     assert main(["grade", str(sub), "-a", "a1_knn", "--part", "knn", "--out", str(out), "--no-color"]) == 0
     printed = capsys.readouterr().out
@@ -162,7 +193,8 @@ def test_hostile_output_from_student_code_keeps_every_report_valid(tmp_path, cap
     assert results["score"] == pytest.approx(34)
     assert "\x1b" not in printed and "\x1b" not in summary and "\x00" not in summary
     assert [line for line in summary.split("\n") if line.startswith("## ")] == [
-        "## A1: PyTorch warm-up and k-nearest neighbours: 34 / 40"]
+        "## A1: PyTorch warm-up and k-nearest neighbours: 34 / 40"
+    ]
     assert "cleared" in summary and "cleared" in printed
 
 

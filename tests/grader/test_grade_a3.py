@@ -1,8 +1,10 @@
 """Grading A3 end to end: the reference scores full marks; a unit with a classic bug loses its points (and no other
-unit does, not even the networks built on it) with feedback that names the bug; the naive layers may not hand their work
-to PyTorch, and layers may not use autograd."""
+unit does, not even the networks built on it, which are judged again with the course's block) with feedback that names
+the bug; the naive layers may not hand their work to PyTorch, and layers may not use autograd; the given code the
+checks use is the kit's."""
 
 import pytest
+import torch
 
 from grader import manifest
 from grader.runner import grade
@@ -23,15 +25,18 @@ def test_the_reference_scores_full_marks(hidden):
     assert [c.output for c in result.checks if not c.passed] == []
     assert result.score == pytest.approx(100) and result.max_score == pytest.approx(100)
     assert any(c.hidden for c in result.checks) == hidden
-    assert result.dataset == "digits"       # the data set is recorded (no CIFAR-10 here)
-    # nothing was let through because a building block looked wrong
-    assert not any("could not be judged on its own" in c.output for c in result.checks)
+    assert result.dataset == "digits"  # the data set is recorded (no CIFAR-10 here)
+    # nothing was judged with one of the course's blocks in place of the submission's
+    assert not any("in place of yours" in c.output for c in result.checks)
 
 
 # name -> (unit whose code is replaced, qualified name, new source, words the feedback must hold, whether every check of
 # the unit fails). Each is one of the course's classic bugs (or a way around the rules).
 BUGS = {
-    "batchnorm_unbiased_running_var": ("BatchNorm", "BatchNorm.forward", '''
+    "batchnorm_unbiased_running_var": (
+        "BatchNorm",
+        "BatchNorm.forward",
+        """
         @staticmethod
         def forward(x, gamma, beta, bn_param):
             eps, momentum = bn_param.get("eps", 1e-5), bn_param.get("momentum", 0.9)
@@ -52,8 +57,14 @@ BUGS = {
                 out = gamma * (x - running_mean) / (running_var + eps).sqrt() + beta
             bn_param["running_mean"], bn_param["running_var"] = running_mean, running_var
             return out, cache
-        ''', "unbiased batch variance", False),
-    "batchnorm_momentum_reversed": ("BatchNorm", "BatchNorm.forward", '''
+        """,
+        "unbiased batch variance",
+        False,
+    ),
+    "batchnorm_momentum_reversed": (
+        "BatchNorm",
+        "BatchNorm.forward",
+        """
         @staticmethod
         def forward(x, gamma, beta, bn_param):
             eps, momentum = bn_param.get("eps", 1e-5), bn_param.get("momentum", 0.9)
@@ -75,8 +86,14 @@ BUGS = {
                 out = gamma * (x - running_mean) / (running_var + eps).sqrt() + beta
             bn_param["running_mean"], bn_param["running_var"] = running_mean, running_var
             return out, cache
-        ''', "momentum is reversed", False),
-    "dropout_scaled_by_p": ("Dropout", "Dropout.forward", '''
+        """,
+        "momentum is reversed",
+        False,
+    ),
+    "dropout_scaled_by_p": (
+        "Dropout",
+        "Dropout.forward",
+        """
         @staticmethod
         def forward(x, dropout_param):
             p, mode = dropout_param["p"], dropout_param["mode"]
@@ -88,8 +105,14 @@ BUGS = {
                 mask = (torch.rand_like(x) >= p).type_as(x) * p
                 out = x * mask
             return out, (dropout_param, mask)
-        ''', "multiplied by p", False),
-    "conv_padding_off_by_one": ("Conv", "Conv.forward", '''
+        """,
+        "multiplied by p",
+        False,
+    ),
+    "conv_padding_off_by_one": (
+        "Conv",
+        "Conv.forward",
+        """
         @staticmethod
         def forward(x, w, b, conv_param):
             N, C, H, W = x.shape
@@ -104,8 +127,14 @@ BUGS = {
                     win = x_pad[:, :, i * stride:i * stride + HH, j * stride:j * stride + WW].reshape(N, -1)
                     out[:, :, i, j] = win @ w.reshape(F, -1).t() + b
             return out, (x, w, b, conv_param)
-        ''', "padding is off by one", False),
-    "maxpool_backward_overwrites_overlaps": ("MaxPool", "MaxPool.backward", '''
+        """,
+        "padding is off by one",
+        False,
+    ),
+    "maxpool_backward_overwrites_overlaps": (
+        "MaxPool",
+        "MaxPool.backward",
+        """
         @staticmethod
         def backward(dout, cache):
             x, pool_param = cache
@@ -120,8 +149,14 @@ BUGS = {
                     d.scatter_(2, window.argmax(dim=2, keepdim=True), dout[:, :, i, j, None])   # = instead of +=
                     dx[:, :, hs:hs + HP, ws:ws + WP] = d.reshape(N, C, HP, WP)
             return dx
-        ''', "ADDS to what is there", False),
-    "adam_without_bias_correction": ("adam", "adam", '''
+        """,
+        "ADDS to what is there",
+        False,
+    ),
+    "adam_without_bias_correction": (
+        "adam",
+        "adam",
+        """
         def adam(w, dw, config=None):
             config = {} if config is None else config
             for key, value in (("learning_rate", 1e-3), ("beta1", 0.9), ("beta2", 0.999), ("epsilon", 1e-8), ("t", 0)):
@@ -132,14 +167,42 @@ BUGS = {
             config["m"] = config["beta1"] * config["m"] + (1 - config["beta1"]) * dw
             config["v"] = config["beta2"] * config["v"] + (1 - config["beta2"]) * dw * dw
             return w - config["learning_rate"] * config["m"] / (config["v"].sqrt() + config["epsilon"]), config
-        ''', "no bias correction", True),
-    "linear_backward_swaps_dx_and_dw": ("Linear", "Linear.backward", '''
+        """,
+        "no bias correction",
+        True,
+    ),
+    "rmsprop_without_square_root": (
+        "rmsprop",
+        "rmsprop",
+        """
+        def rmsprop(w, dw, config=None):
+            config = {} if config is None else config
+            for key, value in (("learning_rate", 1e-2), ("decay_rate", 0.99), ("epsilon", 1e-8)):
+                config.setdefault(key, value)
+            cache = config.get("cache", torch.zeros_like(w))
+            cache = config["decay_rate"] * cache + (1 - config["decay_rate"]) * dw * dw
+            config["cache"] = cache
+            return w - config["learning_rate"] * dw / (cache + config["epsilon"]), config
+        """,
+        "the square root is missing",
+        True,
+    ),
+    "linear_backward_swaps_dx_and_dw": (
+        "Linear",
+        "Linear.backward",
+        """
         @staticmethod
         def backward(dout, cache):
             x, w, b = cache
             return x.reshape(x.shape[0], -1).t() @ dout, (dout @ w.t()).reshape(x.shape), dout.sum(dim=0)
-        ''', "wrong order", False),
-    "two_layer_net_without_regulariser": ("TwoLayerNet", "TwoLayerNet.loss", '''
+        """,
+        "wrong order",
+        False,
+    ),
+    "two_layer_net_without_regulariser": (
+        "TwoLayerNet",
+        "TwoLayerNet.loss",
+        """
         def loss(self, X, y=None):
             hidden, cache1 = Linear_ReLU.forward(X, self.params["W1"], self.params["b1"])
             scores, cache2 = Linear.forward(hidden, self.params["W2"], self.params["b2"])
@@ -150,33 +213,63 @@ BUGS = {
             dhidden, grads["W2"], grads["b2"] = Linear.backward(dscores, cache2)
             _, grads["W1"], grads["b1"] = Linear_ReLU.backward(dhidden, cache1)
             return loss, grads
-        ''', "regulariser is missing", False),
-    "conv_calls_conv2d": ("Conv", "Conv.forward", '''
+        """,
+        "regulariser is missing",
+        False,
+    ),
+    "conv_calls_conv2d": (
+        "Conv",
+        "Conv.forward",
+        """
         @staticmethod
         def forward(x, w, b, conv_param):
             out = torch.nn.functional.conv2d(x, w, b, stride=conv_param["stride"], padding=conv_param["pad"])
             return out, (x, w, b, conv_param)
-        ''', "Conv uses torch.nn.functional.conv2d", True),
-    "conv_delegates_to_FastConv": ("Conv", "Conv.forward", '''
+        """,
+        "Conv uses torch.nn.functional.conv2d",
+        True,
+    ),
+    "conv_delegates_to_FastConv": (
+        "Conv",
+        "Conv.forward",
+        """
         @staticmethod
         def forward(x, w, b, conv_param):
             out, _ = FastConv.forward(x, w, b, conv_param)
             return out, (x, w, b, conv_param)
-        ''', "Conv uses FastConv", True),
-    "maxpool_calls_max_pool2d_behind_getattr": ("MaxPool", "MaxPool.forward", '''
+        """,
+        "Conv uses FastConv",
+        True,
+    ),
+    "maxpool_calls_max_pool2d_behind_getattr": (
+        "MaxPool",
+        "MaxPool.forward",
+        """
         @staticmethod
         def forward(x, pool_param):
             pool = getattr(torch.nn.functional, "max_pool2d")
             out = pool(x, (pool_param["pool_height"], pool_param["pool_width"]), stride=pool_param["stride"])
             return out, (x, pool_param)
-        ''', "called torch.nn.functional.max_pool2d", False),
-    "kaiming_fan_out": ("kaiming_initializer", "kaiming_initializer", '''
+        """,
+        "called torch.nn.functional.max_pool2d",
+        False,
+    ),
+    "kaiming_fan_out": (
+        "kaiming_initializer",
+        "kaiming_initializer",
+        """
         def kaiming_initializer(Din, Dout, K=None, relu=True, device="cpu", dtype=torch.float32):
             fan = Dout if K is None else Dout * K * K
             shape = (Din, Dout) if K is None else (Dout, Din, K, K)
             return math.sqrt((2.0 if relu else 1.0) / fan) * torch.randn(*shape, dtype=dtype, device=device)
-        ''', "the fan-in is Dout", True),
-    "relu_backward_uses_autograd": ("ReLU", "ReLU.backward", '''
+        """,
+        "the fan-in is Dout",
+        True,
+    ),
+    "relu_backward_uses_autograd": (
+        "ReLU",
+        "ReLU.backward",
+        """
         @staticmethod
         def backward(dout, cache):
             x = cache.detach().requires_grad_(True)
@@ -184,20 +277,33 @@ BUGS = {
                 out = x.clamp(min=0)
             (dx,) = torch.autograd.grad(out, x, dout)
             return dx
-        ''', "may not use torch.Tensor.requires_grad_, torch.autograd", True),
+        """,
+        "may not use torch.Tensor.requires_grad_, torch.autograd",
+        True,
+    ),
 }
 
 # Several bugs in units that do not use each other go into one submission (a grading run of a part is the slow
 # step); a bug in a layer the networks use gets a submission of its own.
 SUBMISSIONS = {
-    "fc_dropout_adam_two_layer_net": ["dropout_scaled_by_p", "adam_without_bias_correction",
-                                      "two_layer_net_without_regulariser"],
+    "fc_dropout_adam_rmsprop_two_layer_net": [
+        "dropout_scaled_by_p",
+        "adam_without_bias_correction",
+        "rmsprop_without_square_root",
+        "two_layer_net_without_regulariser",
+    ],
     "fc_linear": ["linear_backward_swaps_dx_and_dw"],
     "fc_relu_autograd": ["relu_backward_uses_autograd"],
-    "conv_batchnorm_conv_maxpool": ["batchnorm_unbiased_running_var", "conv_padding_off_by_one",
-                                    "maxpool_backward_overwrites_overlaps"],
-    "conv_cheats_and_momentum": ["batchnorm_momentum_reversed", "conv_delegates_to_FastConv",
-                                 "maxpool_calls_max_pool2d_behind_getattr"],
+    "conv_batchnorm_conv_maxpool": [
+        "batchnorm_unbiased_running_var",
+        "conv_padding_off_by_one",
+        "maxpool_backward_overwrites_overlaps",
+    ],
+    "conv_cheats_and_momentum": [
+        "batchnorm_momentum_reversed",
+        "conv_delegates_to_FastConv",
+        "maxpool_calls_max_pool2d_behind_getattr",
+    ],
     "conv_conv2d_kaiming": ["conv_calls_conv2d", "kaiming_fan_out"],
 }
 
@@ -220,17 +326,17 @@ def test_each_wrong_unit_loses_its_points_and_no_other(tmp_path, name):
         assert any(words in c.output for c in mine if not c.passed), [c.output for c in mine]
     lost = sum(c.max_score for c in result.checks if not c.passed)
     assert result.score == pytest.approx(sum(PART_POINTS[p] for p in parts) - lost)
-    if name == "fc_relu_autograd":     # the networks built on ReLU keep their points, and say why
+    if name == "fc_relu_autograd":  # the networks built on ReLU keep their points, and say why
         nets = [c for c in result.checks if c.function in ("TwoLayerNet", "FullyConnectedNet")]
-        assert nets and all(c.passed for c in nets) and any("your ReLU is wrong" in c.output for c in nets)
-    if name == "conv_conv2d_kaiming":  # DeepConvNet's Kaiming initialisation is excused: it calls the wrong one
+        assert nets and all(c.passed for c in nets) and any("course's own ReLU" in c.output for c in nets)
+    if name == "conv_conv2d_kaiming":  # DeepConvNet's Kaiming initialisation is judged with the course's initialiser
         deep = [c for c in result.checks if c.function == "DeepConvNet"]
-        assert any("your kaiming_initializer is wrong" in c.output for c in deep)
+        assert any("course's own kaiming_initializer" in c.output for c in deep)
 
 
-# ---- excuse farming: a composite keeps its points for a wrong block only where the block explains its failure ----
+# ---- a composite keeps its points for a wrong block only where it is right with the course's block ----
 
-LEAKY_RELU = '''
+LEAKY_RELU = """
     class ReLU:                # a leaky ReLU, forward and backward: wrong, consistently
         @staticmethod
         def forward(x):
@@ -239,7 +345,7 @@ LEAKY_RELU = '''
         @staticmethod
         def backward(dout, cache):
             return dout * ((cache > 0).to(dout.dtype) + 0.01 * (cache <= 0).to(dout.dtype))
-    '''
+    """
 NETS = ("TwoLayerNet", "FullyConnectedNet", "ThreeLayerConvNet", "DeepConvNet")
 
 
@@ -251,24 +357,30 @@ def test_a_wrong_relu_excuses_no_net_whose_own_loss_is_wrong(tmp_path):
     sub = copy_submission(tmp_path, packages=("a3_networks",))
     fc, conv = sub / A3.part_of("ReLU").file, sub / A3.part_of("DeepConvNet").file
     replace_function(fc, "ReLU", LEAKY_RELU)
-    for path, net in ((fc, "FullyConnectedNet"), (conv, "ThreeLayerConvNet")):    # raise in their own lines
-        replace_function(path, f"{net}.loss", '''
+    for path, net in ((fc, "FullyConnectedNet"), (conv, "ThreeLayerConvNet")):  # raise in their own lines
+        replace_function(
+            path,
+            f"{net}.loss",
+            """
             def loss(self, X, y=None):
                 raise RuntimeError("the loss is not written yet")
-            ''')
-    for path, net in ((fc, "TwoLayerNet"), (conv, "DeepConvNet")):                # a wrong value: 1.5 x the loss
+            """,
+        )
+    for path, net in ((fc, "TwoLayerNet"), (conv, "DeepConvNet")):  # a wrong value: 1.5 x the loss
         with path.open("a") as f:
-            f.write(f"\n\n_{net}_loss = {net}.loss\n\n\ndef _scaled_loss_{net}(self, X, y=None):\n"
-                    f"    out = _{net}_loss(self, X, y)\n    return out if y is None else (out[0] * 1.5, out[1])\n\n\n"
-                    f"{net}.loss = _scaled_loss_{net}\n")
+            f.write(
+                f"\n\n_{net}_loss = {net}.loss\n\n\ndef _scaled_loss_{net}(self, X, y=None):\n"
+                f"    out = _{net}_loss(self, X, y)\n    return out if y is None else (out[0] * 1.5, out[1])\n\n\n"
+                f"{net}.loss = _scaled_loss_{net}\n"
+            )
     result = grade(sub, "a3_networks", device="cpu")
     assert failed(result) == {"ReLU", *NETS}, [c.output for c in result.checks if not c.passed]
     for net in NETS:
         mine = loss_checks(result, net)
         assert mine and not any(c.passed for c in mine), net
-        assert all("your ReLU is wrong" not in c.output or "does not explain" in c.output for c in mine)
-        assert not any("could not be judged on its own" in c.output for c in mine)
-    assert any("raised in FullyConnectedNet's own code" in c.output for c in loss_checks(result, "FullyConnectedNet"))
+        # judged again with the course's ReLU, the problem stays the network's own
+        assert all(f"this problem is {net}'s own" in c.output for c in mine), [c.output for c in mine]
+    assert any("the loss is not written yet" in c.output for c in loss_checks(result, "FullyConnectedNet"))
     lost = sum(c.max_score for c in result.checks if not c.passed)
     assert lost == pytest.approx(POINTS["ReLU"] + sum(c.max_score for n in NETS for c in loss_checks(result, n)))
     assert result.score == pytest.approx(100 - lost) and result.score < 81
@@ -280,27 +392,66 @@ def test_a_wrong_relu_still_excuses_correct_nets(tmp_path):
     result = grade(sub, "a3_networks", device="cpu")
     assert failed(result) == {"ReLU"}, [c.output for c in result.checks if not c.passed]
     assert result.score == pytest.approx(100 - POINTS["ReLU"])
-    for net in NETS:     # the nets' loss checks differ from the oracle, but equal what the student's layers give
-        assert any("your ReLU is wrong" in c.output and "could not be judged on its own" in c.output
-                   for c in loss_checks(result, net)), net
+    for net in NETS:  # the nets' loss checks differ from the oracle, but are right with the course's ReLU
+        assert any(
+            "course's own ReLU" in c.output and f"with it, {net} is right" in c.output for c in loss_checks(result, net)
+        ), net
 
 
 # ---- training is the judge's: the kit's own Solver, the judge's caps, only the model and hyperparameters taken ----
 
+
 def test_a_solver_subclass_cannot_train_beyond_the_judges_caps(tmp_path):
     sub = copy_submission(tmp_path, packages=("a3_networks",))
     fc = sub / A3.part_of("create_solver_instance").file
-    text = fc.read_text().replace("num_epochs=20,", "num_epochs=1,")   # asks for one epoch ...
-    fc.write_text(text + '''
+    text = fc.read_text().replace("num_epochs=20,", "num_epochs=1,")  # asks for one epoch ...
+    fc.write_text(
+        text
+        + """
 
 class Solver(Solver):            # ... and trains 20 anyway, past any cap or time limit it is given
     def train(self, *args, **kwargs):
         self.num_epochs = 20
         super().train()
-''')
+"""
+    )
     result = grade(sub, "a3_networks", device="cpu", parts=["fully_connected"])
     mine = [c for c in result.checks if c.function == "create_solver_instance"]
     assert len(mine) == 1 and not mine[0].passed, mine[0].output
     assert "trained by the grader's Solver" in mine[0].output and "batch 100, 1 epoch," in mine[0].output
     assert "below the target" in mine[0].output
     assert failed(result) == {"create_solver_instance"}
+
+
+# ---- given code is the kit's; a crash in a composite's own lines is its own ----
+
+BROKEN_SGD = """
+
+def sgd(w, dw, config=None):     # a broken copy of the given sgd: the checks train with the kit's own
+    return w, config or {}
+"""
+
+
+def test_the_checks_train_with_the_kits_sgd_not_a_copy_in_the_submission(tmp_path):
+    sub = copy_submission(tmp_path, packages=("a3_networks",))
+    fc = sub / A3.part_of("create_solver_instance").file
+    fc.write_text(fc.read_text() + BROKEN_SGD)
+    result = grade(sub, "a3_networks", device="cpu", parts=["fully_connected"])
+    assert failed(result) == set(), [c.output for c in result.checks if not c.passed]
+    assert [c for c in result.checks if c.function.startswith("get_")]  # the overfitting checks train with sgd
+    assert not any("in place of yours" in c.output for c in result.checks)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA (the submission asks for it)")
+def test_a_crash_in_a_composites_own_lines_is_not_excused_by_a_broken_block(tmp_path):
+    sub = copy_submission(tmp_path, packages=("a3_networks",))
+    fc = sub / A3.part_of("ReLU").file
+    replace_function(fc, "ReLU", LEAKY_RELU)  # a broken block of every network
+    fc.write_text(
+        fc.read_text().replace("reg=1e-4, dtype=dtype, device=device)", 'reg=1e-4, dtype=dtype, device="cuda")')
+    )
+    result = grade(sub, "a3_networks", device="cpu", parts=["fully_connected"])
+    assert failed(result) == {"ReLU", "create_solver_instance"}, [c.output for c in result.checks if not c.passed]
+    (solver,) = [c for c in result.checks if c.function == "create_solver_instance"]
+    assert "create_solver_instance raised RuntimeError" in solver.output  # no CUDA here
+    assert "this problem is create_solver_instance's own" in solver.output

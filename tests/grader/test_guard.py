@@ -17,7 +17,7 @@ from grader.sandbox import Sandbox, SandboxConfig
 ROOT = Path(__file__).resolve().parents[2]
 
 # given code of the kit (exempt from the autograd rules by its file)
-GIVEN = '''
+GIVEN = """
 import torch
 
 class FastConv:
@@ -32,10 +32,10 @@ class FastConv:
     def backward(dout, cache):
         tx, tw, tb, out = cache
         return torch.autograd.grad(out, (tx, tw, tb), grad_outputs=dout, retain_graph=True)
-'''
+"""
 
 # the student's file: one function per door (the marker comment names the line the hit must point at)
-STUDENT = '''
+STUDENT = """
 import builtins
 import torch
 import torch.nn.functional as F
@@ -156,7 +156,7 @@ def helper_uses_cdist(a, b):
 
 def calls_a_helper(a, b):
     return helper_uses_cdist(a, b)
-'''
+"""
 
 AUTOGRAD = list(AUTOGRAD_NAMES)
 CONV = ["torch.nn.functional.conv2d", "torch.conv2d", "torch.convolution"]
@@ -173,11 +173,29 @@ def sandbox(tmp_path_factory):
     (root / "pkg" / "__init__.py").write_text("")
     (root / "pkg" / "given.py").write_text(GIVEN)
     (root / "pkg" / "student.py").write_text(STUDENT)
-    guarded = sorted({"torch.cdist", "torch.Tensor.numel", "torch.Tensor.nelement", "torch.numel",
-                      "torch.nn.functional.max_pool2d", "torch.max_pool2d", "torch.Tensor.unfold",
-                      "torch.nn.functional.batch_norm", *CONV, *AUTOGRAD})
-    cfg = SandboxConfig(root=root, student_files=["pkg/student.py"], guarded=guarded,
-                        exempt=["pkg/given.py"], exempt_names=AUTOGRAD, call_timeout=60, memory_mb=2048)
+    guarded = sorted(
+        {
+            "torch.cdist",
+            "torch.Tensor.numel",
+            "torch.Tensor.nelement",
+            "torch.numel",
+            "torch.nn.functional.max_pool2d",
+            "torch.max_pool2d",
+            "torch.Tensor.unfold",
+            "torch.nn.functional.batch_norm",
+            *CONV,
+            *AUTOGRAD,
+        }
+    )
+    cfg = SandboxConfig(
+        root=root,
+        student_files=["pkg/student.py"],
+        guarded=guarded,
+        exempt=["pkg/given.py"],
+        exempt_names=AUTOGRAD,
+        call_timeout=60,
+        memory_mb=2048,
+    )
     with Sandbox(cfg) as sb:
         yield sb
 
@@ -186,30 +204,38 @@ A, B = torch.randn(3, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.flo
 X, W = torch.randn(1, 2, 6, 6), torch.randn(3, 2, 3, 3)
 
 
-@pytest.mark.parametrize("function, args, forbidden, name", [
-    ("plain_cdist", (A, B), ["torch.cdist"], "torch.cdist"),
-    ("functional_cdist", (A, B), ["torch.cdist"], "torch.cdist"),
-    ("vf_cdist", (A, B), ["torch.cdist"], "torch.cdist"),
-    ("vf_conv2d", (X, W), CONV, "torch.nn.functional.conv2d"),  # the same function as torch.conv2d
-    ("vf_max_pool2d", (X,), ["torch.nn.functional.max_pool2d", "torch.max_pool2d"], "torch.max_pool2d"),
-    ("ops_conv", (X, W), CONV, "torch.nn.functional.conv2d"),
-    ("by_string", (A, B), ["torch.cdist"], "torch.cdist"),
-    ("tensorbase_numel", (X,), ["torch.numel", "torch.Tensor.numel", "torch.Tensor.nelement"], "torch.Tensor.numel"),
-    ("nelement", (X,), ["torch.Tensor.nelement"], "torch.Tensor.nelement"),
-    ("unfold_method", (X,), ["torch.Tensor.unfold"], "torch.Tensor.unfold"),
-    ("batch_norm", (X,), ["torch.nn.functional.batch_norm"], "torch.nn.functional.batch_norm"),
-    ("via_backward", (A,), AUTOGRAD, "torch.Tensor.requires_grad_"),
-    ("via_autograd_grad", (A,), AUTOGRAD, "torch.Tensor.requires_grad"),
-    ("via_setattr", (A,), AUTOGRAD, "torch.Tensor.requires_grad"),
-    ("via_keyword", (A,), AUTOGRAD, "torch.Tensor.requires_grad"),
-    ("via_func_grad_and_value", (A,), AUTOGRAD, None),
-    ("via_func_vjp", (A,), AUTOGRAD, None),
-    ("via_func_jacrev", (A,), AUTOGRAD, None),
-    ("via_saved_original", (A,), AUTOGRAD, "torch.Tensor.requires_grad_"),
-    ("FastConv.forward", (A,), AUTOGRAD, "torch.Tensor.requires_grad_"),
-    ("Conv.forward", (X, W, torch.zeros(3)), CONV + AUTOGRAD, "torch.nn.functional.conv2d"),
-    ("calls_a_helper", (A, B), ["torch.cdist"], "torch.cdist"),
-])
+@pytest.mark.parametrize(
+    "function, args, forbidden, name",
+    [
+        ("plain_cdist", (A, B), ["torch.cdist"], "torch.cdist"),
+        ("functional_cdist", (A, B), ["torch.cdist"], "torch.cdist"),
+        ("vf_cdist", (A, B), ["torch.cdist"], "torch.cdist"),
+        ("vf_conv2d", (X, W), CONV, "torch.nn.functional.conv2d"),  # the same function as torch.conv2d
+        ("vf_max_pool2d", (X,), ["torch.nn.functional.max_pool2d", "torch.max_pool2d"], "torch.max_pool2d"),
+        ("ops_conv", (X, W), CONV, "torch.nn.functional.conv2d"),
+        ("by_string", (A, B), ["torch.cdist"], "torch.cdist"),
+        (
+            "tensorbase_numel",
+            (X,),
+            ["torch.numel", "torch.Tensor.numel", "torch.Tensor.nelement"],
+            "torch.Tensor.numel",
+        ),
+        ("nelement", (X,), ["torch.Tensor.nelement"], "torch.Tensor.nelement"),
+        ("unfold_method", (X,), ["torch.Tensor.unfold"], "torch.Tensor.unfold"),
+        ("batch_norm", (X,), ["torch.nn.functional.batch_norm"], "torch.nn.functional.batch_norm"),
+        ("via_backward", (A,), AUTOGRAD, "torch.Tensor.requires_grad_"),
+        ("via_autograd_grad", (A,), AUTOGRAD, "torch.Tensor.requires_grad"),
+        ("via_setattr", (A,), AUTOGRAD, "torch.Tensor.requires_grad"),
+        ("via_keyword", (A,), AUTOGRAD, "torch.Tensor.requires_grad"),
+        ("via_func_grad_and_value", (A,), AUTOGRAD, None),
+        ("via_func_vjp", (A,), AUTOGRAD, None),
+        ("via_func_jacrev", (A,), AUTOGRAD, None),
+        ("via_saved_original", (A,), AUTOGRAD, "torch.Tensor.requires_grad_"),
+        ("FastConv.forward", (A,), AUTOGRAD, "torch.Tensor.requires_grad_"),
+        ("Conv.forward", (X, W, torch.zeros(3)), CONV + AUTOGRAD, "torch.nn.functional.conv2d"),
+        ("calls_a_helper", (A, B), ["torch.cdist"], "torch.cdist"),
+    ],
+)
 def test_each_door_is_watched(sandbox, function, args, forbidden, name):
     hits = sandbox.call("pkg.student", function, args, forbidden=forbidden).forbidden_hits
     assert hits, f"{function}: nothing found"
@@ -219,7 +245,7 @@ def test_each_door_is_watched(sandbox, function, args, forbidden, name):
     assert first["function"] == marker
     if name is not None:
         assert first["name"] == name, hits
-    else:    # a torch.func transform: reported as torch.func or the autograd it runs
+    else:  # a torch.func transform: reported as torch.func or the autograd it runs
         assert first["name"] in ("torch.func", "torch.autograd"), hits
     # without the rule, the same call is fine
     assert sandbox.call("pkg.student", function, args, forbidden=[]).forbidden_hits == []
@@ -256,11 +282,19 @@ def test_a_call_that_removes_the_guard_is_reported(sandbox):
 
 
 def test_feedback_names_function_name_line_and_file():
-    hits = [{"name": "torch.nn.functional.conv2d", "op": "convolution", "file": "convolutional_networks.py",
-             "function": "Conv.forward", "line": 12}]
+    hits = [
+        {
+            "name": "torch.nn.functional.conv2d",
+            "op": "convolution",
+            "file": "convolutional_networks.py",
+            "function": "Conv.forward",
+            "line": 12,
+        }
+    ]
     assert forbidden_feedback(hits, "Conv.forward", "Conv") == (
         "Conv.forward called torch.nn.functional.conv2d (line 12 of convolutional_networks.py), which Conv may "
-        "not use in this assignment.")
+        "not use in this assignment."
+    )
 
 
 def _manifest_names() -> set[str]:
@@ -277,45 +311,88 @@ def _manifest_names() -> set[str]:
 x4, w4 = torch.randn(2, 3, 6, 6), torch.randn(4, 3, 3, 3)
 a2, c2, y2 = torch.randn(5, 4), torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0])
 PROBES = {
-    "torch.Tensor.dist": "a.dist(c[:5])", "torch.dist": "torch.dist(a, a)",
-    "torch.Tensor.norm": "a.norm()", "torch.norm": "torch.norm(a, dim=1)",
-    "torch.Tensor.mean": "a.mean()", "torch.mean": "torch.mean(a, 0)",
-    "torch.Tensor.std": "a.std(0)", "torch.std": "torch.std(a)", "torch.std_mean": "torch.std_mean(a)",
-    "torch.Tensor.var": "a.var()", "torch.var": "torch.var(a)", "torch.var_mean": "torch.var_mean(a)",
-    "torch.Tensor.numel": "x.numel()", "torch.numel": "torch.numel(x)", "torch.Tensor.nelement": "x.nelement()",
-    "torch.Tensor.relu": "a.relu()", "torch.Tensor.relu_": "a.clone().relu_()", "torch.relu": "torch.relu(a)",
-    "torch.relu_": "torch.relu_(a.clone())", "torch.nn.functional.relu": "F.relu(a)",
+    "torch.Tensor.dist": "a.dist(c[:5])",
+    "torch.dist": "torch.dist(a, a)",
+    "torch.Tensor.norm": "a.norm()",
+    "torch.norm": "torch.norm(a, dim=1)",
+    "torch.Tensor.mean": "a.mean()",
+    "torch.mean": "torch.mean(a, 0)",
+    "torch.Tensor.std": "a.std(0)",
+    "torch.std": "torch.std(a)",
+    "torch.std_mean": "torch.std_mean(a)",
+    "torch.Tensor.var": "a.var()",
+    "torch.var": "torch.var(a)",
+    "torch.var_mean": "torch.var_mean(a)",
+    "torch.Tensor.numel": "x.numel()",
+    "torch.numel": "torch.numel(x)",
+    "torch.Tensor.nelement": "x.nelement()",
+    "torch.Tensor.relu": "a.relu()",
+    "torch.Tensor.relu_": "a.clone().relu_()",
+    "torch.relu": "torch.relu(a)",
+    "torch.relu_": "torch.relu_(a.clone())",
+    "torch.nn.functional.relu": "F.relu(a)",
     "torch.nn.functional.relu_": "F.relu_(a.clone())",
-    "torch.Tensor.unfold": "x.unfold(2, 3, 1)", "torch.nn.functional.unfold": "F.unfold(x, 3)",
+    "torch.Tensor.unfold": "x.unfold(2, 3, 1)",
+    "torch.nn.functional.unfold": "F.unfold(x, 3)",
     "torch.nn.functional.fold": "F.fold(torch.ones(2, 27, 16), (6, 6), 3)",
     "torch.batch_norm": "torch.batch_norm(x, None, None, None, None, True, 0.1, 1e-5, False)",
     "torch.nn.functional.batch_norm": "F.batch_norm(x, None, None, training=True)",
     "torch.nn.functional.instance_norm": "F.instance_norm(x)",
-    "torch.nn.functional.layer_norm": "F.layer_norm(x, (6,))", "torch.nn.functional.group_norm": "F.group_norm(x, 3)",
+    "torch.nn.functional.layer_norm": "F.layer_norm(x, (6,))",
+    "torch.nn.functional.group_norm": "F.group_norm(x, 3)",
     "torch.cdist": "torch.cdist(a, c)",
-    "torch.conv2d": "torch.conv2d(x, w)", "torch.nn.functional.conv2d": "F.conv2d(x, w, padding=1)",
+    "torch.conv2d": "torch.conv2d(x, w)",
+    "torch.nn.functional.conv2d": "F.conv2d(x, w, padding=1)",
     "torch.convolution": "torch.convolution(x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)",
     "torch.nn.functional.conv_transpose2d": "F.conv_transpose2d(x, w.transpose(0, 1))",
     "torch.conv_transpose2d": "torch.conv_transpose2d(x, w.transpose(0, 1))",
     "torch.nn.grad.conv2d_input": "torch.nn.grad.conv2d_input(x.shape, w, torch.ones(2, 4, 4, 4))",
     "torch.nn.grad.conv2d_weight": "torch.nn.grad.conv2d_weight(x, w.shape, torch.ones(2, 4, 4, 4))",
-    "torch.dropout": "torch.dropout(a, 0.5, True)", "torch.dropout_": "torch.dropout_(a.clone(), 0.5, True)",
+    "torch.dropout": "torch.dropout(a, 0.5, True)",
+    "torch.dropout_": "torch.dropout_(a.clone(), 0.5, True)",
     "torch.nn.functional.dropout": "F.dropout(a, 0.5)",
     "torch.nn.functional.alpha_dropout": "F.alpha_dropout(a, 0.5, True)",
     "torch.nn.functional.feature_alpha_dropout": "F.feature_alpha_dropout(x, 0.5, True)",
     "torch.linalg": "torch.linalg.vector_norm(a)",
-    "torch.max_pool2d": "torch.max_pool2d(x, 2)", "torch.nn.functional.max_pool2d": "F.max_pool2d(x, 2)",
+    "torch.max_pool2d": "torch.max_pool2d(x, 2)",
+    "torch.nn.functional.max_pool2d": "F.max_pool2d(x, 2)",
     "torch.nn.functional.max_pool2d_with_indices": "F.max_pool2d_with_indices(x, 2)",
     "torch.nn.functional.adaptive_max_pool2d": "F.adaptive_max_pool2d(x, 2)",
     "torch.nn.functional.max_unpool2d": "F.max_unpool2d(torch.ones(2, 3, 3, 3), torch.zeros(2, 3, 3, 3, "
-                                        "dtype=torch.int64), 2)",
+    "dtype=torch.int64), 2)",
     "torch.nn.functional.bilinear": "F.bilinear(a, a, torch.ones(3, 4, 4))",
     "torch.nn.functional.linear": "F.linear(a, c)",
-    "torch.nn.functional.cross_entropy": "F.cross_entropy(a, y)", "torch.nn.functional.nll_loss": "F.nll_loss(a, y)",
-    "torch.nn.functional.log_softmax": "F.log_softmax(a, 1)", "torch.nn.functional.softmax": "F.softmax(a, 1)",
+    "torch.nn.functional.cross_entropy": "F.cross_entropy(a, y)",
+    "torch.nn.functional.nll_loss": "F.nll_loss(a, y)",
+    "torch.nn.functional.log_softmax": "F.log_softmax(a, 1)",
+    "torch.nn.functional.softmax": "F.softmax(a, 1)",
     "torch.nn.functional.multi_margin_loss": "F.multi_margin_loss(a, y)",
     "torch.nn": "torch.nn.Linear(4, 3)(a)",
     "torch.optim": "torch.optim.SGD([torch.zeros(3, requires_grad=True)], lr=0.1)",
+    "torch.nanmean": "torch.nanmean(a, 0)",
+    "torch.Tensor.nanmean": "a.nanmean()",
+    "torch.linalg.norm": "torch.linalg.norm(a, dim=1)",
+    "torch.linalg.vector_norm": "torch.linalg.vector_norm(a)",
+    "torch.pdist": "torch.pdist(a)",
+    "torch.nn.functional.pdist": "F.pdist(a)",
+    "torch.pairwise_distance": "torch.pairwise_distance(a, a)",
+    "torch.nn.functional.pairwise_distance": "F.pairwise_distance(a, a)",
+    "torch.nn.functional.multilabel_margin_loss": "F.multilabel_margin_loss(a, torch.zeros(5, 4, dtype=torch.long))",
+    # PyTorch's modules: their forward running is the use
+    "torch.nn.Linear": "torch.nn.Linear(4, 3)(a)",
+    "torch.nn.ReLU": "torch.nn.ReLU()(a)",
+    "torch.nn.Dropout": "torch.nn.Dropout(0.5)(a)",
+    "torch.nn.Softmax": "torch.nn.Softmax(1)(a)",
+    "torch.nn.LogSoftmax": "torch.nn.LogSoftmax(1)(a)",
+    "torch.nn.Conv2d": "torch.nn.Conv2d(3, 4, 3)(x)",
+    "torch.nn.MaxPool2d": "torch.nn.MaxPool2d(2)(x)",
+    "torch.nn.BatchNorm1d": "torch.nn.BatchNorm1d(4)(a)",
+    "torch.nn.BatchNorm2d": "torch.nn.BatchNorm2d(3)(x)",
+    "torch.nn.CrossEntropyLoss": "torch.nn.CrossEntropyLoss()(a, y)",
+    "torch.nn.NLLLoss": "torch.nn.NLLLoss()(a, y)",
+    "torch.nn.MultiMarginLoss": "torch.nn.MultiMarginLoss()(a, y)",
+    "torch.nn.MultiLabelMarginLoss": "torch.nn.MultiLabelMarginLoss()(a, torch.zeros(5, 4, dtype=torch.long))",
+    "torch.nn.PairwiseDistance": "torch.nn.PairwiseDistance()(a, a)",
 }
 
 
@@ -323,7 +400,7 @@ def test_every_forbidden_name_of_every_manifest_is_detected(tmp_path):
     names = _manifest_names()
     assert names - set(PROBES) == set(), "add a probe for each new forbidden name"
     lines = ["import torch", "import torch.nn.functional as F", ""]
-    for i, (name, expr) in enumerate(sorted(PROBES.items())):
+    for i, (_name, expr) in enumerate(sorted(PROBES.items())):
         lines.append(f"def probe_{i}(a, c, y, x, w):\n    return {expr}\n")
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "__init__.py").write_text("")
@@ -331,7 +408,7 @@ def test_every_forbidden_name_of_every_manifest_is_detected(tmp_path):
     cfg = SandboxConfig(root=tmp_path, student_files=["pkg/probes.py"], guarded=sorted(names), call_timeout=60)
     with Sandbox(cfg) as sb:
         for i, (name, expr) in enumerate(sorted(PROBES.items())):
-            if name == "torch.optim":    # an optimizer computes in its step: see the next test
+            if name == "torch.optim":  # an optimizer computes in its step: see the next test
                 continue
             hits = sb.call("pkg.probes", f"probe_{i}", (a2, c2, y2, x4, w4), forbidden=[name]).forbidden_hits
             assert [h["name"] for h in hits][:1] == [name], f"{name}: {expr} gave {hits}"
@@ -340,7 +417,8 @@ def test_every_forbidden_name_of_every_manifest_is_detected(tmp_path):
 def test_an_optimizer_step_counts_as_torch_optim(tmp_path):
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "__init__.py").write_text("")
-    (tmp_path / "pkg" / "opt.py").write_text(textwrap.dedent('''
+    (tmp_path / "pkg" / "opt.py").write_text(
+        textwrap.dedent("""
         import torch
         def step():
             p = torch.zeros(3)
@@ -348,7 +426,8 @@ def test_an_optimizer_step_counts_as_torch_optim(tmp_path):
             opt = torch.optim.SGD([p], lr=0.1)
             opt.step()
             return p
-    '''))
+    """)
+    )
     cfg = SandboxConfig(root=tmp_path, student_files=["pkg/opt.py"], guarded=["torch.optim"], call_timeout=60)
     with Sandbox(cfg) as sb:
         hits = sb.call("pkg.opt", "step", forbidden=["torch.optim"]).forbidden_hits
@@ -364,16 +443,20 @@ def test_the_dispatch_table_knows_the_convolution_and_pooling_operators():
 
 def test_the_a3_manifest_exempts_the_given_file_not_a_name():
     from grader import manifest
+
     m = manifest.load("a3_networks", ROOT)
     assert m.autograd_allowed_in == ["a3_networks/fast_layers.py"]
     assert not set(m.autograd_allowed_in) & set(m.files)
-    assert re.search(r"from a3_networks\.fast_layers import", (ROOT / "a3_networks/convolutional_networks.py").read_text())
+    assert re.search(
+        r"from a3_networks\.fast_layers import", (ROOT / "a3_networks/convolutional_networks.py").read_text()
+    )
 
 
 def test_a_thread_started_by_the_student_is_guarded_too(tmp_path):
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "__init__.py").write_text("")
-    (tmp_path / "pkg" / "threads.py").write_text(textwrap.dedent('''
+    (tmp_path / "pkg" / "threads.py").write_text(
+        textwrap.dedent("""
         import threading
         import torch
         def in_a_thread(a, b):
@@ -382,7 +465,8 @@ def test_a_thread_started_by_the_student_is_guarded_too(tmp_path):
             t.start()
             t.join()
             return out[0]
-    '''))
+    """)
+    )
     cfg = SandboxConfig(root=tmp_path, student_files=["pkg/threads.py"], guarded=["torch.cdist"], call_timeout=60)
     with Sandbox(cfg) as sb:
         hits = sb.call("pkg.threads", "in_a_thread", (A, B), forbidden=["torch.cdist"]).forbidden_hits
@@ -392,12 +476,14 @@ def test_a_thread_started_by_the_student_is_guarded_too(tmp_path):
 def test_code_run_at_import_is_guarded_and_reported_by_the_calls_it_concerns(tmp_path):
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "__init__.py").write_text("")
-    (tmp_path / "pkg" / "at_import.py").write_text(textwrap.dedent('''
+    (tmp_path / "pkg" / "at_import.py").write_text(
+        textwrap.dedent("""
         import torch
         TABLE = torch.cdist(torch.ones(2, 2), torch.zeros(2, 2))
         def f(a):
             return a + TABLE.sum()
-    '''))
+    """)
+    )
     cfg = SandboxConfig(root=tmp_path, student_files=["pkg/at_import.py"], guarded=["torch.cdist"], call_timeout=60)
     with Sandbox(cfg) as sb:
         hits = sb.call("pkg.at_import", "f", (A,), forbidden=["torch.cdist"]).forbidden_hits
@@ -407,10 +493,15 @@ def test_code_run_at_import_is_guarded_and_reported_by_the_calls_it_concerns(tmp
 
 def test_autograd_allowed_in_must_name_given_files_of_the_kit():
     from grader.manifest import GraderError, _autograd_allowed_in
+
     toml = ROOT / "assignments" / "a3_networks" / "assignment.toml"
     files = ["a3_networks/convolutional_networks.py"]
-    assert _autograd_allowed_in({"autograd_allowed_in": ["a3_networks/fast_layers.py"]}, files, toml)
-    for bad, why in ((["FastConv"], "paths of .py files"), (files, "taken from a submission"),
-                     (["a3_networks/missing.py"], "not a file of the kit"), (["../x.py"], "paths of .py files")):
+    assert _autograd_allowed_in({"autograd_allowed_in": ["a3_networks/fast_layers.py"]}, files, toml, str(toml))
+    for bad, why in (
+        (["FastConv"], "paths of .py files"),
+        (files, "taken from a submission"),
+        (["a3_networks/missing.py"], "not a file of the kit"),
+        (["../x.py"], "paths of .py files"),
+    ):
         with pytest.raises(GraderError, match=why):
-            _autograd_allowed_in({"autograd_allowed_in": bad}, files, toml)
+            _autograd_allowed_in({"autograd_allowed_in": bad}, files, toml, str(toml))

@@ -30,7 +30,7 @@ def test_only_manifest_files_are_taken_and_the_rest_comes_from_the_kit(a1, root,
     sub = tmp_path / "sub" / "a1_knn"
     sub.mkdir(parents=True)
     (sub / "knn.py").write_text("X = 1\n")
-    (sub / "__init__.py").write_text("raise SystemExit('evil init')\n")       # not a manifest file
+    (sub / "__init__.py").write_text("raise SystemExit('evil init')\n")  # not a manifest file
     (tmp_path / "sub" / "dlcv").mkdir()
     (tmp_path / "sub" / "dlcv" / "__init__.py").write_text("EVIL = True\n")  # not a manifest file
     staged = stage(a1, root, tmp_path / "sub", tmp_path / "stage")
@@ -38,7 +38,7 @@ def test_only_manifest_files_are_taken_and_the_rest_comes_from_the_kit(a1, root,
     assert (tmp_path / "stage/a1_knn/knn.py").read_text() == "X = 1\n"
     assert (tmp_path / "stage/a1_knn/__init__.py").read_text() == (root / "a1_knn/__init__.py").read_text()
     assert "EVIL" not in (tmp_path / "stage/dlcv/__init__.py").read_text()
-    assert not (tmp_path / "stage/a1_knn/pytorch101.py").exists()   # the kit's copy never stands in
+    assert not (tmp_path / "stage/a1_knn/pytorch101.py").exists()  # the kit's copy never stands in
     assert staged.digest
 
 
@@ -86,13 +86,15 @@ def test_corrupt_and_wrong_inputs_name_the_file(a1, root, tmp_path):
 
 
 def test_compile_time_errors_count_as_syntax_errors(a1, root, tmp_path):
-    z = make_zip(tmp_path / "s.zip", {"knn.py": "import os\nfrom __future__ import annotations\n",
-                                      "pytorch101.py": "A = 1\n"})
+    z = make_zip(
+        tmp_path / "s.zip", {"knn.py": "import os\nfrom __future__ import annotations\n", "pytorch101.py": "A = 1\n"}
+    )
     staged = stage(a1, root, z, tmp_path / "stage")
     assert "line 2" in staged.syntax_errors["a1_knn/knn.py"]
 
 
 # -- hostile archives: a clear message naming the archive and the entry, never a crash -----------------------
+
 
 def _patch(path, old: bytes, new: bytes, count: int = -1):
     data = path.read_bytes()
@@ -124,7 +126,7 @@ def _zip_bomb_ratio(tmp_path):
     path = tmp_path / "s.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("a1_knn/knn.py", "A = 1\n")
-        zf.writestr("zeros.bin", b"\0" * (4 * 2**20))          # 4 MiB from a few KiB
+        zf.writestr("zeros.bin", b"\0" * (4 * 2**20))  # 4 MiB from a few KiB
     return path
 
 
@@ -134,8 +136,8 @@ def _zip_bomb_total(tmp_path, monkeypatch):
 
 
 def _zip_bad_name(tmp_path):
-    z = make_zip(tmp_path / "s.zip", {"a1_knn/kn\u00e9.py": "A = 1\n"})     # stored with the UTF-8 flag
-    return _patch(z, "kn\u00e9".encode(), b"kn\xff\xfe")                      # no longer UTF-8
+    z = make_zip(tmp_path / "s.zip", {"a1_knn/kn\u00e9.py": "A = 1\n"})  # stored with the UTF-8 flag
+    return _patch(z, "kn\u00e9".encode(), b"kn\xff\xfe")  # no longer UTF-8
 
 
 def _zip_control_name(tmp_path):
@@ -151,8 +153,8 @@ def _zip_unknown_method(tmp_path):
     z = make_zip(tmp_path / "s.zip", {"a1_knn/knn.py": "A = 1\n"})
     data = bytearray(z.read_bytes())
     local, central = data.find(b"PK\x03\x04"), data.find(b"PK\x01\x02")
-    data[local + 8:local + 10] = (99).to_bytes(2, "little")                  # compression method 99
-    data[central + 10:central + 12] = (99).to_bytes(2, "little")
+    data[local + 8 : local + 10] = (99).to_bytes(2, "little")  # compression method 99
+    data[central + 10 : central + 12] = (99).to_bytes(2, "little")
     z.write_bytes(bytes(data))
     return z
 
@@ -190,8 +192,8 @@ def test_hostile_archives_are_refused_with_a_clear_message(a1, root, tmp_path, m
     # staging never raises for a bad archive: every graded file carries the reason
     staged = stage(a1, root, z, tmp_path / "stage")
     assert staged.refused == message and staged.present == []
-    assert staged.rejected == {f: message for f in a1.files}
-    assert (tmp_path / "stage/a1_knn/__init__.py").is_file()               # the kit is staged as usual
+    assert staged.rejected == dict.fromkeys(a1.files, message)
+    assert (tmp_path / "stage/a1_knn/__init__.py").is_file()  # the kit is staged as usual
     assert not (tmp_path / "stage/a1_knn/knn.py").exists()
 
 
@@ -203,15 +205,17 @@ def test_archive_folders_written_dot_slash_are_read(a1, root, tmp_path):
 
 # -- folder submissions: links are never followed -------------------------------------------------------------
 
+
 def test_a_linked_file_counts_as_missing(a1, root, tmp_path):
     sub = tmp_path / "sub" / "a1_knn"
     sub.mkdir(parents=True)
     (sub / "pytorch101.py").write_text("A = 1\n")
-    (sub / "knn.py").symlink_to(root / "a1_knn/knn.py")                     # the instructor's reference
+    (sub / "knn.py").symlink_to(root / "a1_knn/knn.py")  # the instructor's reference
     staged = stage(a1, root, tmp_path / "sub", tmp_path / "stage")
     assert staged.present == ["a1_knn/pytorch101.py"]
-    assert staged.rejected == {"a1_knn/knn.py": "a1_knn/knn.py is a symbolic link; links are not followed, "
-                                                 "so the file counts as missing."}
+    assert staged.rejected == {
+        "a1_knn/knn.py": "a1_knn/knn.py is a symbolic link; links are not followed, so the file counts as missing."
+    }
     assert "a1_knn/knn.py" not in staged.sources and not (tmp_path / "stage/a1_knn/knn.py").exists()
 
 
@@ -229,8 +233,11 @@ def test_a_linked_folder_is_not_followed(a1, root, tmp_path, layout):
         (sub / "src" / "pytorch101.py").symlink_to(root / "a1_knn/pytorch101.py")
     staged = stage(a1, root, sub, tmp_path / "stage")
     assert staged.present == [] and sorted(staged.rejected) == sorted(a1.files)
-    where = {"folder": "lies under a1_knn/, a symbolic link", "top": "lies under mine/, a symbolic link",
-             "flat": "(found as src/knn.py) is a symbolic link"}[layout]
+    where = {
+        "folder": "lies under a1_knn/, a symbolic link",
+        "top": "lies under mine/, a symbolic link",
+        "flat": "(found as src/knn.py) is a symbolic link",
+    }[layout]
     assert where in staged.rejected["a1_knn/knn.py"]
     assert all("links are not followed, so the file counts as missing." in m for m in staged.rejected.values())
     assert staged.sources == {}
@@ -249,6 +256,7 @@ def test_the_folder_walk_skips_git_and_venv(a1, root, tmp_path):
 
 # -- hostile sources: a clear message for the file, never a crash ---------------------------------------------
 
+
 def _submit(tmp_path, knn: bytes, pytorch101: bytes = b"A = 1\n"):
     sub = tmp_path / "sub" / "a1_knn"
     sub.mkdir(parents=True)
@@ -265,12 +273,17 @@ def test_a_source_over_the_size_limit_fails_only_that_file(a1, root, tmp_path):
     m = dataclasses.replace(a1, max_source_bytes=1000)
     staged = stage(m, root, _submit(tmp_path, b"X = '" + b"a" * 2000 + b"'\n"), tmp_path / "stage")
     assert staged.present == ["a1_knn/pytorch101.py"]
-    assert staged.rejected["a1_knn/knn.py"] == ("a1_knn/knn.py is 2,007 bytes; a graded file may hold at most "
-                                                "1,000 bytes (max_source_bytes), so it was not graded.")
+    assert staged.rejected["a1_knn/knn.py"] == (
+        "a1_knn/knn.py is 2,007 bytes; a graded file may hold at most "
+        "1,000 bytes (max_source_bytes), so it was not graded."
+    )
 
 
-@pytest.mark.parametrize("source", ["x = " + "+".join(["1"] * 100_000), "x = " + "-" * 100_000 + "1",
-                                    "x = f" + "()" * 100_000], ids=["sum", "unary", "calls"])
+@pytest.mark.parametrize(
+    "source",
+    ["x = " + "+".join(["1"] * 100_000), "x = " + "-" * 100_000 + "1", "x = f" + "()" * 100_000],
+    ids=["sum", "unary", "calls"],
+)
 def test_a_deeply_nested_source_counts_as_unparseable(a1, root, tmp_path, source):
     staged = stage(a1, root, _submit(tmp_path, source.encode()), tmp_path / "stage")
     assert "too deeply nested" in staged.syntax_errors["a1_knn/knn.py"]
@@ -279,8 +292,9 @@ def test_a_deeply_nested_source_counts_as_unparseable(a1, root, tmp_path, source
 
 def test_undecodable_bytes_name_the_byte(a1, root, tmp_path):
     staged = stage(a1, root, _submit(tmp_path, b"A = 1\n# caf\xe9\n"), tmp_path / "stage")
-    assert staged.rejected["a1_knn/knn.py"] == ("a1_knn/knn.py is not valid UTF-8 at byte 11 (line 2, byte 0xe9), "
-                                                "so it was not graded. Save it as UTF-8.")
+    assert staged.rejected["a1_knn/knn.py"] == (
+        "a1_knn/knn.py is not valid UTF-8 at byte 11 (line 2, byte 0xe9), so it was not graded. Save it as UTF-8."
+    )
     assert "a1_knn/knn.py" not in staged.present
 
 
@@ -290,7 +304,7 @@ def test_a_utf8_byte_order_mark_is_fine(a1, root, tmp_path):
 
 
 def test_a_source_with_too_many_syntax_nodes_is_not_graded(a1, root, tmp_path):
-    data = b"BIG = [" + b"1," * 60_000 + b"]\n"               # 120 KB: under the size limit
+    data = b"BIG = [" + b"1," * 60_000 + b"]\n"  # 120 KB: under the size limit
     staged = stage(a1, root, _submit(tmp_path, data), tmp_path / "stage")
     assert "more than 50,000 syntax nodes" in staged.rejected["a1_knn/knn.py"]
     assert staged.present == ["a1_knn/pytorch101.py"]
@@ -307,6 +321,7 @@ def test_the_reference_files_are_taken_whole(root, tmp_path, name):
 @pytest.mark.parametrize("value", ["0", "-5", '"1 MiB"', "1.5"])
 def test_a_bad_size_limit_names_the_manifest_and_the_key(tmp_path, value):
     from tests.grader.test_manifest import GOOD, write
+
     root = write(tmp_path, GOOD + f"\n[limits]\nmax_source_bytes = {value}\n")
     with pytest.raises(GraderError, match=r"assignment.toml \[limits\]: 'max_source_bytes' should be a positive"):
         manifest.load("demo", root)

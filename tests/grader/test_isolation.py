@@ -14,8 +14,9 @@ from grader.sandbox import Sandbox, SandboxConfig, SandboxError, detect_isolatio
 from tests.conftest import processes_with
 
 ISOLATION = detect_isolation()
-needs_bwrap = pytest.mark.skipif(ISOLATION.mode != "bwrap",
-                                 reason=f"bubblewrap is not usable here: {ISOLATION.why_not_stronger}")
+needs_bwrap = pytest.mark.skipif(
+    ISOLATION.mode != "bwrap", reason=f"bubblewrap is not usable here: {ISOLATION.why_not_stronger}"
+)
 COURSE = manifests.course_root(Path(__file__).parent)
 
 HOSTILE = '''
@@ -151,8 +152,9 @@ def make_tree(tmp_path: Path) -> Path:
 @pytest.fixture()
 def sandbox(tmp_path):
     root = make_tree(tmp_path)
-    cfg = SandboxConfig(root=root, student_files=["pkg/hostile.py"], call_timeout=20, memory_mb=1024,
-                        hide=[str(COURSE), *label_files()])
+    cfg = SandboxConfig(
+        root=root, student_files=["pkg/hostile.py"], call_timeout=20, memory_mb=1024, hide=[str(COURSE), *label_files()]
+    )
     with Sandbox(cfg) as sb:
         yield sb
 
@@ -165,41 +167,51 @@ def call(sb, fn, *args, **kw):
 def test_the_worker_runs_in_its_own_namespaces_as_an_unprivileged_user(sandbox):
     uid, gid, ppid, pid, host = call(sandbox, "who")
     assert (uid, gid) == (65534, 65534)
-    assert ppid in (0, 1) and pid < 10                     # its own PID namespace: no judge to see
+    assert ppid in (0, 1) and pid < 10  # its own PID namespace: no judge to see
     assert host == "sandbox"
     assert sandbox.info["isolation"]["mode"] == "bwrap"
     assert sandbox.info["worker"]["memory_limited"] is True
-    with pytest.raises(SandboxError):                      # no network at all
+    with pytest.raises(SandboxError):  # no network at all
         call(sandbox, "connect", "127.0.0.1", 22)
 
 
 @needs_bwrap
 def test_the_worker_cannot_read_the_course_the_checks_or_the_data(sandbox):
-    secrets = [COURSE / "assignments" / "a1_knn" / "hidden.py", COURSE / "assignments" / "a1_knn" / "checks.py",
-               COURSE / "a1_knn" / "knn.py", COURSE / "grader" / "runner.py", Path("/etc/shadow")]
+    secrets = [
+        COURSE / "assignments" / "a1_knn" / "hidden.py",
+        COURSE / "assignments" / "a1_knn" / "checks.py",
+        COURSE / "a1_knn" / "knn.py",
+        COURSE / "grader" / "runner.py",
+        Path("/etc/shadow"),
+    ]
     for path in secrets:
         assert path.exists()
         with pytest.raises(SandboxError, match="No such file|Permission denied"):
             call(sandbox, "read", str(path))
-    assert call(sandbox, "listdir", str(COURSE)) in ([], [".venv"])   # only the Python installation, if it lives there
-    with pytest.raises(SandboxError):                      # scikit-learn's digits (the test labels) are masked
+    assert call(sandbox, "listdir", str(COURSE)) in ([], [".venv"])  # only the Python installation, if it lives there
+    with pytest.raises(SandboxError):  # scikit-learn's digits (the test labels) are masked
         call(sandbox, "digits")
 
 
 @needs_bwrap
 def test_the_worker_cannot_write_the_kit_python_or_a_root_only_file(sandbox, tmp_path):
     import sysconfig
+
     root_only = tmp_path / "root-only.txt"
     root_only.write_text("judge's")
     root_only.chmod(0o600)
-    targets = [root_only, sandbox._inside_root + "/pkg/hostile.py",
-               Path(sysconfig.get_paths()["purelib"]) / "evil.pth", Path(torch.__file__).parent / "evil.py"]
+    targets = [
+        root_only,
+        sandbox._inside_root + "/pkg/hostile.py",
+        Path(sysconfig.get_paths()["purelib"]) / "evil.pth",
+        Path(torch.__file__).parent / "evil.py",
+    ]
     for path in targets:
         with pytest.raises(SandboxError, match="No such file|Read-only|Permission denied"):
             call(sandbox, "write", str(path))
     assert root_only.read_text() == "judge's"
     assert not (Path(sysconfig.get_paths()["purelib"]) / "evil.pth").exists()
-    assert call(sandbox, "write", "scratch.txt") is True   # its own working folder is writable
+    assert call(sandbox, "write", "scratch.txt") is True  # its own working folder is writable
     assert call(sandbox, "write", "/tmp/scratch.txt") is True
 
 
@@ -215,11 +227,11 @@ def test_the_worker_cannot_change_the_kernel_or_fill_dev(sandbox):
 
 @needs_bwrap
 def test_the_judge_cannot_be_signalled(sandbox):
-    assert call(sandbox, "who")[2] != os.getpid()          # its parent is the namespace's init, not the judge,
-    assert call(sandbox, "signal_parent") is True          # which ignores a SIGKILL sent from inside
+    assert call(sandbox, "who")[2] != os.getpid()  # its parent is the namespace's init, not the judge,
+    assert call(sandbox, "signal_parent") is True  # which ignores a SIGKILL sent from inside
     with pytest.raises(SandboxError):
-        call(sandbox, "kill_everything")                   # kill(-1) reaches only the sandbox's own processes
-    assert call(sandbox, "echo", 5) == 5                   # and the judge carries on with a fresh worker
+        call(sandbox, "kill_everything")  # kill(-1) reaches only the sandbox's own processes
+    assert call(sandbox, "echo", 5) == 5  # and the judge carries on with a fresh worker
 
 
 @needs_bwrap
@@ -231,19 +243,19 @@ def test_nothing_the_student_started_outlives_the_sandbox(tmp_path):
         deadline = time.time() + 10
         while len(processes_with(marker)) < 3 and time.time() < deadline:
             time.sleep(0.05)
-        assert len(processes_with(marker)) == 3           # they run, in their own sessions
-    assert processes_with(marker) == []                   # and are gone once the sandbox is closed
+        assert len(processes_with(marker)) == 3  # they run, in their own sessions
+    assert processes_with(marker) == []  # and are gone once the sandbox is closed
 
 
 def test_a_worker_that_fills_the_judges_pipe_fails_one_call_within_its_limit(sandbox):
     assert call(sandbox, "fill_pipes") > 0
-    big = torch.zeros(4 << 20, dtype=torch.uint8)          # more than a pipe holds
+    big = torch.zeros(4 << 20, dtype=torch.uint8)  # more than a pipe holds
     t0 = time.perf_counter()
     with pytest.raises(SandboxError) as info:
         call(sandbox, "echo", big, timeout=3)
     assert time.perf_counter() - t0 < 30
     assert info.value.kind in ("timeout", "protocol")
-    assert call(sandbox, "echo", 7) == 7                   # a fresh worker takes over
+    assert call(sandbox, "echo", 7) == 7  # a fresh worker takes over
 
 
 def test_a_forged_reply_is_refused(sandbox):
@@ -276,8 +288,8 @@ def test_a_function_that_timed_out_once_is_retried_briefly(tmp_path):
         with pytest.raises(SandboxError, match="earlier check") as info:
             call(sb, "sleepy", 60)
         assert info.value.kind == "timeout"
-        assert time.perf_counter() - t0 < first            # 1 s, not 3 s, the second time
-        assert call(sb, "echo", 1) == 1                    # other functions keep their full limit
+        assert time.perf_counter() - t0 < first  # 1 s, not 3 s, the second time
+        assert call(sb, "echo", 1) == 1  # other functions keep their full limit
 
 
 def test_the_whole_grading_has_a_time_budget(tmp_path):
@@ -286,7 +298,7 @@ def test_the_whole_grading_has_a_time_budget(tmp_path):
     with Sandbox(cfg) as sb:
         assert call(sb, "echo", 1) == 1
         with pytest.raises(SandboxError, match="time limit"):
-            call(sb, "sleepy", 60)                         # cut to what is left of the 8 s
+            call(sb, "sleepy", 60)  # cut to what is left of the 8 s
         with pytest.raises(SandboxError, match="ran out"):
             call(sb, "echo", 1)
 
@@ -298,6 +310,7 @@ def test_isolation_can_be_chosen_and_is_recorded(tmp_path, monkeypatch):
         assert call(sb, "echo", 4) == 4
         assert sb.info["isolation"]["mode"] == "none" and not sb.isolation.strong
     from grader.sandbox import IsolationError
+
     with pytest.raises(IsolationError, match="expected auto, bwrap, user or none"):
         detect_isolation(want="docker")
 
@@ -309,6 +322,7 @@ def test_an_error_reply_cannot_bloat_the_feedback(sandbox):
     assert len(e.message) <= 2000 and len(e.type_name) <= 100 and len(e.where) <= 5
     assert all(len(str(v)) <= 300 for w in e.where for v in w.values())
     from grader.runner import MAX_FEEDBACK, _cut
+
     assert len(_cut("x" * 10**6)) < MAX_FEEDBACK + 100 and _cut("short") == "short"
 
 
@@ -339,15 +353,16 @@ def test_the_worker_and_its_children_share_one_memory_limit(tmp_path):
             limit = next((f for f in ("memory.max", "memory.limit_in_bytes") if (d / f).exists()), None)
             if limit:
                 assert int((d / limit).read_text()) == (1024 + 2048) << 20
-        assert sb.proc.pid in members and sb._child_pid in members     # bubblewrap and the namespace's init
+        assert sb.proc.pid in members and sb._child_pid in members  # bubblewrap and the namespace's init
         made = list(sb._cgroup.dirs)
-    assert made and all(not d.exists() for d in made)                     # removed with the sandbox
+    assert made and all(not d.exists() for d in made)  # removed with the sandbox
 
 
 @needs_bwrap
 def test_a_python_installation_under_tmp_stays_visible(tmp_path, monkeypatch):
     """A checkout (and its .venv) under /tmp must not be hidden by the sandbox's own /tmp."""
     import grader.sandbox as sandbox_module
+
     real = sandbox_module.python_paths(sandbox_module.sys.executable)
     monkeypatch.setattr(sandbox_module, "python_paths", lambda python: ("/tmp/checkout/.venv", *real))
     sb = Sandbox(SandboxConfig(root=make_tree(tmp_path), student_files=[]))

@@ -50,13 +50,16 @@ def test_regions_become_stubs_naming_the_function():
         ns["f"](3)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("def f():\n    # BEGIN SOLUTION\n    pass\n", "line 2: '# BEGIN SOLUTION' is never closed"),
-    ("def f():\n    # END SOLUTION\n", "line 2: '# END SOLUTION' without"),
-    ("def f():\n    # BEGIN SOLUTION\n    # BEGIN SOLUTION\n", "line 3: '# BEGIN SOLUTION' inside"),
-    ("def f():\n    # BEGIN SOLUTION\n    x = 1\n  # END SOLUTION\n", "indented differently"),
-    ("def f():\n    x = 1  # BEGIN SOLUTION\n", "must stand alone"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("def f():\n    # BEGIN SOLUTION\n    pass\n", "line 2: '# BEGIN SOLUTION' is never closed"),
+        ("def f():\n    # END SOLUTION\n", "line 2: '# END SOLUTION' without"),
+        ("def f():\n    # BEGIN SOLUTION\n    # BEGIN SOLUTION\n", "line 3: '# BEGIN SOLUTION' inside"),
+        ("def f():\n    # BEGIN SOLUTION\n    x = 1\n  # END SOLUTION\n", "indented differently"),
+        ("def f():\n    x = 1  # BEGIN SOLUTION\n", "must stand alone"),
+    ],
+)
 def test_malformed_markers_name_the_file_and_line(text, message):
     with pytest.raises(GraderError, match=re.escape(message)):
         find_regions(text, "pkg/m.py")
@@ -90,6 +93,11 @@ def test_no_solution_text_and_no_hidden_check_reaches_the_student_kit(released):
         m = manifest.load(name, ROOT)
         hidden_ids |= {s.id for s in load_checks(m, hidden=True) if s.hidden}
         assert not any((student / "assignments" / name / h).exists() for h in m.hidden_checks)
+        # the oracles (correct building blocks, some of them plain solutions) stay with the staff
+        assert not (student / "assignments" / name / "oracles.py").exists()
+        if (m.dir / "oracles.py").is_file():
+            with zipfile.ZipFile(released[1][f"autograder {name}"]) as zf:
+                assert f"source/assignments/{name}/oracles.py" in zf.namelist()
     assert hidden_ids
     for p in student.rglob("*"):
         if p.is_file() and p.suffix in (".py", ".ipynb", ".toml", ".md", ".yml"):
@@ -123,27 +131,27 @@ def test_the_autograder_bundle_grades_like_gradescope(released, tmp_path):
         names = zf.namelist()
         assert "setup.sh" in names and "run_autograder" in names
         assert "source/assignments/a1_knn/hidden.py" in names
-        assert "bubblewrap" in zf.read("setup.sh").decode()      # the sandbox is installed with the image
+        assert "bubblewrap" in zf.read("setup.sh").decode()  # the sandbox is installed with the image
         zf.extractall(tmp_path / "ag")
     ag = tmp_path / "ag"
     (ag / "source").rename(ag / "source")
     sub = ag / "submission"
     sub.mkdir()
-    for f in ("a1_knn/knn.py", "a1_knn/pytorch101.py"):   # a flat upload, as Gradescope stores it
+    for f in ("a1_knn/knn.py", "a1_knn/pytorch101.py"):  # a flat upload, as Gradescope stores it
         (sub / Path(f).name).write_text((ROOT / f).read_text())
     env = {**os.environ, "AUTOGRADER_ROOT": str(ag), "GRADER_PYTHON": sys.executable}
-    proc = subprocess.run(["bash", str(ag / "run_autograder")], env=env, capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run(["bash", str(ag / "run_autograder")], env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr
     results = json.loads((ag / "results" / "results.json").read_text())
     from grader.sandbox import detect_isolation
-    if not detect_isolation().strong:         # hidden checks are refused without an OS sandbox, with a results file
+
+    if not detect_isolation().strong:  # hidden checks are refused without an OS sandbox, with a results file
         assert results["score"] == 0 and "without an OS sandbox" in proc.stderr
         return
     validate(results)
     assert results["score"] == pytest.approx(100)
-    assert any(t["visibility"] == "after_published" for t in results["tests"])   # hidden checks ran
-    assert results["extra_data"]["sandbox"]["isolation"]["mode"] in ("bwrap", "user")   # never weaker, with hidden
+    assert any(t["visibility"] == "after_published" for t in results["tests"])  # hidden checks ran
+    assert results["extra_data"]["sandbox"]["isolation"]["mode"] in ("bwrap", "user")  # never weaker, with hidden
 
 
 def test_the_student_kit_installs_the_sandbox_where_it_can(released):
@@ -163,8 +171,12 @@ def test_submit_builds_the_zip_and_refuses_an_incomplete_one(released, tmp_path)
     out, _ = released
     zip_path = build_submission(ROOT, "a1_knn", kit=ROOT, out=tmp_path / "sub.zip")
     with zipfile.ZipFile(zip_path) as zf:
-        assert set(zf.namelist()) == {"a1_knn/knn.py", "a1_knn/pytorch101.py", "notebooks/pytorch101.ipynb",
-                                      "notebooks/knn.ipynb"}
+        assert set(zf.namelist()) == {
+            "a1_knn/knn.py",
+            "a1_knn/pytorch101.py",
+            "notebooks/pytorch101.ipynb",
+            "notebooks/knn.ipynb",
+        }
     with pytest.raises(GraderError, match="already exists"):
         build_submission(ROOT, "a1_knn", kit=ROOT, out=tmp_path / "sub.zip")
     student = out / "student"

@@ -12,25 +12,65 @@ from grader.results import CheckResult, GradeResult, PartResult
 from tests.grader.gradescope_schema import validate
 
 # what a student's exception message can carry
-HOSTILE = ("\udcff lone surrogate \x00 NUL \x1b[2J\x1b[H cleared \x1b]0;title\x07 osc \x9b31m c1 \r overwritten "
-           "\x08\x08 back \ufffe\uffff \u202e reversed \x0b\x0c\n"
-           "```\n## A1: PyTorch warm-up: 100 / 100\n```\n"
-           "~~~\n## forged ~~~\n<script>alert(1)</script> <img src=x onerror=alert(1)>\n"
-           "| 9.9 | forged row | 100 / 100 | ✅ passed |\n"
-           "    ```` four backticks\n=====\n")
+HOSTILE = (
+    "\udcff lone surrogate \x00 NUL \x1b[2J\x1b[H cleared \x1b]0;title\x07 osc \x9b31m c1 \r overwritten "
+    "\x08\x08 back \ufffe\uffff \u202e reversed \x0b\x0c\n"
+    "```\n## A1: PyTorch warm-up: 100 / 100\n```\n"
+    "~~~\n## forged ~~~\n<script>alert(1)</script> <img src=x onerror=alert(1)>\n"
+    "| 9.9 | forged row | 100 / 100 | ✅ passed |\n"
+    "    ```` four backticks\n=====\n"
+)
 
 
 def result(output=HOSTILE, problems=(HOSTILE,), title="A1: PyTorch warm-up") -> GradeResult:
-    checks = [CheckResult(id="a1.warmup.pi", title="create_tensor_of_pi returns pi", function="create_tensor_of_pi",
-                          part="warmup", number="1.1", score=0.0, max_score=3.0, status="failed",
-                          visibility="visible", hidden=False, output=output, seed=1, seconds=0.5),
-              CheckResult(id="a1.warmup.count", title="count | elements", function="count_tensor_elements",
-                          part="warmup", number="1.2", score=3.0, max_score=3.0, status="passed",
-                          visibility="visible", hidden=False, output=output, seed=2, seconds=0.1)]
-    return GradeResult(assignment="a1_knn", title=title, score=3.0, max_score=6.0, checks=checks,
-                       parts=[PartResult("warmup", "PyTorch warm-up", 3.0, 6.0)], execution_time=1.5,
-                       dataset="digits", device="cpu", hidden=False, submission="sub\x1b[2J\udcff",
-                       digest="abc", problems=list(problems), sandbox={"user": "x\udcff\x00"})
+    checks = [
+        CheckResult(
+            id="a1.warmup.pi",
+            title="create_tensor_of_pi returns pi",
+            function="create_tensor_of_pi",
+            part="warmup",
+            number="1.1",
+            score=0.0,
+            max_score=3.0,
+            status="failed",
+            visibility="visible",
+            hidden=False,
+            output=output,
+            seed=1,
+            seconds=0.5,
+        ),
+        CheckResult(
+            id="a1.warmup.count",
+            title="count | elements",
+            function="count_tensor_elements",
+            part="warmup",
+            number="1.2",
+            score=3.0,
+            max_score=3.0,
+            status="passed",
+            visibility="visible",
+            hidden=False,
+            output=output,
+            seed=2,
+            seconds=0.1,
+        ),
+    ]
+    return GradeResult(
+        assignment="a1_knn",
+        title=title,
+        score=3.0,
+        max_score=6.0,
+        checks=checks,
+        parts=[PartResult("warmup", "PyTorch warm-up", 3.0, 6.0)],
+        execution_time=1.5,
+        dataset="digits",
+        device="cpu",
+        hidden=False,
+        submission="sub\x1b[2J\udcff",
+        digest="abc",
+        problems=list(problems),
+        sandbox={"user": "x\udcff\x00"},
+    )
 
 
 FORBIDDEN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -38,21 +78,25 @@ FORBIDDEN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff
 
 # -- the sanitisers, one by one -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, clean", [
-    ("plain text\twith tab\nand lines", "plain text\twith tab\nand lines"),
-    ("\x1b[31mred\x1b[0m", "red"),
-    ("\x1b[2J\x1b[Hcleared", "cleared"),
-    ("\x1b]0;title\x07after", "after"),
-    ("\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\", "link"),
-    ("\x1bcreset", "reset"),
-    ("\x9b31mc1 csi", "c1 csi"),
-    ("a\x00b\x08c\x7fd\x0be", "abcde"),
-    ("windows\r\nline\rsplit", "windows\nline\nsplit"),
-    ("\udcff\ud800", "\ufffd\ufffd"),
-    ("\ufffe\uffff", ""),
-    ("\u202eesrever\u202c \u2066iso\u2069", "esrever iso"),
-    ("émoji ✅ 😀", "émoji ✅ 😀"),
-])
+
+@pytest.mark.parametrize(
+    "text, clean",
+    [
+        ("plain text\twith tab\nand lines", "plain text\twith tab\nand lines"),
+        ("\x1b[31mred\x1b[0m", "red"),
+        ("\x1b[2J\x1b[Hcleared", "cleared"),
+        ("\x1b]0;title\x07after", "after"),
+        ("\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\", "link"),
+        ("\x1bcreset", "reset"),
+        ("\x9b31mc1 csi", "c1 csi"),
+        ("a\x00b\x08c\x7fd\x0be", "abcde"),
+        ("windows\r\nline\rsplit", "windows\nline\nsplit"),
+        ("\udcff\ud800", "\ufffd\ufffd"),
+        ("\ufffe\uffff", ""),
+        ("\u202eesrever\u202c \u2066iso\u2069", "esrever iso"),
+        ("émoji ✅ 😀", "émoji ✅ 😀"),
+    ],
+)
 def test_clean_text_keeps_only_printable_text(text, clean):
     assert report.clean_text(text) == clean
 
@@ -75,6 +119,7 @@ def test_md_code_uses_a_longer_fence_than_its_content():
 
 
 # -- every writer, on a hostile result ------------------------------------------------------------------------
+
 
 def test_junit_always_parses():
     text = report.junit(result())
@@ -100,11 +145,11 @@ def test_summary_cannot_be_forged():
     headings = [line for line in md.split("\n") if line.startswith("#")]
     assert headings == ["## A1: PyTorch warm-up: 3 / 6", "### What to fix"]
     rows = [line for line in md.split("\n") if line.startswith("|")]
-    assert len(rows) == 4                        # header, rule and the two checks: no forged row
-    assert rows[3].count(" | ") == 3              # the title's "|" is escaped
+    assert len(rows) == 4  # header, rule and the two checks: no forged row
+    assert rows[3].count(" | ") == 3  # the title's "|" is escaped
     outside_code = [line for line in md.split("\n") if not line.startswith("    ")]
-    assert not any(re.search(r"(?<!\\)<(?!br>)", line) for line in outside_code)    # no HTML but our <br>
-    assert not any(re.fullmatch(r"=+|-+", line) for line in outside_code)   # no setext heading
+    assert not any(re.search(r"(?<!\\)<(?!br>)", line) for line in outside_code)  # no HTML but our <br>
+    assert not any(re.fullmatch(r"=+|-+", line) for line in outside_code)  # no setext heading
 
 
 def test_the_terminal_table_keeps_only_our_colours():
@@ -135,7 +180,7 @@ def test_reports_replace_links_instead_of_writing_through_them(tmp_path):
     assert victim.read_text() == "the user's own file\n"
     assert not paths["json"].is_symlink() and json.loads(paths["json"].read_text())["score"] == 3
     assert "an old summary" not in paths["markdown"].read_text()
-    assert sorted(os.listdir(out)) == ["junit.xml", "results.json", "summary.md"]    # no temporary files left
+    assert sorted(os.listdir(out)) == ["junit.xml", "results.json", "summary.md"]  # no temporary files left
     assert oct(paths["json"].stat().st_mode & 0o777) == oct(0o666 & ~_umask())
 
 

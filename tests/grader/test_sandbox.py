@@ -2,14 +2,13 @@
 
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 from grader.sandbox import Sandbox, SandboxConfig, SandboxError
 
-STUDENT = '''
+STUDENT = """
 import os, sys, torch
 from torch import cdist
 print("printed at import")
@@ -59,7 +58,7 @@ class Counter:
     def add(self, k):
         self.n += k
         return self.n
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +69,13 @@ def sandbox(tmp_path_factory):
     (root / "pkg" / "student.py").write_text(STUDENT)
     (root / "pkg" / "exits.py").write_text("import os\nos._exit(0)\n")
     (root / "pkg" / "broken.py").write_text("import torch\nraise ValueError('bad import')\n")
-    cfg = SandboxConfig(root=root, student_files=["pkg/student.py", "pkg/exits.py", "pkg/broken.py"],
-                        guarded=["torch.cdist", "torch.Tensor.norm"], call_timeout=3, memory_mb=512)
+    cfg = SandboxConfig(
+        root=root,
+        student_files=["pkg/student.py", "pkg/exits.py", "pkg/broken.py"],
+        guarded=["torch.cdist", "torch.Tensor.norm"],
+        call_timeout=3,
+        memory_mb=512,
+    )
     with Sandbox(cfg) as sb:
         yield sb
 
@@ -105,15 +109,18 @@ def test_objects_stay_in_the_worker_as_handles(sandbox):
     assert sandbox.call("pkg.student", "returns_object").value.type == "object"
 
 
-@pytest.mark.parametrize("fn, kind, text", [
-    ("raises", "exception", "missing"),
-    ("reads_stdin", "exception", "EOF"),
-    ("soft_exit", "exit", "3"),
-    ("hard_exit", "exit", "exit code 0"),
-    ("memory_bomb", "exception", "allocate"),
-    ("list_bomb", "exception", ""),
-    ("hang", "timeout", "time limit"),
-])
+@pytest.mark.parametrize(
+    "fn, kind, text",
+    [
+        ("raises", "exception", "missing"),
+        ("reads_stdin", "exception", "EOF"),
+        ("soft_exit", "exit", "3"),
+        ("hard_exit", "exit", "exit code 0"),
+        ("memory_bomb", "exception", "allocate"),
+        ("list_bomb", "exception", ""),
+        ("hang", "timeout", "time limit"),
+    ],
+)
 def test_failures_are_contained_and_the_next_call_works(sandbox, fn, kind, text):
     t0 = time.perf_counter()
     with pytest.raises(SandboxError) as info:
@@ -151,10 +158,13 @@ def test_the_worker_is_isolated(sandbox):
 def test_the_worker_cannot_write_outside_its_working_folder(tmp_path):
     import os
     import sys
+
     from grader.sandbox import python_readable_by_others
+
     if os.getuid() != 0:
         pytest.skip("privileges are dropped only when the judge runs as root")
-    from grader.sandbox import detect_isolation, IsolationError
+    from grader.sandbox import IsolationError, detect_isolation
+
     try:
         detect_isolation(want="user")
     except IsolationError as e:
@@ -164,7 +174,8 @@ def test_the_worker_cannot_write_outside_its_working_folder(tmp_path):
     root = tmp_path / "kit"
     (root / "pkg").mkdir(parents=True)
     (root / "pkg" / "__init__.py").write_text("")
-    (root / "pkg" / "w.py").write_text(textwrap.dedent('''
+    (root / "pkg" / "w.py").write_text(
+        textwrap.dedent("""
         import os
         def write(path):
             with open(path, "w") as f:
@@ -174,7 +185,8 @@ def test_the_worker_cannot_write_outside_its_working_folder(tmp_path):
             with open("scratch.txt", "w") as f:
                 f.write("ok")
             return os.getuid()
-    '''))
+    """)
+    )
     target = tmp_path / "results.json"
     target.write_text("judge's")
     cfg = SandboxConfig(root=root, student_files=["pkg/w.py"], call_timeout=10, isolation="user")
@@ -191,7 +203,8 @@ def test_given_code_can_be_exempt_from_the_guard(tmp_path):
     root = tmp_path / "kit"
     (root / "pkg").mkdir(parents=True)
     (root / "pkg" / "__init__.py").write_text("")
-    (root / "pkg" / "given.py").write_text(textwrap.dedent('''
+    (root / "pkg" / "given.py").write_text(
+        textwrap.dedent("""
         import torch
         class FastLayer:                       # given code (a kit file): may use autograd
             @staticmethod
@@ -202,8 +215,10 @@ def test_given_code_can_be_exempt_from_the_guard(tmp_path):
                 x = x.clone().requires_grad_()
                 (x * x).sum().backward()
                 return x.grad
-    '''))
-    (root / "pkg" / "layers.py").write_text(textwrap.dedent('''
+    """)
+    )
+    (root / "pkg" / "layers.py").write_text(
+        textwrap.dedent("""
         import torch
         from pkg.given import FastLayer
         def student_backward(x):
@@ -214,10 +229,17 @@ def test_given_code_can_be_exempt_from_the_guard(tmp_path):
             x = x.clone().requires_grad_()
             (x * x).sum().backward()
             return x.grad
-    '''))
+    """)
+    )
     names = ["torch.Tensor.backward", "torch.Tensor.requires_grad_"]
-    cfg = SandboxConfig(root=root, student_files=["pkg/layers.py"], guarded=names + ["torch.cdist"],
-                        exempt=["pkg/given.py"], exempt_names=names, call_timeout=10)
+    cfg = SandboxConfig(
+        root=root,
+        student_files=["pkg/layers.py"],
+        guarded=names + ["torch.cdist"],
+        exempt=["pkg/given.py"],
+        exempt_names=names,
+        call_timeout=10,
+    )
     with Sandbox(cfg) as sb:
         x = torch.ones(3)
         assert sb.call("pkg.layers", "student_backward", (x,), forbidden=names).forbidden_hits == []
@@ -251,6 +273,8 @@ def test_lazily_imported_standard_modules_work_in_the_worker(sandbox, tmp_path):
     root = tmp_path / "kit"
     (root / "pkg").mkdir(parents=True)
     (root / "pkg" / "__init__.py").write_text("")
-    (root / "pkg" / "late.py").write_text("def f():\n    import colorsys, mpmath\n    return colorsys.rgb_to_hsv(1, 0, 0)[2]\n")
+    (root / "pkg" / "late.py").write_text(
+        "def f():\n    import colorsys, mpmath\n    return colorsys.rgb_to_hsv(1, 0, 0)[2]\n"
+    )
     with Sandbox(SandboxConfig(root=root, student_files=["pkg/late.py"], call_timeout=30)) as sb:
         assert sb.call("pkg.late", "f").value == 1.0

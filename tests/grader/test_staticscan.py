@@ -2,7 +2,7 @@ import pytest
 
 from grader.staticscan import loops, scan
 
-SRC = '''
+SRC = """
 import torch
 import torch.nn.functional as F
 from torch import cdist as cd
@@ -29,7 +29,7 @@ def looped(x):
         while False:
             pass
     return [v for v in x]
-'''
+"""
 
 FORBIDDEN = ["torch.cdist", "torch.nn", "torch.linalg", "torch.Tensor.norm"]
 
@@ -62,6 +62,7 @@ def test_loops_counts_for_while_and_comprehensions():
 
 def test_autograd_use_is_found_in_every_spelling():
     from grader.manifest import AUTOGRAD_NAMES
+
     src = (
         "import torch\n"
         "from torch.autograd import grad\n"
@@ -72,15 +73,22 @@ def test_autograd_use_is_found_in_every_spelling():
         "    (w * x).sum().backward()\n"
         "    return grad(w.sum(), w), torch.autograd.grad\n"
         "def g(w):\n"
-        "    return 2 * w\n")
+        "    return 2 * w\n"
+    )
     found = {(u.name, u.line) for u in scan(src, "f", AUTOGRAD_NAMES)}
-    assert {("torch.Tensor.requires_grad", 4), ("torch.Tensor.requires_grad_", 5),
-            ("torch.Tensor.requires_grad", 6), ("torch.Tensor.backward", 7), ("torch.autograd", 8)} <= found
+    assert {
+        ("torch.Tensor.requires_grad", 4),
+        ("torch.Tensor.requires_grad_", 5),
+        ("torch.Tensor.requires_grad", 6),
+        ("torch.Tensor.backward", 7),
+        ("torch.autograd", 8),
+    } <= found
     assert scan(src, "g", AUTOGRAD_NAMES) == []
 
 
 def test_a_layer_backward_is_not_tensor_backward():
     from grader.manifest import AUTOGRAD_NAMES
+
     src = (
         "import torch\n"
         "from layers import Conv\n"
@@ -94,7 +102,8 @@ def test_a_layer_backward_is_not_tensor_backward():
         "    scores.sum().backward()\n"
         "    for layer in (Linear, Conv):\n"
         "        dz = layer.backward(dout, cache)\n"
-        "    return dx, dy\n")
+        "    return dx, dy\n"
+    )
     assert [(u.name, u.line) for u in scan(src, "net_backward", AUTOGRAD_NAMES)] == [("torch.Tensor.backward", 10)]
 
 
@@ -108,7 +117,7 @@ def test_the_definition_python_keeps_is_the_one_scanned():
     assert [u.line for u in scan(src, "f", ["torch.cdist"])] == [5]
 
 
-DYNAMIC = '''
+DYNAMIC = """
 import builtins
 import torch
 import torch._C as C
@@ -135,32 +144,47 @@ def calls_helper(a):
 
 def clean(a):
     return a.sum()
-'''
+"""
 
 
 def test_exec_eval_compile_importlib_import_and_torch_c_are_found_anywhere_in_the_file():
     from grader.staticscan import describe_dynamic, dynamic_uses
-    names = lambda fn: {(u.name, u.line) for u in dynamic_uses(DYNAMIC, fn)}   # noqa: E731
-    everything = {("torch._C", 4), ("importlib", 5), ("exec()", 8), ("eval()", 9), ("compile()", 9),
-                  ("__import__()", 12), ("importlib", 12), ("torch._C", 15), ("exec()", 18), ("builtins", 2),
-                  ("builtins", 18), ("eval()", 21)}
+
+    names = lambda fn: {(u.name, u.line) for u in dynamic_uses(DYNAMIC, fn)}  # noqa: E731
+    everything = {
+        ("torch._C", 4),
+        ("importlib", 5),
+        ("exec()", 8),
+        ("eval()", 9),
+        ("compile()", 9),
+        ("__import__()", 12),
+        ("importlib", 12),
+        ("torch._C", 15),
+        ("exec()", 18),
+        ("builtins", 2),
+        ("builtins", 18),
+        ("eval()", 21),
+    }
     # a helper passed by reference, a decorator or a dunder method runs too: one use counts for every function
     for fn in ("runs_exec", "imports_by_name", "uses_internals", "through_builtins", "calls_helper", "clean"):
         assert names(fn) == everything, fn
     assert dynamic_uses(DYNAMIC, "not_there") == []
     text = describe_dynamic("runs_exec", dynamic_uses(DYNAMIC, "runs_exec"), "a1_knn/knn.py")
-    assert "a1_knn/knn.py line 8 uses exec(), line 18 uses builtins.exec: the grader reads your code to check " \
-           "the rules, so write the calls out directly." in text
+    assert (
+        "a1_knn/knn.py line 8 uses exec(), line 18 uses builtins.exec: the grader reads your code to check "
+        "the rules, so write the calls out directly." in text
+    )
     assert text.endswith("No function of a1_knn/knn.py (runs_exec included) can be graded until they are gone.")
 
 
 def test_code_without_them_is_not_flagged():
     from grader.staticscan import dynamic_uses
+
     assert dynamic_uses(SRC, "uses_all") == [] and dynamic_uses(SRC, "Model.predict") == []
     assert dynamic_uses("import re\ndef f(m):\n    return re.compile('a'), m.eval()\n", "f") == []
 
 
-HELPERS = '''
+HELPERS = """
 def looping_helper(x):
     for v in x:
         pass
@@ -191,11 +215,12 @@ class Net:
 
 def recursive(x):
     return recursive(x) if x else 0
-'''
+"""
 
 
 def test_loops_follow_the_calls_into_the_students_own_helpers():
     from grader.staticscan import loop_sites
+
     assert loop_sites(HELPERS, "no_loops") == [(3, "looping_helper")]
     assert loop_sites(HELPERS, "two_levels") == [(8, "inner")]
     assert loop_sites(HELPERS, "Net.loss") == [(23, "Net._step"), (28, "Net.other")]
@@ -207,7 +232,7 @@ def test_loops_follow_the_calls_into_the_students_own_helpers():
 # The worker runs the student's code in the process that holds the forbidden-call guard; each of these reaches (or
 # could reach) the guard and switch it off, so each is refused anywhere in a graded file.
 
-HEADER = "import torch\n\ndef graded(a, b):\n    return a @ b.t()\n\n"      # the door sits on line 6 onwards
+HEADER = "import torch\n\ndef graded(a, b):\n    return a @ b.t()\n\n"  # the door sits on line 6 onwards
 
 DOORS = {
     # the grader itself, however it is imported
@@ -248,14 +273,33 @@ DOORS = {
     "__main__": ("import __main__", "__main__"),
     "torch's private modules": ("torch._dynamo.reset()", "torch._dynamo"),
     # frame and code internals, on anything
-    **{attr: (f"x = graded.{attr}", attr) for attr in (
-        "__globals__", "__code__", "__closure__", "__dict__", "__subclasses__", "__bases__", "__mro__",
-        "__self__", "__traceback__", "f_globals", "f_locals", "f_back", "f_builtins", "tb_frame", "gi_frame",
-        "cr_frame")},
+    **{
+        attr: (f"x = graded.{attr}", attr)
+        for attr in (
+            "__globals__",
+            "__code__",
+            "__closure__",
+            "__dict__",
+            "__subclasses__",
+            "__bases__",
+            "__mro__",
+            "__self__",
+            "__traceback__",
+            "f_globals",
+            "f_locals",
+            "f_back",
+            "f_builtins",
+            "tb_frame",
+            "gi_frame",
+            "cr_frame",
+        )
+    },
     "object.__subclasses__()": ("object.__subclasses__()", "__subclasses__"),
     "getattr(f, '__globals__')": ("getattr(graded, '__globals__')", "__globals__"),
-    "a frame from an exception": ("try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    e.__traceback__.tb_frame",
-                                  "__traceback__"),
+    "a frame from an exception": (
+        "try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    e.__traceback__.tb_frame",
+        "__traceback__",
+    ),
     "attrgetter('f_back')": ("import operator\noperator.attrgetter('f_back')", "f_back"),
     "a format string that reads __globals__": ("'{0.__globals__}'.format(graded)", "__globals__"),
     "a format string that reads f_back": ("text = f'{{0.f_back}}'", "f_back"),
@@ -265,27 +309,39 @@ DOORS = {
     "vars(x)": ("vars(torch)", "vars()"),
     "locals()": ("locals()", "locals()"),
     # names computed at run time
-    **{f"{g}(x, name)": (f"name = 'W' + '1'\n{g}(graded, name{', 0' if g == 'setattr' else ''})",
-                         f"{g}() with a computed name") for g in ("getattr", "setattr", "delattr", "hasattr")},
+    **{
+        f"{g}(x, name)": (
+            f"name = 'W' + '1'\n{g}(graded, name{', 0' if g == 'setattr' else ''})",
+            f"{g}() with a computed name",
+        )
+        for g in ("getattr", "setattr", "delattr", "hasattr")
+    },
     "getattr(torch, 'cd' + 'ist')": ("getattr(torch, 'cd' + 'ist')", "getattr() with a computed name"),
     "getattr as a value": ("g = getattr", "getattr passed around as a value"),
     "object.__setattr__": ("object.__setattr__(graded, 'x', 1)", "__setattr__"),
     "type.__setattr__": ("type.__setattr__(int, 'x', 1)", "__setattr__"),
-    "attrgetter with a computed name": ("from operator import attrgetter as ag\nag('f_' + 'back')",
-                                        "operator.attrgetter() with a computed name"),
-    "a format string built at run time": ("fmt = '{0.__glo' + 'bals__}'\nfmt.format(graded)",
-                                          "str.format with a format string built at run time"),
+    "attrgetter with a computed name": (
+        "from operator import attrgetter as ag\nag('f_' + 'back')",
+        "operator.attrgetter() with a computed name",
+    ),
+    "a format string built at run time": (
+        "fmt = '{0.__glo' + 'bals__}'\nfmt.format(graded)",
+        "str.format with a format string built at run time",
+    ),
     "torch as a value": ("t = torch", "module torch passed around as a value"),
     # unpickling: runs code by name
     "torch.load(weights_only=False)": ("torch.load('x.pt', weights_only=False)", "torch.load(weights_only=False)"),
-    "the environment switch for torch.load": ("import os\nos.environ['TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'] = '1'",
-                                              "os.environ"),
+    "the environment switch for torch.load": (
+        "import os\nos.environ['TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'] = '1'",
+        "os.environ",
+    ),
 }
 
 
 @pytest.mark.parametrize("door", sorted(DOORS))
 def test_each_door_is_refused_at_module_level_and_in_any_function(door):
     from grader.staticscan import dynamic_uses
+
     snippet, name = DOORS[door]
     src = HEADER + snippet + "\n"
     found = {(u.name, u.line) for u in dynamic_uses(src, "graded")}
@@ -338,34 +394,43 @@ if __name__ == "__main__":
 
 def test_ordinary_code_opens_no_door():
     from grader.staticscan import dynamic_uses
+
     assert dynamic_uses(CLEAN, "graded") == []
 
 
 def test_the_reviewers_one_liner_is_refused_with_kind_feedback():
     from grader.staticscan import describe_dynamic, dynamic_uses
-    src = ('import sys\nimport torch\n'
-           '_G = sys.modules["grader.guard"].Guard; _G.exit = lambda self, _o=_G.exit: _o(self)[:0]\n\n\n'
-           'def compute_distances_no_loops(x_train, x_test):\n'
-           '    a = x_train.reshape(x_train.shape[0], -1)\n'
-           '    b = x_test.reshape(x_test.shape[0], -1)\n'
-           '    return getattr(torch, "cd" + "ist")(a, b) ** 2\n\n\n'
-           'def predict_labels(dists, y_train, k=1):\n'
-           '    return y_train[dists.topk(k, dim=0, largest=False).indices].mode(dim=0).values\n')
-    for fn in ("compute_distances_no_loops", "predict_labels"):      # the guard is off for every function
+
+    src = (
+        "import sys\nimport torch\n"
+        '_G = sys.modules["grader.guard"].Guard; _G.exit = lambda self, _o=_G.exit: _o(self)[:0]\n\n\n'
+        "def compute_distances_no_loops(x_train, x_test):\n"
+        "    a = x_train.reshape(x_train.shape[0], -1)\n"
+        "    b = x_test.reshape(x_test.shape[0], -1)\n"
+        '    return getattr(torch, "cd" + "ist")(a, b) ** 2\n\n\n'
+        "def predict_labels(dists, y_train, k=1):\n"
+        "    return y_train[dists.topk(k, dim=0, largest=False).indices].mode(dim=0).values\n"
+    )
+    for fn in ("compute_distances_no_loops", "predict_labels"):  # the guard is off for every function
         uses = dynamic_uses(src, fn)
         assert [(u.name, u.line) for u in uses] == [("sys.modules", 3), ("getattr() with a computed name", 9)]
     text = describe_dynamic("predict_labels", uses, "a1_knn/knn.py")
-    assert text.startswith("a1_knn/knn.py line 3 uses sys.modules: graded files may not reach into the grader or "
-                           "the interpreter's internals (sys.modules, gc, inspect, frames, __globals__, ...). "
-                           "Write the computation directly. ")
-    assert 'a1_knn/knn.py line 9 uses getattr() with a computed name: the grader reads your code to check the ' \
-           'rules, so names must be written out: obj.name, or getattr(obj, "name") with the name as a string ' \
-           'literal.' in text
+    assert text.startswith(
+        "a1_knn/knn.py line 3 uses sys.modules: graded files may not reach into the grader or "
+        "the interpreter's internals (sys.modules, gc, inspect, frames, __globals__, ...). "
+        "Write the computation directly. "
+    )
+    assert (
+        "a1_knn/knn.py line 9 uses getattr() with a computed name: the grader reads your code to check the "
+        'rules, so names must be written out: obj.name, or getattr(obj, "name") with the name as a string '
+        "literal." in text
+    )
     assert text.endswith("No function of a1_knn/knn.py (predict_labels included) can be graded until they are gone.")
 
 
 def test_feedback_shows_the_name_behind_an_alias():
     from grader.staticscan import describe_dynamic, dynamic_uses
+
     src = "import sys as s\nfrom gc import get_objects\n\ndef f():\n    return s.modules\n"
     text = describe_dynamic("f", dynamic_uses(src, "f"), "a1_knn/knn.py")
     assert "line 2 imports gc.get_objects" in text and "line 5 uses s.modules (sys.modules)" in text
@@ -377,6 +442,7 @@ def test_no_reference_file_opens_a_door():
     from grader.release import stub_source
     from grader.staticscan import dynamic_uses
     from tests.conftest import ROOT
+
     checked = 0
     for name in available(ROOT):
         for part in load(name, ROOT).parts:
@@ -387,3 +453,65 @@ def test_no_reference_file_opens_a_door():
                     assert dynamic_uses(src, fn) == [], (part.file, fn)
                     checked += 1
     assert checked >= 2 * 40
+
+
+FLAGS = """
+import torch
+
+def _loop_bmm(x, y):
+    return torch.stack([a @ b for a, b in zip(x, y)])
+
+def in_helper(x, y, use_loop=True):
+    if use_loop:
+        return _loop_bmm(x, y)
+    return torch.bmm(x, y)
+
+def early_return(x, y, use_loop=True):
+    if not use_loop:
+        return torch.bmm(x, y)
+    z = []
+    for i in range(x.shape[0]):
+        z.append(x[i] @ y[i])
+    return torch.stack(z)
+
+def hidden_in_helper(x, y, use_loop=True):
+    if use_loop is True:
+        return _loop_bmm(x, y)
+    else:
+        return _loop_bmm(x, y)
+
+def passed_on(x, y, use_loop=True):
+    return _impl(x, y, loop=use_loop)
+
+def _impl(x, y, loop):
+    return _loop_bmm(x, y) if loop else x @ y
+
+def constant(x, y, use_loop=True):
+    return _impl(x, y, True) if use_loop == False else _impl(x, y, loop=False)
+
+def unclear(x, y, use_loop=True):
+    if use_loop and x.shape[0] > 1:
+        return _loop_bmm(x, y)
+    return x @ y
+"""
+
+
+def test_loops_are_read_per_value_of_a_flag_through_helpers_both_ways():
+    from grader.staticscan import loop_sites_when
+
+    assert loop_sites_when(FLAGS, "in_helper", use_loop=True) == [(5, "_loop_bmm")]
+    assert loop_sites_when(FLAGS, "in_helper", use_loop=False) == []
+    assert loop_sites_when(FLAGS, "early_return", use_loop=True) == [(16, "early_return")]
+    assert loop_sites_when(FLAGS, "early_return", use_loop=False) == []  # the code after `return` never runs
+    assert loop_sites_when(FLAGS, "hidden_in_helper", use_loop=False) == [(5, "_loop_bmm")]
+    assert loop_sites_when(FLAGS, "passed_on", use_loop=True) == [(5, "_loop_bmm")]
+    assert loop_sites_when(FLAGS, "passed_on", use_loop=False) == []
+    assert loop_sites_when(FLAGS, "constant", use_loop=True) == []
+    assert loop_sites_when(FLAGS, "constant", use_loop=False) == [(5, "_loop_bmm")]
+    assert loop_sites_when(FLAGS, "unclear", use_loop=True) is None  # cannot be decided from the code
+    assert loop_sites_when(FLAGS, "unclear", use_loop=False) == []
+    assert loop_sites_when(FLAGS, "not_there", use_loop=False) is None
+    from grader.staticscan import loop_sites
+
+    assert loop_sites(FLAGS, "in_helper") == [(5, "_loop_bmm")]  # no flag fixed: every branch
+    assert loop_sites(FLAGS, "constant") == [(5, "_loop_bmm")]

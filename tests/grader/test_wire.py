@@ -14,9 +14,15 @@ def roundtrip(x):
 
 
 def test_values_round_trip_with_types_kept():
-    value = {"a": [1, 2.5, None, True, "s"], 3: (torch.arange(6).reshape(2, 3), torch.float64),
-             "big": 2**70, "nan": float("nan"), "inf": float("-inf"), "dev": torch.device("cpu"),
-             "h": Handle(4, "KnnClassifier")}
+    value = {
+        "a": [1, 2.5, None, True, "s"],
+        3: (torch.arange(6).reshape(2, 3), torch.float64),
+        "big": 2**70,
+        "nan": float("nan"),
+        "inf": float("-inf"),
+        "dev": torch.device("cpu"),
+        "h": Handle(4, "KnnClassifier"),
+    }
     got = roundtrip(value)
     assert got["a"] == [1, 2.5, None, True, "s"]
     assert isinstance(got[3], tuple) and torch.equal(got[3][0], torch.arange(6).reshape(2, 3))
@@ -25,8 +31,10 @@ def test_values_round_trip_with_types_kept():
     assert got["dev"] == torch.device("cpu") and got["h"] == Handle(4, "KnnClassifier")
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64,
-                                   torch.int32, torch.uint8, torch.bool])
+@pytest.mark.parametrize(
+    "dtype",
+    [torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.uint8, torch.bool],
+)
 def test_tensors_keep_dtype_shape_and_bits(dtype):
     t = (torch.randn(3, 0, 2) if dtype.is_floating_point else torch.zeros(3, 0, 2)).to(dtype)
     for x in (torch.randn(4, 5).to(dtype), torch.tensor(7).to(dtype), t, torch.randn(6, 4).to(dtype).t()):
@@ -50,15 +58,21 @@ def header(tree, body=b""):
     return struct.pack(">I", len(h)) + h + body
 
 
-@pytest.mark.parametrize("msg, match", [
-    (b"\x00\x00", "too short"),
-    (struct.pack(">I", 100) + b"{}", "truncated"),
-    (struct.pack(">I", 4) + b"nope", "not JSON"),
-    (header({"__tensor__": [0, 8], "dtype": "float64", "shape": [2], "device": "cpu"}, b"\0" * 8), "needs 16 bytes"),
-    (header({"__tensor__": [0, 8], "dtype": "object", "shape": [1], "device": "cpu"}, b"\0" * 8), "not allowed"),
-    (header({"__tensor__": [4, 8], "dtype": "float64", "shape": [1], "device": "cpu"}, b"\0" * 8), "out of range"),
-    (header({"__pickle__": "x"}), "unknown object"),
-])
+@pytest.mark.parametrize(
+    "msg, match",
+    [
+        (b"\x00\x00", "too short"),
+        (struct.pack(">I", 100) + b"{}", "truncated"),
+        (struct.pack(">I", 4) + b"nope", "not JSON"),
+        (
+            header({"__tensor__": [0, 8], "dtype": "float64", "shape": [2], "device": "cpu"}, b"\0" * 8),
+            "needs 16 bytes",
+        ),
+        (header({"__tensor__": [0, 8], "dtype": "object", "shape": [1], "device": "cpu"}, b"\0" * 8), "not allowed"),
+        (header({"__tensor__": [4, 8], "dtype": "float64", "shape": [1], "device": "cpu"}, b"\0" * 8), "out of range"),
+        (header({"__pickle__": "x"}), "unknown object"),
+    ],
+)
 def test_malformed_messages_are_refused(msg, match):
     with pytest.raises(WireError, match=match):
         wire.decode(msg)
@@ -88,6 +102,6 @@ def test_tensors_cannot_share_a_buffer():
     msg = struct.pack(">I", len(header)) + header + raw.numpy().tobytes()
     with pytest.raises(WireError, match="overlap"):
         wire.decode(msg)
-    value = [torch.ones(3), torch.zeros(2, 2), {"k": torch.arange(4)}]      # honest messages still decode
+    value = [torch.ones(3), torch.zeros(2, 2), {"k": torch.arange(4)}]  # honest messages still decode
     out = wire.decode(wire.encode(value))
     assert torch.equal(out[0], value[0]) and torch.equal(out[1], value[1]) and torch.equal(out[2]["k"], value[2]["k"])

@@ -1,0 +1,57 @@
+"""Notebook reports: executing and rendering A1's notebooks on the reference (grade --report), next to grading A1
+without the report, and the share of the notebooks' time spent starting sandboxed kernels."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import Row
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(repeat: int = 1) -> list[Row]:
+    from grader.nbreport import attach
+    from grader.runner import grade
+
+    t0 = time.perf_counter()
+    result = grade(ROOT, "a1_knn", device="cpu")
+    grading = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory(prefix="bench-report-") as out:
+        t1 = time.perf_counter()
+        lines = attach(result, ROOT, "a1_knn", kit=ROOT, out=Path(out))
+        report = time.perf_counter() - t1
+    info = result.notebooks
+    if "error" in info:
+        raise RuntimeError(f"the A1 report could not be made: {info['error']} ({lines})")
+    runs = info["notebooks"]
+    execute, render = info["seconds"]["execute"], info["seconds"]["render"]
+    kernels = sum(r["kernel_seconds"] for r in runs)
+    ran = sum(r["seconds"] for r in runs)
+    return [
+        Row(
+            "notebooks", "grading A1, public checks (wall)", grading, "", None, "s", note=f"{len(result.checks)} checks"
+        ),
+        Row(
+            "notebooks",
+            "A1 --report: notebooks + report (wall)",
+            report,
+            "grading A1 (wall)",
+            grading,
+            "s",
+            note=f"{len(runs)} notebooks, {sum(r['kernel_starts'] for r in runs)} kernel start(s)",
+        ),
+        Row(
+            "notebooks",
+            "  executing A1's notebooks in the sandbox",
+            execute,
+            "the report (wall)",
+            report,
+            "s",
+            note=", ".join(f"{Path(r['notebook']).name} {r['seconds']:.1f} s" for r in runs),
+        ),
+        Row("notebooks", "  share: starting the sandboxed kernels", kernels, "running the notebooks", ran, "s"),
+        Row("notebooks", "  rendering report.html + report.ipynb", render, "the report (wall)", report, "s"),
+    ]

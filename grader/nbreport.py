@@ -1,0 +1,804 @@
+"""The report a TA grades from: `report.html` (self-contained, opens offline), the same content as
+`report.ipynb`, `answers.json`, and with `--pdf` a `report.pdf` printed by headless Chromium.
+
+It holds a header (assignment, submission and content hash, grading time, device, data set, grader version),
+the score per part with each failed check's feedback (hidden checks by title and result only), an index
+"Answers for manual grading" linking to every inline question of the manifest with the student's answer in full
+(unanswered and missing ones flagged; in the PDF each question starts a new page), then each notebook as it ran
+in the sandbox (grader.notebooks), cells that raised or timed out marked, long outputs cut with a note.
+
+A notebook's content is untrusted. Outputs keep only plain text, sanitised HTML and Markdown, and PNG/JPEG
+images (checked to be base64); Markdown and HTML are sanitised after rendering (bleach: no script, no event
+handler, no style, links only to http(s), mailto and anchors, images only inline); the finished page is
+filtered again (no script, frame, object, form, base or event-handler attribute anywhere) and starts with a
+Content-Security-Policy that forbids every script and every request outside the file. So a TA who opens 400
+reports runs no student JavaScript and fetches nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import copy
+import hashlib
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+from grader.manifest import GraderError, Manifest
+from grader.notebooks import Answer, NotebookRun
+from grader.report import clean_text, md_inline, write_atomic
+from grader.results import GradeResult
+
+MAX_TEXT_CHARS = 20_000  # of one text output in the report (the rest is cut, with a note)
+MAX_TRACEBACK_LINES = 60
+CHROMIUM_TIMEOUT = 180.0
+CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'"
+)
+CHROMIUM_HELP = (
+    "install Chromium (Debian/Ubuntu: sudo apt-get install chromium; `make system` does it where it "
+    "can), or set $CHROMIUM to a Chrome or Chromium executable; or open report.html in a browser "
+    "and print it to PDF"
+)
+
+REPORT_CSS = """
+.celltag_dlcv-page, .celltag_dlcv-question { break-before: page; }
+.celltag_dlcv-answer { border-left: 4px solid #2b7bb9; padding-left: 0.6em; background: #f4f9fd; }
+.celltag_dlcv-flag { border-left: 4px solid #c0392b; background: #fdf1f0; padding-left: 0.6em; }
+.celltag_dlcv-missing { border-left: 4px solid #c0392b; background: #fdf1f0; padding-left: 0.6em; }
+table.dlcv { border-collapse: collapse; margin: 0.5em 0; }
+table.dlcv td, table.dlcv th { border: 1px solid #ccc; padding: 2px 8px; text-align: left; vertical-align: top;
+                                overflow-wrap: anywhere; }
+pre.dlcv-feedback { white-space: pre-wrap; background: #f7f7f7; padding: 0.4em; }
+@media print { .jp-Cell { break-inside: auto; } }
+"""
+
+# -- sanitising ---------------------------------------------------------------------------------------------------
+
+_TAGS = [
+    "a",
+    "abbr",
+    "b",
+    "blockquote",
+    "br",
+    "caption",
+    "code",
+    "dd",
+    "del",
+    "details",
+    "div",
+    "dl",
+    "dt",
+    "em",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "i",
+    "img",
+    "ins",
+    "kbd",
+    "li",
+    "ol",
+    "p",
+    "pre",
+    "q",
+    "s",
+    "samp",
+    "small",
+    "span",
+    "strike",
+    "strong",
+    "sub",
+    "summary",
+    "sup",
+    "table",
+    "tbody",
+    "td",
+    "tfoot",
+    "th",
+    "thead",
+    "tr",
+    "u",
+    "ul",
+    "var",
+]
+_IMAGE_URI = re.compile(r"^data:image/(png|jpeg|gif);base64,[A-Za-z0-9+/=\s]*$")
+_LINK = re.compile(r"^(https?:|mailto:|#)", re.IGNORECASE)
+_ID = re.compile(r"^[A-Za-z0-9_:=.-]{1,100}$")
+_STRIPPED_WITH_CONTENT = re.compile(
+    r"<(script|style|template|iframe|object|embed|noscript|textarea|title|xmp)\b"
+    r"[^>]*>.*?</\1\s*>",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def _attribute(tag: str, name: str, value: str) -> bool:
+    if name in ("class", "title", "align", "colspan", "rowspan", "alt", "width", "height"):
+        return not (name in ("width", "height", "colspan", "rowspan") and not value.strip().isdigit())
+    if name == "id":
+        return bool(_ID.match(value))
+    if tag == "a" and name == "href":
+        return bool(_LINK.match(value.strip()))
+    if tag == "img" and name == "src":
+        return bool(_IMAGE_URI.match(value.strip()))
+    return False
+
+
+def clean_html(fragment: Any) -> str:
+    """Untrusted HTML (a rendered Markdown cell, an HTML output) without anything that runs or loads: only the
+    tags of text, tables and inline images, no event handlers, no style, links to http(s), mailto and anchors."""
+    import bleach
+
+    text = fragment.decode("utf-8", "replace") if isinstance(fragment, bytes) else str(fragment)
+    text = _STRIPPED_WITH_CONTENT.sub("", clean_text(text))
+    return bleach.Cleaner(
+        tags=_TAGS,
+        attributes=_attribute,
+        protocols=["http", "https", "mailto", "data"],
+        strip=True,
+        strip_comments=True,
+    ).clean(text)
+
+
+class _FinalPass(HTMLParser):
+    """The whole page, re-emitted: elements that run or load things dropped with their content, event
+    handlers and script URLs dropped from every tag. Our own CSS (style elements) stays."""
+
+    DROP = frozenset(
+        {
+            "script",
+            "iframe",
+            "object",
+            "embed",
+            "applet",
+            "frame",
+            "frameset",
+            "form",
+            "base",
+            "link",
+            "noscript",
+            "template",
+            "portal",
+            "math-script",
+        }
+    )
+    VOID = frozenset(
+        {"area", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"}
+    )
+    URL_ATTRS = frozenset(
+        {
+            "href",
+            "src",
+            "action",
+            "formaction",
+            "xlink:href",
+            "background",
+            "poster",
+            "data",
+            "srcset",
+            "ping",
+            "lowsrc",
+            "dynsrc",
+            "codebase",
+            "cite",
+            "longdesc",
+            "usemap",
+            "manifest",
+        }
+    )
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.out: list[str] = []
+        self.skip = 0  # depth inside a dropped element
+
+    def _attrs(self, tag: str, attrs: list[tuple[str, str | None]]) -> str:
+        kept = []
+        for name, value in attrs:
+            name = name.lower()
+            v = value or ""
+            if name.startswith("on") or name in ("srcdoc", "formaction", "http-equiv"):
+                continue
+            if name in self.URL_ATTRS:
+                if not (_LINK.match(v.strip()) or (tag == "img" and name == "src" and _IMAGE_URI.match(v.strip()))):
+                    continue
+            if not re.fullmatch(r"[a-z_:][-a-z0-9_:.=]*", name):
+                continue
+            kept.append(f' {name}="{html.escape(v, quote=True)}"' if value is not None else f" {name}")
+        return "".join(kept)
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        tag = tag.lower()
+        if tag in self.DROP or (tag == "meta" and any(k.lower() == "http-equiv" for k, _ in attrs)):
+            if tag not in self.VOID:
+                self.skip += 1
+            return
+        if not self.skip:
+            self.out.append(f"<{tag}{self._attrs(tag, attrs)}>")
+
+    def handle_startendtag(self, tag: str, attrs: list) -> None:
+        tag = tag.lower()
+        if tag in self.DROP or (tag == "meta" and any(k.lower() == "http-equiv" for k, _ in attrs)):
+            return
+        if not self.skip:
+            self.out.append(f"<{tag}{self._attrs(tag, attrs)} />")
+
+    def handle_endtag(self, tag: str) -> None:
+        tag = tag.lower()
+        if tag in self.DROP:
+            if tag not in self.VOID:
+                self.skip = max(0, self.skip - 1)
+            return
+        if not self.skip:
+            self.out.append(f"</{tag}>")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.out.append(data)
+
+    def handle_entityref(self, name: str) -> None:
+        if not self.skip:
+            self.out.append(f"&{name};")
+
+    def handle_charref(self, name: str) -> None:
+        if not self.skip:
+            self.out.append(f"&#{name};")
+
+    def handle_decl(self, decl: str) -> None:
+        if decl.lower().startswith("doctype"):
+            self.out.append(f"<!{decl}>")
+
+    def handle_comment(self, data: str) -> None:
+        pass
+
+    def handle_pi(self, data: str) -> None:
+        pass
+
+    def unknown_decl(self, data: str) -> None:
+        pass
+
+
+def finish_page(page: str) -> str:
+    """The exported page, filtered once more, with the Content-Security-Policy first in its head and the
+    report's CSS last."""
+    p = _FinalPass()
+    p.feed(page)
+    p.close()
+    out = "".join(p.out)
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+    out, n = re.subn(r"<head>", f"<head>\n{meta}", out, count=1, flags=re.IGNORECASE)
+    if not n:
+        out = f"<!DOCTYPE html>\n<html><head>{meta}</head><body>{out}</body></html>"
+    return re.sub(r"</head>", f"<style>{REPORT_CSS}</style>\n</head>", out, count=1, flags=re.IGNORECASE)
+
+
+def _cut(text: str, limit: int = MAX_TEXT_CHARS) -> str:
+    text = clean_text(text)
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n... (output cut: {len(text) - limit:,} more characters not shown)"
+
+
+def _b64(value: Any) -> str | None:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9+/=\s]*", value):
+        return None
+    with contextlib.suppress(binascii.Error, ValueError):
+        base64.b64decode("".join(value.split()), validate=True)
+        return value
+    return None
+
+
+def clean_output(o: Any) -> Any:
+    """One output of a student's cell, reduced to what the report shows safely (None to drop it)."""
+    import nbformat
+
+    kind = o.get("output_type")
+    if kind == "stream":
+        name = o.get("name") if o.get("name") in ("stdout", "stderr") else "stdout"
+        return nbformat.v4.new_output("stream", name=name, text=_cut(str(o.get("text", ""))))
+    if kind == "error":
+        tb = [clean_text(str(t)) for t in (o.get("traceback") or [])][-MAX_TRACEBACK_LINES:]
+        return nbformat.v4.new_output(
+            "error",
+            ename=_cut(str(o.get("ename", "")), 200),
+            evalue=_cut(str(o.get("evalue", "")), 2000),
+            traceback=[_cut("\n".join(tb), MAX_TEXT_CHARS)],
+        )
+    if kind not in ("display_data", "execute_result"):
+        return None
+    data = o.get("data") or {}
+    if not isinstance(data, dict):
+        return None
+    kept: dict[str, Any] = {}
+    meta: dict[str, Any] = {}
+    for key in ("image/png", "image/jpeg"):
+        good = _b64(data.get(key))
+        if good:
+            kept[key] = good
+            m = (o.get("metadata") or {}).get(key)
+            if isinstance(m, dict):
+                size = {k: int(v) for k, v in m.items() if k in ("width", "height") and isinstance(v, (int, float))}
+                if size:
+                    meta[key] = size
+    if isinstance(data.get("text/html"), (str, list)):
+        value = data["text/html"]
+        kept["text/html"] = clean_html("".join(value) if isinstance(value, list) else value)
+    if isinstance(data.get("text/markdown"), str):
+        kept["text/markdown"] = _cut(data["text/markdown"])
+    plain = data.get("text/plain")
+    if isinstance(plain, (str, list)):
+        kept["text/plain"] = _cut("".join(plain) if isinstance(plain, list) else plain)
+    dropped = sorted(k for k in data if k not in kept)
+    if not kept:
+        kept["text/plain"] = f"(an output of type {', '.join(dropped)[:200]} is not shown in the report)"
+    if kind == "execute_result":
+        return nbformat.v4.new_output(
+            "execute_result",
+            data=kept,
+            metadata=meta,
+            execution_count=o.get("execution_count") if isinstance(o.get("execution_count"), int) else None,
+        )
+    return nbformat.v4.new_output("display_data", data=kept, metadata=meta)
+
+
+_TAG = re.compile(r"^[A-Za-z0-9_:.-]{1,60}$")
+
+
+def _clean_cell(cell: Any, cell_id: str) -> Any:
+    """A student's cell for the report: safe outputs, no metadata but plain tags, a fresh id."""
+    import nbformat
+
+    tags = [
+        t
+        for t in (cell.get("metadata", {}).get("tags") or [])
+        if isinstance(t, str) and _TAG.match(t) and not t.startswith("dlcv-")
+    ]
+    meta = {"tags": tags} if tags else {}
+    source = clean_text(cell.get("source", ""))
+    if cell.cell_type == "code":
+        new = nbformat.v4.new_code_cell(source, metadata=meta)
+        new.outputs = [c for c in (clean_output(o) for o in cell.get("outputs", [])) if c is not None]
+        count = cell.get("execution_count")
+        new.execution_count = count if isinstance(count, int) else None
+    elif cell.cell_type == "markdown":
+        new = nbformat.v4.new_markdown_cell(source, metadata=meta)
+        attachments = {}
+        for name, bundle in (cell.get("attachments") or {}).items():
+            if isinstance(bundle, dict) and _TAG.match(str(name)):
+                good = {k: v for k, v in bundle.items() if k in ("image/png", "image/jpeg", "image/gif") and _b64(v)}
+                if good:
+                    attachments[name] = good
+        if attachments:
+            new.attachments = attachments
+    else:  # a raw cell is shown as text, never passed through
+        new = nbformat.v4.new_markdown_cell(_indent(source) or "(an empty raw cell)", metadata=meta)
+    new.id = cell_id
+    return new
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.split("\n")) if text.strip() else ""
+
+
+# -- building the report ------------------------------------------------------------------------------------------
+
+
+def _pts(x: float) -> str:
+    return f"{x:.2f}".rstrip("0").rstrip(".")
+
+
+def _e(text: Any) -> str:
+    return html.escape(clean_text(text), quote=True)
+
+
+def _md(text: str, tags: list[str] | None = None, cell_id: str | None = None) -> Any:
+    import nbformat
+
+    cell = nbformat.v4.new_markdown_cell(text, metadata={"tags": tags} if tags else {})
+    if cell_id:
+        cell.id = cell_id
+    return cell
+
+
+def _status_mark(a: Answer) -> str:
+    return {"answered": "answered", "unanswered": "**UNANSWERED**", "missing": "**MISSING**"}[a.status]
+
+
+def build_notebook(
+    result: GradeResult, m: Manifest, runs: list[NotebookRun], answers: list[Answer], *, meta: dict[str, str]
+) -> Any:
+    """The report as a notebook (nbformat): header, scores, answers, then each executed notebook."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python", "pygments_lexer": "ipython3"},
+        "title": clean_text(f"{result.title}: report"),
+    }
+    cells = nb.cells
+    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in meta.items())
+    cells.append(
+        _md(
+            f'# {md_inline(result.title)}: report\n\n<table class="dlcv" id="dlcv-header">{rows}</table>',
+            cell_id="dlcv-header",
+        )
+    )
+    # scores
+    parts = "".join(
+        f"<tr><td>{_e(p.title)}</td><td>{_pts(p.score)} / {_pts(p.max_score)}</td></tr>" for p in result.parts
+    )
+    checks = []
+    for c in result.checks:
+        kind = "hidden" if c.hidden else "public"
+        checks.append(
+            f"<tr><td>{_e(c.number)}</td><td>{_e(c.title)}</td><td>{kind}</td>"
+            f"<td>{'passed' if c.passed else '<strong>FAILED</strong>'}</td>"
+            f"<td>{_pts(c.score)} / {_pts(c.max_score)}</td></tr>"
+        )
+    text = (
+        f"## Score: {_pts(result.score)} / {_pts(result.max_score)}\n\n"
+        f'<table class="dlcv" id="dlcv-scores"><tr><th>part</th><th>score</th></tr>{parts}'
+        f"<tr><th>total</th><th>{_pts(result.score)} / {_pts(result.max_score)}</th></tr></table>\n\n"
+        f'<table class="dlcv" id="dlcv-checks"><tr><th>#</th><th>check</th><th>kind</th><th>result</th>'
+        f"<th>points</th></tr>{''.join(checks)}</table>"
+    )
+    cells.append(_md(text, cell_id="dlcv-scores"))
+    if result.problems:
+        cells.append(
+            _md(
+                "### Problems with the submission\n\n"
+                + "".join(f'<pre class="dlcv-feedback">{_e(p)}</pre>\n' for p in result.problems),
+                cell_id="dlcv-problems",
+            )
+        )
+    failed = [c for c in result.checks if not c.passed and not c.hidden]
+    if failed:
+        cells.append(
+            _md(
+                "### Feedback on failed checks\n\n"
+                + "\n\n".join(
+                    f'**{_e(c.number)} {_e(c.title)}**\n\n<pre class="dlcv-feedback">{_e(_cut(c.output, 8000))}</pre>'
+                    for c in failed
+                ),
+                cell_id="dlcv-feedback",
+            )
+        )
+    hidden_failed = [c for c in result.checks if not c.passed and c.hidden]
+    if hidden_failed:
+        cells.append(
+            _md(
+                f"{len(hidden_failed)} hidden check(s) failed; hidden checks are listed by title and result only.",
+                cell_id="dlcv-hidden",
+            )
+        )
+    # answers
+    total = sum(a.points for a in answers)
+    rows = []
+    for i, a in enumerate(answers):
+        rows.append(
+            f'<tr><td>{i + 1}</td><td><a href="#cell-id=dlcv-q-{_e(a.id)}">{_e(a.id)}</a></td>'
+            f"<td>{_e(a.notebook)}</td><td>{_pts(a.points)}</td><td>{_status_mark(a)}</td></tr>"
+        )
+    index = "## Answers for manual grading\n\n" + (
+        f"{len(answers)} question(s), {_pts(total)} points, graded by hand. "
+        f"{sum(a.status == 'answered' for a in answers)} answered, "
+        f"{sum(a.status == 'unanswered' for a in answers)} unanswered, "
+        f"{sum(a.status == 'missing' for a in answers)} missing.\n\n"
+        f'<table class="dlcv" id="dlcv-answers"><tr><th>#</th><th>question</th><th>notebook</th>'
+        f"<th>points</th><th>status</th></tr>{''.join(rows)}</table>"
+        if answers
+        else "The manifest names no inline question."
+    )
+    cells.append(_md(index, cell_id="dlcv-answers"))
+    cell_ids: dict[tuple[str, int], str] = {}
+    for k, run in enumerate(runs):
+        for i in range(len(run.nb.cells) if run.nb is not None else 0):
+            cell_ids[(run.path, i)] = f"nb{k + 1}-c{i + 1}"
+    for i, a in enumerate(answers):
+        where = (
+            f" · [cell {a.cell + 1} of {_e(a.notebook)}](#cell-id={cell_ids[(a.notebook, a.cell)]})"
+            if a.cell is not None and (a.notebook, a.cell) in cell_ids
+            else f" · {_e(a.notebook)}"
+        )
+        head = (
+            f"## Question {i + 1}: {_e(a.id)} ({_pts(a.points)} points)\n\n"
+            f"{_status_mark(a)}{where}\n\n"
+            + (f'<pre class="dlcv-feedback">{_e(a.message)}</pre>\n\n' if a.message else "")
+            + (a.prompt.strip() or "(no prompt)")
+        )
+        cells.append(_md(clean_text(head), ["dlcv-question"], f"dlcv-q-{a.id}"))
+        if a.status == "answered":
+            cells.append(_md(clean_text(a.text), ["dlcv-answer"], f"dlcv-a-{a.id}"))
+        else:
+            cells.append(
+                _md(
+                    "**No answer.**" if a.status == "unanswered" else "**Missing:** " + _e(a.message),
+                    ["dlcv-missing"],
+                    f"dlcv-a-{a.id}",
+                )
+            )
+    # the notebooks
+    for k, run in enumerate(runs):
+        name = _e(run.path)
+        if run.nb is None:
+            cells.append(
+                _md(f"# Notebook {name}\n\n**Not run:** {_e(run.message)}", ["dlcv-page", "dlcv-missing"], f"nb{k + 1}")
+            )
+            continue
+        lines = [f"# Notebook {name}", ""]
+        if run.status == "ran":
+            lines.append(
+                f"Ran in the sandbox in {run.seconds:.1f} s (starting the kernel: {run.kernel_seconds:.1f} s"
+                f"{f', {run.kernel_starts} starts' if run.kernel_starts > 1 else ''})."
+            )
+        else:
+            lines.append(f"**Not run:** {_e(run.message)}")
+        if run.never_run:
+            lines.append("\n**Never run:** the submitted notebook had no outputs at all.")
+        if run.cells:
+            lines.append("\nCells to look at:\n")
+            lines += [
+                f"- [cell {i + 1}](#cell-id={cell_ids[(run.path, i)]}): {_e(v)}" for i, v in sorted(run.cells.items())
+            ]
+        cells.append(_md("\n".join(lines), ["dlcv-page"], f"nb{k + 1}"))
+        for i, cell in enumerate(run.nb.cells):
+            cells.append(_clean_cell(cell, cell_ids[(run.path, i)]))
+            if i in run.cells:
+                cells.append(_md(f"**Cell {i + 1} {_e(run.cells[i])}.**", ["dlcv-flag"], f"nb{k + 1}-f{i + 1}"))
+    return nb
+
+
+def render_html(nb: Any) -> str:
+    """report.ipynb as one self-contained, script-free HTML page."""
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(
+        template_name="lab", sanitize_html=True, embed_images=True, filters={"clean_html": clean_html}
+    )
+    page, _ = exporter.from_notebook_node(
+        copy.deepcopy(nb), resources={"metadata": {"name": nb.metadata.get("title", "report")}}
+    )
+    return finish_page(page)
+
+
+def chromium() -> str | None:
+    """A Chromium or Chrome executable: $CHROMIUM, else the first one on PATH."""
+    exe = os.environ.get("CHROMIUM")
+    if exe:
+        return shutil.which(exe) or (exe if os.path.isfile(exe) else None)
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def browser_argv(exe: str, profile: Path) -> list[str]:
+    """Headless Chromium on a local, script-free page: no network, a throwaway profile."""
+    argv = [
+        exe,
+        "--headless",
+        "--disable-gpu",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-extensions",
+        "--disable-background-networking",
+        "--disable-sync",
+        "--mute-audio",
+        f"--user-data-dir={profile}",
+        "--proxy-server=127.0.0.1:9",
+        "--proxy-bypass-list=<-loopback>",
+    ]
+    if os.getuid() == 0:
+        argv.append("--no-sandbox")  # Chromium's own sandbox refuses root; the page runs no script anyway
+    return argv
+
+
+def print_pdf(page: Path, pdf: Path, timeout: float = CHROMIUM_TIMEOUT) -> str:
+    """Print `page` to `pdf` with headless Chromium; "" when done, else why not (a sentence)."""
+    exe = chromium()
+    if exe is None:
+        return f"report.pdf was not written: Chromium is not installed. To get the PDF, {CHROMIUM_HELP}."
+    with tempfile.TemporaryDirectory(prefix="grader-chromium-") as profile:
+        tmp = pdf.with_name(f".{pdf.stem}.tmp.pdf")
+        argv = [
+            *browser_argv(exe, Path(profile)),
+            "--no-pdf-header-footer",
+            f"--print-to-pdf={tmp}",
+            page.resolve().as_uri(),
+        ]
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            tmp.unlink(missing_ok=True)
+            return f"report.pdf was not written: Chromium failed ({type(e).__name__}: {e})."
+        if r.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
+            tmp.unlink(missing_ok=True)
+            return (
+                f"report.pdf was not written: Chromium exited with status {r.returncode} "
+                f"({(r.stderr or '').strip()[-300:]})."
+            )
+        os.replace(tmp, pdf)
+    return ""
+
+
+def _hash_notebooks(notebooks: dict[str, Path]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(notebooks):
+        with contextlib.suppress(OSError):
+            h.update(name.encode() + b"\0" + Path(notebooks[name]).read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def write_report(
+    result: GradeResult,
+    m: Manifest,
+    runs: list[NotebookRun],
+    answers: list[Answer],
+    out: Path,
+    *,
+    meta: dict[str, str],
+    pdf: bool = False,
+) -> tuple[dict[str, Path], list[str]]:
+    """Write report.ipynb, report.html, answers.json (and report.pdf) into `out`; returns their paths and
+    messages for the terminal."""
+    import nbformat
+
+    out.mkdir(parents=True, exist_ok=True)
+    nb = build_notebook(result, m, runs, answers, meta=meta)
+    page = render_html(nb)
+    paths = {"ipynb": out / "report.ipynb", "html": out / "report.html", "answers": out / "answers.json"}
+    write_atomic(paths["ipynb"], nbformat.writes(nb) + "\n")
+    write_atomic(paths["html"], page)
+    write_atomic(
+        paths["answers"],
+        json.dumps(
+            {"assignment": result.assignment, "digest": result.digest, "questions": [a.to_dict() for a in answers]},
+            indent=2,
+        )
+        + "\n",
+    )
+    messages = []
+    if pdf:
+        why = print_pdf(paths["html"], out / "report.pdf")
+        if why:
+            messages.append(why)
+        else:
+            paths["pdf"] = out / "report.pdf"
+    return paths, messages
+
+
+def attach(
+    result: GradeResult,
+    submission: Path,
+    assignment: str,
+    *,
+    kit: Path,
+    out: Path,
+    pdf: bool = False,
+    dataset: str | None = None,
+    isolation: str = "auto",
+    allow_weak_sandbox: bool = False,
+) -> list[str]:
+    """`grader grade --report`: run the submission's notebooks in the sandbox, write the report into `out`, and
+    record the answers and the notebooks' outcome in `result.notebooks` (results.json's extra_data). Returns
+    lines for the terminal. Nothing here changes the score, and a failure here is reported, never raised."""
+    try:
+        return _attach(
+            result,
+            submission,
+            assignment,
+            kit=kit,
+            out=out,
+            pdf=pdf,
+            dataset=dataset,
+            isolation=isolation,
+            allow_weak_sandbox=allow_weak_sandbox,
+        )
+    except Exception as e:
+        why = f"{type(e).__name__}: {str(e)[:500]}"
+        result.notebooks = {"error": f"the notebook report could not be made ({why})"}
+        return [f"The notebook report could not be made ({why}). The grade above stands."]
+
+
+def _attach(
+    result: GradeResult,
+    submission: Path,
+    assignment: str,
+    *,
+    kit: Path,
+    out: Path,
+    pdf: bool,
+    dataset: str | None,
+    isolation: str,
+    allow_weak_sandbox: bool,
+) -> list[str]:
+    from grader import manifest as manifests
+    from grader.intake import stage
+    from grader.notebooks import execute_notebooks, find_answers, questions
+    from grader.runner import choose_isolation
+
+    t0 = time.perf_counter()
+    m = manifests.load(assignment, kit)
+    qs = questions(m)
+    chosen = choose_isolation(isolation, hidden=result.hidden, allow_weak=allow_weak_sandbox)
+    with tempfile.TemporaryDirectory(prefix="grader-report-") as tmp:
+        staged = stage(m, kit, Path(submission), Path(tmp) / "kit")
+        problems = dict(getattr(staged, "notebook_problems", {}) or {})
+        if staged.refused:
+            problems = dict.fromkeys(m.notebooks, f"the submission was not taken in: {staged.refused}")
+        notebooks = {} if staged.refused else dict(staged.notebooks)
+        runs = execute_notebooks(
+            m, staged.root, notebooks, chosen, problems=problems, dataset=dataset, device=result.device, hide=[str(kit)]
+        )
+        notebooks_digest = _hash_notebooks(notebooks)
+    executed = {r.path: r.nb for r in runs if r.nb is not None}
+    answers = find_answers(qs, executed, kit, {r.path: r.message for r in runs})
+    run_seconds = time.perf_counter() - t0
+    meta = {
+        "Assignment": f"{result.assignment}: {result.title}",
+        "Submission": Path(result.submission).name or str(result.submission),
+        "Content hash (graded files)": result.digest,
+        "Content hash (notebooks)": notebooks_digest,
+        "Graded at": result.started_at,
+        "Device": result.device,
+        "Data set (checks)": result.dataset,
+        "Data set (notebooks)": dataset or "digits (offline)",
+        "Grader version": result.grader_version,
+        "Sandbox": chosen.detail,
+    }
+    t1 = time.perf_counter()
+    paths, messages = write_report(result, m, runs, answers, out, meta=meta, pdf=pdf)
+    result.notebooks = {
+        "report": "report.html",
+        "answers": [a.to_dict() for a in answers],
+        "notebooks": [r.summary() for r in runs],
+        "seconds": {"execute": round(run_seconds, 3), "render": round(time.perf_counter() - t1, 3)},
+    }
+    lines = [f"Report: {', '.join(str(p) for p in paths.values())}"]
+    for r in runs:
+        if r.status != "ran":
+            lines.append(f"  {r.path}: {r.message}")
+        elif r.cells:
+            lines.append(f"  {r.path}: {len(r.cells)} cell(s) raised, timed out or were not run (see the report)")
+    unanswered = [a.id for a in answers if a.status != "answered"]
+    if unanswered:
+        lines.append(f"  unanswered or missing questions: {', '.join(unanswered)}")
+    return lines + messages
+
+
+def check_manifest(m: Manifest) -> None:
+    """Raise GraderError when the manifest's questions or notebook limits are malformed."""
+    from grader.notebooks import limits, questions
+
+    questions(m)
+    limits(m)
+
+
+__all__ = [
+    "GraderError",
+    "attach",
+    "build_notebook",
+    "check_manifest",
+    "clean_html",
+    "finish_page",
+    "print_pdf",
+    "render_html",
+    "write_report",
+]
