@@ -16,6 +16,7 @@ the options: a second run skips every unchanged submission, and a killed run los
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -47,6 +48,8 @@ RECORD = "batch.json"  # DIR/<student>/batch.json: the record, written last
 METADATA = "submission_metadata.yml"
 SKIPPED = {"__MACOSX", "__pycache__"}
 MAX_RETURNED_BYTES = 64 * 2**20  # what one grading may hand back (its reports)
+MAX_CLASS_BYTES = 20 * 2**30  # a class archive unpacked, all entries together
+MAX_FIELD = 200  # characters kept of a student id, name or email from a Gradescope export
 LIMIT_MARGIN = 300.0  # seconds a grading process gets beyond the manifest's own grading budget
 STATUSES = ("graded", "error", "timeout")
 NOT_ENGINE = {"batch.py", "classreport.py", "similarity.py", "annotate.py", "cli.py", "release.py", "submit.py"}
@@ -72,6 +75,7 @@ class Submission:
     slug: str = ""  # its folder under DIR (a safe, unique form of the first student's id)
     digest: str = ""  # content hash of the graded files (grader.intake.stage)
     refused: str = ""  # the archive was refused by the intake: why
+    notebooks: str = ""  # content hash of the notebooks kept for the report (names, bytes, problems)
     sources: dict[str, str] = field(default_factory=dict)  # graded file -> text (for similarity)
     key: str = ""  # what a stored result must match to be reused
 
@@ -129,12 +133,47 @@ def _common_prefix(names: list[str]) -> str:
 
 
 def _find_metadata(src: Path) -> Path | None:
+    """The export's metadata: in INPUT itself, or in INPUT's only entry when that is a folder (an export zipped
+    with its folder). One student's folder among others, or beside a file, is never taken for an export."""
     if (src / METADATA).is_file():
         return src / METADATA
-    tops = [e for e in src.iterdir() if e.is_dir() and not e.name.startswith(".") and e.name not in SKIPPED]
-    if len(tops) == 1 and (tops[0] / METADATA).is_file():
-        return tops[0] / METADATA
-    return None
+    tops = [e for e in src.iterdir() if not e.name.startswith(".") and e.name not in SKIPPED]
+    if len(tops) != 1:
+        return None
+    meta = tops[0] / METADATA
+    try:
+        if tops[0].is_symlink() or not tops[0].is_dir() or meta.is_symlink() or not meta.is_file():
+            return None
+    except OSError:
+        return None
+    return meta
+
+
+def _field(value: Any) -> str:
+    """A submitter's id, name or email from the export: a plain scalar (never a list or mapping, whose text could
+    be huge), cut to MAX_FIELD characters; "" for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return ""
+    return clean_text(str(value)).strip()[:MAX_FIELD]
+
+
+def _folder_problem(folder: Any) -> str:
+    """Why `folder` (a key of the export's metadata) is not a plain folder name, or ""."""
+    from grader.intake import _show
+
+    if isinstance(folder, bool) or not isinstance(folder, (str, int)):
+        return f"{METADATA} names a submission folder that is not a name ({type(folder).__name__})"
+    name = str(folder)
+    if (
+        not name
+        or "/" in name
+        or "\\" in name
+        or "\0" in name
+        or name in (".", "..")
+        or len(name.encode("utf-8", "surrogatepass")) > 255
+    ):
+        return f"{METADATA} names a submission folder {_show(name)}, which is not a plain folder name"
+    return ""
 
 
 def _gradescope(meta: Path) -> list[Submission]:
@@ -151,59 +190,86 @@ def _gradescope(meta: Path) -> list[Submission]:
         raise GraderError(f"{meta}: expected a mapping of submission folders to their submitters")
     subs = []
     for folder, info in data.items():
-        info = {str(k).lstrip(":"): v for k, v in info.items()} if isinstance(info, dict) else {}
+        problem = _folder_problem(folder)
+        fallback = _field(folder) or "submission"
+        info = {k.lstrip(":"): v for k, v in info.items() if isinstance(k, str)} if isinstance(info, dict) else {}
+        submitters = info.get("submitters")
         people = []
-        for person in info.get("submitters") or []:
-            p = {str(k).lstrip(":"): v for k, v in person.items()} if isinstance(person, dict) else {}
-            sid = str(p.get("sid") or p.get("email") or p.get("name") or "").strip()
-            people.append(Student(sid or str(folder), str(p.get("name") or ""), str(p.get("email") or "")))
-        people = people or [Student(str(folder))]
+        for person in submitters if isinstance(submitters, list) else []:
+            p = {k.lstrip(":"): v for k, v in person.items() if isinstance(k, str)} if isinstance(person, dict) else {}
+            name, email = _field(p.get("name")), _field(p.get("email"))
+            sid = _field(p.get("sid")) or email or name
+            people.append(Student(sid or fallback, name, email))
+        people = people or [Student(fallback)]
+        if problem:
+            subs.append(Submission(people, None, error=problem))
+            continue
         path = meta.parent / str(folder)
-        if not str(folder) or "/" in str(folder) or str(folder) in (".", ".."):
-            subs.append(
-                Submission(
-                    people,
-                    None,
-                    error=f"{METADATA} names a submission folder {str(folder)!r}, which is not a plain folder name",
-                )
-            )
-        elif path.is_symlink() or not path.is_dir():
-            subs.append(Submission(people, None, error=f"{folder}/ is not in the export (listed in {METADATA})"))
-        else:
+        try:
+            present = not path.is_symlink() and path.is_dir()
+        except (OSError, ValueError):
+            present = False
+        if present:
             subs.append(Submission(people, path))
+        else:
+            subs.append(Submission(people, None, error=f"{folder}/ is not in the export (listed in {METADATA})"))
     return subs
 
 
 def _unpack_class(archive: Path, dest: Path) -> None:
     """Unpack a class archive (a Gradescope export, a folder of zips): no entry may leave `dest`; links and
-    special files are skipped. Each student's own zip inside is unpacked later, with the intake's limits."""
-    from grader.intake import SubmissionError, _entry_parts
+    special files are skipped, and so are entries nested too deeply or compressed suspiciously well (a zip
+    bomb); all entries together may unpack to at most MAX_CLASS_BYTES. Each student's own zip inside is
+    unpacked later, with the intake's limits."""
+    from grader.intake import MAX_DEPTH, MAX_RATIO, RATIO_FLOOR, SubmissionError, TooDeepError, _entry_parts, _show
+
+    def skip(info: zipfile.ZipInfo, why: str) -> None:  # a bad entry spoils one student's files, not the run
+        print(f"grader batch: {archive.name}: entry {_show(info.filename)} {why}; skipped", file=sys.stderr)
 
     try:
         zf = zipfile.ZipFile(archive)
     except Exception as e:  # whatever a broken archive raises
         raise GraderError(f"{archive}: not a readable zip archive ({type(e).__name__}: {e})") from None
+    total = 0
     with zf:
         for info in zf.infolist():
             try:
                 parts = _entry_parts(archive.name, info.filename)
+            except TooDeepError:
+                skip(info, f"lies more than {MAX_DEPTH} folders deep")
+                continue
             except SubmissionError as e:
                 raise GraderError(str(e)) from None
             kind = (info.external_attr >> 16) & 0o170000
             if not parts or info.is_dir() or (kind and kind != 0o100000):
                 continue
-            target = dest.joinpath(*parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with zf.open(info) as f, open(target, "wb") as out:
-                    shutil.copyfileobj(f, out)
-            except Exception as e:  # a bad entry spoils one student's files, not the run
-                target.unlink(missing_ok=True)
-                print(
-                    f"grader batch: {archive.name}: entry {info.filename!r} could not be unpacked "
-                    f"({type(e).__name__}: {e}); skipped",
-                    file=sys.stderr,
+            ratio = info.file_size // max(info.compress_size, 1)
+            if info.file_size > RATIO_FLOOR and ratio > MAX_RATIO:
+                skip(info, f"is compressed {ratio:,} times (a zip bomb?), expected at most {MAX_RATIO} times")
+                continue
+            if total + info.file_size > MAX_CLASS_BYTES:
+                raise GraderError(
+                    f"{archive}: unpacks to more than {MAX_CLASS_BYTES:,} bytes; unpack it yourself and pass the folder"
                 )
+            target = dest.joinpath(*parts)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as f, open(target, "wb") as out:
+                    left = info.file_size + 1  # at most the declared size + 1: a lying header cannot exceed it
+                    while left > 0:
+                        chunk = f.read(min(left, 2**20))
+                        if not chunk:
+                            break
+                        out.write(chunk)
+                        left -= len(chunk)
+                    if left <= 0:
+                        raise ValueError("the entry is larger than its header says")
+            except Exception as e:
+                with contextlib.suppress(OSError):
+                    target.unlink(missing_ok=True)
+                skip(info, f"could not be unpacked ({type(e).__name__}: {e})")
+                continue
+            total += info.file_size
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
@@ -267,11 +333,27 @@ def prepare(sub: Submission, m: Manifest, kit: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="grader-batch-stage-") as tmp:
         try:
             staged = stage(m, kit, sub.path, Path(tmp) / "kit")
-        except GraderError as e:
-            sub.error = str(e)
+            notebooks = _notebooks_hash(staged.notebooks, staged.notebook_problems)
+        except Exception as e:  # GraderError, or whatever a hostile folder makes the reading raise
+            sub.error = str(e) if isinstance(e, GraderError) else f"the submission could not be read ({_why(e)})"
             sub.digest = hashlib.sha256(b"error\0" + sub.error.encode()).hexdigest()
             return
     sub.digest, sub.refused, sub.sources = staged.digest, staged.refused, dict(staged.sources)
+    sub.notebooks = notebooks
+
+
+def _why(e: BaseException) -> str:
+    return f"{type(e).__name__}: {clean_text(str(e))[:300]}"
+
+
+def _notebooks_hash(notebooks: dict[str, Path], problems: dict[str, str]) -> str:
+    """A hash of the notebooks a report is made from (names and bytes) and of why any was not taken."""
+    h = hashlib.sha256()
+    for name in sorted(notebooks):
+        h.update(b"nb\0" + name.encode() + b"\0" + Path(notebooks[name]).read_bytes() + b"\0")
+    for name in sorted(problems):
+        h.update(b"problem\0" + name.encode() + b"\0" + problems[name].encode("utf-8", "replace") + b"\0")
+    return h.hexdigest()
 
 
 def result_key(digest: str, assignment: str, options: dict) -> str:
@@ -839,7 +921,8 @@ def _run(o: Options, m: Manifest, t0: float, on_progress: Callable | None, strea
     todo: list[Submission] = []
     for s in subs:
         prepare(s, m, o.kit)
-        s.key = result_key(s.digest, kit_hash, options)
+        # with --report the stored result holds the notebook report: a changed notebook is a change
+        s.key = result_key(s.digest, kit_hash, {**options, "notebooks": s.notebooks} if o.report else options)
         old = load_record(o.out / s.slug)
         chosen = not only or s.slug.lower() in only or any(st.id.lower() in only for st in s.students)
         if old is not None and (

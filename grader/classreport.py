@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.manifest import Manifest
+from grader.nbreport import CSP
 from grader.report import clean_text, write_atomic
 
 LIKELY = re.compile(r"Likely bug: (.+?)(?:\.(?:\s|$)|$)", re.MULTILINE)
@@ -146,7 +147,8 @@ def write_class_report(
     counts = Counter(st for _, _, st in students)
     top = m.points
     page = [
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(m.title)}: class report</title>"
+        f"<!doctype html><html lang='en'><head><meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
+        f"<meta charset='utf-8'><title>{_e(m.title)}: class report</title>"
         f"<style>{CSS}</style></head><body>",
         f"<h1>{_e(m.title)}: class report</h1>",
         "<p class='meta'>"

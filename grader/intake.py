@@ -34,6 +34,7 @@ RATIO_FLOOR = 2**20
 MAX_SOURCE_NODES = 50_000  # syntax nodes in a graded file (the largest file of the course holds 5,000):
 # the static scan reads a file once per graded function, so this bounds its time
 MAX_WALK = 50_000  # files looked at when a folder is searched by base name
+MAX_DEPTH = 64  # folders deep: an archive entry's path, and how far a folder is searched by base name
 SKIPPED_FOLDERS = {"__MACOSX", "__pycache__", "node_modules"}  # and every folder whose name starts with "."
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -41,6 +42,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 class SubmissionError(GraderError):
     """The submitted archive cannot be taken in (corrupt or hostile). Unlike other GraderErrors this is
     about the submission, not the command: grading ends in a result where every check fails with it."""
+
+
+class TooDeepError(SubmissionError):
+    """An archive entry lies more than MAX_DEPTH folders deep."""
 
 
 @dataclass
@@ -76,6 +81,11 @@ def _entry_parts(zip_name: str, name: str) -> tuple[str, ...]:
     if ".." in parts:
         raise SubmissionError(
             f"{zip_name}: entry {_show(name)} points outside the archive (a '..' in its path); refused"
+        )
+    if len(parts) > MAX_DEPTH:
+        raise TooDeepError(
+            f"{zip_name}: entry {_show(name)} lies {len(parts) - 1:,} folders deep, "
+            f"expected at most {MAX_DEPTH}; refused"
         )
     return parts
 
@@ -191,13 +201,28 @@ def _lookup(base: Path, parts: tuple[str, ...]) -> tuple[Path | None, str | None
 
 
 def _walk(source: Path) -> list[Path]:
-    """Files under `source` (links included as names, never followed), skipping .git, .venv and the like."""
+    """Files under `source` (links included as names, never followed), skipping .git, .venv and the like, at
+    most MAX_DEPTH folders deep and about MAX_WALK files (a loop, not recursion: a folder may be very deep)."""
     found: list[Path] = []
-    for folder, dirs, names in os.walk(source, followlinks=False):
-        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in SKIPPED_FOLDERS]
-        found.extend(Path(folder) / n for n in names)
-        if len(found) > MAX_WALK:
-            break
+    stack: list[tuple[Path, int]] = [(source, 0)]
+    while stack and len(found) <= MAX_WALK:
+        folder, depth = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue
+        below = []
+        for e in entries:
+            try:
+                is_dir, is_link = e.is_dir(), e.is_symlink()  # a link to a folder is neither listed nor entered
+            except OSError:
+                continue
+            if not is_dir:
+                found.append(Path(e.path))
+            elif not is_link and depth < MAX_DEPTH and not e.name.startswith(".") and e.name not in SKIPPED_FOLDERS:
+                below.append((Path(e.path), depth + 1))
+        stack.extend(reversed(below))
     return found
 
 

@@ -24,6 +24,7 @@ import copy
 import hashlib
 import html
 import json
+import math
 import os
 import re
 import shutil
@@ -120,6 +121,11 @@ _TAGS = [
 _IMAGE_URI = re.compile(r"^data:image/(png|jpeg|gif);base64,[A-Za-z0-9+/=\s]*$")
 _LINK = re.compile(r"^(https?:|mailto:|#)", re.IGNORECASE)
 _ID = re.compile(r"^[A-Za-z0-9_:=.-]{1,100}$")
+# the report's own anchors (#cell-id=..., dlcv-...) and cell-tag classes: never from a student's HTML
+_OWN_ID = re.compile(r"^(cell-id=|dlcv-)")
+_OWN_CLASS = re.compile(r"(^|\s)celltag_", re.IGNORECASE)
+# cells the report writes itself, holding no student text but escaped text: their own ids stay
+OWN_CELLS = frozenset({"dlcv-header", "dlcv-scores", "dlcv-problems", "dlcv-feedback", "dlcv-hidden", "dlcv-answers"})
 _STRIPPED_WITH_CONTENT = re.compile(
     r"<(script|style|template|iframe|object|embed|noscript|textarea|title|xmp)\b"
     r"[^>]*>.*?</\1\s*>",
@@ -127,11 +133,13 @@ _STRIPPED_WITH_CONTENT = re.compile(
 )
 
 
-def _attribute(tag: str, name: str, value: str) -> bool:
-    if name in ("class", "title", "align", "colspan", "rowspan", "alt", "width", "height"):
+def _attribute(tag: str, name: str, value: str, own: bool = False) -> bool:
+    if name == "class":
+        return own or not _OWN_CLASS.search(value)
+    if name in ("title", "align", "colspan", "rowspan", "alt", "width", "height"):
         return not (name in ("width", "height", "colspan", "rowspan") and not value.strip().isdigit())
     if name == "id":
-        return bool(_ID.match(value))
+        return bool(_ID.match(value)) and (own or not _OWN_ID.match(value))
     if tag == "a" and name == "href":
         return bool(_LINK.match(value.strip()))
     if tag == "img" and name == "src":
@@ -139,16 +147,17 @@ def _attribute(tag: str, name: str, value: str) -> bool:
     return False
 
 
-def clean_html(fragment: Any) -> str:
+def clean_html(fragment: Any, own: bool = False) -> str:
     """Untrusted HTML (a rendered Markdown cell, an HTML output) without anything that runs or loads: only the
-    tags of text, tables and inline images, no event handlers, no style, links to http(s), mailto and anchors."""
+    tags of text, tables and inline images, no event handlers, no style, links to http(s), mailto and anchors;
+    no id or class that could pass for the report's own anchors and boxes unless `own` (the report's own cells)."""
     import bleach
 
     text = fragment.decode("utf-8", "replace") if isinstance(fragment, bytes) else str(fragment)
     text = _STRIPPED_WITH_CONTENT.sub("", clean_text(text))
     return bleach.Cleaner(
         tags=_TAGS,
-        attributes=_attribute,
+        attributes=lambda tag, name, value: _attribute(tag, name, value, own),
         protocols=["http", "https", "mailto", "data"],
         strip=True,
         strip_comments=True,
@@ -332,7 +341,7 @@ def clean_output(o: Any) -> Any:
             kept[key] = good
             m = (o.get("metadata") or {}).get(key)
             if isinstance(m, dict):
-                size = {k: int(v) for k, v in m.items() if k in ("width", "height") and isinstance(v, (int, float))}
+                size = {k: int(v) for k, v in m.items() if k in ("width", "height") and _size(v)}
                 if size:
                     meta[key] = size
     if isinstance(data.get("text/html"), (str, list)):
@@ -356,7 +365,24 @@ def clean_output(o: Any) -> Any:
     return nbformat.v4.new_output("display_data", data=kept, metadata=meta)
 
 
+def _size(v: Any) -> bool:
+    """Whether `v` is a sensible image width or height (the kernel's JSON allows Infinity and NaN)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 < v < 100_000
+
+
 _TAG = re.compile(r"^[A-Za-z0-9_:.-]{1,60}$")
+
+
+def _clean_attachments(cell: Any) -> dict[str, dict[str, str]]:
+    """A Markdown cell's pasted images that the report shows: PNG, JPEG and GIF, checked to be base64."""
+    attachments = {}
+    bundles = cell.get("attachments") or {}
+    for name, bundle in bundles.items() if isinstance(bundles, dict) else ():
+        if isinstance(bundle, dict) and _TAG.match(str(name)):
+            good = {k: v for k, v in bundle.items() if k in ("image/png", "image/jpeg", "image/gif") and _b64(v)}
+            if good:
+                attachments[str(name)] = good
+    return attachments
 
 
 def _clean_cell(cell: Any, cell_id: str) -> Any:
@@ -377,12 +403,7 @@ def _clean_cell(cell: Any, cell_id: str) -> Any:
         new.execution_count = count if isinstance(count, int) else None
     elif cell.cell_type == "markdown":
         new = nbformat.v4.new_markdown_cell(source, metadata=meta)
-        attachments = {}
-        for name, bundle in (cell.get("attachments") or {}).items():
-            if isinstance(bundle, dict) and _TAG.match(str(name)):
-                good = {k: v for k, v in bundle.items() if k in ("image/png", "image/jpeg", "image/gif") and _b64(v)}
-                if good:
-                    attachments[name] = good
+        attachments = _clean_attachments(cell)
         if attachments:
             new.attachments = attachments
     else:  # a raw cell is shown as text, never passed through
@@ -524,7 +545,11 @@ def build_notebook(
         )
         cells.append(_md(clean_text(head), ["dlcv-question"], f"dlcv-q-{a.id}"))
         if a.status == "answered":
-            cells.append(_md(clean_text(a.text), ["dlcv-answer"], f"dlcv-a-{a.id}"))
+            answer = _md(clean_text(a.text), ["dlcv-answer"], f"dlcv-a-{a.id}")
+            pasted = _answer_attachments(runs, a)
+            if pasted:
+                answer.attachments = pasted
+            cells.append(answer)
         else:
             cells.append(
                 _md(
@@ -564,13 +589,58 @@ def build_notebook(
     return nb
 
 
-def render_html(nb: Any) -> str:
-    """report.ipynb as one self-contained, script-free HTML page."""
+def _answer_attachments(runs: list[NotebookRun], a: Answer) -> dict[str, dict[str, str]]:
+    """The images pasted into the cells an answer was taken from (the question's cell and the Markdown cells
+    after it), so that the answer copied into the report shows them; the first of a name wins."""
+    run = next((r for r in runs if r.path == a.notebook and r.nb is not None), None)
+    if run is None or a.cell is None or not 0 <= a.cell < len(run.nb.cells):
+        return {}
+    found: dict[str, dict[str, str]] = {}
+    for i, cell in enumerate(run.nb.cells[a.cell :]):
+        if i and cell.get("cell_type") != "markdown":
+            break
+        for name, bundle in _clean_attachments(cell).items():
+            found.setdefault(name, bundle)
+    return found
+
+
+class _Attachments(dict):
+    """A cell's attachments as nbconvert sees them: a reference to one that is not there (dropped as unsafe, or
+    never attached) becomes an image with no source, which clean_html removes, instead of failing the report."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+    def __missing__(self, name: str) -> dict[str, str]:
+        return {"text/plain": ""}
+
+
+def _exporter() -> Any:
+    """nbconvert's HTML exporter for the report: Markdown images are never read from files (only a cell's own
+    attachments are inlined), a missing attachment is no error, and student HTML is cleaned with the report's
+    own ids and classes reserved."""
+    from jinja2 import pass_context
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(
-        template_name="lab", sanitize_html=True, embed_images=True, filters={"clean_html": clean_html}
-    )
+    class Exporter(HTMLExporter):
+        @pass_context
+        def markdown2html(self, context: Any, source: str) -> str:
+            cell = context.get("cell", {}) or {}
+            attachments = cell.get("attachments") if isinstance(cell, dict) else None
+            safe = {"cell": {"attachments": _Attachments(attachments if isinstance(attachments, dict) else {})}}
+            return super().markdown2html(safe, source)
+
+    @pass_context
+    def clean(context: Any, fragment: Any) -> str:
+        cell = context.get("cell", {}) or {}
+        return clean_html(fragment, own=isinstance(cell, dict) and cell.get("id") in OWN_CELLS)
+
+    return Exporter(template_name="lab", sanitize_html=True, embed_images=False, filters={"clean_html": clean})
+
+
+def render_html(nb: Any) -> str:
+    """report.ipynb as one self-contained, script-free HTML page."""
+    exporter = _exporter()
     page, _ = exporter.from_notebook_node(
         copy.deepcopy(nb), resources={"metadata": {"name": nb.metadata.get("title", "report")}}
     )

@@ -196,5 +196,6 @@ def write_csv(path: Path, pairs: list[Pair], names: dict[str, str] | None = None
 
 
 def _cell(text: str) -> str:
-    text = clean_text(text).replace("\n", " ")
+    """Text for a spreadsheet cell, never read as a formula (leading spaces and tabs are dropped first)."""
+    text = clean_text(text).replace("\n", " ").strip()
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text
