@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import uuid
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from grader.manifest import GraderError
 from grader.nbreport import chromium, clean_html, clean_output, finish_page
 from grader.notebooks import find_answers, never_run, questions, read_notebook
 from grader.sandbox import detect_isolation
-from tests.conftest import ROOT
+from tests.conftest import ROOT, processes_with
 
 needs_bwrap = pytest.mark.skipif(detect_isolation().mode != "bwrap", reason="bubblewrap is not usable here")
 needs_chromium = pytest.mark.skipif(chromium() is None, reason="Chromium is not installed (apt-get install chromium)")
@@ -147,8 +148,22 @@ def _attack_notebook(out: Path, course: Path) -> nbformat.NotebookNode:
         _question("skipped", "Explain the plot.", ""),
         code("print('x' * 100_000)"),
         code("import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()", metadata={"tags": ["plot"]}),
+        code(LINGER),
     ]
     return nb
+
+
+# processes that try to outlive the notebook: a new session each, and a shell's doubly backgrounded child
+LINGER_MARKER = f"dlcv-nb-linger-{uuid.uuid4().hex}"
+LINGER = textwrap.dedent(f"""
+    import subprocess, sys
+    code = "import time\\nwhile True:\\n    time.sleep(0.05)\\n"
+    for _ in range(3):
+        subprocess.Popen([sys.executable, "-c", code, {LINGER_MARKER!r}], start_new_session=True,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(["sh", "-c", f"( {{sys.executable}} -c 'import time; time.sleep(600)' {LINGER_MARKER} & ) &"])
+    print("LINGERING", len(subprocess.run(["pgrep", "-f", {LINGER_MARKER!r}], capture_output=True).stdout.split()))
+""")
 
 
 def _make_course(base: Path) -> Path:
@@ -242,6 +257,14 @@ def test_notebooks_cannot_change_the_score_the_results_or_the_kit(toy):
     for what in ("results", "grader", "kit", "hidden", "network"):
         assert f"ATTEMPT {what} failed" in html, f"the notebook's attempt on {what} did not fail"
     assert SECRET not in html and SECRET not in (toy["out"] / "report.ipynb").read_text()
+
+
+@needs_bwrap
+def test_no_process_a_notebook_starts_outlives_the_report(toy):
+    html = (toy["out"] / "report.html").read_text()
+    started = re.search(r"LINGERING (\d+)", html)
+    assert started and int(started.group(1)) >= 3, "the notebook's last cell should have started its processes"
+    assert processes_with(LINGER_MARKER) == []
 
 
 @needs_bwrap
