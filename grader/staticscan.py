@@ -393,6 +393,8 @@ _DYNAMIC_BUILTINS = {"exec": "exec()", "eval": "eval()", "compile": "compile()",
 _INTERNALS = ("torch._C", "torch.utils._python_dispatch", "torch.overrides")
 
 # modules a graded file may not import or use (by the name's first part)
+# modules that unpickle (run code the grader cannot read)
+_PICKLE_MODULES = ("pickle", "_pickle", "cPickle", "dill", "cloudpickle", "marshal", "copyreg", "shelve")
 _DOOR_MODULES = {
     "grader",
     "gc",
@@ -402,14 +404,7 @@ _DOOR_MODULES = {
     "cffi",
     "builtins",
     "__main__",
-    "pickle",
-    "_pickle",
-    "cPickle",
-    "dill",
-    "cloudpickle",
-    "marshal",
-    "copyreg",
-    "shelve",
+    *_PICKLE_MODULES,
     "pkgutil",
     "pydoc",
     "runpy",
@@ -574,18 +569,7 @@ _WHY = {
     "unreadable": "it runs code the grader cannot read; write the computation in this file",
     "private": "it is one of PyTorch's private internals; use the public torch functions instead",
 }
-_PICKLE = {
-    "pickle",
-    "_pickle",
-    "cPickle",
-    "dill",
-    "cloudpickle",
-    "marshal",
-    "copyreg",
-    "shelve",
-    "Unpickler",
-    "ForkingPickler",
-}
+_PICKLE = {*_PICKLE_MODULES, "Unpickler", "ForkingPickler"}
 _UNREADABLE = {
     "runpy",
     "code",
