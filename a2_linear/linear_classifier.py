@@ -398,6 +398,9 @@ def test_one_param_set(
     - reg: the regularisation strength.
     - num_iters: the number of SGD iterations (use a small number, say 100, while you debug).
 
+    Train with the num_iters passed in: while grading, the grader caps what cls.train trains (at most twice
+    the num_iters it passes in, in batches of at most 400), and the feedback says so.
+
     Returns a tuple of:
     - cls: the same instance, trained.
     - train_acc: Python float in [0, 1], the fraction of training examples it classifies correctly.

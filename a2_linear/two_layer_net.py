@@ -17,7 +17,10 @@ Conventions the grader holds every function here to:
 - the loss and the gradients are compared with autograd's, to a relative error of 1e-8 in float64 and 1e-4
   in float32; the gradient of the ReLU at exactly 0 may be taken as 0 or 1;
 - find_best_net gets the course's shapes (3x32x32 images as 3072 features, 10 classes), and its best net
-  must reach 50% on the test split of CIFAR-10 (88% on the offline digits).
+  must reach 50% on the test split of CIFAR-10 (88% on the offline digits);
+- the grader caps the training find_best_net asks for, as `TwoLayerNet.train` runs it: per call at most
+  300 iterations, in batches of at most 200 examples, and 15 s on the offline digits (5000 iterations of
+  batch 1000 and 60 s on CIFAR-10); the feedback says what was capped.
 
 Rules the grader enforces in this file (see `grader list --rules`):
 - nn_forward_pass may not use:
@@ -282,6 +285,9 @@ def find_best_net(
       outputs, in the dtype and on the device of X_train.
     - get_param_set_fn: a function returning (learning_rates, hidden_sizes, regularization_strengths,
       learning_rate_decays), such as `nn_get_search_params`.
+
+    Train each net with its `train` method. While grading, the grader caps what each call trains (see the
+    conventions above: asking for more trains no more), so choose num_iters and batch_size for your own runs.
 
     Returns a tuple of:
     - best_net: the TwoLayerNet with the highest validation accuracy.

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench import a1, a2, a3, batch, notebooks, sandbox
+from bench import a1, a2, a3, batch, gradescope, notebooks, sandbox
 from bench.common import Row, render
 
 SUITES = {
@@ -15,6 +15,7 @@ SUITES = {
     "a2": a2.run,
     "a3": a3.run,
     "batch": batch.run,
+    "gradescope": gradescope.run,
     "notebooks": notebooks.run,
     "sandbox": sandbox.run,
 }

@@ -152,11 +152,21 @@ def load_digits_as_cifar() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, to
     - x_test: uint8 tensor of shape (297, 3, 32, 32).
     - y_test: int64 tensor of shape (297,).
     """
-    from sklearn.datasets import load_digits
+    copy = os.environ.get("DLCV_DIGITS_FILE")
+    if copy:  # a copy of scikit-learn's digits.csv.gz (the grader gives its notebook kernel one where it must)
+        import numpy as np
 
-    digits = load_digits()
-    images = torch.as_tensor(digits.images, dtype=torch.float32)  # (1797, 8, 8), values 0..16
-    labels = torch.as_tensor(digits.target, dtype=torch.int64)  # (1797,)
+        # what sklearn.datasets.load_digits does: load_gzip_compressed_csv_data("digits.csv.gz", delimiter=","),
+        # the last column the target, the 64 others the 8x8 image
+        data = np.loadtxt(copy, delimiter=",")
+        flat, target = data[:, :-1], data[:, -1].astype(int)
+    else:
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        flat, target = digits.data, digits.target
+    images = torch.as_tensor(flat.reshape(-1, 8, 8), dtype=torch.float32)  # (1797, 8, 8), values 0..16
+    labels = torch.as_tensor(target, dtype=torch.int64)  # (1797,)
     N = images.shape[0]
 
     x = F.interpolate(images[:, None], size=(32, 32), mode="bilinear", align_corners=False)  # (N, 1, 32, 32)

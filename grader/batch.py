@@ -10,8 +10,15 @@ runs student code: it reads the submitted files (to hash them and to compare the
 what the grading processes return. Results are written atomically to `DIR/<student>/`, last `batch.json`, the
 record keyed by the content hash of the graded files, the assignment's checks and kit, the grader version and
 the options: a second run skips every unchanged submission, and a killed run loses only those in flight.
-`DIR/gradebook.csv` and `DIR/canvas.csv` are rewritten as each result arrives; `DIR/similarity.csv` and
-`DIR/class.html` at the end.
+`DIR/gradebook.csv`, `DIR/canvas.csv` and `DIR/canvas-review.csv` are rewritten as each result arrives;
+`DIR/similarity.csv` and `DIR/class.html` at the end.
+
+canvas.csv is for Canvas's gradebook import (app/models/gradebook_importer.rb in canvas-lms), whose rules decide
+its shape: a column is matched to an existing assignment by the id ending its header, `Title (12345)` (the id comes
+from the manifest's `canvas_assignment_id` or `--canvas-id`; without one the column is unmatched, and Canvas asks
+the teacher to map it or create a new assignment); and a blank cell over a score already in Canvas counts as a
+change, which would clear that score. So a student without a score (an error, a timeout, not graded yet) has no
+row there, which Canvas leaves untouched, and is listed in canvas-review.csv instead, which Canvas refuses to import.
 """
 
 from __future__ import annotations
@@ -284,6 +291,7 @@ def _assign_slugs(subs: list[Submission]) -> None:
             STATE,
             "gradebook.csv",
             "canvas.csv",
+            "canvas-review.csv",
             "class.html",
             "similarity.csv",
         ):
@@ -704,25 +712,109 @@ def gradebook_rows(m: Manifest, subs: list[Submission], records: dict[str, dict]
     return rows
 
 
-def canvas_rows(m: Manifest, subs: list[Submission], records: dict[str, dict]) -> list[list[str]]:
-    """Canvas's grade import: Student, ID, SIS User ID, SIS Login ID, Section, then the assignment's column. Only
-    graded submissions get a score; the rest are left blank, which Canvas leaves unchanged."""
-    title = f"{m.title} ({m.name})"
-    rows = [
-        ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", _cell(title)],
-        ["Points Possible", "", "", "", "", _num(m.points)],
-    ]
+CANVAS_INFO = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]  # what Canvas's import reads a student by
+# headers Canvas's import takes for totals and ignores: a title holding one would be dropped without a word
+# (gradebook_importer.rb NON_ASSIGNMENT_COLUMN_HEADERS, matched anywhere in the header)
+CANVAS_TOTALS = (
+    "Current Score",
+    "Current Points",
+    "Current Grade",
+    "Final Score",
+    "Final Points",
+    "Final Grade",
+    "Override Score",
+    "Override Grade",
+    "Override Status",
+)
+
+
+def canvas_id_help(m: Manifest) -> str:
+    return (
+        f"run `grader batch` again with --canvas-id ID (nothing is regraded), or set canvas_assignment_id = ID in "
+        f"assignments/{m.name}/assignment.toml; ID is the number ending the assignment's Canvas address "
+        "(.../courses/1/assignments/ID)"
+    )
+
+
+def canvas_title(m: Manifest, canvas_id: int | None) -> str:
+    """The assignment's column: `Title (12345)` with the Canvas id, which Canvas matches to that assignment. Without
+    one, a title that ends in no number, which Canvas cannot match: its import stops to ask the teacher to map the
+    column to an assignment (or create one), and the title says how to set the id."""
+    if canvas_id:
+        return f"{m.title} ({canvas_id})"
+    return f"{m.title} ({m.name}: no Canvas assignment id, set one with grader batch --canvas-id)"
+
+
+def _canvas_split(subs: list[Submission], records: dict[str, dict]) -> tuple[list, list]:
+    """(students with a score, students to review with why): a score is only a graded record's."""
+    ready, review = [], []
     for s in subs:
         r = records.get(s.slug)
-        score = _num(r.get("score")) if r and r["status"] == "graded" else ""
+        score = _num(r.get("score")) if r and r.get("status") == "graded" else ""
         for st in s.students:
-            rows.append([_cell(st.name or st.id), "", _cell(st.id), _cell(st.email or st.id), "", score])
+            if score:
+                ready.append((st, score))
+            elif r is None:
+                review.append((st, "pending", "not graded yet"))
+            elif r.get("status") == "graded":
+                review.append((st, "graded", "graded, but its results hold no score"))
+            else:
+                review.append((st, r.get("status", "error"), r.get("error", "")))
+    return ready, review
+
+
+def canvas_rows(
+    m: Manifest, subs: list[Submission], records: dict[str, dict], canvas_id: int | None = None
+) -> list[list[str]]:
+    """Canvas's grade import: Student, ID, SIS User ID, SIS Login ID, Section, then the assignment's column, a
+    Points Possible row, and a row per student with a score. A student without one has no row: Canvas leaves a
+    student the file does not name as they are, while a blank cell (or "-") over a score counts as a change."""
+    rows = [[*CANVAS_INFO, _cell(canvas_title(m, canvas_id))], ["Points Possible", "", "", "", "", _num(m.points)]]
+    ready, _ = _canvas_split(subs, records)
+    for st, score in ready:
+        rows.append([_cell(st.name or st.id), "", _cell(st.id), _cell(st.email or st.id), "", score])
     return rows
 
 
-def write_tables(out: Path, m: Manifest, subs: list[Submission], records: dict[str, dict]) -> None:
+def canvas_review_rows(subs: list[Submission], records: dict[str, dict]) -> list[list[str]]:
+    """The students canvas.csv leaves out, so that their Canvas scores stay as they are: to grade again or by hand.
+    Its first header is no `Student`, so Canvas refuses it ("Invalid header row") if it is imported by mistake."""
+    _, review = _canvas_split(subs, records)
+    rows = [["status", "student_id", "name", "email", "why"]]
+    for st, status, why in review:
+        rows.append([status, _cell(st.id), _cell(st.name), _cell(st.email), _cell(why)])
+    return rows
+
+
+def canvas_notes(m: Manifest, canvas_id: int | None, subs: list[Submission], records: dict[str, dict]) -> list[str]:
+    """What the teacher must know before importing canvas.csv."""
+    notes = []
+    if not canvas_id:
+        notes.append(
+            "canvas.csv has no Canvas assignment id, so Canvas's import cannot match its column to the assignment "
+            f"(it will ask you to pick one or create a new one): {canvas_id_help(m)}"
+        )
+    totals = [t for t in CANVAS_TOTALS if t in m.title]
+    if totals:
+        notes.append(
+            f"canvas.csv: the title {m.title!r} holds {totals[0]!r}, which Canvas's import takes for a total and "
+            "ignores: change the manifest's title"
+        )
+    _, review = _canvas_split(subs, records)
+    if review:
+        notes.append(
+            f"canvas.csv leaves out {len(review)} student(s) without a score (error, timeout or not graded yet), so "
+            "their Canvas scores stay as they are: see canvas-review.csv"
+        )
+    return notes
+
+
+def write_tables(
+    out: Path, m: Manifest, subs: list[Submission], records: dict[str, dict], canvas_id: int | None = None
+) -> None:
     _write_csv(out / "gradebook.csv", gradebook_rows(m, subs, records))
-    _write_csv(out / "canvas.csv", canvas_rows(m, subs, records))
+    _write_csv(out / "canvas.csv", canvas_rows(m, subs, records, canvas_id))
+    _write_csv(out / "canvas-review.csv", canvas_review_rows(subs, records))
 
 
 def load_record(folder: Path) -> dict | None:
@@ -823,6 +915,7 @@ class Options:
     allow_weak_sandbox: bool = False
     limit: float | None = None
     similarity: bool = True
+    canvas_id: int | None = None  # the Canvas assignment id for canvas.csv (default: the manifest's)
 
 
 @dataclass
@@ -835,6 +928,7 @@ class Summary:
     seconds: float = 0.0
     run_id: str = ""
     paths: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what to know before importing (canvas.csv)
 
 
 class _Lock:
@@ -891,6 +985,8 @@ def run_batch(o: Options, on_progress: Callable[[int, int], None] | None = None,
     from grader.runner import choose_isolation, resolve_device
 
     t0 = time.perf_counter()
+    if o.canvas_id is not None:
+        o.canvas_id = canvas_id_option(o.canvas_id)
     m = manifests.load(o.assignment, o.kit)
     if o.report and not report_available():
         raise GraderError(
@@ -936,7 +1032,8 @@ def _run(o: Options, m: Manifest, t0: float, on_progress: Callable | None, strea
         else:
             todo.append(s)
     subs = [s for s in subs if s.slug in records or s in todo]
-    write_tables(o.out, m, subs, records)
+    canvas_id = o.canvas_id or m.canvas_assignment_id
+    write_tables(o.out, m, subs, records, canvas_id)
     unreadable = sum(1 for s in subs if records.get(s.slug, {}).get("run") == run_id)
     summary = Summary(total=len(subs), skipped=len(subs) - len(todo) - unreadable, failed=unreadable, run_id=run_id)
     limit = o.limit or m.grading_timeout + LIMIT_MARGIN
@@ -951,6 +1048,10 @@ def _run(o: Options, m: Manifest, t0: float, on_progress: Callable | None, strea
         file=stream,
         flush=True,
     )
+    if not canvas_id:
+        print(
+            f"grader batch: canvas.csv will have no Canvas assignment id: {canvas_id_help(m)}", file=stream, flush=True
+        )
     progress = Progress(len(todo), stream)
     jobs = [
         (
@@ -974,7 +1075,7 @@ def _run(o: Options, m: Manifest, t0: float, on_progress: Callable | None, strea
             records[s.slug] = r
             summary.graded += 1
             summary.failed += r["status"] != "graded"
-            write_tables(o.out, m, subs, records)
+            write_tables(o.out, m, subs, records, canvas_id)
             progress.update(
                 s.id, r["status"], f"{_num(r.get('score'))}/{_num(r.get('max_score'))}" if r.get("max_score") else ""
             )
@@ -986,7 +1087,12 @@ def _run(o: Options, m: Manifest, t0: float, on_progress: Callable | None, strea
     finally:
         progress.close()
         runner.close()
-    summary.paths = {"gradebook": o.out / "gradebook.csv", "canvas": o.out / "canvas.csv"}
+    summary.paths = {
+        "gradebook": o.out / "gradebook.csv",
+        "canvas": o.out / "canvas.csv",
+        "canvas review": o.out / "canvas-review.csv",
+    }
+    summary.notes = canvas_notes(m, canvas_id, subs, records)
     pairs = []
     if o.similarity:
         from grader.similarity import find_similar, write_csv
@@ -1007,6 +1113,17 @@ def _stop_all() -> None:
     with _LIVE_LOCK:
         for proc in list(_LIVE):
             _kill_group(proc)
+
+
+def canvas_id_option(value: Any) -> int:
+    """--canvas-id: the Canvas assignment id, a positive whole number (not the assignment's title or address)."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isascii() or not text.isdigit() or int(text) <= 0:
+        raise GraderError(
+            f"--canvas-id: expected the assignment's id in Canvas, a positive whole number (the number ending its "
+            f"Canvas address, .../assignments/12345), found {value!r}"
+        )
+    return int(text)
 
 
 def cli(args: Any) -> int:
@@ -1030,6 +1147,7 @@ def cli(args: Any) -> int:
         allow_weak_sandbox=args.allow_weak_sandbox,
         limit=args.limit,
         similarity=not args.no_similarity,
+        canvas_id=canvas_id_option(args.canvas_id) if getattr(args, "canvas_id", None) is not None else None,
     )
     if o.jobs < 0:
         raise GraderError(f"--jobs: expected a positive number, found {o.jobs}")
@@ -1055,4 +1173,6 @@ def cli(args: Any) -> int:
     )
     for k, v in s.paths.items():
         print(f"{k}: {v}")
+    for note in s.notes:
+        print(f"note: {note}")
     return 0

@@ -1,7 +1,8 @@
 """`DIR/class.html`: one self-contained page on how a class did, for staff deciding what to re-teach.
 
 The score histogram and each part's distribution (inline SVG), every check's failure rate across the class with
-the likely bugs its feedback named (most common first), and a row per student linking to their report. Every
+the likely bugs its feedback named (most common first) and its wall time (median and max, and how often the
+grading's time budget ran out on it), and a row per student linking to their report. Every
 text that came from a submission (feedback quotes student output and exceptions) is cleaned and escaped.
 """
 
@@ -94,6 +95,14 @@ def feedback_gist(output: str, function: str) -> str:
     return NUMBER.sub("#", line)[:200]
 
 
+def _timing(c: dict) -> str:
+    """A check's wall time over the class (median, max) and how often the grading's time ran out on it."""
+    if not c["seconds"]:
+        return "-"
+    text = f"{statistics.median(c['seconds']):.1f}, {max(c['seconds']):.1f}"
+    return text + (f"<br><span class='n'>out of time: {c['late']}</span>" if c["late"] else "")
+
+
 def _name_and_id(test_name: str) -> tuple[str, str]:
     m = re.match(r"(.*) \[([^\]]+)\]$", test_name)
     return (m.group(1), m.group(2)) if m else (test_name, test_name)
@@ -121,6 +130,11 @@ def write_class_report(
             data = json.loads((out / s.slug / "results.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
+        timing = {
+            str(c.get("id")): c
+            for c in (data.get("extra_data") or {}).get("checks") or []
+            if isinstance(c, dict) and isinstance(c.get("seconds"), (int, float))
+        }
         for t in data.get("tests", []):
             title, cid = _name_and_id(str(t.get("name", "")))
             title, function, part = titles.get(cid, (title, "", ""))
@@ -134,9 +148,14 @@ def write_class_report(
                     "failed": 0,
                     "bugs": Counter(),
                     "gists": Counter(),
+                    "seconds": [],
+                    "late": 0,
                 },
             )
             c["n"] += 1
+            if cid in timing:  # each check's wall time, and whether the grading's time ran out on it
+                c["seconds"].append(float(timing[cid]["seconds"]))
+                c["late"] += bool(timing[cid].get("out_of_time"))
             if t.get("status") != "passed":
                 c["failed"] += 1
                 output = str(t.get("output", ""))
@@ -169,7 +188,8 @@ def write_class_report(
     page.append("<h2>By part</h2><figure id='parts'>" + (parts_svg(m, per_part) if totals else "") + "</figure>")
     page.append(
         "<h2>Checks, most failed first</h2><table id='failures'><thead><tr><th>check</th><th>function</th>"
-        "<th>failed</th><th>rate</th><th>what the feedback said, most common first</th></tr></thead><tbody>"
+        "<th>failed</th><th>rate</th><th>seconds (median, max)</th>"
+        "<th>what the feedback said, most common first</th></tr></thead><tbody>"
     )
     ranked = sorted(
         checks.items(), key=lambda kv: (-kv[1]["failed"] / max(kv[1]["n"], 1), order.get(kv[0], len(order)), kv[0])
@@ -189,6 +209,7 @@ def write_class_report(
             f"<td>{_e(c['title'])}<br><code>{_e(cid)}</code></td><td><code>{_e(c['function'])}</code></td>"
             f"<td>{c['failed']} / {c['n']}</td><td>{100 * rate:.0f}%"
             f"<div class='bar'><span style='width:{100 * rate:.0f}%'></span></div></td>"
+            f"<td>{_timing(c)}</td>"
             f"<td><ul>{''.join(said)}</ul></td></tr>"
         )
     page.append("</tbody></table>")

@@ -314,6 +314,20 @@ def _check_source(rel: str, data: bytes, staged: Staged) -> str | None:
     return text
 
 
+def _lone_zip(folder: Path) -> Path | None:
+    """A folder that holds nothing but one .zip file (a zip uploaded to Gradescope and left packed in
+    /autograder/submission): that zip, graded as if it had been given itself."""
+    if not folder.is_dir() or folder.is_symlink():
+        return None
+    try:
+        entries = [e for e in os.scandir(folder) if not e.name.startswith(".")]
+    except OSError:
+        return None
+    if len(entries) == 1 and entries[0].name.lower().endswith(".zip") and entries[0].is_file(follow_symlinks=False):
+        return Path(entries[0].path)
+    return None
+
+
 def stage(manifest: Manifest, kit: Path, submission: Path, dest: Path) -> Staged:
     """Build the sandbox tree in `dest` from the pristine kit and the submitted files.
 
@@ -322,6 +336,7 @@ def stage(manifest: Manifest, kit: Path, submission: Path, dest: Path) -> Staged
     rejected, and a bad file is rejected alone."""
     if not submission.exists():
         raise GraderError(f"submission {submission} does not exist")
+    submission = _lone_zip(submission) or submission
     if submission.is_file() and submission.suffix.lower() != ".zip":
         raise GraderError(f"submission {submission}: expected a folder or a .zip file")
     for rel in manifest.sandbox_paths:

@@ -62,10 +62,16 @@ class Manifest:
     memory_mb: int = 4096
     max_source_bytes: int = 2**20  # a graded file larger than this is not graded ([limits] max_source_bytes)
     grading_timeout: float = 1800.0  # the whole grading's time budget, every call included ([limits] grading_timeout)
+    # the platform's limit for one run of the autograder bundle, grading and notebook report together ([limits]
+    # platform_timeout; Gradescope's default is 10 minutes): the bundle passes it to `grader grade --deadline`
+    platform_timeout: float = 600.0
     forbid_autograd: bool = False
     autograd_allowed_in: list[str] = field(default_factory=list)  # kit files whose code may use autograd
     why: dict[str, str] = field(default_factory=dict)  # forbidden dotted name -> why it is forbidden
     questions: list[dict] = field(default_factory=list)  # reserved for notebook reports (not validated yet)
+    # the assignment's id in Canvas (the number ending its address, .../assignments/12345): `grader batch` heads
+    # canvas.csv's column `Title (12345)`, which Canvas's grade import matches to that assignment by its id
+    canvas_assignment_id: int | None = None
 
     @property
     def points(self) -> float:
@@ -146,12 +152,14 @@ TOP_KEYS = (
     "targets",
     "why",
     "questions",
+    "canvas_assignment_id",
 )
 LIMIT_KEYS = (
     "call_timeout",
     "memory_mb",
     "max_source_bytes",
     "grading_timeout",
+    "platform_timeout",
     "notebook_cell_timeout",
     "notebook_timeout",
 )  # the last two: grader.notebooks reads them
@@ -268,11 +276,26 @@ def _parse(data: dict, path: Path, shown: str | None = None) -> Manifest:
         memory_mb=_positive_int(limits, "memory_mb", 4096, f"{where} [limits]"),
         max_source_bytes=_positive_int(limits, "max_source_bytes", 2**20, f"{where} [limits]"),
         grading_timeout=float(_positive_int(limits, "grading_timeout", 1800, f"{where} [limits]")),
+        platform_timeout=float(_positive_int(limits, "platform_timeout", 600, f"{where} [limits]")),
         forbid_autograd=forbid_autograd,
         autograd_allowed_in=_autograd_allowed_in(data, files, path, where),
         why=_why(_table(data, "why", where), parts, where),
         questions=[dict(q) for q in questions],
+        canvas_assignment_id=_canvas_assignment_id(data, where),
     )
+
+
+def _canvas_assignment_id(data: dict, where: str) -> int | None:
+    """`canvas_assignment_id`: optional; a positive whole number (a string or a title is refused, not guessed)."""
+    value = data.get("canvas_assignment_id")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise GraderError(
+            f"{where}: 'canvas_assignment_id' should be the assignment's id in Canvas, a positive whole number "
+            f"(the number ending its Canvas address, .../assignments/12345), found {value!r}"
+        )
+    return value
 
 
 def _part(p: dict, i: int, where: str, graded: dict[str, str]) -> Part:

@@ -765,6 +765,7 @@ def attach(
     dataset: str | None = None,
     isolation: str = "auto",
     allow_weak_sandbox: bool = False,
+    budget: float | None = None,
 ) -> list[str]:
     """`grader grade --report`: run the submission's notebooks in the sandbox, write the report into `out`, and
     record the answers and the notebooks' outcome in `result.notebooks` (results.json's extra_data). Returns
@@ -780,6 +781,7 @@ def attach(
             dataset=dataset,
             isolation=isolation,
             allow_weak_sandbox=allow_weak_sandbox,
+            budget=budget,
         )
     except Exception as e:
         why = f"{type(e).__name__}: {str(e)[:500]}"
@@ -798,6 +800,7 @@ def _attach(
     dataset: str | None,
     isolation: str,
     allow_weak_sandbox: bool,
+    budget: float | None = None,
 ) -> list[str]:
     from grader import manifest as manifests
     from grader.intake import stage
@@ -815,7 +818,15 @@ def _attach(
             problems = dict.fromkeys(m.notebooks, f"the submission was not taken in: {staged.refused}")
         notebooks = {} if staged.refused else dict(staged.notebooks)
         runs = execute_notebooks(
-            m, staged.root, notebooks, chosen, problems=problems, dataset=dataset, device=result.device, hide=[str(kit)]
+            m,
+            staged.root,
+            notebooks,
+            chosen,
+            problems=problems,
+            dataset=dataset,
+            device=result.device,
+            hide=[str(kit)],
+            budget=None if budget is None else budget - (time.perf_counter() - t0),
         )
         notebooks_digest = _hash_notebooks(notebooks)
     executed = {r.path: r.nb for r in runs if r.nb is not None}

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -48,6 +49,7 @@ from typing import Any
 
 from grader.manifest import GraderError, Manifest
 from grader.sandbox import (
+    LIVE_USER_PROCESSES,
     SANDBOX_ROOT,
     Cgroup,
     Isolation,
@@ -55,13 +57,17 @@ from grader.sandbox import (
     _make_readable,
     _protect,
     _user_ids,
+    become_subreaper,
     bwrap_base,
     bwrap_devices,
+    kill_descendants_of,
+    peak_rss_mb,
 )
 
 CELL_TIMEOUT = 300.0  # seconds per cell ([limits] notebook_cell_timeout)
 NOTEBOOK_TIMEOUT = 1800.0  # seconds per notebook, kernel start included ([limits] notebook_timeout)
 STARTUP_TIMEOUT = 120.0  # a kernel that is not ready by then is given up
+MIN_NOTEBOOK_SECONDS = 20.0  # a notebook is not started with less of the run's budget left (a kernel starts first)
 INTERRUPT_GRACE = 10.0  # after an interrupt, how long the kernel has to become responsive again
 MAX_CELL_OUTPUT_BYTES = 8 << 20  # outputs taken from the kernel per cell; the rest is dropped, with a note
 MAX_NOTEBOOK_OUTPUT_BYTES = 48 << 20  # ... and per notebook
@@ -378,10 +384,12 @@ class KernelSandbox:
         self._cgroup = Cgroup(f"grader-kernel-{os.getpid()}-{id(self):x}", max_processes, memory)
         self.info = {"isolation": isolation.describe(), "cgroup": self._cgroup.describe()}
         if self._run_as:
+            become_subreaper()
             os.chmod(self._tmp, 0o711)
             _make_readable(self.root)
             os.chown(self.root / "notebooks", *self._run_as)
             self.info["made_unreadable"] = _protect(list(self.config.hide))
+            self._give_digits()
         self.proc: subprocess.Popen | None = None
         self._child_pid: int | None = None
         self._n = 0
@@ -390,6 +398,24 @@ class KernelSandbox:
         self._ctx: Any = None
         self.starts = 0
         self.start_seconds = 0.0
+        self.peak_rss_mb = 0.0  # the largest peak resident set of a kernel process (VmHWM, MB)
+
+    def _give_digits(self) -> None:
+        """The `user` fallback protects scikit-learn's digits file from the unprivileged user (the worker must
+        not read the test labels), but the notebooks, run after grading, train on it: the kernel gets a copy
+        in its own tree, and dlcv.data reads it from $DLCV_DIGITS_FILE."""
+        from dlcv.data import label_files
+
+        for f in label_files():
+            if os.path.basename(f) == "digits.csv.gz" and os.path.isfile(f):
+                folder = self.root / ".data"
+                folder.mkdir(exist_ok=True)
+                shutil.copyfile(f, folder / "digits.csv.gz")
+                _make_readable(folder)
+                os.chmod(folder, 0o755)
+                os.chmod(folder / "digits.csv.gz", 0o644)
+                self.env["DLCV_DIGITS_FILE"] = str(folder / "digits.csv.gz")
+                return
 
     # -- starting -----------------------------------------------------------------------------
     def _inside_cwd(self) -> str:
@@ -404,6 +430,7 @@ class KernelSandbox:
             MKL_NUM_THREADS="1",
             OPENBLAS_NUM_THREADS="1",
             PYTHONDONTWRITEBYTECODE="1",
+            PYTHONSAFEPATH="1",  # `-m ipykernel_launcher` runs in a writable folder: no module a cell left there
             PYTHONHASHSEED="0",
             HOME=home,
             TMPDIR=home,
@@ -494,6 +521,11 @@ class KernelSandbox:
             def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
                 return owner._command(self.connection_file, list(extra_arguments or []), info_w)
 
+            def write_connection_file(self, **kwargs: Any) -> None:
+                super().write_connection_file(**kwargs)
+                if owner._run_as:  # jupyter_client writes it 0600 as the judge: the kernel's user must read it
+                    os.chown(self.connection_file, *owner._run_as)
+
             def client(self, **kwargs: Any) -> Any:
                 ctx = zmq.asyncio.Context()
                 ctx.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)  # a kernel cannot flood the judge's memory
@@ -515,7 +547,8 @@ class KernelSandbox:
         try:
             await km.start_kernel(
                 env=self._env(),
-                cwd=str(self._home if self.isolation.mode != "bwrap" else self._tmp),
+                # the notebooks' own folder, as in Jupyter (their first cell puts ".." on sys.path for the kit)
+                cwd=str(self._tmp) if self.isolation.mode == "bwrap" else self._inside_cwd(),
                 stdout=self._log,
                 stderr=self._log,
                 preexec_fn=self._preexec,
@@ -525,6 +558,8 @@ class KernelSandbox:
             if info_w is not None:
                 os.close(info_w)
         self.proc = km.provisioner.process if km.provisioner is not None else None
+        if self._run_as and self.proc is not None:
+            LIVE_USER_PROCESSES.add(self.proc.pid)
         try:
             if info_r is not None:
                 self._child_pid = _child_pid(info_r, time.perf_counter() + 30, self.proc)
@@ -580,11 +615,17 @@ class KernelSandbox:
             self._ctx = None
         proc, self.proc = self.proc, None
         if proc is not None:
+            self.peak_rss_mb = max(self.peak_rss_mb, peak_rss_mb(proc.pid))
             if self._child_pid is not None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(self._child_pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
+            # what left the kernel's process group (setsid, a double fork): the cgroup's members, and under the
+            # `user` fallback every descendant of this judge that runs as the kernel's user
+            self._cgroup.kill()
+            if self._run_as:
+                kill_descendants_of(self._run_as[0], spare=proc.pid)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10)
         self._child_pid = None
@@ -623,7 +664,7 @@ def _child_pid(fd: int, deadline: float, proc: subprocess.Popen | None) -> int |
 @dataclass
 class NotebookRun:
     path: str  # the manifest's path of the notebook
-    status: str  # ran | missing | unreadable | failed (the kernel could not start)
+    status: str  # ran | missing | unreadable | failed (the kernel could not start) | skipped (no time left)
     message: str = ""
     nb: Any = None  # the executed NotebookNode (None when it could not be read)
     cells: dict[int, str] = field(default_factory=dict)  # cell index -> what happened (raised, timed out, ...)
@@ -631,6 +672,7 @@ class NotebookRun:
     kernel_seconds: float = 0.0  # starting kernels (included in seconds)
     kernel_starts: int = 0
     never_run: bool = False  # the submitted file had no output at all (the student never ran it)
+    peak_rss_mb: float = 0.0  # the kernel's largest peak resident set while it ran this notebook (VmHWM)
 
     def summary(self) -> dict:
         return {
@@ -640,6 +682,7 @@ class NotebookRun:
             "seconds": round(self.seconds, 3),
             "kernel_seconds": round(self.kernel_seconds, 3),
             "kernel_starts": self.kernel_starts,
+            "kernel_peak_rss_mb": round(self.peak_rss_mb, 1),
             "cells": {str(k + 1): v for k, v in sorted(self.cells.items())},
         }
 
@@ -684,7 +727,9 @@ async def _responsive(kc: Any, timeout: float) -> bool:
     return False
 
 
-async def _execute(nb: Any, kernel: KernelSandbox, lim: Limits, run: NotebookRun) -> None:
+async def _execute(
+    nb: Any, kernel: KernelSandbox, lim: Limits, run: NotebookRun, out_of_time: str = "the notebook's time limit"
+) -> None:
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     t0 = time.monotonic()
@@ -701,9 +746,9 @@ async def _execute(nb: Any, kernel: KernelSandbox, lim: Limits, run: NotebookRun
         raise_on_iopub_timeout=False,
     )
 
-    async def fresh() -> None:
-        await kernel.start()
-        await asyncio.wait_for(kernel.connect(client), STARTUP_TIMEOUT)
+    async def fresh() -> None:  # a start never outlasts the notebook's time (a kernel that hangs as it starts)
+        await asyncio.wait_for(kernel.start(), max(1.0, min(STARTUP_TIMEOUT, deadline - time.monotonic())))
+        await asyncio.wait_for(kernel.connect(client), max(1.0, min(STARTUP_TIMEOUT, deadline - time.monotonic())))
 
     try:
         await fresh()
@@ -720,10 +765,14 @@ async def _execute(nb: Any, kernel: KernelSandbox, lim: Limits, run: NotebookRun
             continue
         left = deadline - time.monotonic()
         if left < 1:
-            run.cells[index] = "not run: the notebook's time limit ran out"
+            run.cells[index] = f"not run: {out_of_time} ran out"
             cell.outputs = []
             continue
         if not alive:
+            if left < MIN_NOTEBOOK_SECONDS:  # no time for a new kernel and the cell
+                run.cells[index] = f"not run: {out_of_time} ran out"
+                cell.outputs = []
+                continue
             try:
                 await fresh()
                 alive = True
@@ -777,10 +826,16 @@ def execute_notebooks(
     device: str = "cpu",
     hide: list[str] | None = None,
     lim: Limits | None = None,
+    budget: float | None = None,
 ) -> list[NotebookRun]:
     """Run each of the manifest's notebooks that the submission holds (`notebooks`: manifest path -> the
-    submitted copy) on the staged tree `staged_root`, one fresh sandboxed kernel each; in manifest order."""
+    submitted copy) on the staged tree `staged_root`, one fresh sandboxed kernel each; in manifest order.
+
+    `budget`: seconds for all of them (what a platform's clock leaves after grading). A notebook gets what is left
+    of it, at most its own limit; one that would start with less than MIN_NOTEBOOK_SECONDS left is not run (status
+    skipped; its answers are still read from the file as submitted), and cells that the budget cuts off say so."""
     lim = lim or limits(m)
+    budget_end = time.monotonic() + budget if budget is not None else None
     problems = problems or {}
     env, read_only = _dataset_env(dataset)
     runs: list[NotebookRun] = []
@@ -806,6 +861,20 @@ def execute_notebooks(
                 runs.append(NotebookRun(path, "unreadable", why))
                 continue
             run = NotebookRun(path, "ran", nb=nb, never_run=never_run(nb))
+            own, why = lim, "the notebook's time limit"
+            if budget_end is not None:
+                left = budget_end - time.monotonic()
+                if left < MIN_NOTEBOOK_SECONDS:
+                    run.status = "skipped"
+                    run.message = (
+                        f"{path} was not run: the autograder's time for running notebooks ran out (the platform "
+                        "limits each run). Its answers are read from the file as you submitted it."
+                    )
+                    runs.append(run)
+                    continue
+                if left < lim.notebook_timeout:
+                    own = dataclasses.replace(lim, notebook_timeout=left)
+                    why = "the autograder's time for running notebooks"
             if kernel is None:
                 kernel = KernelSandbox(
                     staged_root,
@@ -818,10 +887,11 @@ def execute_notebooks(
                 )
             starts, seconds = kernel.starts, kernel.start_seconds
             t0 = time.perf_counter()
-            asyncio.run(_execute(nb, kernel, lim, run))
+            asyncio.run(_execute(nb, kernel, own, run, why))
             run.seconds = time.perf_counter() - t0
             run.kernel_seconds = kernel.start_seconds - seconds
             run.kernel_starts = kernel.starts - starts
+            run.peak_rss_mb, kernel.peak_rss_mb = kernel.peak_rss_mb, 0.0
             runs.append(run)
     finally:
         if kernel is not None:

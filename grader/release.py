@@ -205,37 +205,91 @@ notebooks: notebook
 
 RUN_AUTOGRADER = """\
 #!/usr/bin/env bash
-# Gradescope runs this for each submission. AUTOGRADER_ROOT lets a test run it outside Gradescope.
+# Gradescope copies this file to /autograder/run_autograder and runs it for every submission, from /autograder
+# ("When the autograder executes, the working directory is /autograder"; "/autograder/source contains the
+# extracted contents of your autograder zip file"; the student's files are in /autograder/submission; the result
+# goes to /autograder/results/results.json). AUTOGRADER_ROOT lets a test run it somewhere else.
 set -u
 ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
 PYTHON="${{GRADER_PYTHON:-$ROOT/venv/bin/python}}"
+status="none"
 mkdir -p "$ROOT/results"
-cd "$ROOT/source"
-# --report: the notebooks run in the sandbox; report.html lands beside results.json, the answers to grade by
-# hand in its extra_data
-"$PYTHON" -m grader --course "$ROOT/source" grade "$ROOT/submission" --assignment {name} --hidden \\
-    --report --out "$ROOT/results" --no-color
-status=$?
-if [ ! -s "$ROOT/results/results.json" ]; then
-  # grading itself failed: still leave a results file that says so
-  why="The autograder could not grade this submission (exit status $status). Please tell the course staff."
-  printf '{{"score": 0, "output": "%s", "tests": []}}\\n' "$why" > "$ROOT/results/results.json"
+fallback() {{  # whatever happened, leave a results file: one that says grading failed, where grading wrote none
+  if [ ! -s "$ROOT/results/results.json" ]; then
+    why="The autograder could not grade this submission (exit status $status). Please tell the course staff."
+    printf '{{"score": 0, "output": "%s", "tests": []}}\\n' "$why" > "$ROOT/results/results.json"
+  fi
+}}
+trap fallback EXIT
+# The platform's limit for one run (Gradescope's default: 10 minutes; [limits] platform_timeout in the manifest).
+# Where the course raised it on Gradescope, set GRADER_PLATFORM_TIMEOUT to the same number of seconds.
+LIMIT="${{GRADER_PLATFORM_TIMEOUT:-{limit}}}"
+case "$LIMIT" in
+  ''|*[!0-9]*) echo "run_autograder: GRADER_PLATFORM_TIMEOUT='$LIMIT' is not a number of seconds; using {limit}" >&2
+               LIMIT={limit} ;;
+esac
+if [ "$LIMIT" -lt 90 ]; then
+  echo "run_autograder: a platform limit of $LIMIT s leaves no time to grade; using 90 s" >&2
+  LIMIT=90
 fi
+budget=$(( LIMIT - 40 ))   # grading, then the notebook report, inside it; the rest starts Python and writes below
+cd "$ROOT"
+# --report: the notebooks run in the sandbox too; report.html lands beside results.json, the answers to grade by
+# hand in its extra_data. results.json is written as soon as grading ends, and again with the report.
+timeout -k 10 "$(( budget + 20 ))" "$PYTHON" -m grader --course "$ROOT/source" grade "$ROOT/submission" \\
+    --assignment {name} --hidden --report --deadline "$budget" --out "$ROOT/results" --no-color
+status=$?
 exit 0
 """
 
 SETUP_SH = """\
 #!/usr/bin/env bash
-# Gradescope runs this once when it builds the autograder image.
+# Gradescope runs this once, as root, when it builds the autograder image, with this zip's contents extracted into
+# /autograder/source ("/autograder/source contains the extracted contents of your autograder zip file"): this file
+# and the kit beside it. AUTOGRADER_ROOT lets a test build the image somewhere else.
 set -euo pipefail
-# the kit needs Python 3.11 or newer (Gradescope's Ubuntu 22.04 image ships it in its universe repository);
-# bubblewrap is the sandbox student code runs in (where Docker refuses namespaces, the grader falls back to an
-# unprivileged user)
-apt-get update -q && apt-get install -y -q python3.11 python3.11-venv bubblewrap
-python3.11 -m venv /autograder/venv
-/autograder/venv/bin/pip install -q --upgrade pip
-/autograder/venv/bin/pip install -q /autograder/source
+HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
+ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
+# Python 3.11 or newer (Gradescope's Ubuntu 22.04 image has 3.11 in its universe repository) and bubblewrap, the
+# sandbox student code runs in (where Docker refuses namespaces, the grader falls back to an unprivileged user)
+packages=(python3.11 python3.11-venv bubblewrap)
+if command -v apt-get >/dev/null 2>&1; then
+  install() {{ apt-get install -y -q --no-install-recommends "${{packages[@]}}" >/dev/null; }}
+  install || {{ apt-get update -q >/dev/null && install; }} \\
+    || echo "setup.sh: warning: apt-get could not install ${{packages[*]}}" >&2
+fi
+PY=""
+for candidate in python3.11 python3.12 python3.13 python3; do
+  if command -v "$candidate" >/dev/null 2>&1 \\
+      && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    PY="$(command -v "$candidate")"; break
+  fi
+done
+[ -n "$PY" ] || {{ echo "setup.sh: no Python 3.11 or newer could be installed" >&2; exit 1; }}
+"$PY" -m venv "$ROOT/venv"
+VPY="$ROOT/venv/bin/python"
+"$VPY" -m pip install -q --upgrade pip
+# PyTorch's CPU-only build (a few hundred MB, where the default one brings GB of CUDA libraries to an image that
+# only ever runs on a CPU), pinned as the kit's pyproject.toml pins it. Where that index cannot be reached, the
+# default index's build is installed instead, after one quick try.
+pins="$("$VPY" - "$HERE/pyproject.toml" <<'EOF'
+import re, sys, tomllib
+deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
+print(" ".join(d for d in deps if re.match(r"torch(vision)?\\b", d)))
+EOF
+)"
+if ! "$VPY" -m pip install -q --timeout 15 --retries 0 --index-url "${{TORCH_CPU_INDEX:-{cpu_index}}}" \\
+    --extra-index-url https://pypi.org/simple $pins; then
+  echo "setup.sh: PyTorch's CPU-only index could not be used; installing $pins from the default index" >&2
+  "$VPY" -m pip install -q $pins
+fi
+"$VPY" -m pip install -q "$HERE"
+# the image is usable: the grader imports and reads this assignment's manifest
+"$VPY" -m grader --course "$HERE" list -a {name} >/dev/null
+echo "setup.sh: the autograder for {name} is installed ($("$VPY" -c 'import torch; print("torch", torch.__version__)'))"
 """
+
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
 def _student_readme(ms: list[Manifest]) -> str:
@@ -325,11 +379,16 @@ def _write_student_kit(kit: Path, student: Path, ms: list[Manifest]) -> None:
 
 
 GITHUB_WORKFLOW = """\
-name: grade
-on: [push, workflow_dispatch]
-permissions: {checks: write, actions: read, contents: read}
+# GitHub Classroom takes the points from a workflow named "Autograding Tests" whose one job is run-autograding-tests
+# (the names of the workflow Classroom itself writes): keep both. Add no tests in Classroom's autograding settings,
+# which would write a second workflow of that name.
+name: Autograding Tests
+on: [push, workflow_dispatch, repository_dispatch]
+# read-only: the checkout reads the repository; the reporter hands the points over as annotations (no checks: write)
+permissions: {actions: read, contents: read}
 jobs:
-  grade:
+  run-autograding-tests:
+    if: github.actor != 'github-classroom[bot]'  # Classroom's own commits (the repository's creation): not graded
     runs-on: ubuntu-latest
     timeout-minutes: 60
     steps:
@@ -360,25 +419,31 @@ jobs:
 
 
 def _bundle(student: Path, m: Manifest, bundles: Path) -> Path:
-    """A Gradescope autograder zip: setup.sh and run_autograder at its root; under source/ the student
-    kit's code (stubs, so no solution ships) plus this assignment's checks, hidden ones included."""
+    """A Gradescope autograder zip. Gradescope's contract: "The file must contain at least two files in the root of
+    the archive: setup.sh ... run_autograder", and "/autograder/source contains the extracted contents of your
+    autograder zip file". So both scripts sit at the zip's root, beside the kit they install: the student kit's code
+    (stubs, so no solution ships) plus this assignment's checks, hidden ones and oracles included."""
     bundles.mkdir(parents=True, exist_ok=True)
     path = bundles / f"{m.name}.zip"
     wanted = {"grader", "dlcv", "pyproject.toml", "README.md", *{p.module.split(".")[0] for p in m.parts}}
     files = [
-        (p, f"source/{p.relative_to(student).as_posix()}")
+        (p, p.relative_to(student).as_posix())
         for p in sorted(student.rglob("*"))
         if p.is_file() and p.relative_to(student).parts[0] in wanted
     ]
     files += [
-        (p, f"source/assignments/{m.name}/{p.name}")
+        (p, f"assignments/{m.name}/{p.name}")
         for p in sorted(m.dir.iterdir())
         if p.is_file() and p.suffix in (".py", ".toml")
     ]
     # the notebooks as released (no solution, no output): the report takes the questions' prompts from them
-    files += [(student / nb, f"source/{nb}") for nb in m.notebooks if (student / nb).is_file()]
+    files += [(student / nb, nb) for nb in m.notebooks if (student / nb).is_file()]
+    scripts = {
+        "setup.sh": SETUP_SH.format(name=m.name, cpu_index=TORCH_CPU_INDEX),
+        "run_autograder": RUN_AUTOGRADER.format(name=m.name, limit=int(m.platform_timeout)),
+    }
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for script, text in (("setup.sh", SETUP_SH), ("run_autograder", RUN_AUTOGRADER.format(name=m.name))):
+        for script, text in scripts.items():
             info = zipfile.ZipInfo(script)
             info.external_attr = (stat.S_IFREG | 0o755) << 16
             zf.writestr(info, text)

@@ -19,7 +19,8 @@ class CheckResult:
     hidden: bool
     output: str
     seed: int
-    seconds: float
+    seconds: float  # wall time of the check, the judge's work and every call into the sandbox
+    out_of_time: bool = False  # it failed (or was not run) because the grading's time budget ran out
 
     @property
     def passed(self) -> bool:

@@ -12,6 +12,7 @@ import contextlib
 import datetime as _dt
 import importlib.machinery
 import importlib.util
+import resource
 import sys
 import tempfile
 import time
@@ -327,8 +328,13 @@ def grade(
     on_result: Callable[[CheckResult], None] | None = None,
     isolation: str = "auto",
     allow_weak_sandbox: bool = False,
+    time_budget: float | None = None,
 ) -> GradeResult:
     """Grade `submission` (a folder or a zip) against `assignment`; returns the result (writes nothing).
+
+    The grading's time budget is the manifest's grading_timeout, or `time_budget` seconds where that is shorter
+    (a platform's clock: `grader grade --deadline`). Once it is spent, every check still waiting fails at once,
+    marked out_of_time, so a slow or hanging submission still ends with a result that says which checks ran out.
 
     Student code runs under the strongest isolation the machine allows (`isolation`: auto, bwrap, user or
     none; see grader.sandbox). With `hidden`, a run without OS isolation is refused unless
@@ -349,6 +355,9 @@ def grade(
             raise GraderError(f"--part: {sorted(unknown)} not in {m.name} (parts: {[p.name for p in m.parts]})")
         specs = [s for s in specs if m.part_of(s.function).name in parts]
     points = _points(m, specs)
+    if time_budget is not None and time_budget <= 0:
+        raise GraderError(f"--deadline: no time is left for grading (a budget of {time_budget:g} s)")
+    budget = m.grading_timeout if time_budget is None else min(m.grading_timeout, time_budget)
     sandboxing = choose_isolation(isolation, hidden=hidden, allow_weak=allow_weak_sandbox)
     with tempfile.TemporaryDirectory(prefix="grader-stage-") as tmp:
         staged = stage(m, kit, Path(submission), Path(tmp) / "kit")
@@ -366,7 +375,7 @@ def grade(
             exempt_names=AUTOGRAD_NAMES,
             call_timeout=run.time_limit(),
             memory_mb=m.memory_mb,
-            total_timeout=m.grading_timeout,
+            total_timeout=budget,
             isolation=sandboxing.mode,
             hide=[str(kit), *label_files()],
             oracles={"source": oracle_source, "assignment": m.name} if oracle_source else None,
@@ -381,10 +390,19 @@ def grade(
                 part = m.part_of(spec.function)
                 counters[part.name] = counters.get(part.name, 0) + 1
                 t0 = time.perf_counter()
-                # a refused archive (corrupt, hostile): every check fails with the reason, no code runs
-                status, text = (
-                    ("failed", staged.refused) if staged.refused else run_check(run, spec, failed, oracle_names)
-                )
+                late = sandbox.out_of_time()
+                if staged.refused:  # a refused archive (corrupt, hostile): every check fails with the reason
+                    status, text = "failed", staged.refused
+                elif late:
+                    status, text = "failed", OUT_OF_TIME.format(function=spec.function, budget=budget)
+                else:
+                    status, text = run_check(run, spec, failed, oracle_names)
+                    late = status != "passed" and sandbox.out_of_time()
+                    if late:
+                        text += (
+                            f"\n(The time allowed for grading this submission ({budget:g} s) ran out during this "
+                            "check; the checks after it were not judged.)"
+                        )
                 if status != "passed":
                     failed.add(spec.function)
                 pts = points[spec.id]
@@ -402,6 +420,7 @@ def grade(
                     output=text,
                     seed=spec.seed,
                     seconds=time.perf_counter() - t0,
+                    out_of_time=late,
                 )
                 results.append(r)
                 if on_result:
@@ -413,8 +432,15 @@ def grade(
                 "io_seconds": stats.io_seconds,
                 "call_seconds": stats.call_seconds,
                 "requests": stats.requests,
-                "time_budget_seconds": m.grading_timeout,
+                "memory_peak_rss_mb": {  # each process's peak in RAM (VmHWM), read by the judge
+                    "judge": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                    "worker": round(sandbox.peak_rss(), 1),
+                },
+                "time_budget_seconds": budget,
+                "out_of_time": sum(r.out_of_time for r in results),
                 **sandbox.info,
+                # as chosen for this grading (auto): with why nothing stronger was possible here
+                "isolation": {**sandbox.info.get("isolation", {}), **sandboxing.describe()},
             }
             dataset_name = run.dataset_name
     part_results = []
@@ -441,6 +467,12 @@ def grade(
         started_at=started,
     )
 
+
+OUT_OF_TIME = (
+    "{function}: not judged: the time allowed for grading this submission ({budget:g} s) ran out before this "
+    "check. The checks before it took the time (each check's time is in the results); make your code faster, "
+    "or ask the course staff."
+)
 
 WEAK_SANDBOX_HELP = (
     "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; `make install` does it where it "

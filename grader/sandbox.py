@@ -22,6 +22,8 @@ What comes back is decoded with `grader.wire` (never pickle).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import functools
 import json
@@ -122,6 +124,7 @@ class Stats:
     io_seconds: float = 0.0  # encoding, sending, receiving, decoding
     call_seconds: float = 0.0  # round trips of calls (includes the student's compute)
     requests: int = 0
+    peak_rss_mb: float = 0.0  # the largest peak resident set of a worker process (VmHWM), over every worker
 
 
 @dataclass(frozen=True)
@@ -266,6 +269,105 @@ def _user_ids(name: str | None) -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
+def peak_rss_mb(pid: int) -> float:
+    """The largest peak resident set (VmHWM: memory in RAM, not the page cache) among `pid` and its descendants,
+    in MB, read from /proc by the judge (nothing the sandboxed process says about itself); 0 where unreadable."""
+    best, todo, seen = 0.0, [pid], set()
+    while todo and len(seen) < 1000:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    best = max(best, int(line.split()[1]) / 1024)
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return best
+
+
+def become_subreaper() -> bool:
+    """Make this process the one that adopts its orphaned descendants (prctl PR_SET_CHILD_SUBREAPER), so a process
+    the worker started in a session of its own (setsid, a double fork) stays this judge's descendant, where
+    `kill_descendants_of` finds it, instead of becoming init's."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo and len(out) < 100_000:
+        p = todo.pop()
+        try:
+            tasks = list(Path(f"/proc/{p}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                kids = [int(c) for c in (task / "children").read_text().split()]
+            except (OSError, ValueError):
+                continue
+            out += kids
+            todo += kids
+    return out
+
+
+def _uid_of(pid: int) -> int | None:
+    """The real uid of a live process (None for a zombie, which holds nothing, or one that is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("State:") and line.split()[1] == "Z":
+                return None
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+# the `user` fallback's live workers and kernels started by this process (their first process): what one of them
+# leaves behind is killed without touching another's
+LIVE_USER_PROCESSES: set[int] = set()
+
+
+def kill_descendants_of(uid: int, spare: int | None = None) -> None:
+    """SIGKILL every descendant of this judge that runs as `uid` (the `user` fallback's worker `spare` and what it
+    started), until none is left, and reap those this judge adopted (orphans; `spare` itself is left to its Popen).
+    Another live worker or kernel of this judge (LIVE_USER_PROCESSES) and what runs under it are spared; another
+    judge's descendants (another grading) are never touched, nor any other process of that user on the machine."""
+    LIVE_USER_PROCESSES.discard(spare)
+    me, killed = os.getpid(), set()
+    for _ in range(20):
+        others = set(LIVE_USER_PROCESSES)
+        for p in list(others):
+            others.update(_descendants(p))
+        mine = [p for p in _descendants(me) if p not in others and _uid_of(p) == uid]
+        if not mine:
+            break
+        for p in mine:
+            with contextlib.suppress(OSError):
+                os.kill(p, signal.SIGKILL)
+                killed.add(p)
+        time.sleep(0.01)
+    for p in killed - {spare}:
+        if _parent_of(p) == me:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(p, os.WNOHANG)
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _bwrap_namespace_args() -> list[str]:
     return [
         "--unshare-all",
@@ -342,6 +444,7 @@ def bwrap_base(config: SandboxConfig, empty: Path, info_fd: int | None = None) -
         "/proc/sysrq-trigger",
         "--dev",
         "/dev",
+        *bwrap_gpu_nodes(config),  # before /dev is made read-only: bubblewrap creates their mount points there
         "--size",
         str(1 << 20),
         "--tmpfs",
@@ -378,13 +481,55 @@ def bwrap_base(config: SandboxConfig, empty: Path, info_fd: int | None = None) -
     return argv
 
 
+# ---- an NVIDIA GPU inside bubblewrap (only for a process on a CUDA device) ----------------------------------
+# `--dev /dev` gives a minimal /dev (null, zero, random, tty, ...) with no GPU in it. A CUDA process needs:
+# - the driver's device files, bound with their device semantics (--dev-bind; a plain --bind is mounted nodev):
+#   /dev/nvidiactl, /dev/nvidia0..N (one per GPU), /dev/nvidia-uvm and /dev/nvidia-uvm-tools (unified memory;
+#   recent drivers open both), /dev/nvidia-caps/ (MIG). Not /dev/nvidia-modeset: that is the display's.
+#   They are bound in bwrap_base, before `--remount-ro /dev` (bubblewrap cannot create a mount point in a
+#   read-only /dev, and then refuses to start).
+# - /sys, read-only: without it cuInit fails with CUDA_ERROR_OPERATING_SYSTEM (it reads the PCI devices, NUMA
+#   nodes and /sys/module/nvidia*). /proc/driver/nvidia comes with the sandbox's own /proc.
+# - the driver's user-space library, libcuda.so.1: under /usr or /lib (bound for every process) where the
+#   driver or the NVIDIA container toolkit installs it; a folder on $LD_LIBRARY_PATH holding it (some images
+#   keep it only there, e.g. /usr/local/nvidia/lib64) is bound too, and the worker's $LD_LIBRARY_PATH names it.
+NVIDIA_DISPLAY_ONLY = ("nvidia-modeset",)
+
+
+def nvidia_device_nodes(dev: str = "/dev") -> list[str]:
+    """The NVIDIA driver's device files (and /dev/nvidia-caps) present on this machine, without the display's."""
+    return [str(p) for p in sorted(Path(dev).glob("nvidia*")) if p.name not in NVIDIA_DISPLAY_ONLY]
+
+
+def nvidia_library_dirs(hide: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Folders on this process's $LD_LIBRARY_PATH that hold libcuda (the driver's library), outside `hide`."""
+    hidden = [os.path.realpath(h) for h in hide]
+    found = []
+    for d in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep):
+        if not d or not os.path.isabs(d) or not any(Path(d).glob("libcuda.so*")):
+            continue
+        real = os.path.realpath(d)
+        if not any(_within(real, h) for h in hidden):
+            found.append(real)
+    return list(dict.fromkeys(found))
+
+
+def bwrap_gpu_nodes(config: SandboxConfig) -> list[str]:
+    """For a process on a CUDA device: the GPU's device files, bound into the sandbox's /dev (nothing otherwise;
+    a file that vanished meanwhile is skipped)."""
+    if not config.device.startswith("cuda"):
+        return []
+    return [a for dev in nvidia_device_nodes() for a in ("--dev-bind-try", dev, dev)]
+
+
 def bwrap_devices(config: SandboxConfig) -> list[str]:
-    """The GPU's device files (and /sys, which CUDA reads), for a process on a CUDA device."""
+    """For a process on a CUDA device, what else CUDA reads: /sys (read-only) and the folders of the driver's
+    library that only $LD_LIBRARY_PATH names (see above; the device files come with bwrap_base)."""
     argv: list[str] = []
     if config.device.startswith("cuda"):
-        for dev in sorted(Path("/dev").glob("nvidia*")):
-            argv += ["--dev-bind", str(dev), str(dev)]
         argv += ["--ro-bind-try", "/sys", "/sys"]
+        for d in nvidia_library_dirs(config.hide):
+            argv += ["--ro-bind-try", d, d]
     return argv
 
 
@@ -405,29 +550,62 @@ class Cgroup:
             return
         if (self.ROOT / "cgroup.controllers").exists():  # v2
             wanted = [("pids.max", pids_max), ("memory.max", memory_bytes), ("memory.swap.max", 0)]
-            self._make(self.ROOT / name, wanted)
+            self._make(self._places(""), name, wanted)
         else:  # v1
-            self._make(self.ROOT / "pids" / name, [("pids.max", pids_max)])
+            self._make(self._places("pids"), name, [("pids.max", pids_max)])
             if memory_bytes:
-                self._make(self.ROOT / "memory" / name, [("memory.limit_in_bytes", memory_bytes)])
+                self._make(self._places("memory"), name, [("memory.limit_in_bytes", memory_bytes)])
 
-    def _make(self, d: Path, values: list[tuple[str, int | None]]) -> None:
+    def _places(self, controller: str) -> list[Path]:
+        """Where the worker's cgroup may be made, best first: inside the grader's own cgroup of that controller
+        (as /proc/self/cgroup names it; "" is v2's unified hierarchy), so the limits the grader itself runs under
+        (a container's, a cluster job's, a platform's 768 MB) hold for the worker too; else the hierarchy's root."""
+        base = self.ROOT / controller if controller else self.ROOT
         try:
-            d.mkdir()
+            lines = Path("/proc/self/cgroup").read_text().splitlines()
         except OSError:
-            return
-        for key, value in values:
-            if value is None:
-                continue
+            return [base]
+        for line in lines:
+            _, names, path = line.split(":", 2)
+            if (controller and controller in names.split(",")) or (not controller and names == ""):
+                inner = base / path.lstrip("/")
+                return [inner, base] if inner != base and inner.is_dir() else [base]
+        return [base]
+
+    def _make(self, places: list[Path], name: str, values: list[tuple[str, int | None]]) -> None:
+        # v2 enables no controller below a cgroup that holds processes: then the limits cannot be written in the
+        # grader's own cgroup and the hierarchy's root is used instead
+        for i, where in enumerate(places):
+            d = where / name
             try:
-                (d / key).write_text(str(value))
-                self.settings.append(f"{key}={value}")
+                d.mkdir()
             except OSError:
-                pass
-        self.dirs.append(d)
+                continue
+            done = []
+            for key, value in values:
+                if value is None:
+                    continue
+                try:
+                    (d / key).write_text(str(value))
+                    done.append(f"{key}={value}")
+                except OSError:
+                    pass
+            if len(done) < sum(v is not None for _, v in values) and i + 1 < len(places):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+                continue
+            self.settings += done
+            self.dirs.append(d)
+            return
 
     def join(self) -> None:
-        """Move the calling process in (run in the child between fork and exec, so nothing escapes)."""
+        """Move the calling process in (run in the child between fork and exec, so nothing escapes), and make it
+        the first the kernel kills when memory runs out: the worker's cgroup sits inside the grader's own (a
+        platform's 768 MB), so a submission that fills that must lose its own processes, never the judge. The
+        score is inherited, and an unprivileged process cannot lower it."""
+        with contextlib.suppress(OSError):
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write("1000")
         for d in self.dirs:
             try:
                 with open(d / "cgroup.procs", "w") as f:
@@ -437,6 +615,25 @@ class Cgroup:
 
     def describe(self) -> str:
         return ", ".join(self.settings) if self.settings else "none (needs root and a writable /sys/fs/cgroup)"
+
+    def kill(self) -> None:
+        """SIGKILL every process in the cgroup, a process that left the worker's session included."""
+        for d in self.dirs:
+            if (d / "cgroup.kill").exists():  # v2 (Linux 5.14): the kernel kills them all at once
+                with contextlib.suppress(OSError):
+                    (d / "cgroup.kill").write_text("1")
+                continue
+            for _ in range(20):  # v1: until none is left (one may fork while the others are killed)
+                try:
+                    pids = [int(p) for p in (d / "cgroup.procs").read_text().split()]
+                except OSError:
+                    break
+                if not pids:
+                    break
+                for pid in pids:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+                time.sleep(0.01)
 
     def remove(self) -> None:
         for d in self.dirs:
@@ -487,6 +684,8 @@ class Sandbox:
                 str(self._runtime),
             )
         self._run_as = _user_ids(config.run_as) if self.isolation.mode == "user" else None
+        if self._run_as:
+            become_subreaper()
         # the worker's own address space is limited in the worker; this bounds the worker and its children together
         memory = (config.memory_mb + 2048) << 20 if config.device == "cpu" else None
         self._cgroup = Cgroup(f"grader-{os.getpid()}-{id(self):x}", config.max_processes, memory)
@@ -559,6 +758,8 @@ class Sandbox:
             HOME=self._inside_work,
             TMPDIR="/tmp" if self.isolation.mode == "bwrap" else str(self._workdir),
         )
+        if self.config.device.startswith("cuda") and nvidia_library_dirs(self.config.hide):
+            env["LD_LIBRARY_PATH"] = os.pathsep.join(nvidia_library_dirs(self.config.hide))  # libcuda, found only there
         info_r, info_w = os.pipe() if self.isolation.mode == "bwrap" else (None, None)
         try:
             self.proc = subprocess.Popen(
@@ -571,11 +772,13 @@ class Sandbox:
                 start_new_session=True,
                 close_fds=True,
                 pass_fds=(info_w,) if info_w is not None else (),
-                preexec_fn=self._cgroup.join if self._cgroup.dirs else None,
+                preexec_fn=self._cgroup.join,
             )
         finally:
             if info_w is not None:
                 os.close(info_w)
+        if self._run_as:
+            LIVE_USER_PROCESSES.add(self.proc.pid)
         self._child_pid = None
         try:
             os.set_blocking(self.proc.stdin.fileno(), False)
@@ -648,6 +851,7 @@ class Sandbox:
         makes the kernel kill every other process in it; bubblewrap exits only once they are all gone."""
         if self.proc is None:
             return
+        self.stats.peak_rss_mb = max(self.stats.peak_rss_mb, peak_rss_mb(self.proc.pid))
         if self._child_pid is not None:
             try:
                 os.kill(self._child_pid, signal.SIGKILL)
@@ -661,6 +865,11 @@ class Sandbox:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        # what left the worker's process group (setsid, a double fork): the cgroup's members, and under the `user`
+        # fallback every descendant of this judge that runs as the worker's user (the judge adopts orphans)
+        self._cgroup.kill()
+        if self._run_as:
+            kill_descendants_of(self._run_as[0], spare=self.proc.pid)
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -673,8 +882,19 @@ class Sandbox:
         self.proc = None
         self._child_pid = None
 
+    def peak_rss(self) -> float:
+        """The largest peak resident set (MB) of any worker process so far, the running worker included."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.stats.peak_rss_mb = max(self.stats.peak_rss_mb, peak_rss_mb(self.proc.pid))
+        return self.stats.peak_rss_mb
+
+    def out_of_time(self) -> bool:
+        """Whether the grading's time budget has run out (every later request fails at once)."""
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
     def _ensure(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
+            self._limit(1.0, "starting the sandbox")  # no worker is started once the budget is spent
             self._kill()
             self._start()
 

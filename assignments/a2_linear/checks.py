@@ -39,15 +39,35 @@ from grader.wire import Handle
 # the CPU. cifar10 is the course's data set (graded on a GPU): runs long enough for the course's targets.
 # net_grid: the hyperparameters find_best_net is given (None: the student's own nn_get_search_params). Both data
 # sets have the course's shapes: 3x32x32 images (3072 features) and 10 classes.
+# The training the student's code asks for is capped, as A3's Solver runs are: while find_best_net runs, each call
+# of the kit's TwoLayerNet.train (a2_linear/classifiers.py, staged from the kit) trains at most net_caps' max_iters
+# iterations of at most max_batch_size examples, and stops at the end of the first epoch after max_seconds. On the
+# digits, 300 iterations of batch 200 (50 epochs of the 1200 training images, 5 s a net on a busy core) take
+# the reference's nets to 95% and 92% on the test split with the two grids (target 88%); a search asking for 3000
+# iterations of batch 1000, as the course's GPU allows, took over a minute per net on a grader's single core.
+# The two-layer module's docstring states these caps (tests/grader/test_a2_training_caps.py keeps them in step).
+# While test_one_param_set runs, cls.train trains at most twice the num_iters the check passes in, in batches of
+# at most twice the default 200, and one_param_seconds: a call that asks for more is capped and still differs from
+# the run asked for, so a cap never turns a wrong call into a right one.
 SCALE = {
     "digits": {
         "train_iters": 200,
         "search_iters": 100,
         "one_param_iters": 100,
+        "one_param_seconds": 15.0,
         "net_grid": ([1e-5, 0.5, 2e-5], [32], [1e-3], [0.95]),
+        "net_caps": {"max_iters": 300, "max_batch_size": 200, "max_seconds": 15.0},
     },
-    "cifar10": {"train_iters": 1500, "search_iters": 1500, "one_param_iters": 300, "net_grid": None},
+    "cifar10": {
+        "train_iters": 1500,
+        "search_iters": 1500,
+        "one_param_iters": 300,
+        "one_param_seconds": 60.0,
+        "net_grid": None,
+        "net_caps": {"max_iters": 5000, "max_batch_size": 1000, "max_seconds": 60.0},
+    },
 }
+DEFAULT_BATCH = 200  # the batch_size of LinearClassifier.train and TwoLayerNet.train when none is given
 BOUND = {torch.float64: 1e-8, torch.float32: 1e-4}
 REPLAY = {torch.float64: 1e-10, torch.float32: 1e-6}  # a replayed SGD run (the same operations, in the sandbox)
 NET_KEYS = ("W1", "b1", "W2", "b2")
@@ -861,14 +881,141 @@ def item_handle(ctx, hdata: Handle, key: str) -> Handle:
     return ctx.invoke_method(hdata, "get", key, keep=True).value
 
 
+# ---- the grader's caps on the kit's train methods -----------------------------------------------
+# The kit's LinearClassifier.train and TwoLayerNet.train (given code, staged from the kit) honour caps that the
+# judge sets in the worker for the duration of a call (set_training_caps in a2_linear/classifiers.py) and record,
+# per train call, what was asked and what was trained (training_record). Student code could change them: that
+# only makes its own grading slower (the call's time limit still holds), and the accuracy is measured here, on
+# held-out data, whatever the record says; the record only feeds the feedback.
+
+
+@contextlib.contextmanager
+def training_caps(ctx, caps: dict) -> Iterator[None]:
+    """The kit's train methods capped by `caps` (set_training_caps' keywords) while the block runs."""
+    ctx.call(ctx.ref("set_training_caps", module=GIVEN), **caps)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(CheckFailed):  # a worker replaced after a failure has no caps to lift
+            ctx.call(ctx.ref("set_training_caps", module=GIVEN))
+
+
+RECORD_KEYS = {
+    "model": str,
+    "num_iters": int,
+    "batch_size": int,
+    "iters": int,
+    "batch": int,
+    "seconds": float,
+    "stopped": str,
+}
+
+
+def training_record(ctx) -> list[dict]:
+    """What the kit's train methods were asked and did under the caps (see training_caps); entries that are not
+    what the kit records are left out (it only feeds the feedback)."""
+    try:
+        record = ctx.call(ctx.ref("training_record", module=GIVEN))
+    except CheckFailed:
+        return []
+    if not isinstance(record, list):
+        return []
+    return [
+        r
+        for r in record
+        if isinstance(r, dict)
+        and all(
+            r.get(k) is None or (isinstance(r.get(k), t) and not isinstance(r.get(k), bool))
+            for k, t in RECORD_KEYS.items()
+        )
+    ]
+
+
+def batch_capped(r: dict) -> bool:
+    return None not in (r.get("batch"), r.get("batch_size")) and r["batch"] < r["batch_size"]
+
+
+def capped(r: dict) -> bool:
+    """Whether a train call of the record trained less than it asked for."""
+    return bool(r.get("stopped")) or batch_capped(r)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def values(xs: list) -> str:
+    """'3000', '100 and 3000', '100, 300 and 3000' (the distinct values, sorted)."""
+    vs = [str(v) for v in sorted(set(xs))]
+    return vs[0] if len(vs) == 1 else f"{', '.join(vs[:-1])} and {vs[-1]}"
+
+
+def describe_caps(caps: dict) -> str:
+    """'at most 300 iterations, in batches of at most 200, and at most 15 s per train call'."""
+    parts = []
+    if caps.get("max_iters") is not None:
+        parts.append(f"at most {caps['max_iters']} iterations")
+    if caps.get("max_batch_size") is not None:
+        parts.append(f"in batches of at most {caps['max_batch_size']}")
+    if caps.get("max_seconds") is not None:
+        parts.append(f"at most {caps['max_seconds']:g} s")
+    if not parts:
+        return "none"
+    return (", ".join(parts[:-1]) + ", and " + parts[-1] if len(parts) > 1 else parts[0]) + " per train call"
+
+
+def describe_training(record: list[dict], caps: dict, method: str, dataset: str) -> str:
+    """'TwoLayerNet.train ran 3 times, asked for 3000 iterations of batch 1000: trained for at most 500 of your
+    3000 iterations, in batches of at most 200 of your 1000 (the grader's caps on digits: ...)'."""
+    rule = f"the grader's caps on {dataset}: {describe_caps(caps)}"
+    if not record:
+        return f"{method} was not called ({rule})"
+    asked = [r["num_iters"] for r in record if r.get("num_iters") is not None]
+    asked_batch = [r["batch_size"] for r in record if r.get("batch_size") is not None]
+    trained = [r["iters"] for r in record if r.get("iters") is not None]
+    text = f"{method} ran {plural(len(record), 'time')}"
+    if asked and asked_batch:
+        text += f", asked for {values(asked)} iterations of batch {values(asked_batch)}"
+    said = []
+    by_iters = [r for r in record if r.get("stopped") == "iterations" and r.get("iters") is not None]
+    if by_iters and asked:
+        said.append(f"trained for at most {max(r['iters'] for r in by_iters)} of your {values(asked)} iterations")
+    by_batch = [r for r in record if batch_capped(r)]
+    if by_batch:
+        said.append(
+            f"in batches of at most {max(r['batch'] for r in by_batch)} of your "
+            f"{values([r['batch_size'] for r in by_batch])}"
+        )
+    by_time = [r for r in record if r.get("stopped") == "time"]
+    if by_time:
+        said.append(
+            f"{plural(len(by_time), 'call')} stopped at the time cap ({caps.get('max_seconds', 0):g} s) after "
+            f"{values([r['iters'] for r in by_time if r.get('iters') is not None])} iterations"
+        )
+    if not said and trained:
+        said.append(f"trained as asked ({values(trained)} iterations)")
+    seconds = sum(r["seconds"] for r in record if isinstance(r.get("seconds"), float))
+    text = f"{text}: {', '.join(said)}" if said else text
+    return f"{text}; {seconds:.1f} s in all ({rule})"
+
+
 @check("a2.linear.test_one_param_set", function="test_one_param_set", cls="LinearSVM", lr=1e-2, reg=1e-3)
 def test_one_param_set(ctx, cls, lr, reg):
     """test_one_param_set trains cls and returns its accuracies as fractions"""
     data = course_data(ctx, bias_trick=True)
     num_iters = ctx.scale(SCALE)["one_param_iters"]
+    # cls.train is capped above what is asked here (see SCALE): a call that asks for more is cut short, and differs
+    # from the run asked for all the same
+    caps = {
+        "max_iters": 2 * num_iters,
+        "max_batch_size": 2 * DEFAULT_BATCH,
+        "max_seconds": ctx.scale(SCALE)["one_param_seconds"],
+    }
     hdata = ctx.put({k: data[k].to(ctx.device) for k in ("X_train", "y_train", "X_val", "y_val")})
     model = ctx.call(ctx.ref(cls, module=GIVEN))  # the kit's class, never a submission's copy of it
-    got = ctx.call("test_one_param_set", model, hdata, lr, reg, num_iters=num_iters)
+    with training_caps(ctx, caps):
+        got = ctx.call("test_one_param_set", model, hdata, lr, reg, num_iters=num_iters)
+        record = training_record(ctx)
     returned, train_acc, val_acc = ctx.expect_items(
         got, 3, "the result of test_one_param_set (cls, train_acc, val_acc)"
     )
@@ -910,8 +1057,8 @@ def test_one_param_set(ctx, cls, lr, reg):
     ]
     if problems:
         ctx.fail("\n".join(problems))
-    # cls was trained as asked: a fresh cls.train with these arguments gives the same weights (every call into the
-    # sandbox starts from the check's random seed)
+    # cls was trained as asked: a fresh cls.train with these arguments (not capped) gives the same weights (every
+    # call into the sandbox starts from the check's random seed)
     fresh = ctx.call(ctx.ref(cls, module=GIVEN))
     ctx.method(
         fresh,
@@ -925,7 +1072,12 @@ def test_one_param_set(ctx, cls, lr, reg):
     ctx.expect(
         same(W, ctx.getattr(fresh, "W")),
         f"cls.W is not what cls.train(X_train, y_train, learning_rate={lr:g}, reg={reg:g}, num_iters="
-        f"{num_iters}) gives: train cls once, on the training set, with the lr, reg and num_iters passed in.",
+        f"{num_iters}) gives: train cls once, on the training set, with the lr, reg and num_iters passed in."
+        + (
+            f" ({describe_training(record, caps, f'{cls}.train', ctx.dataset_name)}.)"
+            if any(capped(r) for r in record)
+            else ""
+        ),
     )
     ctx.note(f"{cls} trained {num_iters} iterations: train {got_acc['train']:.3f}, val {got_acc['val']:.3f}")
 
@@ -1387,7 +1539,11 @@ def find_best_net(ctx, grid):
     hdata = ctx.put({k: data[k].to(ctx.device) for k in ("X_train", "y_train", "X_val", "y_val")})
     fn = param_set_handle(ctx, grid) if grid is not None else ctx.ref("nn_get_search_params")
     D, C = data["X_train"].shape[1], int(data["y_train"].max()) + 1
-    got = ctx.call("find_best_net", hdata, fn)
+    caps = ctx.scale(SCALE)["net_caps"]
+    with training_caps(ctx, caps):  # TwoLayerNet.train trains under the grader's caps (see SCALE)
+        got = ctx.call("find_best_net", hdata, fn)
+        record = training_record(ctx)
+    ctx.note(describe_training(record, caps, "TwoLayerNet.train", ctx.dataset_name))
     net, stat, val_acc = ctx.expect_items(got, 3, "the result of find_best_net (best_net, best_stat, best_val_acc)")
     ctx.expect(
         isinstance(net, Handle) and net.type == "TwoLayerNet",
@@ -1441,8 +1597,8 @@ def find_best_net(ctx, grid):
         + (
             f" (given learning rates {list(grid[0])}, hidden sizes {list(grid[1])}, regularization strengths "
             f"{list(grid[2])} and decays {list(grid[3])}: keep the net with the best validation accuracy, and "
-            "train each long enough)."
+            f"train each long enough, within the grader's caps: {describe_caps(caps)})."
             if grid is not None
-            else "."
+            else f" (the grader's caps: {describe_caps(caps)})."
         ),
     )

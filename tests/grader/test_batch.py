@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -171,7 +172,10 @@ def test_canvas_layout_and_similarity(graded):
     assert canvas[1][0] == "Points Possible" and canvas[1][5] == "10"
     by_id = {r[2]: r[5] for r in canvas[2:]}
     assert by_id["reference"] == "10" and by_id["total_mean"] == str(SQUARE + SCALE)
-    assert by_id["corrupt"] == ""  # an error is left blank, never a zero
+    # an error has no row: Canvas counts a blank cell over a score it has as a change, and clears it
+    assert "corrupt" not in by_id
+    review = {r[1]: r[0] for r in csv.reader(open(out / "canvas-review.csv", newline=""))}
+    assert review["corrupt"] == "error"
     pairs = list(csv.DictReader(open(out / "similarity.csv", newline="")))
     assert [(p["student_a"], p["student_b"]) for p in pairs] == [("copy_a", "copy_b")]
     assert "square" in pairs[0]["functions"] and "total" in pairs[0]["functions"]
@@ -521,7 +525,9 @@ def test_class_report_opens_in_chromium(graded, tmp_path):
     rates = [int(r[3].split("%")[0]) for r in page.rows]
     assert len(page.rows) == 3 and rates == sorted(rates, reverse=True)
     scale = next(r for r in page.rows if "mini.scale" in r[0])
-    assert "Likely bug: you add k instead of multiplying by it" in scale[4]
+    assert "Likely bug: you add k instead of multiplying by it" in scale[5]
+    # each check's wall time over the class, from results.json's extra_data.checks
+    assert all(re.fullmatch(r"\d+\.\d, \d+\.\d(out of time: \d+)?", r[4]) for r in page.rows), [r[4] for r in page.rows]
     assert "hangs/summary.md" in dom
 
 

@@ -26,6 +26,10 @@ def read(path):
     with open(path, "rb") as f:
         return f.read()
 
+def text(path):
+    with open(path) as f:
+        return f.read()
+
 def write(path, text="tampered"):
     with open(path, "w") as f:
         f.write(text)
@@ -223,6 +227,14 @@ def test_the_worker_cannot_change_the_kernel_or_fill_dev(sandbox):
     for path in ("/dev/filler", "/dev/shm/filler"):
         with pytest.raises(SandboxError, match="Read-only|No space|Permission denied"):
             call(sandbox, "write", path, "x" * (2 << 20))
+
+
+def test_the_worker_is_the_first_the_kernel_kills_for_memory(sandbox):
+    """Its cgroup sits inside the grader's own (a platform's limit): a submission that fills that must lose its own
+    processes, never the judge. The score is inherited by what it starts, and it cannot lower it."""
+    assert call(sandbox, "text", "/proc/self/oom_score_adj").strip() == "1000"
+    with pytest.raises(SandboxError, match="Permission denied|Operation not permitted|Read-only"):
+        call(sandbox, "write", "/proc/self/oom_score_adj", "-1000")
 
 
 @needs_bwrap

@@ -97,7 +97,7 @@ def test_no_solution_text_and_no_hidden_check_reaches_the_student_kit(released):
         assert not (student / "assignments" / name / "oracles.py").exists()
         if (m.dir / "oracles.py").is_file():
             with zipfile.ZipFile(released[1][f"autograder {name}"]) as zf:
-                assert f"source/assignments/{name}/oracles.py" in zf.namelist()
+                assert f"assignments/{name}/oracles.py" in zf.namelist()
     assert hidden_ids
     for p in student.rglob("*"):
         if p.is_file() and p.suffix in (".py", ".ipynb", ".toml", ".md", ".yml"):
@@ -125,22 +125,27 @@ def test_the_student_kit_imports_and_scores_zero_without_a_traceback(released):
 
 
 def test_the_autograder_bundle_grades_like_gradescope(released, tmp_path):
+    """Gradescope's layout ("/autograder/source contains the extracted contents of your autograder zip file";
+    run_autograder is copied to /autograder and runs from there), with this test's Python instead of the image's
+    venv: tests/platforms builds the image with setup.sh itself."""
     out, paths = released
     bundle = paths["autograder a1_knn"]
+    ag = tmp_path / "ag"
     with zipfile.ZipFile(bundle) as zf:
         names = zf.namelist()
         assert "setup.sh" in names and "run_autograder" in names
-        assert "source/assignments/a1_knn/hidden.py" in names
+        assert "assignments/a1_knn/hidden.py" in names and "pyproject.toml" in names
         assert "bubblewrap" in zf.read("setup.sh").decode()  # the sandbox is installed with the image
-        zf.extractall(tmp_path / "ag")
-    ag = tmp_path / "ag"
-    (ag / "source").rename(ag / "source")
+        zf.extractall(ag / "source")
+    (ag / "run_autograder").write_bytes((ag / "source" / "run_autograder").read_bytes())
     sub = ag / "submission"
     sub.mkdir()
     for f in ("a1_knn/knn.py", "a1_knn/pytorch101.py"):  # a flat upload, as Gradescope stores it
         (sub / Path(f).name).write_text((ROOT / f).read_text())
     env = {**os.environ, "AUTOGRADER_ROOT": str(ag), "GRADER_PYTHON": sys.executable}
-    proc = subprocess.run(["bash", str(ag / "run_autograder")], env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        ["bash", str(ag / "run_autograder")], cwd=ag, env=env, capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr
     results = json.loads((ag / "results" / "results.json").read_text())
     from grader.sandbox import detect_isolation
@@ -184,3 +189,24 @@ def test_submit_builds_the_zip_and_refuses_an_incomplete_one(released, tmp_path)
         build_submission(student, "a1_knn", kit=student, out=tmp_path / "kit.zip")
     assert not (tmp_path / "kit.zip").exists()
     assert build_submission(student, "a1_knn", kit=student, out=tmp_path / "kit.zip", allow_incomplete=True)
+
+
+def test_run_autograder_always_leaves_a_results_file(released, tmp_path):
+    """A platform limit that is not a number (or a command in disguise) falls back to the manifest's; a grader that
+    cannot even start still leaves a results.json that says so."""
+    _, paths = released
+    with zipfile.ZipFile(paths["autograder a1_knn"]) as zf:
+        script = zf.read("run_autograder").decode()
+    (tmp_path / "run_autograder").write_text(script)
+    marker = tmp_path / "pwned"
+    env = {
+        **os.environ,
+        "AUTOGRADER_ROOT": str(tmp_path),
+        "GRADER_PYTHON": "/bin/false",
+        "GRADER_PLATFORM_TIMEOUT": f"a[$(touch {marker})]",
+    }
+    proc = subprocess.run(["bash", str(tmp_path / "run_autograder")], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0 and "not a number of seconds; using 600" in proc.stderr
+    assert not marker.exists()
+    results = json.loads((tmp_path / "results" / "results.json").read_text())
+    assert results["score"] == 0 and "could not grade this submission (exit status 1)" in results["output"]
