@@ -47,6 +47,12 @@ def _grade(args: argparse.Namespace) -> int:
         if ends is not None:  # grading first (its share when a report follows), then the report in what is left
             left = ends - time.monotonic() - WRITE_MARGIN
             share = left * (GRADING_SHARE if (args.report or args.pdf) else 1.0)
+            if share < 1:
+                report_share = f", and the notebook report {1 - GRADING_SHARE:.0%} of the rest" if args.report else ""
+                raise GraderError(
+                    f"--deadline {args.deadline:g}: too short to grade {name}: {WRITE_MARGIN:g} s are kept for "
+                    f"writing the results{report_share}"
+                )
         result = grade(
             path,
             name,

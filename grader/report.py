@@ -106,6 +106,12 @@ def gradescope(result: GradeResult) -> dict:
         f"Data set: {result.dataset}. Device: {result.device}.",
     ]
     lines += result.problems
+    late = sum(c.out_of_time for c in result.checks)
+    if late:
+        lines.append(
+            f"{late} check(s) could not be judged: the time allowed for grading this submission ran out (see each "
+            "check's feedback; the checks that took the time come before them)."
+        )
     tests = [
         {
             "name": f"{c.title} [{c.id}]",

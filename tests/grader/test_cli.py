@@ -15,6 +15,8 @@ from tests.conftest import ROOT, copy_submission, replace_function
         (["grade", "missing-folder", "-a", "a1_knn"], "missing-folder does not exist"),
         (["grade", ".", "-a", "a1_knn", "--part", "nope"], "--part: ['nope'] not in a1_knn"),
         (["grade", ".", "-a", "a1_knn", "--timeout", "0"], "--timeout: expected a positive number"),
+        (["grade", ".", "-a", "a1_knn", "--deadline", "-1"], "--deadline: expected a positive number of seconds"),
+        (["grade", ".", "-a", "a1_knn", "--deadline", "5", "--report"], "--deadline 5: too short to grade a1_knn"),
         (["submit", ".", "-a", "a9"], "unknown assignment 'a9'"),
         (["list", "--rules", "-a", "a9"], "unknown assignment 'a9'"),
         (["list", "--docstring"], "--docstring: only with --rules"),

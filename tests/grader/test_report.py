@@ -188,3 +188,18 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_results_carry_each_checks_time_and_say_when_time_ran_out():
+    from grader.report import gradescope
+
+    r = result()
+    r.checks[0].out_of_time = True
+    data = gradescope(r)
+    assert data["extra_data"]["checks"] == [
+        {"id": "a1.warmup.pi", "seconds": 0.5, "out_of_time": True},
+        {"id": "a1.warmup.count", "seconds": 0.1, "out_of_time": False},
+    ]
+    assert "1 check(s) could not be judged: the time allowed for grading this submission ran out" in data["output"]
+    r.checks[0].out_of_time = False
+    assert "could not be judged" not in gradescope(r)["output"]

@@ -232,4 +232,5 @@ def test_a_submission_that_runs_out_of_the_platforms_time_still_gets_its_results
     for cid in late:
         assert by_id[cid]["status"] == "failed" and "ran out" in by_id[cid]["output"]
     assert r["extra_data"]["sandbox"]["out_of_time"] == len(late)
+    assert f"{len(late)} check(s) could not be judged" in r["output"]
     assert 0 < r["score"] < 100
