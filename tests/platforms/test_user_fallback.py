@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -171,3 +172,4 @@ def test_one_gradings_cleanup_never_touches_another_gradings_worker(gradescope, 
     finally:
         for box in boxes:
             box.close()
+            shutil.rmtree(box.config.root.parent, ignore_errors=True)
