@@ -195,8 +195,10 @@ def judge_attack(r: dict, name: str, o: Outcome, marker: str) -> None:
     assert reports, "the attack did not run: " + "\n".join(t["output"][:300] for t in attacked[:3])
     for text in reports:
         found = json.loads(text[text.index("ATTACK {") + 7 :].splitlines()[0])
-        assert not any(str(v).startswith(("READ", "WROTE")) for v in found.values()), found
-    assert "READ " not in o.stdout and "WROTE" not in o.stdout
+        # "READ " with nothing after it: bubblewrap covers the label file with an empty one
+        assert not any(str(v).startswith("READ ") and len(str(v)) > 5 for v in found.values()), found
+        assert not any(v == "WROTE" for v in found.values()), found
+    assert "WROTE" not in o.stdout
     time.sleep(1)  # a surviving daemon would have rewritten results.json by now
     assert processes_with(marker) == [], "a process the submission started outlived grading"
 
