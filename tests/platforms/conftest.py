@@ -29,7 +29,12 @@ class Machine:
         # outside /root and pytest's own folder (0700): an unprivileged user must be able to read the image's
         # Python, as on Gradescope. $GRADER_TEST_IMAGE keeps one between runs while developing.
         keep = os.environ.get("GRADER_TEST_IMAGE")
-        self.root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="autograder-", dir="/var/tmp")) / "autograder"
+        if keep:
+            self.root = Path(keep)
+        else:
+            made = Path(tempfile.mkdtemp(prefix="autograder-", dir="/var/tmp"))
+            made.chmod(0o755)  # mkdtemp makes it 0700: `nobody` could not reach the image's Python below it
+            self.root = made / "autograder"
         self.keep = bool(keep)
         self.current: str | None = None
         self.image: Image | None = None
