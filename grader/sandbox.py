@@ -272,18 +272,12 @@ def _user_ids(name: str | None) -> tuple[int, int] | None:
 def peak_rss_mb(pid: int) -> float:
     """The largest peak resident set (VmHWM: memory in RAM, not the page cache) among `pid` and its descendants,
     in MB, read from /proc by the judge (nothing the sandboxed process says about itself); 0 where unreadable."""
-    best, todo, seen = 0.0, [pid], set()
-    while todo and len(seen) < 1000:
-        p = todo.pop()
-        if p in seen:
-            continue
-        seen.add(p)
+    best = 0.0
+    for p in [pid, *_descendants(pid)]:
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
                     best = max(best, int(line.split()[1]) / 1024)
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, ValueError):
             continue
     return best
