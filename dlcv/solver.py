@@ -21,10 +21,26 @@ the start) between steps.
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from collections.abc import Callable
 
 import torch
+
+# Set by the grader when it runs the notebooks for a report: the share of each training's iterations to train
+# (the course's [limits] notebook_training_scale), so that the notebooks fit a grading platform's clock.
+TRAINING_SCALE_VARIABLE = "DLCV_TRAINING_SCALE"
+
+
+def training_scale() -> float:
+    """The share of its iterations a training runs: 1.0 unless the grader's report run set a smaller one."""
+    try:
+        scale = float(os.environ.get(TRAINING_SCALE_VARIABLE, "1"))
+    except ValueError:
+        return 1.0
+    return scale if 0 < scale < 1 else 1.0
+
 
 # The module where update rules given by name ("sgd", "adam", ...) are looked up; imported only when used,
 # so that importing dlcv never imports an assignment.
@@ -181,6 +197,15 @@ class Solver:
         num_train = self.X_train.shape[0]
         iterations_per_epoch = max(num_train // self.batch_size, 1)
         num_iterations = self.num_epochs * iterations_per_epoch
+        scale = training_scale()
+        if scale < 1:
+            asked, num_iterations = num_iterations, max(1, math.ceil(scale * num_iterations))
+            if time_limit is not None:
+                time_limit *= scale
+            print(
+                f"(The grader's report run trains {num_iterations} of the {asked} iterations asked, to fit the "
+                "grading platform's time; your own run trains them all, so its accuracies can be higher.)"
+            )
         prev_time = start_time = time.time()
 
         for t in range(num_iterations):

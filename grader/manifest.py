@@ -65,6 +65,11 @@ class Manifest:
     # the platform's limit for one run of the autograder bundle, grading and notebook report together ([limits]
     # platform_timeout; Gradescope's default is 10 minutes): the bundle passes it to `grader grade --deadline`
     platform_timeout: float = 600.0
+    notebook_cell_timeout: float = 300.0  # seconds per notebook cell in a report run ([limits] notebook_cell_timeout)
+    notebook_timeout: float = 1800.0  # seconds per notebook, kernel start included ([limits] notebook_timeout)
+    # the share of each dlcv.Solver training's iterations that a report run trains ([limits]
+    # notebook_training_scale, in (0, 1]): the notebooks show that the code runs, not the final accuracies
+    notebook_training_scale: float = 1.0
     forbid_autograd: bool = False
     autograd_allowed_in: list[str] = field(default_factory=list)  # kit files whose code may use autograd
     why: dict[str, str] = field(default_factory=dict)  # forbidden dotted name -> why it is forbidden
@@ -162,7 +167,8 @@ LIMIT_KEYS = (
     "platform_timeout",
     "notebook_cell_timeout",
     "notebook_timeout",
-)  # the last two: grader.notebooks reads them
+    "notebook_training_scale",
+)
 PART_KEYS = ("name", "title", "module", "file", "points", "functions", "forbidden", "max_loops", "blocks")
 DATASETS = ("cifar10", "digits")  # the data sets of dlcv.data.load_dataset (targets are per data set)
 
@@ -223,6 +229,13 @@ def _positive_number(table: dict, key: str, default: float, where: str) -> float
     return float(value)
 
 
+def _share(table: dict, key: str, where: str) -> float:
+    value = table.get(key, 1.0)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 1:
+        raise GraderError(f"{where}: {key!r} should be a number above 0 and at most 1, found {value!r}")
+    return float(value)
+
+
 def _graded_keys(table: dict, functions: dict, graded: dict[str, str], where: str) -> None:
     """The keys of a part's forbidden / max_loops / blocks table must be functions that part grades."""
     for key in table:
@@ -277,6 +290,9 @@ def _parse(data: dict, path: Path, shown: str | None = None) -> Manifest:
         max_source_bytes=_positive_int(limits, "max_source_bytes", 2**20, f"{where} [limits]"),
         grading_timeout=float(_positive_int(limits, "grading_timeout", 1800, f"{where} [limits]")),
         platform_timeout=float(_positive_int(limits, "platform_timeout", 600, f"{where} [limits]")),
+        notebook_cell_timeout=_positive_number(limits, "notebook_cell_timeout", 300.0, f"{where} [limits]"),
+        notebook_timeout=_positive_number(limits, "notebook_timeout", 1800.0, f"{where} [limits]"),
+        notebook_training_scale=_share(limits, "notebook_training_scale", f"{where} [limits]"),
         forbid_autograd=forbid_autograd,
         autograd_allowed_in=_autograd_allowed_in(data, files, path, where),
         why=_why(_table(data, "why", where), parts, where),

@@ -42,7 +42,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,22 +130,13 @@ class Limits:
     cell_timeout: float = CELL_TIMEOUT
     notebook_timeout: float = NOTEBOOK_TIMEOUT
     memory_mb: int = 4096
+    training_scale: float = 1.0  # share of each dlcv.Solver training's iterations the kernel trains
 
 
 def limits(m: Manifest) -> Limits:
-    """[limits] notebook_cell_timeout and notebook_timeout (seconds) of the manifest, and its memory_mb."""
-    where = f"assignments/{m.name}/assignment.toml [limits]"
-    try:
-        table = tomllib.loads((m.dir / "assignment.toml").read_text()).get("limits", {})
-    except (OSError, tomllib.TOMLDecodeError):
-        table = {}
-    values = {}
-    for key, default in (("notebook_cell_timeout", CELL_TIMEOUT), ("notebook_timeout", NOTEBOOK_TIMEOUT)):
-        v = table.get(key, default)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
-            raise GraderError(f"{where}: {key!r} should be a positive number of seconds, found {v!r}")
-        values[key] = float(v)
-    return Limits(values["notebook_cell_timeout"], values["notebook_timeout"], m.memory_mb)
+    """The manifest's [limits] for a report run: notebook_cell_timeout, notebook_timeout, memory_mb and
+    notebook_training_scale (checked when the manifest loads)."""
+    return Limits(m.notebook_cell_timeout, m.notebook_timeout, m.memory_mb, m.notebook_training_scale)
 
 
 # -- answers ------------------------------------------------------------------------------------------------------
@@ -838,6 +828,8 @@ def execute_notebooks(
     budget_end = time.monotonic() + budget if budget is not None else None
     problems = problems or {}
     env, read_only = _dataset_env(dataset)
+    if lim.training_scale < 1:
+        env["DLCV_TRAINING_SCALE"] = repr(lim.training_scale)
     runs: list[NotebookRun] = []
     kernel: KernelSandbox | None = None
     try:

@@ -199,3 +199,16 @@ def test_checkpoints_are_written(tmp_path):
     checkpoint = torch.load(tmp_path / "ckpt_epoch_2.pkl")
     assert checkpoint["epoch"] == 2 and len(checkpoint["val_acc_history"]) == 3
     assert set(checkpoint["params"]) == {"W", "b"}
+
+
+@pytest.mark.parametrize("scale, steps", [("0.25", 5), ("0.01", 1), ("1", 20), ("0", 20), ("2", 20), ("x", 20)])
+def test_the_report_runs_training_scale_trains_that_share_and_says_so(monkeypatch, capsys, scale, steps):
+    """$DLCV_TRAINING_SCALE (set by the grader's report run from [limits] notebook_training_scale) trains
+    that share of the iterations, at least one, and prints why; a value outside (0, 1) changes nothing."""
+    monkeypatch.setenv("DLCV_TRAINING_SCALE", scale)
+    data = _scripted_data([0] * 10, [0] * 5)
+    solver = dlcv.Solver(ScriptedModel(), data, update_rule=count_up, batch_size=2, num_epochs=4, verbose=False)
+    solver.train()
+    assert len(solver.loss_history) == steps
+    note = f"trains {steps} of the 20 iterations asked"
+    assert (note in capsys.readouterr().out) == (steps < 20)

@@ -221,3 +221,19 @@ id = "q1"
         ),
     )
     assert m.questions == [{"notebook": "notebooks/knn.ipynb", "id": "q1"}]
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", '"half"', "true", "-0.25"])
+def test_a_notebook_training_scale_outside_0_to_1_is_refused(tmp_path, value):
+    root = write(tmp_path, GOOD + f"[limits]\nnotebook_training_scale = {value}\n")
+    with pytest.raises(GraderError, match=r"\[limits\]: 'notebook_training_scale' should be a number above 0"):
+        manifest.load("demo", root)
+
+
+def test_the_notebook_limits_are_read_once_with_the_manifest(tmp_path):
+    from grader.notebooks import limits
+
+    root = write(tmp_path, GOOD + "[limits]\nnotebook_training_scale = 0.5\nnotebook_cell_timeout = 7\n")
+    lim = limits(manifest.load("demo", root))
+    assert (lim.training_scale, lim.cell_timeout, lim.notebook_timeout) == (0.5, 7.0, 1800.0)
+    assert limits(manifest.load("demo", write(tmp_path, GOOD))).training_scale == 1.0

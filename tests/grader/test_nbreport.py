@@ -46,6 +46,7 @@ sandbox_paths = ["toy"]
 call_timeout = 30
 notebook_cell_timeout = 8
 notebook_timeout = 300
+notebook_training_scale = 0.5
 
 [[parts]]
 name = "calc"
@@ -149,6 +150,7 @@ def _attack_notebook(out: Path, course: Path) -> nbformat.NotebookNode:
         code("print('x' * 100_000)"),
         code("import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()", metadata={"tags": ["plot"]}),
         code(LINGER),
+        code("import os\nprint('TRAINING SCALE', os.environ.get('DLCV_TRAINING_SCALE'))"),
     ]
     return nb
 
@@ -257,6 +259,11 @@ def test_notebooks_cannot_change_the_score_the_results_or_the_kit(toy):
     for what in ("results", "grader", "kit", "hidden", "network"):
         assert f"ATTEMPT {what} failed" in html, f"the notebook's attempt on {what} did not fail"
     assert SECRET not in html and SECRET not in (toy["out"] / "report.ipynb").read_text()
+
+
+@needs_bwrap
+def test_the_kernel_trains_the_manifests_share_of_each_training(toy):
+    assert "TRAINING SCALE 0.5" in (toy["out"] / "report.html").read_text()
 
 
 @needs_bwrap
