@@ -114,6 +114,15 @@ def solver_choice(ctx, solver: Any, function: str, model_type: str, module: str)
     return choice
 
 
+EVAL_CHUNK = 50  # test images per forward pass in the judge: float64 activations of a conv net add up fast
+
+
+def scores_of(evaluate: Callable, model: Any, params: dict, X: torch.Tensor, trained: bool) -> torch.Tensor:
+    """evaluate(model, params, X, trained) in chunks of EVAL_CHUNK images, so that the judge's memory stays small."""
+    with torch.no_grad():
+        return torch.cat([evaluate(model, params, X[i : i + EVAL_CHUNK], trained) for i in range(0, len(X), EVAL_CHUNK)])
+
+
 def judge_solver(
     ctx,
     function: str,
@@ -141,7 +150,7 @@ def judge_solver(
     layout(start)
     X_test, y_test = cpu64(data["X_test"]), data["y_test"]
     try:
-        before = accuracy(evaluate(model, cpu64(start), X_test[:500], False), y_test[:500])
+        before = accuracy(scores_of(evaluate, model, cpu64(start), X_test[:500], False), y_test[:500])
     except (KeyError, RuntimeError, IndexError, TypeError, ValueError):
         before = 0.0  # judged after training
     ctx.expect(
@@ -173,8 +182,7 @@ def judge_solver(
     layout(params)
     q = cpu64(params)
     try:
-        with torch.no_grad():
-            scores = torch.cat([evaluate(model, q, X_test[i : i + 100], True) for i in range(0, len(X_test), 100)])
+        scores = scores_of(evaluate, model, q, X_test, True)
     except (KeyError, RuntimeError, IndexError, TypeError, ValueError) as e:
         ctx.fail(f"the trained {model_type}'s params could not be evaluated as a {model_type}'s ({e}).")
     acc, target = accuracy(scores, y_test), ctx.target(target_key)
