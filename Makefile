@@ -34,9 +34,10 @@ test-platforms: install ## the bundle on an emulated Gradescope (setup.sh builds
 test-fast: install ## the tests without the slow ones
 	$(BIN)/python -m pytest -m "not slow and not platform" $(PYTEST_ARGS)
 
-lint: install    ## ruff: lint and formatting (configured in pyproject.toml); `make format` fixes what it can
+lint: install    ## ruff (lint, formatting) and lint-imports (the grader's rooms); `make format` fixes what it can
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: install  ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .

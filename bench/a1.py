@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run(repeat: int = 5) -> list[Row]:
     from a1_knn import knn
-    from grader.runner import grade
+    from grader.judge.runner import grade
 
     torch.manual_seed(0)
     rows: list[Row] = []

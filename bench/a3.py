@@ -20,7 +20,7 @@ def _fwd_bwd(layer, *args):
 
 def run(repeat: int = 5) -> list[Row]:
     from a3_networks import convolutional_networks as cn
-    from grader.runner import grade
+    from grader.judge.runner import grade
 
     torch.manual_seed(0)
     rows: list[Row] = []

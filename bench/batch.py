@@ -52,7 +52,7 @@ scale = 4
 
 CHECKS = '''
 import torch
-from grader.checks import check
+from grader.judge.checks import check
 
 
 @check("mini.square", function="square")

@@ -4,7 +4,7 @@ the CPU, and compare check by check: the verdict and the points must be the same
     python -m bench.cuda_check                          # --devices cuda cpu: what `make cuda-check` runs
     python -m bench.cuda_check --devices cpu cpu -a a1_knn --part warmup   # the comparison itself, on any machine
 
-Each (assignment, device) grading is `grader.runner.grade()` in a process of its own (spawned, so CUDA is never
+Each (assignment, device) grading is `grader.judge.runner.grade()` in a process of its own (spawned, so CUDA is never
 forked), several at a time (`--jobs`, default: one per grading up to the cores), each judge with
 cores / jobs torch threads; the sandbox worker keeps its single thread. Before grading on CUDA, a sandbox worker
 (the same isolation as the gradings) is asked whether it sees the GPU, so a sandbox that hides it fails in seconds
@@ -88,7 +88,7 @@ class Difference:
 
 
 def side_from_result(result, device: str, seconds: float) -> Side:
-    """A `grader.results.GradeResult` as a Side."""
+    """A `grader.judge.results.GradeResult` as a Side."""
     return Side(
         assignment=result.assignment,
         device=device,
@@ -240,7 +240,7 @@ def _child(job: Job, conn) -> None:
         import torch
 
         torch.set_num_threads(job.threads)
-        from grader.runner import grade
+        from grader.judge.runner import grade
 
         t0 = time.perf_counter()
         result = grade(
@@ -322,7 +322,7 @@ def cuda_status() -> tuple[int | None, str]:
     where this machine has no NVIDIA GPU, EXIT_ERROR where it has one that PyTorch cannot use."""
     import torch
 
-    from grader.sandbox import nvidia_device_nodes
+    from grader.sandbox.isolation import nvidia_device_nodes
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -353,8 +353,8 @@ def sandbox_sees_cuda(kit: Path, isolation: str) -> tuple[bool, str, dict]:
     """Start one sandbox worker on CUDA, as a grading would (same isolation, same hidden paths), and ask it for
     the GPU: (True, its name, the isolation) or (False, the reason, the isolation)."""
     from dlcv.data import label_files
-    from grader.runner import choose_isolation
-    from grader.sandbox import Sandbox, SandboxConfig, SandboxError
+    from grader.judge.runner import choose_isolation
+    from grader.sandbox.isolation import Sandbox, SandboxConfig, SandboxError
 
     mode = choose_isolation(isolation, hidden=True, allow_weak=True).mode
     with tempfile.TemporaryDirectory(prefix="cuda-check-") as tmp:
@@ -403,8 +403,8 @@ def _write(out: Path, markdown: str, record: dict) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     t_start = time.perf_counter()
-    from grader import manifest as manifests
-    from grader.manifest import GraderError
+    from grader.course import manifest as manifests
+    from grader.errors import GraderError
 
     kit = Path(args.course).resolve() if args.course else ROOT
     devices = list(args.devices)
@@ -462,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"# CUDA check\n\nerror: PyTorch uses the GPU here, but not inside the sandbox "
                 f"({isolation.get('mode')}): {what}\n\n(`--sandbox none`, i.e. `make cuda-check ARGS=--sandbox=none`, "
                 "grades without OS isolation, which is fine for the reference; the grader's bubblewrap options for "
-                "a GPU are in grader/sandbox.py)\n",
+                "a GPU are in grader/sandbox/isolation.py)\n",
             )
         header.append(f"sandbox worker on CUDA: sees {what} ({isolation.get('mode')} isolation)")
     cores = os.cpu_count() or 1

@@ -27,8 +27,8 @@ def _torch_build(image) -> str:
 
 
 def run(repeat: int = 1) -> list[Row]:
-    from grader import manifest as manifests
-    from grader.release import release
+    from grader.course import manifest as manifests
+    from grader.kit.release import release
     from tests.emulation import cgroups
     from tests.emulation.gradescope import CPUS, MEMORY_MB, TIMEOUT, Image
     from tests.platforms.test_gradescope import reference_files, zipped

@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(repeat: int = 1) -> list[Row]:
-    from grader.nbreport import attach
-    from grader.runner import grade
+    from grader.judge.runner import grade
+    from grader.notebooks.report import attach
 
     t0 = time.perf_counter()
     result = grade(ROOT, "a1_knn", device="cpu")

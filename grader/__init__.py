@@ -1,29 +1,25 @@
 """The course's autograder: grade a submission of an assignment without ever importing student code in the judge.
 
-The modules, in the order data flows through a grading run (`grader.runner.grade`):
+Its rooms, each importing only the rooms below it (`lint-imports` checks it; docs/architecture.md):
 
-    submission (folder or zip)
-        |
-    intake        stage the files the manifest names: missing, refused, syntax errors, a content digest
-        |
-    manifest      assignments/<name>/assignment.toml, strictly parsed: parts, points, files, forbidden calls
-        |         and why ([why]), loop limits, building blocks, limits, targets per data set
-    runner        the judge: loads the checks (trusted, from the kit), runs each in order (building blocks
-        |         before the composites that use them), scores them; `Run` is one run's state
-        |   staticscan   reads the submitted source: forbidden names, loops (helpers followed)
-        |
-    sandbox  ---- wire ---->  worker + guard     student code runs only here, in a separate process
-        |    <--- wire -----                     (bubblewrap where available); the guard reports forbidden
-        |                                        calls and autograd as structured records
-    checks        `check`/`variant` and `Ctx`, what a check uses: seeded inputs, calls into the sandbox,
-        |         judgements; judging: the comparisons and their feedback (expect_tensor, ...)
-    results       CheckResult, PartResult, GradeResult
-        |
-    report        the terminal table, Gradescope's results.json, JUnit XML, Markdown
+    cli          the `grader` command: the only code that parses flags
+    classroom    a whole class: `grader batch`, the gradebook for Canvas, the class report, similarity
+    kit          what leaves the course: the student kit and the autograder bundle (`release`), the zip (`submit`)
+    notebooks    a submission's notebooks run in a sandboxed kernel, their answers, the report made from them
+    reports      renderings of a result: terminal table, results.json, JUnit XML, Markdown, Classroom annotations
+    judge        checks (`check`, `Ctx`), judging (comparisons and feedback), the static scan, the runner, results
+    sandbox      where student code runs: isolation (bubblewrap, `user`, cgroups), the wire, the worker, its guard
+    course       the manifest, the rules it states, the intake of a submission
+    errors       GraderError: a problem the user must fix
 
-Around it: `rules` (the rules each graded module's docstring states, rendered from the manifest), `release`
-(the student kit and the autograder bundle), `submit` (the zip a student uploads), `cli` (the `grader`
-command).
+A grading run (`grader.judge.runner.grade`), as data flows:
+
+    submission --intake--> staged tree --runner--> each check (judge process) --wire--> worker + guard
+        (sandbox: the only process that imports student code) --wire--> replies --judging--> CheckResult
+        --> GradeResult --reports--> results.json, junit.xml, summary.md (--notebooks--> report.html)
+
+Check files import `grader.checks` and `grader.judging` (and `grader.wire` for `Handle`): those names stay,
+whatever room their code lives in.
 """
 
 from importlib import metadata as _metadata

@@ -1,4 +1,4 @@
-"""The `grader` command: a thin layer over the library (grader.runner, grader.release, grader.submit)."""
+"""The `grader` command: a thin layer over the library (grader.judge.runner, grader.kit.release, grader.kit.submit)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-from grader.manifest import GraderError
+from grader.errors import GraderError
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from grader import manifest as manifests
-    from grader import report
-    from grader.runner import assignments_in, grade
+    from grader.course import manifest as manifests
+    from grader.judge.runner import assignments_in, grade
+    from grader.reports import formats as report
 
     kit = Path(args.course).resolve() if args.course else manifests.course_root()
     path = Path(args.path)
@@ -69,7 +69,7 @@ def _grade(args: argparse.Namespace) -> int:
         )
         out = out_root if len(names) == 1 else out_root / name
         if args.report or args.pdf:  # the notebooks, run in the sandbox, and the report for manual grading
-            from grader.nbreport import attach
+            from grader.notebooks.report import attach
 
             if ends is not None:  # the grade is on disk before the notebooks run: a platform's kill cannot lose it
                 _write(report, result, out)
@@ -126,8 +126,8 @@ def sandbox_line(isolation: dict) -> str:
 
 
 def _release(args: argparse.Namespace) -> int:
-    from grader import manifest as manifests
-    from grader.release import release
+    from grader.course import manifest as manifests
+    from grader.kit.release import release
 
     kit = Path(args.course).resolve() if args.course else manifests.course_root()
     paths = release(kit, Path(args.out), assignments=args.assignment or None, force=args.force)
@@ -137,8 +137,8 @@ def _release(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from grader import manifest as manifests
-    from grader.submit import build_submission
+    from grader.course import manifest as manifests
+    from grader.kit.submit import build_submission
 
     kit = Path(args.course).resolve() if args.course else manifests.course_root()
     out = build_submission(
@@ -153,14 +153,14 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from grader.batch import cli
+    from grader.classroom.batch import cli
 
     return cli(args)
 
 
 def _list(args: argparse.Namespace) -> int:
-    from grader import manifest as manifests
-    from grader.runner import load_checks
+    from grader.course import manifest as manifests
+    from grader.judge.runner import load_checks
 
     kit = Path(args.course).resolve() if args.course else manifests.course_root()
     if args.docstring and not args.rules:
@@ -180,8 +180,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _rules(args: argparse.Namespace, kit: Path) -> int:
-    from grader import manifest as manifests
-    from grader.rules import rules_block, rules_table
+    from grader.course import manifest as manifests
+    from grader.course.rules import rules_block, rules_table
 
     ms = [manifests.load(name, kit) for name in ([args.assignment] if args.assignment else manifests.available(kit))]
     if not args.docstring:

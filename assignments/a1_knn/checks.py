@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from grader.checks import CheckFailed, check
+from grader.judge.staticscan import LOOP_NODES, find_function, helpers, loop_sites_when
 from grader.judging import cpu64, fmt_shape
-from grader.staticscan import LOOP_NODES, find_function, helpers, loop_sites_when
 
 DEFAULT_K_CHOICES = [1, 3, 5, 8, 10, 12, 15, 20, 50, 100]
 

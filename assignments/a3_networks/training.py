@@ -120,7 +120,9 @@ EVAL_CHUNK = 50  # test images per forward pass in the judge: float64 activation
 def scores_of(evaluate: Callable, model: Any, params: dict, X: torch.Tensor, trained: bool) -> torch.Tensor:
     """evaluate(model, params, X, trained) in chunks of EVAL_CHUNK images, so that the judge's memory stays small."""
     with torch.no_grad():
-        return torch.cat([evaluate(model, params, X[i : i + EVAL_CHUNK], trained) for i in range(0, len(X), EVAL_CHUNK)])
+        return torch.cat(
+            [evaluate(model, params, X[i : i + EVAL_CHUNK], trained) for i in range(0, len(X), EVAL_CHUNK)]
+        )
 
 
 def judge_solver(

@@ -413,7 +413,7 @@ def test_knn_on_digits_reaches_a_sensible_accuracy(digits_float, capsys):
 def test_each_module_docstring_states_the_rules_the_grader_enforces():
     from pathlib import Path
 
-    from grader import manifest, rules
+    from grader.course import manifest, rules
 
     m = manifest.load("a1_knn", Path(__file__).resolve().parents[2])
     modules = {"a1_knn.pytorch101": pytorch101, "a1_knn.knn": knn}

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 import dlcv
 from a2_linear import linear_classifier as lc
 from a2_linear import two_layer_net as tln
-from grader.release import find_regions, stub_source
+from grader.kit.release import find_regions, stub_source
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 FLOATS = [torch.float32, torch.float64]
@@ -713,7 +713,7 @@ def test_the_given_classes_come_from_the_kit():
     """LinearClassifier, LinearSVM, Softmax and TwoLayerNet live in a kit module that is never taken from a
     submission; the student files only re-export them, and hold nothing but what students write."""
     from a2_linear import classifiers
-    from grader import manifest
+    from grader.course import manifest
 
     m = manifest.load("a2_linear", Path(__file__).resolve().parents[2])
     assert "a2_linear/classifiers.py" not in m.files

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 import dlcv
 from a3_networks import convolutional_networks as cn
 from a3_networks import fully_connected_networks as fc
-from grader.release import find_regions, stub_source
+from grader.kit.release import find_regions, stub_source
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = [ROOT / "a3_networks" / "fully_connected_networks.py", ROOT / "a3_networks" / "convolutional_networks.py"]

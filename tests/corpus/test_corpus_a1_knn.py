@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.runner import grade
+from grader.judge.runner import grade
 from tests.conftest import ROOT, copy_submission
 
 CORPUS = Path(__file__).resolve().parent / "a1_knn"

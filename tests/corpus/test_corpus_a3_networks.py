@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.runner import grade
+from grader.judge.runner import grade
 from tests.conftest import ROOT
 
 CORPUS = Path(__file__).parent / "a3_networks"

@@ -16,9 +16,9 @@ import torch
 
 from a2_linear import classifiers
 from a2_linear import two_layer_net as tln
-from grader import manifest
-from grader.runner import grade
-from grader.sandbox import Sandbox
+from grader.course import manifest
+from grader.judge.runner import grade
+from grader.sandbox.isolation import Sandbox
 from tests.conftest import ROOT, copy_submission, replace_function
 
 A2 = manifest.load("a2_linear", ROOT)
@@ -26,7 +26,7 @@ A2 = manifest.load("a2_linear", ROOT)
 
 def a2_checks():
     """The module of A2's public checks, as the grader loads it."""
-    from grader.runner import load_checks
+    from grader.judge.runner import load_checks
 
     return sys.modules[load_checks(A2, hidden=False)[0].body.__module__]
 

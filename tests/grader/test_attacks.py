@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from grader import manifest
-from grader.manifest import GraderError
-from grader.runner import grade
-from grader.sandbox import detect_isolation
+from grader.course import manifest
+from grader.errors import GraderError
+from grader.judge.runner import grade
+from grader.sandbox.isolation import detect_isolation
 from tests.conftest import ROOT, copy_submission, processes_with
 from tests.grader.spy import sandbox_calls_naming
 
@@ -93,7 +93,7 @@ def test_a_shim_cannot_find_the_reference(tmp_path):
 @pytest.mark.parametrize("isolation", ["none", pytest.param("bwrap", marks=needs_bwrap)])
 def test_the_shim_finds_the_reference_only_without_the_sandbox(tmp_path, isolation):
     """The attack above is real: without OS isolation the same file finds the reference and runs it."""
-    from grader.sandbox import Sandbox, SandboxConfig
+    from grader.sandbox.isolation import Sandbox, SandboxConfig
 
     root = tmp_path / "kit"
     (root / "a1_knn").mkdir(parents=True)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from grader.manifest import GraderError
-from grader.runner import grade
+from grader.errors import GraderError
+from grader.judge.runner import grade
 
 MANIFEST = """
 name = "mini"
@@ -66,7 +66,7 @@ ORACLES = {"square": square, "Scaler": Scaler}
 
 CHECKS = """
 import torch
-from grader.checks import check
+from grader.judge.checks import check
 
 
 @check("mini.square", function="square")
@@ -258,7 +258,7 @@ def test_every_block_needs_an_oracle(tmp_path):
 
 
 def test_oracles_stay_in_place_across_a_worker_restart_and_go_with_restore(tmp_path):
-    from grader.sandbox import Sandbox, SandboxConfig
+    from grader.sandbox.isolation import Sandbox, SandboxConfig
 
     root = tmp_path / "kit"
     write_work(root, {"square": "def square(x):\n    return x * 3\n", "Scaler": BROKEN_SCALER})
@@ -290,7 +290,7 @@ def test_oracles_stay_in_place_across_a_worker_restart_and_go_with_restore(tmp_p
 
 @pytest.mark.slow
 def test_an_oracle_kept_by_student_code_is_guarded_once_restored(tmp_path):
-    from grader.sandbox import Sandbox, SandboxConfig
+    from grader.sandbox.isolation import Sandbox, SandboxConfig
 
     root = tmp_path / "kit"
     total = (

@@ -24,9 +24,11 @@ from pathlib import Path
 import pytest
 
 from bench.batch import make_course, write_submission
-from grader import batch, manifest, report
+from grader.classroom import batch
 from grader.cli import build_parser, main
-from grader.manifest import GraderError
+from grader.course import manifest
+from grader.errors import GraderError
+from grader.reports import formats as report
 from tests.conftest import ROOT, copy_submission, replace_function
 
 # -- an emulation of Canvas's gradebook importer ---------------------------------------------------------------
@@ -506,7 +508,7 @@ def gradings(tmp_path_factory) -> dict:
     """A1's warm-up graded three times: the reference (passes; one check passes with a note), one wrong function
     and one whose worker dies (fails), and a file that raises hostile text at import with the other file missing
     (every check fails; a problem)."""
-    from grader.runner import grade
+    from grader.judge.runner import grade
 
     tmp = tmp_path_factory.mktemp("junit")
     failing = copy_submission(tmp / "failing")

@@ -1,4 +1,4 @@
-"""The judging vocabulary (grader.judging, Ctx.expect_*): every message a student can read, both directions.
+"""The judging vocabulary (grader.judge.judging, Ctx.expect_*): every message a student can read, both directions.
 
 A Ctx is built against a small stand-in for the runner's Run (no sandbox: these judgements never call one).
 """
@@ -12,11 +12,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from grader import judging
-from grader.checks import CheckFailed, CheckSpec, Ctx, check, collect, variant
-from grader.manifest import Manifest, Part
-from grader.runner import Run
-from grader.sandbox import Reply
+from grader.course.manifest import Manifest, Part
+from grader.judge import judging
+from grader.judge.checks import CheckFailed, CheckSpec, Ctx, check, collect, variant
+from grader.judge.runner import Run
+from grader.sandbox.isolation import Reply
 
 PART = Part(
     name="p", title="p", module="demo.a", file="demo/a.py", points=10.0, functions={"f": 6.0, "g": 4.0}, forbidden={}

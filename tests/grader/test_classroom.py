@@ -1,4 +1,4 @@
-"""GitHub Classroom gets exact points from `python -m grader.annotate`.
+"""GitHub Classroom gets exact points from `python -m grader.reports.annotate`.
 
 The kit's workflow hands annotate's output (`result` in $GITHUB_OUTPUT, base64 JSON) to
 classroom-resources/autograding-grading-reporter@v1, which prints it and sends Classroom the points. `Reporter`
@@ -24,8 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from grader import annotate, manifest, report
-from grader.runner import grade
+from grader.course import manifest
+from grader.judge.runner import grade
+from grader.reports import annotate
+from grader.reports import formats as report
 from tests.conftest import ROOT, copy_submission
 
 A3 = manifest.load("a3_networks", ROOT)
@@ -154,7 +156,7 @@ def run_reporter(encoded: str, runner: str = "grade") -> Reporter:
 
 
 def run_annotate(folder: Path, cwd: Path, tmp_path: Path, monkeypatch, capsys) -> tuple[list[str], str, dict]:
-    """`python -m grader.annotate FOLDER` as the workflow runs it: (its lines, the `result` output, decoded)."""
+    """`python -m grader.reports.annotate FOLDER` as the workflow runs it: (its lines, the `result` output, decoded)."""
     github_output = tmp_path / "github_output"
     github_output.unlink(missing_ok=True)
     monkeypatch.setenv("GITHUB_OUTPUT", str(github_output))
@@ -342,7 +344,7 @@ def test_the_reporter_sum_is_the_total_to_the_cent_for_any_split():
 
 def test_the_kit_workflow_is_the_one_classroom_takes_points_from():
     yaml = pytest.importorskip("yaml")
-    from grader.release import GITHUB_WORKFLOW
+    from grader.kit.release import GITHUB_WORKFLOW
 
     wf = yaml.safe_load(GITHUB_WORKFLOW)
     # the names of the workflow GitHub Classroom writes (.github/workflows/classroom.yml)
@@ -356,7 +358,7 @@ def test_the_kit_workflow_is_the_one_classroom_takes_points_from():
     runs = [s.get("run", "") for s in steps]
     assert any(r.startswith("make report") for r in runs)
     assert any("$GITHUB_STEP_SUMMARY" in r for r in runs)
-    points = next(s for s in steps if "grader.annotate" in s.get("run", ""))
+    points = next(s for s in steps if "grader.reports.annotate" in s.get("run", ""))
     reporter = next(
         s for s in steps if s.get("uses", "").startswith("classroom-resources/autograding-grading-reporter")
     )

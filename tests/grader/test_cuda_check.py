@@ -13,8 +13,8 @@ import torch
 
 from bench import cuda_check
 from bench.cuda_check import EXIT_DIFFERENT, EXIT_ERROR, EXIT_SAME, EXIT_SKIPPED, Outcome, Side, compare, render
-from grader import sandbox
-from grader.sandbox import IsolationError, SandboxConfig, bwrap_base, bwrap_devices, detect_isolation
+from grader.sandbox import isolation as sandbox
+from grader.sandbox.isolation import IsolationError, SandboxConfig, bwrap_base, bwrap_devices, detect_isolation
 
 
 def side(device: str, **checks: tuple[str, float]) -> Side:

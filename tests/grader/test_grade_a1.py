@@ -8,9 +8,9 @@ import time
 import pytest
 import torch
 
-from grader import manifest
-from grader.checks import CheckFailed
-from grader.runner import grade
+from grader.course import manifest
+from grader.judge.checks import CheckFailed
+from grader.judge.runner import grade
 from tests.conftest import ROOT, copy_submission, replace_function
 from tests.grader.gradescope_schema import validate
 from tests.grader.spy import SandboxSpy
@@ -152,12 +152,12 @@ def test_monkeypatching_torch_or_the_grader_cannot_raise_the_score(tmp_path):
         + """
 
 # an attempt to fool the judge from inside the submission
-import grader, grader.checks
+import grader, grader.judge.checks
 torch.allclose = lambda *a, **k: True
 torch.equal = lambda *a, **k: True
 torch.cdist = lambda a, b, *r, **k: a.new_zeros(a.shape[0], b.shape[0])
-grader.checks.rel_error = lambda *a, **k: 0.0
-grader.checks.Ctx.expect_tensor = lambda *a, **k: None
+grader.judge.checks.rel_error = lambda *a, **k: 0.0
+grader.judge.checks.Ctx.expect_tensor = lambda *a, **k: None
 """
     )
     replace_function(
@@ -235,7 +235,7 @@ def test_hostile_submissions_still_yield_complete_results(tmp_path, attack):
 
 
 def grade_ids():
-    from grader.runner import load_checks
+    from grader.judge.runner import load_checks
 
     return [s.id for s in load_checks(A1, hidden=False)]
 
@@ -409,6 +409,6 @@ def a1_checks():
     """A1's checks module, as the grader loads it."""
     import sys
 
-    from grader.runner import load_checks
+    from grader.judge.runner import load_checks
 
     return sys.modules[load_checks(A1, hidden=False)[0].body.__module__]

@@ -10,8 +10,8 @@ must not cost the trainer's points, and a composite that fails on its own still 
 import pytest
 import torch
 
-from grader import manifest
-from grader.runner import grade
+from grader.course import manifest
+from grader.judge.runner import grade
 from tests.conftest import ROOT, copy_submission, replace_function
 from tests.grader.spy import SandboxSpy
 
@@ -45,7 +45,7 @@ def assert_the_test_split_stays_with_the_judge(spy):
     from types import SimpleNamespace
 
     from dlcv.data import load_dataset
-    from grader.judging import course_data
+    from grader.judge.judging import course_data
 
     data = load_dataset(None)
     ctx = SimpleNamespace(dataset=lambda: data, cache=lambda key, factory: factory())
@@ -310,7 +310,7 @@ def a2_checks():
     """The module of A2's public checks, as the grader loads it."""
     import sys
 
-    from grader.runner import load_checks
+    from grader.judge.runner import load_checks
 
     return sys.modules[load_checks(A2, hidden=False)[0].body.__module__]
 

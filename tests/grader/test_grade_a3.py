@@ -6,8 +6,8 @@ checks use is the kit's."""
 import pytest
 import torch
 
-from grader import manifest
-from grader.runner import grade
+from grader.course import manifest
+from grader.judge.runner import grade
 from tests.conftest import ROOT, copy_submission, replace_function
 
 A3 = manifest.load("a3_networks", ROOT)

@@ -1,4 +1,4 @@
-"""The worker's operator-level guard (grader.guard): every door to a forbidden operation or to autograd is
+"""The worker's operator-level guard (grader.sandbox.guard): every door to a forbidden operation or to autograd is
 watched, given code is exempt by its file only, and correct code that uses allowed utilities is left alone."""
 
 import re
@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from grader.checks import forbidden_feedback
-from grader.guard import GUARD_REMOVED, aten_ops
-from grader.manifest import AUTOGRAD_NAMES
-from grader.sandbox import Sandbox, SandboxConfig
+from grader.course.manifest import AUTOGRAD_NAMES
+from grader.judge.checks import forbidden_feedback
+from grader.sandbox.guard import GUARD_REMOVED, aten_ops
+from grader.sandbox.isolation import Sandbox, SandboxConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -442,7 +442,7 @@ def test_the_dispatch_table_knows_the_convolution_and_pooling_operators():
 
 
 def test_the_a3_manifest_exempts_the_given_file_not_a_name():
-    from grader import manifest
+    from grader.course import manifest
 
     m = manifest.load("a3_networks", ROOT)
     assert m.autograd_allowed_in == ["a3_networks/fast_layers.py"]
@@ -492,7 +492,8 @@ def test_code_run_at_import_is_guarded_and_reported_by_the_calls_it_concerns(tmp
 
 
 def test_autograd_allowed_in_must_name_given_files_of_the_kit():
-    from grader.manifest import GraderError, _autograd_allowed_in
+    from grader.course.manifest import _autograd_allowed_in
+    from grader.errors import GraderError
 
     toml = ROOT / "assignments" / "a3_networks" / "assignment.toml"
     files = ["a3_networks/convolutional_networks.py"]

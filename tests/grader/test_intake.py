@@ -6,9 +6,9 @@ import zipfile
 
 import pytest
 
-from grader import intake, manifest
-from grader.intake import SubmissionError, stage
-from grader.manifest import GraderError
+from grader.course import intake, manifest
+from grader.course.intake import SubmissionError, stage
+from grader.errors import GraderError
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from dlcv.data import label_files
-from grader import manifest as manifests
-from grader.sandbox import Sandbox, SandboxConfig, SandboxError, detect_isolation
+from grader.course import manifest as manifests
+from grader.sandbox.isolation import Sandbox, SandboxConfig, SandboxError, detect_isolation
 from tests.conftest import processes_with
 
 ISOLATION = detect_isolation()
@@ -113,7 +113,7 @@ def forge_reply(value):
 
 def bloated_error():
     """Patch the worker so its error reply skips the worker's own cut, then fail."""
-    w = sys.modules["grader.worker"]
+    w = sys.modules["grader.sandbox.worker"]
     w._error_reply = lambda e, files: {"ok": False, "kind": "exception", "type": "E" * 10**6,
                                        "message": "m" * 10**7, "where": [{"file": "f" * 10**6, "line": 1}] * 1000}
     raise ValueError("boom")
@@ -321,7 +321,7 @@ def test_isolation_can_be_chosen_and_is_recorded(tmp_path, monkeypatch):
     with Sandbox(cfg) as sb:
         assert call(sb, "echo", 4) == 4
         assert sb.info["isolation"]["mode"] == "none" and not sb.isolation.strong
-    from grader.sandbox import IsolationError
+    from grader.sandbox.isolation import IsolationError
 
     with pytest.raises(IsolationError, match="expected auto, bwrap, user or none"):
         detect_isolation(want="docker")
@@ -333,7 +333,7 @@ def test_an_error_reply_cannot_bloat_the_feedback(sandbox):
     e = info.value
     assert len(e.message) <= 2000 and len(e.type_name) <= 100 and len(e.where) <= 5
     assert all(len(str(v)) <= 300 for w in e.where for v in w.values())
-    from grader.runner import MAX_FEEDBACK, _cut
+    from grader.judge.runner import MAX_FEEDBACK, _cut
 
     assert len(_cut("x" * 10**6)) < MAX_FEEDBACK + 100 and _cut("short") == "short"
 
@@ -373,7 +373,7 @@ def test_the_worker_and_its_children_share_one_memory_limit(tmp_path):
 @needs_bwrap
 def test_a_python_installation_under_tmp_stays_visible(tmp_path, monkeypatch):
     """A checkout (and its .venv) under /tmp must not be hidden by the sandbox's own /tmp."""
-    import grader.sandbox as sandbox_module
+    import grader.sandbox.isolation as sandbox_module
 
     real = sandbox_module.python_paths(sandbox_module.sys.executable)
     monkeypatch.setattr(sandbox_module, "python_paths", lambda python: ("/tmp/checkout/.venv", *real))

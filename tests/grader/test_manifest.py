@@ -2,8 +2,8 @@ import textwrap
 
 import pytest
 
-from grader import manifest
-from grader.manifest import GraderError
+from grader.course import manifest
+from grader.errors import GraderError
 
 GOOD = """
 name = "demo"
@@ -231,7 +231,7 @@ def test_a_notebook_training_scale_outside_0_to_1_is_refused(tmp_path, value):
 
 
 def test_the_notebook_limits_are_read_once_with_the_manifest(tmp_path):
-    from grader.notebooks import limits
+    from grader.notebooks.execute import limits
 
     root = write(tmp_path, GOOD + "[limits]\nnotebook_training_scale = 0.5\nnotebook_cell_timeout = 7\n")
     lim = limits(manifest.load("demo", root))

@@ -19,11 +19,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import manifest as manifests
-from grader.manifest import GraderError
-from grader.nbreport import chromium, clean_html, clean_output, finish_page
-from grader.notebooks import find_answers, never_run, questions, read_notebook
-from grader.sandbox import detect_isolation
+from grader.course import manifest as manifests
+from grader.errors import GraderError
+from grader.notebooks.execute import find_answers, never_run, questions, read_notebook
+from grader.notebooks.report import chromium, clean_html, clean_output, finish_page
+from grader.sandbox.isolation import detect_isolation
 from tests.conftest import ROOT, processes_with
 
 needs_bwrap = pytest.mark.skipif(detect_isolation().mode != "bwrap", reason="bubblewrap is not usable here")
@@ -75,7 +75,7 @@ points = 1
 """
 
 CHECKS = '''
-from grader.checks import check
+from grader.judge.checks import check
 
 @check("add_small", function="add", a=2, b=3, expected=5, message="add(2, 3) should be 5")
 def add_small(ctx, a, b, expected, message):
@@ -84,7 +84,7 @@ def add_small(ctx, a, b, expected, message):
 '''
 
 HIDDEN = f'''
-from grader.checks import variant
+from grader.judge.checks import variant
 
 from .checks import add_small
 
@@ -375,7 +375,7 @@ def test_hostile_outputs_leave_no_executable_script(toy):
 @needs_bwrap
 @needs_chromium
 def test_chromium_opens_the_report_from_disk_and_shows_scores_and_answers(toy, tmp_path):
-    from grader.nbreport import browser_argv
+    from grader.notebooks.report import browser_argv
 
     page = (toy["out"] / "report.html").resolve().as_uri()
     argv = browser_argv(chromium(), tmp_path / "profile")
@@ -420,7 +420,7 @@ def test_the_pdf_starts_each_question_on_a_new_page_in_manifest_order(toy):
 
 
 def test_without_chromium_the_report_still_lands_and_says_how_to_get_the_pdf(tmp_path, monkeypatch):
-    from grader.nbreport import print_pdf
+    from grader.notebooks.report import print_pdf
 
     monkeypatch.setenv("CHROMIUM", str(tmp_path / "no-such-browser"))
     page = tmp_path / "report.html"
@@ -550,7 +550,7 @@ def test_never_run_notebooks_are_recognised():
 
 
 def test_submit_warns_about_unanswered_questions_and_notebooks_never_run(tmp_path):
-    from grader.submit import build_submission
+    from grader.kit.submit import build_submission
 
     course = _make_course(tmp_path)
     folder = tmp_path / "work"
@@ -578,7 +578,7 @@ def test_submit_warns_about_unanswered_questions_and_notebooks_never_run(tmp_pat
 
 
 def test_the_kit_and_the_bundle_produce_the_report():
-    from grader.release import GITHUB_WORKFLOW, RUN_AUTOGRADER, STUDENT_MAKEFILE
+    from grader.kit.release import GITHUB_WORKFLOW, RUN_AUTOGRADER, STUDENT_MAKEFILE
 
     assert re.search(r"^report: install.*\n\t\$\(BIN\)/grader grade \. --report", STUDENT_MAKEFILE, re.M)
     assert re.search(r"^notebook: install.*\n\t\$\(BIN\)/jupyter lab notebooks/", STUDENT_MAKEFILE, re.M)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from grader import manifest
-from grader.manifest import GraderError
-from grader.release import code_lines, find_regions, line_pairs, release, stub_source
-from grader.runner import grade, load_checks
-from grader.submit import build_submission
+from grader.course import manifest
+from grader.errors import GraderError
+from grader.judge.runner import grade, load_checks
+from grader.kit.release import code_lines, find_regions, line_pairs, release, stub_source
+from grader.kit.submit import build_submission
 from tests.conftest import ROOT
 from tests.grader.gradescope_schema import validate
 
@@ -148,7 +148,7 @@ def test_the_autograder_bundle_grades_like_gradescope(released, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     results = json.loads((ag / "results" / "results.json").read_text())
-    from grader.sandbox import detect_isolation
+    from grader.sandbox.isolation import detect_isolation
 
     if not detect_isolation().strong:  # hidden checks are refused without an OS sandbox, with a results file
         assert results["score"] == 0 and "without an OS sandbox" in proc.stderr

@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from grader import report
-from grader.results import CheckResult, GradeResult, PartResult
+from grader.judge.results import CheckResult, GradeResult, PartResult
+from grader.reports import formats as report
 from tests.grader.gradescope_schema import validate
 
 # what a student's exception message can carry
@@ -191,7 +191,7 @@ def _umask() -> int:
 
 
 def test_results_carry_each_checks_time_and_say_when_time_ran_out():
-    from grader.report import gradescope
+    from grader.reports.formats import gradescope
 
     r = result()
     r.checks[0].out_of_time = True

@@ -1,7 +1,7 @@
-"""Review attacks on the notebook report (grader.nbreport) and batch grading (grader.batch, classreport,
-similarity, annotate): hostile student input, each test asserting the SAFE behaviour (so a failing test is a
-hole). Everything here is fast: the report is rendered from hand-made runs (no kernel), the batch is driven
-through discover/prepare/save_result/the table writers, and only one test starts Chromium."""
+"""Review attacks on the notebook report (grader.notebooks.report) and batch grading (grader.classroom: batch,
+classreport, similarity; grader.reports.annotate): hostile student input, each test asserting the SAFE behaviour
+(so a failing test is a hole). Everything here is fast: the report is rendered from hand-made runs (no kernel),
+the batch is driven through discover/prepare/save_result/the table writers, and only one test starts Chromium."""
 
 from __future__ import annotations
 
@@ -26,11 +26,11 @@ import nbformat
 import pytest
 
 from bench.batch import make_course, write_submission
-from grader import batch
-from grader.manifest import GraderError
-from grader.nbreport import build_notebook, chromium, render_html
-from grader.notebooks import Answer, NotebookRun
-from grader.results import CheckResult, GradeResult, PartResult
+from grader.classroom import batch
+from grader.errors import GraderError
+from grader.judge.results import CheckResult, GradeResult, PartResult
+from grader.notebooks.execute import Answer, NotebookRun
+from grader.notebooks.report import build_notebook, chromium, render_html
 
 # -- helpers ------------------------------------------------------------------------------------------------------
 
@@ -259,7 +259,7 @@ def test_student_text_cannot_forge_the_reports_own_cell_tags():
 
 @pytest.mark.skipif(chromium() is None, reason="Chromium is not installed")
 def test_chromium_printing_the_report_fetches_nothing(tmp_path):
-    from grader.nbreport import print_pdf
+    from grader.notebooks.report import print_pdf
 
     hits: list[str] = []
 
@@ -487,7 +487,7 @@ def test_a_deeply_nested_student_folder_does_not_crash_the_batch(course, tmp_pat
     """prepare() stages every submission in the batch process itself and catches only GraderError; the intake's
     _walk uses os.walk, which recurses once per folder level on Python 3.11: a cloned repository (git keeps deep
     trees) 1,200 folders deep raises RecursionError and ends the whole class's run."""
-    from grader import manifest as manifests
+    from grader.course import manifest as manifests
 
     klass = tmp_path / "class"
     write_submission(klass / "alice", {})
@@ -514,7 +514,7 @@ def test_a_deeply_nested_student_folder_does_not_crash_the_batch(course, tmp_pat
 
 
 def test_fifos_and_devices_in_a_class_folder_do_not_hang_the_batch(course, tmp_path):
-    from grader import manifest as manifests
+    from grader.course import manifest as manifests
 
     klass = tmp_path / "class"
     write_submission(klass / "alice", {})
@@ -599,7 +599,7 @@ def _dangerous(cell: str) -> bool:
 
 
 def test_gradebook_and_canvas_cells_are_never_formulas(course, tmp_path):
-    from grader import manifest as manifests
+    from grader.course import manifest as manifests
 
     m = manifests.load("mini", course)
     subs = []
@@ -619,7 +619,7 @@ def test_gradebook_and_canvas_cells_are_never_formulas(course, tmp_path):
 
 
 def test_similarity_csv_cells_are_never_formulas(tmp_path):
-    from grader.similarity import Pair, write_csv
+    from grader.classroom.similarity import Pair, write_csv
 
     names = {f"s{i}": f for i, f in enumerate(FORMULAS)}
     pairs = [Pair(f"s{i}", f"s{(i + 1) % len(FORMULAS)}", 0.9, [("f", 0.9)]) for i in range(len(FORMULAS))]
@@ -631,8 +631,8 @@ def test_similarity_csv_cells_are_never_formulas(tmp_path):
 
 
 def test_class_html_escapes_ids_names_errors_and_feedback(course, tmp_path):
-    from grader import manifest as manifests
-    from grader.classreport import write_class_report
+    from grader.classroom.classreport import write_class_report
+    from grader.course import manifest as manifests
 
     m = manifests.load("mini", course)
     evil = '<img src=x onerror=alert(1)><script>alert(2)</script>"\'><a href="javascript:alert(3)">'
@@ -668,7 +668,7 @@ def test_class_html_escapes_ids_names_errors_and_feedback(course, tmp_path):
 
 
 def test_workflow_commands_cannot_be_injected_through_feedback_or_titles(course, tmp_path):
-    from grader import annotate
+    from grader.reports import annotate
 
     repo = write_submission(tmp_path / "repo", {})
     payloads = [
@@ -684,7 +684,7 @@ def test_workflow_commands_cannot_be_injected_through_feedback_or_titles(course,
     ]
     lines = annotate.annotations({"tests": tests, "extra_data": {"assignment": "mini"}}, course, repo)
     assert len(lines) == len(payloads)
-    from grader.report import clean_text
+    from grader.reports.formats import clean_text
 
     for line, payload in zip(lines, payloads):
         assert "\n" not in line and "\r" not in line

@@ -8,9 +8,9 @@ import textwrap
 
 import pytest
 
-from grader import manifest
 from grader.cli import main
-from grader.rules import HEADER, rules_block, rules_table
+from grader.course import manifest
+from grader.course.rules import HEADER, rules_block, rules_table
 from tests.conftest import ROOT
 
 PARTS = [(name, p.name) for name in manifest.available(ROOT) for p in manifest.load(name, ROOT).parts]

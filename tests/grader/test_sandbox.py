@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from grader.sandbox import Sandbox, SandboxConfig, SandboxError
+from grader.sandbox.isolation import Sandbox, SandboxConfig, SandboxError
 
 STUDENT = """
 import os, sys, torch
@@ -159,11 +159,11 @@ def test_the_worker_cannot_write_outside_its_working_folder(tmp_path):
     import os
     import sys
 
-    from grader.sandbox import python_readable_by_others
+    from grader.sandbox.isolation import python_readable_by_others
 
     if os.getuid() != 0:
         pytest.skip("privileges are dropped only when the judge runs as root")
-    from grader.sandbox import IsolationError, detect_isolation
+    from grader.sandbox.isolation import IsolationError, detect_isolation
 
     try:
         detect_isolation(want="user")

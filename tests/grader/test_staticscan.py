@@ -1,6 +1,6 @@
 import pytest
 
-from grader.staticscan import loops, scan
+from grader.judge.staticscan import loops, scan
 
 SRC = """
 import torch
@@ -61,7 +61,7 @@ def test_loops_counts_for_while_and_comprehensions():
 
 
 def test_autograd_use_is_found_in_every_spelling():
-    from grader.manifest import AUTOGRAD_NAMES
+    from grader.course.manifest import AUTOGRAD_NAMES
 
     src = (
         "import torch\n"
@@ -87,7 +87,7 @@ def test_autograd_use_is_found_in_every_spelling():
 
 
 def test_a_layer_backward_is_not_tensor_backward():
-    from grader.manifest import AUTOGRAD_NAMES
+    from grader.course.manifest import AUTOGRAD_NAMES
 
     src = (
         "import torch\n"
@@ -148,7 +148,7 @@ def clean(a):
 
 
 def test_exec_eval_compile_importlib_import_and_torch_c_are_found_anywhere_in_the_file():
-    from grader.staticscan import describe_dynamic, dynamic_uses
+    from grader.judge.staticscan import describe_dynamic, dynamic_uses
 
     names = lambda fn: {(u.name, u.line) for u in dynamic_uses(DYNAMIC, fn)}  # noqa: E731
     everything = {
@@ -178,7 +178,7 @@ def test_exec_eval_compile_importlib_import_and_torch_c_are_found_anywhere_in_th
 
 
 def test_code_without_them_is_not_flagged():
-    from grader.staticscan import dynamic_uses
+    from grader.judge.staticscan import dynamic_uses
 
     assert dynamic_uses(SRC, "uses_all") == [] and dynamic_uses(SRC, "Model.predict") == []
     assert dynamic_uses("import re\ndef f(m):\n    return re.compile('a'), m.eval()\n", "f") == []
@@ -219,7 +219,7 @@ def recursive(x):
 
 
 def test_loops_follow_the_calls_into_the_students_own_helpers():
-    from grader.staticscan import loop_sites
+    from grader.judge.staticscan import loop_sites
 
     assert loop_sites(HELPERS, "no_loops") == [(3, "looping_helper")]
     assert loop_sites(HELPERS, "two_levels") == [(8, "inner")]
@@ -238,10 +238,10 @@ DOORS = {
     # the grader itself, however it is imported
     "import grader": ("import grader", "import grader"),
     "from grader import guard": ("from grader import guard", "import grader"),
-    "import grader.guard as g": ("import grader.guard as g\ng.Guard", "import grader"),
-    "from grader.guard import Guard": ("from grader.guard import Guard", "import grader"),
+    "import grader.sandbox.guard as g": ("import grader.sandbox.guard as g\ng.Guard", "import grader"),
+    "from grader.sandbox.guard import Guard": ("from grader.sandbox.guard import Guard", "import grader"),
     # sys
-    "sys.modules": ("import sys\nsys.modules['grader.guard']", "sys.modules"),
+    "sys.modules": ("import sys\nsys.modules['grader.sandbox.guard']", "sys.modules"),
     "sys.modules through an alias": ("import sys as s\ns.modules.get('x')", "sys.modules"),
     "from sys import modules": ("from sys import modules", "sys.modules"),
     "from sys import modules as m": ("from sys import modules as m\nm['x']", "sys.modules"),
@@ -268,7 +268,7 @@ DOORS = {
     "import builtins": ("import builtins as b\nb.getattr", "builtins"),
     "__builtins__": ("__builtins__['getattr']", "__builtins__"),
     "import pickle": ("import pickle", "pickle"),
-    "import pkgutil": ("import pkgutil\npkgutil.resolve_name('grader.guard:Guard')", "pkgutil"),
+    "import pkgutil": ("import pkgutil\npkgutil.resolve_name('grader.sandbox.guard:Guard')", "pkgutil"),
     "unittest.mock": ("from unittest import mock", "unittest"),
     "__main__": ("import __main__", "__main__"),
     "torch's private modules": ("torch._dynamo.reset()", "torch._dynamo"),
@@ -340,7 +340,7 @@ DOORS = {
 
 @pytest.mark.parametrize("door", sorted(DOORS))
 def test_each_door_is_refused_at_module_level_and_in_any_function(door):
-    from grader.staticscan import dynamic_uses
+    from grader.judge.staticscan import dynamic_uses
 
     snippet, name = DOORS[door]
     src = HEADER + snippet + "\n"
@@ -393,17 +393,17 @@ if __name__ == "__main__":
 
 
 def test_ordinary_code_opens_no_door():
-    from grader.staticscan import dynamic_uses
+    from grader.judge.staticscan import dynamic_uses
 
     assert dynamic_uses(CLEAN, "graded") == []
 
 
 def test_the_reviewers_one_liner_is_refused_with_kind_feedback():
-    from grader.staticscan import describe_dynamic, dynamic_uses
+    from grader.judge.staticscan import describe_dynamic, dynamic_uses
 
     src = (
         "import sys\nimport torch\n"
-        '_G = sys.modules["grader.guard"].Guard; _G.exit = lambda self, _o=_G.exit: _o(self)[:0]\n\n\n'
+        '_G = sys.modules["grader.sandbox.guard"].Guard; _G.exit = lambda self, _o=_G.exit: _o(self)[:0]\n\n\n'
         "def compute_distances_no_loops(x_train, x_test):\n"
         "    a = x_train.reshape(x_train.shape[0], -1)\n"
         "    b = x_test.reshape(x_test.shape[0], -1)\n"
@@ -429,7 +429,7 @@ def test_the_reviewers_one_liner_is_refused_with_kind_feedback():
 
 
 def test_feedback_shows_the_name_behind_an_alias():
-    from grader.staticscan import describe_dynamic, dynamic_uses
+    from grader.judge.staticscan import describe_dynamic, dynamic_uses
 
     src = "import sys as s\nfrom gc import get_objects\n\ndef f():\n    return s.modules\n"
     text = describe_dynamic("f", dynamic_uses(src, "f"), "a1_knn/knn.py")
@@ -438,9 +438,9 @@ def test_feedback_shows_the_name_behind_an_alias():
 
 def test_no_reference_file_opens_a_door():
     """Every graded function of every assignment's reference, and of the stubbed kit the students start from."""
-    from grader.manifest import available, load
-    from grader.release import stub_source
-    from grader.staticscan import dynamic_uses
+    from grader.course.manifest import available, load
+    from grader.judge.staticscan import dynamic_uses
+    from grader.kit.release import stub_source
     from tests.conftest import ROOT
 
     checked = 0
@@ -497,7 +497,7 @@ def unclear(x, y, use_loop=True):
 
 
 def test_loops_are_read_per_value_of_a_flag_through_helpers_both_ways():
-    from grader.staticscan import loop_sites_when
+    from grader.judge.staticscan import loop_sites_when
 
     assert loop_sites_when(FLAGS, "in_helper", use_loop=True) == [(5, "_loop_bmm")]
     assert loop_sites_when(FLAGS, "in_helper", use_loop=False) == []
@@ -511,7 +511,7 @@ def test_loops_are_read_per_value_of_a_flag_through_helpers_both_ways():
     assert loop_sites_when(FLAGS, "unclear", use_loop=True) is None  # cannot be decided from the code
     assert loop_sites_when(FLAGS, "unclear", use_loop=False) == []
     assert loop_sites_when(FLAGS, "not_there", use_loop=False) is None
-    from grader.staticscan import loop_sites
+    from grader.judge.staticscan import loop_sites
 
     assert loop_sites(FLAGS, "in_helper") == [(5, "_loop_bmm")]  # no flag fixed: every branch
     assert loop_sites(FLAGS, "constant") == [(5, "_loop_bmm")]

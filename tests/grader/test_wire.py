@@ -5,8 +5,8 @@ import struct
 import pytest
 import torch
 
-from grader import wire
-from grader.wire import Handle, WireError
+from grader.sandbox import wire
+from grader.sandbox.wire import Handle, WireError
 
 
 def roundtrip(x):

@@ -21,8 +21,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import manifest as manifests
-from grader.release import find_regions, stub_notebook
+from grader.course import manifest as manifests
+from grader.kit.release import find_regions, stub_notebook
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 NOTEBOOKS = ROOT / "notebooks"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.release import release
+from grader.kit.release import release
 from tests.conftest import ROOT
 from tests.emulation.gradescope import Image
 

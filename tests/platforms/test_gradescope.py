@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import manifest as manifests
+from grader.course import manifest as manifests
 from tests.conftest import ROOT, processes_with
 from tests.emulation.gradescope import MEMORY_MB, Image, Outcome
 from tests.grader.gradescope_schema import validate

@@ -19,7 +19,7 @@ import time
 import nbformat
 import pytest
 
-from grader import manifest as manifests
+from grader.course import manifest as manifests
 from tests.conftest import ROOT, processes_with
 from tests.platforms.test_gradescope import (
     check_results,
@@ -137,8 +137,8 @@ def test_one_gradings_cleanup_never_touches_another_gradings_worker(gradescope, 
     import threading
     from pathlib import Path
 
-    from grader import sandbox as sandbox_module
-    from grader.sandbox import Sandbox, SandboxConfig, SandboxError
+    from grader.sandbox import isolation as sandbox_module
+    from grader.sandbox.isolation import Sandbox, SandboxConfig, SandboxError
 
     # no cgroup can be made (a container without a writable /sys/fs/cgroup, as on Gradescope)
     monkeypatch.setattr(sandbox_module.Cgroup, "ROOT", Path("/nonexistent-cgroup-root"))

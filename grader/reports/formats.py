@@ -21,7 +21,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from grader.results import GradeResult
+from grader.judge.results import GradeResult
 
 # -- sanitising -------------------------------------------------------------------------------------------------
 
@@ -147,7 +147,7 @@ def gradescope(result: GradeResult) -> dict:
                 {"id": c.id, "seconds": round(c.seconds, 3), "out_of_time": c.out_of_time} for c in result.checks
             ],
             **({"notebooks": result.notebooks} if result.notebooks else {}),
-        },  # grader.nbreport
+        },  # grader.notebooks.report
     }
 
 

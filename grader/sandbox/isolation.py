@@ -17,7 +17,7 @@ machine allows (see `detect_isolation`):
 Every request has a deadline for its write and its read, a bound on the size of its reply, and a sequence
 number the reply must echo; the whole grading has a time budget. A worker that hangs, exits, is killed,
 blows its memory allowance or breaks the protocol is killed and a fresh one is started for the next request.
-What comes back is decoded with `grader.wire` (never pickle).
+What comes back is decoded with `grader.sandbox.wire` (never pickle).
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader import wire
-from grader.guard import hit_records
-from grader.wire import Handle
+from grader.sandbox import wire
+from grader.sandbox.guard import hit_records
+from grader.sandbox.wire import Handle
 
 ISOLATIONS = ("bwrap", "user", "none")
 MAX_REPLY_BYTES = 64 << 20  # default bound on one reply (a call's return value)
@@ -60,7 +60,16 @@ ETC_FILES = (
     "alternatives",
     "hosts",
 )
-BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from grader.worker import main; main()"
+# The files of the grader package the worker runs, relative to it: what worker.py imports, and no more
+# (tests/grader/test_layout.py keeps this list equal to the worker's imports).
+WORKER_RUNTIME = (
+    "__init__.py",
+    "sandbox/__init__.py",
+    "sandbox/worker.py",
+    "sandbox/wire.py",
+    "sandbox/guard.py",
+)
+BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from grader.sandbox.worker import main; main()"
 
 
 class SandboxError(Exception):
@@ -111,7 +120,7 @@ class SandboxConfig:
 class Reply:
     value: Any
     seconds: float  # timed by the judge, around the request
-    forbidden_hits: list[dict]  # grader.guard records: name, op, file, function, line
+    forbidden_hits: list[dict]  # grader.sandbox.guard records: name, op, file, function, line
     aliases: list[int]
     args: list | None = None
     function: str = ""  # what was called, as feedback names it (set by the check's context)
@@ -694,12 +703,12 @@ class Sandbox:
 
     @staticmethod
     def _copy_runtime(dest: Path) -> None:
-        """The worker's own code (this package's modules), copied so the worker needs nothing else of the
-        judge's installation."""
-        pkg = Path(__file__).resolve().parent
-        (dest / "grader").mkdir(parents=True)
-        for f in pkg.glob("*.py"):
-            shutil.copy2(f, dest / "grader" / f.name)
+        """The worker's own code (WORKER_RUNTIME), copied so the worker needs nothing else of the judge's
+        installation and sees none of the judge's code."""
+        grader_root = Path(__file__).resolve().parents[1]
+        for rel in WORKER_RUNTIME:
+            (dest / "grader" / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(grader_root / rel, dest / "grader" / rel)
 
     # -- life cycle ---------------------------------------------------------------------------
     def __enter__(self) -> Sandbox:

@@ -382,7 +382,7 @@ def loops(source: str, qualname: str) -> list[int]:
 
 
 # ---- code the grader cannot read, and doors into the grader -----------------------------------------------------
-# A student's code runs in the same Python process as the worker's forbidden-call guard (grader.guard), which
+# A student's code runs in the same Python process as the worker's forbidden-call guard (grader.sandbox.guard), which
 # cannot defend itself: code that reaches the grader's modules, the interpreter's module table, frames, the garbage
 # collector or C can switch it off for every function graded after it. Calls built from strings (exec, getattr
 # with a computed name, pickle) would do the same out of this scan's sight. So each of these is refused anywhere

@@ -5,7 +5,7 @@ It holds a header (assignment, submission and content hash, grading time, device
 the score per part with each failed check's feedback (hidden checks by title and result only), an index
 "Answers for manual grading" linking to every inline question of the manifest with the student's answer in full
 (unanswered and missing ones flagged; in the PDF each question starts a new page), then each notebook as it ran
-in the sandbox (grader.notebooks), cells that raised or timed out marked, long outputs cut with a note.
+in the sandbox (grader.notebooks.execute), cells that raised or timed out marked, long outputs cut with a note.
 
 A notebook's content is untrusted. Outputs keep only plain text, sanitised HTML and Markdown, and PNG/JPEG
 images (checked to be base64); Markdown and HTML are sanitised after rendering (bleach: no script, no event
@@ -35,10 +35,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from grader.manifest import GraderError, Manifest
-from grader.notebooks import Answer, NotebookRun
-from grader.report import clean_text, md_inline, write_atomic
-from grader.results import GradeResult
+from grader.course.manifest import Manifest
+
+from grader.errors import GraderError
+from grader.notebooks.execute import Answer, NotebookRun
+from grader.reports.formats import clean_text, md_inline, write_atomic
+from grader.judge.results import GradeResult
 
 MAX_TEXT_CHARS = 20_000  # of one text output in the report (the rest is cut, with a note)
 MAX_TRACEBACK_LINES = 60
@@ -802,10 +804,10 @@ def _attach(
     allow_weak_sandbox: bool,
     budget: float | None = None,
 ) -> list[str]:
-    from grader import manifest as manifests
-    from grader.intake import stage
-    from grader.notebooks import execute_notebooks, find_answers, questions
-    from grader.runner import choose_isolation
+    from grader.course import manifest as manifests
+    from grader.course.intake import stage
+    from grader.notebooks.execute import execute_notebooks, find_answers, questions
+    from grader.judge.runner import choose_isolation
 
     t0 = time.perf_counter()
     m = manifests.load(assignment, kit)
@@ -866,7 +868,7 @@ def _attach(
 
 def check_manifest(m: Manifest) -> None:
     """Raise GraderError when the manifest's questions or notebook limits are malformed."""
-    from grader.notebooks import limits, questions
+    from grader.notebooks.execute import limits, questions
 
     questions(m)
     limits(m)

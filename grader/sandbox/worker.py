@@ -1,6 +1,6 @@
 """The sandbox worker: the only process that imports and runs student code.
 
-Started by `grader.sandbox.Sandbox` (inside bubblewrap where it can) with `python -I -c "...main()"`, its
+Started by `grader.sandbox.isolation.Sandbox` (inside bubblewrap where it can) with `python -I -c "...main()"`, its
 own copy of this package first on the path. It speaks the wire format on two
 private file descriptors (the real stdin/stdout are pointed away, so a student's `print` or `input`
 cannot touch the protocol), answers one request at a time, and keeps every object that cannot cross the
@@ -51,7 +51,7 @@ class Worker:
         self.handles: dict[int, Any] = {}
         self.next_handle = 1
         self.student_files: set[str] = set()
-        self.guard = None  # grader.guard.Guard, installed by setup
+        self.guard = None  # grader.sandbox.guard.Guard, installed by setup
         self.guarded: list[str] = []  # every name any graded function may not use (checked at import)
         self.import_hits: list[dict] = []  # forbidden uses found while student modules were imported
         self.device = "cpu"
@@ -65,12 +65,12 @@ class Worker:
         return _read_exact(self.fd_in, n)
 
     def decode(self, msg: bytes) -> Any:
-        from grader import wire
+        from grader.sandbox import wire
 
         return wire.decode(msg, device_map=self._device_map, from_handle=self._resolve, from_ref=self._resolve_ref)
 
     def send(self, obj: Any) -> None:
-        from grader import wire
+        from grader.sandbox import wire
 
         try:
             msg = wire.encode(obj, to_handle=self._keep)
@@ -82,7 +82,7 @@ class Worker:
         return device
 
     def _keep(self, obj: Any):
-        from grader.wire import Handle
+        from grader.sandbox.wire import Handle
 
         hid = self.next_handle
         self.next_handle += 1
@@ -120,10 +120,10 @@ class Worker:
         return info
 
     def _install_guards(self, root: str, cfg: dict) -> None:
-        """The operator-level guard (grader.guard), entered around every call and import of student code.
+        """The operator-level guard (grader.sandbox.guard), entered around every call and import of student code.
         Built after the privilege drop and before any student module is imported; it imports the given files
         exempt from the autograd rules (`exempt`, paths in the staged kit) now, so their code is the kit's."""
-        from grader.guard import Guard
+        from grader.sandbox.guard import Guard
 
         self.guarded = list(cfg.get("guarded", []))
         self.guard = Guard(

@@ -18,9 +18,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from grader import manifest as manifests
-from grader.manifest import GraderError, Manifest
-from grader.runner import ORACLES_FILE
+from grader.course import manifest as manifests
+from grader.course.manifest import Manifest
+from grader.errors import GraderError
+from grader.judge.runner import ORACLES_FILE
 
 BEGIN = re.compile(r"^(\s*)# BEGIN SOLUTION\s*$")
 END = re.compile(r"^(\s*)# END SOLUTION\s*$")
@@ -401,7 +402,7 @@ jobs:
       - if: always()
         id: points
         # each failed check as an annotation on your file and line (at most 10), and the points for GitHub Classroom
-        run: .venv/bin/python -m grader.annotate grader-results
+        run: .venv/bin/python -m grader.reports.annotate grader-results
       - if: always() && steps.points.outputs.result != ''
         continue-on-error: true
         uses: classroom-resources/autograding-grading-reporter@v1

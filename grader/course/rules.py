@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import textwrap
 
-from grader.manifest import Manifest, Part
+from grader.course.manifest import Manifest, Part
 
 WIDTH = 100  # the block's lines fit a docstring under the project's line length
 HEADER = "Rules the grader enforces in this file (see `grader list --rules`):"

@@ -22,8 +22,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from grader.manifest import Manifest
-from grader.report import clean_text, write_atomic
+from grader.course.manifest import Manifest
+from grader.reports.formats import clean_text, write_atomic
 
 K = 6  # tokens per run
 THRESHOLD = 0.7  # share of distinctive runs two submissions have in common
@@ -112,7 +112,7 @@ def definitions(source: str) -> dict[str, ast.AST]:
 
 def kit_runs(m: Manifest, kit: Path) -> dict[str, set[str]]:
     """The runs of the kit's own version of each graded function (given code, and the stub a region leaves)."""
-    from grader.release import stub_source
+    from grader.kit.release import stub_source
 
     out: dict[str, set[str]] = {}
     for p in m.parts:

@@ -17,9 +17,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from grader.manifest import Manifest
-from grader.nbreport import CSP
-from grader.report import clean_text, write_atomic
+from grader.course.manifest import Manifest
+from grader.notebooks.report import CSP
+from grader.reports.formats import clean_text, write_atomic
 
 LIKELY = re.compile(r"Likely bug: (.+?)(?:\.(?:\s|$)|$)", re.MULTILINE)
 SEVERAL = re.compile(r"match several known mistakes on these inputs: (.+?)\.(?:\s|$)", re.MULTILINE)
@@ -70,7 +70,7 @@ def parts_svg(m: Manifest, per_part: dict[str, list[float]]) -> str:
 
 def _check_titles(m: Manifest, kit: Path, hidden: bool) -> dict[str, tuple[str, str, str]]:
     """check id -> (title, function, part), in grading order (from the checks themselves)."""
-    from grader.runner import load_checks
+    from grader.judge.runner import load_checks
 
     try:
         specs = load_checks(m, hidden)

@@ -165,13 +165,13 @@ _SAME = [frozenset({"torch.numel", "torch.Tensor.numel", "torch.Tensor.nelement"
 # Packages whose own Python code calling PyTorch counts as using them (an optimizer's step calls add_ from there).
 _PACKAGES = ("torch.nn", "torch.optim", "torch.linalg")
 
-# Autograd, as the guard reports it (each is in grader.manifest.AUTOGRAD_NAMES).
+# Autograd, as the guard reports it (each is in grader.course.manifest.AUTOGRAD_NAMES).
 AUTOGRAD = "torch.autograd"  # the engine ran, a graph was built, torch.autograd.* called
 REQUIRES_GRAD = "torch.Tensor.requires_grad"  # requires_grad set (setattr, property, keyword)
 REQUIRES_GRAD_ = "torch.Tensor.requires_grad_"
 BACKWARD = "torch.Tensor.backward"
 FUNC = "torch.func"  # a torch.func transform that differentiates (grad, vjp, jvp, ...)
-GUARD_REMOVED = "grader.guard"  # the record of a call that removed or disabled the guard
+GUARD_REMOVED = "grader.sandbox.guard"  # the record of a call that removed or disabled the guard
 _AUTOGRAD_CANON = {
     "torch.Tensor.backward": BACKWARD,
     "torch.Tensor.requires_grad_": REQUIRES_GRAD_,
@@ -262,7 +262,7 @@ class Guard:
         self.canary = False
         self.canary_seen = [False, False]
         self._lib_roots = _library_roots()
-        here = os.path.dirname(os.path.realpath(__file__)) + os.sep
+        here = os.path.dirname(os.path.dirname(os.path.realpath(__file__))) + os.sep  # the grader package
         self._guard_file = os.path.realpath(__file__)
         self._grader_dir = here
         self._kinds: dict[str, int] = {}

@@ -26,13 +26,14 @@ import torch
 
 from dlcv.data import label_files, load_dataset  # imported before any student code runs
 from grader import __version__
-from grader import manifest as manifests
-from grader.checks import CheckFailed, CheckSpec, Ctx, collect, reasons
-from grader.intake import Staged, stage
-from grader.manifest import AUTOGRAD_NAMES, GraderError, Manifest
-from grader.results import CheckResult, GradeResult, PartResult
-from grader.sandbox import Isolation, IsolationError, Sandbox, SandboxConfig, SandboxError, detect_isolation
-from grader.staticscan import describe_dynamic, dynamic_uses, loop_sites, scan
+from grader.course import manifest as manifests
+from grader.course.intake import Staged, stage
+from grader.course.manifest import AUTOGRAD_NAMES, Manifest
+from grader.errors import GraderError
+from grader.judge.checks import CheckFailed, CheckSpec, Ctx, collect, reasons
+from grader.judge.results import CheckResult, GradeResult, PartResult
+from grader.judge.staticscan import describe_dynamic, dynamic_uses, loop_sites, scan
+from grader.sandbox.isolation import Isolation, IsolationError, Sandbox, SandboxConfig, SandboxError, detect_isolation
 
 
 def resolve_device(device: str) -> str:
@@ -337,7 +338,7 @@ def grade(
     marked out_of_time, so a slow or hanging submission still ends with a result that says which checks ran out.
 
     Student code runs under the strongest isolation the machine allows (`isolation`: auto, bwrap, user or
-    none; see grader.sandbox). With `hidden`, a run without OS isolation is refused unless
+    none; see grader.sandbox.isolation). With `hidden`, a run without OS isolation is refused unless
     `allow_weak_sandbox`: hidden checks are what a clever student would most like to read."""
     t_start = time.perf_counter()
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")

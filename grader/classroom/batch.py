@@ -46,9 +46,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader import manifest as manifests
-from grader.manifest import GraderError, Manifest
-from grader.report import clean_text, write_atomic
+from grader.course import manifest as manifests
+from grader.course.manifest import Manifest
+from grader.errors import GraderError
+from grader.reports.formats import clean_text, write_atomic
 
 STATE = ".batch"  # DIR/.batch: the lock and the unpacked class archive
 RECORD = "batch.json"  # DIR/<student>/batch.json: the record, written last
@@ -59,7 +60,16 @@ MAX_CLASS_BYTES = 20 * 2**30  # a class archive unpacked, all entries together
 MAX_FIELD = 200  # characters kept of a student id, name or email from a Gradescope export
 LIMIT_MARGIN = 300.0  # seconds a grading process gets beyond the manifest's own grading budget
 STATUSES = ("graded", "error", "timeout")
-NOT_ENGINE = {"batch.py", "classreport.py", "similarity.py", "annotate.py", "cli.py", "release.py", "submit.py"}
+# the grader's code that only writes tables, kits or annotations: not part of what a cached result depends on
+NOT_ENGINE = ("classroom/", "kit/", "reports/annotate.py", "cli.py")
+GRADER_ROOT = Path(__file__).resolve().parents[1]
+
+
+def engine_files(grader_root: Path = GRADER_ROOT) -> list[str]:
+    """The grader's grading code, as paths relative to the package (every .py file in every subpackage, less
+    NOT_ENGINE): moving or renaming a module changes the list, and so the cache key."""
+    rels = sorted(p.relative_to(grader_root).as_posix() for p in grader_root.rglob("*.py"))
+    return [r for r in rels if "__pycache__" not in r and not r.startswith(NOT_ENGINE)]
 
 
 # -- inputs -------------------------------------------------------------------------------------------------------
@@ -80,7 +90,7 @@ class Submission:
     path: Path | None
     error: str = ""  # why it cannot be graded at all ("" when it can)
     slug: str = ""  # its folder under DIR (a safe, unique form of the first student's id)
-    digest: str = ""  # content hash of the graded files (grader.intake.stage)
+    digest: str = ""  # content hash of the graded files (grader.course.intake.stage)
     refused: str = ""  # the archive was refused by the intake: why
     notebooks: str = ""  # content hash of the notebooks kept for the report (names, bytes, problems)
     sources: dict[str, str] = field(default_factory=dict)  # graded file -> text (for similarity)
@@ -166,7 +176,7 @@ def _field(value: Any) -> str:
 
 def _folder_problem(folder: Any) -> str:
     """Why `folder` (a key of the export's metadata) is not a plain folder name, or ""."""
-    from grader.intake import _show
+    from grader.course.intake import _show
 
     if isinstance(folder, bool) or not isinstance(folder, (str, int)):
         return f"{METADATA} names a submission folder that is not a name ({type(folder).__name__})"
@@ -228,7 +238,15 @@ def _unpack_class(archive: Path, dest: Path) -> None:
     special files are skipped, and so are entries nested too deeply or compressed suspiciously well (a zip
     bomb); all entries together may unpack to at most MAX_CLASS_BYTES. Each student's own zip inside is
     unpacked later, with the intake's limits."""
-    from grader.intake import MAX_DEPTH, MAX_RATIO, RATIO_FLOOR, SubmissionError, TooDeepError, _entry_parts, _show
+    from grader.course.intake import (
+        MAX_DEPTH,
+        MAX_RATIO,
+        RATIO_FLOOR,
+        SubmissionError,
+        TooDeepError,
+        _entry_parts,
+        _show,
+    )
 
     def skip(info: zipfile.ZipInfo, why: str) -> None:  # a bad entry spoils one student's files, not the run
         print(f"grader batch: {archive.name}: entry {_show(info.filename)} {why}; skipped", file=sys.stderr)
@@ -312,7 +330,7 @@ def _hash_tree(h: Any, root: Path, skip: set[str] = frozenset()) -> None:
         h.update(rel.encode() + b"\0" + p.read_bytes() + b"\0")
 
 
-def assignment_hash(kit: Path, name: str) -> str:
+def assignment_hash(kit: Path, name: str, engine: Path = GRADER_ROOT) -> str:
     """A hash of what grades `name`: its folder (manifest, checks, oracles), the kit files laid around the
     submission (`sandbox_paths`, the graded files left out), the grader's version and its grading code. Fixing a
     check changes it, so the next run regrades everything."""
@@ -321,10 +339,8 @@ def assignment_hash(kit: Path, name: str) -> str:
     m = manifests.load(name, kit)
     h = hashlib.sha256(f"{name}\0{VERSION}\0".encode())
     _hash_tree(h, m.dir)
-    engine = Path(__file__).resolve().parent  # the grader's own code, less what only writes the tables
-    for p in sorted(engine.glob("*.py")):
-        if p.name not in NOT_ENGINE:
-            h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    for rel in engine_files(engine):
+        h.update(rel.encode() + b"\0" + (engine / rel).read_bytes() + b"\0")
     for rel in m.sandbox_paths:
         if (kit / rel).exists():
             _hash_tree(h, kit / rel, skip=set(m.files))
@@ -332,8 +348,8 @@ def assignment_hash(kit: Path, name: str) -> str:
 
 
 def prepare(sub: Submission, m: Manifest, kit: Path) -> None:
-    """Read the submission as the grader will (grader.intake.stage: no code runs): its digest and sources."""
-    from grader.intake import stage
+    """Read the submission as the grader will (grader.course.intake.stage: no code runs): its digest and sources."""
+    from grader.course.intake import stage
 
     if sub.error:
         sub.digest = hashlib.sha256(b"error\0" + sub.error.encode()).hexdigest()
@@ -958,15 +974,6 @@ class _Lock:
         self.f.close()
 
 
-def report_available() -> bool:
-    """Whether this grader's `grader grade` has --report."""
-    from grader.cli import build_parser
-
-    ap = build_parser()
-    sub = next(a for a in ap._actions if a.__class__.__name__ == "_SubParsersAction")
-    return "--report" in sub.choices["grade"]._option_string_actions
-
-
 def grade_args(o: Options) -> list[str]:
     args = ["--device", o.device, "--sandbox", o.sandbox]
     if o.hidden:
@@ -982,17 +989,12 @@ def grade_args(o: Options) -> list[str]:
 
 def run_batch(o: Options, on_progress: Callable[[int, int], None] | None = None, stream: Any = None) -> Summary:
     """Grade every submission in `o.input` into `o.out` (see the module docstring)."""
-    from grader.runner import choose_isolation, resolve_device
+    from grader.judge.runner import choose_isolation, resolve_device
 
     t0 = time.perf_counter()
     if o.canvas_id is not None:
         o.canvas_id = canvas_id_option(o.canvas_id)
     m = manifests.load(o.assignment, o.kit)
-    if o.report and not report_available():
-        raise GraderError(
-            "--report: this version of `grader grade` cannot write notebook reports yet (it has no "
-            "--report option); run without --report"
-        )
     if o.scheduler is None:
         resolve_device(o.device)  # a bad --device fails here, not once per student
         choose_isolation(o.sandbox, hidden=o.hidden, allow_weak=o.allow_weak_sandbox)
@@ -1095,12 +1097,12 @@ def _run(o: Options, m: Manifest, t0: float, on_progress: Callable | None, strea
     summary.notes = canvas_notes(m, canvas_id, subs, records)
     pairs = []
     if o.similarity:
-        from grader.similarity import find_similar, write_csv
+        from grader.classroom.similarity import find_similar, write_csv
 
         pairs = find_similar({s.slug: s.sources for s in subs if s.sources}, m, o.kit)
         names = {s.slug: s.id for s in subs}
         summary.paths["similarity"] = write_csv(o.out / "similarity.csv", pairs, names)
-    from grader.classreport import write_class_report
+    from grader.classroom.classreport import write_class_report
 
     summary.paths["class report"] = write_class_report(
         o.out, m, subs, records, o.kit, hidden=o.hidden, similar=len(pairs)

@@ -1,4 +1,4 @@
-"""GitHub Actions output for a student's repository: `python -m grader.annotate [RESULTS_DIR]`.
+"""GitHub Actions output for a student's repository: `python -m grader.reports.annotate [RESULTS_DIR]`.
 
 After `make report`, each failed check becomes an annotation on the student's file, at the line of the function it
 grades (or the line its feedback names), at most MAX_ANNOTATIONS of them, and the points are printed and written
@@ -22,9 +22,9 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-from grader import manifest as manifests
-from grader.manifest import GraderError
-from grader.report import clean_text
+from grader.course import manifest as manifests
+from grader.errors import GraderError
+from grader.reports.formats import clean_text
 
 MAX_ANNOTATIONS = 10
 LINE = re.compile(r"\(line (\d+)")
@@ -49,7 +49,7 @@ def _def_line(path: Path, name: str) -> int:
 
 def _functions(assignment: str, kit: Path) -> tuple[dict[str, str], dict[str, str]]:
     """check id -> graded function, and function -> its file (from the assignment's public checks)."""
-    from grader.runner import load_checks
+    from grader.judge.runner import load_checks
 
     m = manifests.load(assignment, kit)
     specs = load_checks(m, hidden=False)

@@ -46,8 +46,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader.manifest import GraderError, Manifest
-from grader.sandbox import (
+from grader.course.manifest import Manifest
+
+from grader.errors import GraderError
+from grader.sandbox.isolation import (
     LIVE_USER_PROCESSES,
     SANDBOX_ROOT,
     Cgroup,

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grader.errors import GraderError
+
 # What "no autograd" forbids. torch.Tensor.requires_grad also catches `requires_grad=True` keywords (static scan).
-# The worker's guard (grader.guard) reports these names: the engine running or a graph being built as
+# The worker's guard (grader.sandbox.guard) reports these names: the engine running or a graph being built as
 # torch.autograd, a differentiating torch.func transform as torch.func.
 AUTOGRAD_NAMES = [
     "torch.autograd",
@@ -26,11 +28,6 @@ AUTOGRAD_NAMES = [
     "torch.Tensor.requires_grad",
     "torch.func",
 ]
-
-
-class GraderError(Exception):
-    """A problem the user must fix (bad option, malformed manifest, unreadable submission).
-    Its message names the file or option, what was expected and what was found."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +113,7 @@ def course_root(start: Path | None = None) -> Path:
     for d in [here, *here.parents]:
         if (d / "assignments").is_dir() and (d / "grader").is_dir():
             return d
-    installed = Path(__file__).resolve().parent.parent
+    installed = Path(__file__).resolve().parents[2]  # grader/course/manifest.py -> the kit's root
     if (installed / "assignments").is_dir():
         return installed
     raise GraderError(

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from grader import manifest as manifests
-from grader.manifest import GraderError
-from grader.notebooks import find_answers, never_run, questions, read_notebook
-from grader.staticscan import find_function
+from grader.course import manifest as manifests
+from grader.errors import GraderError
+from grader.judge.staticscan import find_function
+from grader.notebooks.execute import find_answers, never_run, questions, read_notebook
 
 
 def unfinished(source: str, functions: list[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""What a grading run produces. Renderers (grader.report) are separate functions over these."""
+"""What a grading run produces. Renderers (grader.reports.formats) are separate functions over these."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class GradeResult:
     digest: str
     problems: list[str] = field(default_factory=list)  # submission-level feedback (missing files, ...)
     sandbox: dict = field(default_factory=dict)  # worker starts, time split, isolation info
-    notebooks: dict = field(default_factory=dict)  # grade --report: answers and notebook runs (grader.nbreport)
+    notebooks: dict = field(default_factory=dict)  # grade --report: answers and notebook runs (grader.notebooks.report)
     grader_version: str = ""
     started_at: str = ""
 

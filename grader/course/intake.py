@@ -24,7 +24,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from grader.manifest import GraderError, Manifest
+from grader.course.manifest import Manifest
+from grader.errors import GraderError
 
 MAX_FILES = 2000  # entries in an archive
 MAX_BYTES = 200 * 2**20  # an archive unpacked, all entries together
@@ -394,7 +395,7 @@ def stage(manifest: Manifest, kit: Path, submission: Path, dest: Path) -> Staged
             staged.present.append(rel)
             staged.sources[rel] = text
             h.update(rel.encode() + b"\0" + data + b"\0")
-        for nb in manifest.notebooks:  # kept aside for the report (grader.notebooks runs them); never graded
+        for nb in manifest.notebooks:  # kept aside for the report (grader.notebooks.execute runs them); never graded
             found, link = finder.find(nb)
             if link:
                 staged.notebook_problems[nb] = _linked(nb, link)
