@@ -147,7 +147,7 @@ def judge_ints(ctx, cases: list[tuple[str, Any, int]], mistakes: dict[str, list[
         if len(problems) == 1
         else f"{len(problems)} of {len(cases)} answers are wrong:\n" + "\n".join(f"  - {p}" for p in problems)
     )
-    ctx.fail(text + (f"\nLikely bug: {why[0]}." if why else ""))
+    ctx.fail(text + (f"\nLikely bug: {why[0]}." if why else ""), mistakes=why[:1])
 
 
 def expect_in_place(
@@ -1047,7 +1047,7 @@ def _compare_folds(ctx, got, x, y, num_folds, ks):
             "concatenated, are the training data."
         )
     )
-    ctx.fail(msg)
+    ctx.fail(msg, mistakes=[why] if why else [])
 
 
 @check(

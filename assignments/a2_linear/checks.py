@@ -1414,7 +1414,8 @@ def judge_nn_train(
                 if why
                 else " Each iteration: params[k] -= learning_rate * grads[k] for every k; at the end of each epoch "
                 "record the accuracies, then multiply the learning rate by learning_rate_decay."
-            )
+            ),
+            mistakes=[why] if why else [],
         )
     ctx.expect_type(stats, dict, "the result of nn_train")
     keys = ("loss_history", "train_acc_history", "val_acc_history")

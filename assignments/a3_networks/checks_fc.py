@@ -161,7 +161,8 @@ def dropout_train(ctx, p, dtype):
             else ""
         )
         ctx.fail(
-            f"with p={p:g} a fraction {dropped:.4f} of the {n} units was dropped (zero); expected about {p:g}." + why
+            f"with p={p:g} a fraction {dropped:.4f} of the {n} units was dropped (zero); expected about {p:g}." + why,
+            mistakes=["p is taken as the probability of keeping a unit"] if why else [],
         )
     kept = O_ != 0
     if kept.any():
@@ -184,7 +185,8 @@ def dropout_train(ctx, p, dtype):
             why = next((d for d, v in known.items() if abs(seen / v - 1) < 1e-6), None)
             ctx.fail(
                 f"with p={p:g} the kept units should equal x / (1 - p) = {want:.4g} x; found out / x = "
-                f"{seen:.4g} (median over the kept units)." + (f" Likely bug: {why}." if why else "")
+                f"{seen:.4g} (median over the kept units)." + (f" Likely bug: {why}." if why else ""),
+                mistakes=[why] if why else [],
             )
     m_in, m_out = X.mean().item(), O_.mean().item()
     if abs(m_out / m_in - 1) > 0.02:
@@ -548,7 +550,8 @@ def judge_rule(ctx, rule: str, hyper: dict | None, steps: int, shape: tuple, dty
         if k == 0 and rule == "adam" and not torch.isfinite(next_w.cpu()).all():
             ctx.fail(
                 f"next_w ({what}) holds nan or inf. Likely bug: t is incremented after the bias correction; "
-                "increment it first, so the first step uses t = 1 (1 - beta1 ** 0 = 0 divides by zero)."
+                "increment it first, so the first step uses t = 1 (1 - beta1 ** 0 = 0 divides by zero).",
+                mistakes=["t is incremented after the bias correction"],
             )
         step_got, step_want = cpu64(next_w) - cpu64(cur), want[k][0] - cpu64(cur)
         mistakes = {d: seq[k] - cpu64(cur) for d, seq in alts.items()}

@@ -151,7 +151,8 @@ def expect_grads(
                     ctx.fail(
                         f"{what}: item {i} of the result is {other}, not {name}. Likely bug: the gradients are "
                         f"returned in the wrong order; return ({', '.join(names)}), one per tensor argument of "
-                        "forward, in the order of those arguments."
+                        "forward, in the order of those arguments.",
+                        mistakes=["the gradients are returned in the wrong order"],
                     )
     problems = []
     for i, (name, want) in enumerate(wants):

@@ -55,7 +55,8 @@ def expect_std(ctx, t: torch.Tensor, want: float, name: str, alternatives: dict[
         )
         ctx.fail(
             f"{name}: the standard deviation of its {n} values is {std:.4g}; expected {want:.4g} (within "
-            f"{100 * tol:.0f}%)." + (f" Likely bug: {why}." if why else "")
+            f"{100 * tol:.0f}%)." + (f" Likely bug: {why}." if why else ""),
+            mistakes=[why] if why else [],
         )
     if not abs(mean) <= 6 * want / math.sqrt(n):
         ctx.fail(f"{name}: the mean of its {n} values is {mean:.3g}; expected about 0 (normal values with mean 0).")

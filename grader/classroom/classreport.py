@@ -1,9 +1,11 @@
 """`DIR/class.html`: one self-contained page on how a class did, for staff deciding what to re-teach.
 
 The score histogram and each part's distribution (inline SVG), every check's failure rate across the class with
-the likely bugs its feedback named (most common first) and its wall time (median and max, and how often the
-grading's time budget ran out on it), and a row per student linking to their report. Every
-text that came from a submission (feedback quotes student output and exceptions) is cleaned and escaped.
+the likely bugs its feedback named (most common first), the grader's own errors and the rules broken, and its wall
+time (median and max, and how often the grading's time budget ran out on it), and a row per student linking to
+their report. What a check's feedback named is read from results.json's data (extra_data.checks: mistakes,
+grader_errors, rule_hits), never from the feedback's words. Every text that came from a submission (feedback
+quotes student output and exceptions) is cleaned and escaped.
 """
 
 from __future__ import annotations
@@ -21,8 +23,6 @@ from grader.course.manifest import Manifest
 from grader.notebooks.report import CSP
 from grader.reports.formats import clean_text, write_atomic
 
-LIKELY = re.compile(r"Likely bug: (.+?)(?:\.(?:\s|$)|$)", re.MULTILINE)
-SEVERAL = re.compile(r"match several known mistakes on these inputs: (.+?)\.(?:\s|$)", re.MULTILINE)
 NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 TOP_BUGS = 4
 
@@ -79,12 +79,36 @@ def _check_titles(m: Manifest, kit: Path, hidden: bool) -> dict[str, tuple[str, 
     return {s.id: (s.title, s.function, m.part_of(s.function).name) for s in specs}
 
 
-def feedback_bugs(output: str) -> list[str]:
-    """The likely bugs a check's feedback named ("Likely bug: ..." and "match several known mistakes ...")."""
-    bugs = [b.strip() for b in LIKELY.findall(output)]
-    for group in SEVERAL.findall(output):
-        bugs += [b.strip() for b in group.split("; or ")]
-    return list(dict.fromkeys(b for b in bugs if b))
+def _strings(value: Any) -> list[str]:
+    """The non-empty strings of a list read from results.json, once each (anything else is ignored)."""
+    items = value if isinstance(value, list) else []
+    return list(dict.fromkeys(v.strip() for v in items if isinstance(v, str) and v.strip()))
+
+
+def named_bugs(check: dict) -> list[str]:
+    """The likely bugs a check's feedback named: its `mistakes` in results.json's extra_data.checks."""
+    return _strings(check.get("mistakes"))
+
+
+def grader_errors(check: dict) -> list[str]:
+    """The grader's own errors in a check (the check crashed): its `grader_errors`, first line of each."""
+    return list(dict.fromkeys(e.splitlines()[0][:200] for e in _strings(check.get("grader_errors"))))
+
+
+def rules_broken(check: dict) -> list[str]:
+    """The rules a check found broken, one phrase per rule and name: `uses torch.cdist`, `too many loops`."""
+    said = []
+    for h in check.get("rule_hits") if isinstance(check.get("rule_hits"), list) else []:
+        if not isinstance(h, dict) or not isinstance(h.get("name"), str):
+            continue
+        rule = h.get("rule")
+        if rule == "loops":
+            said.append("too many loops")
+        elif rule == "guard":
+            said.append("removed or disabled the grader's guard")
+        else:
+            said.append(f"uses {h['name']}")
+    return list(dict.fromkeys(said))
 
 
 def feedback_gist(output: str, function: str) -> str:
@@ -130,11 +154,8 @@ def write_class_report(
             data = json.loads((out / s.slug / "results.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        timing = {
-            str(c.get("id")): c
-            for c in (data.get("extra_data") or {}).get("checks") or []
-            if isinstance(c, dict) and isinstance(c.get("seconds"), (int, float))
-        }
+        info = {str(c.get("id")): c for c in (data.get("extra_data") or {}).get("checks") or [] if isinstance(c, dict)}
+        timing = {cid: c for cid, c in info.items() if isinstance(c.get("seconds"), (int, float))}
         for t in data.get("tests", []):
             title, cid = _name_and_id(str(t.get("name", "")))
             title, function, part = titles.get(cid, (title, "", ""))
@@ -147,6 +168,8 @@ def write_class_report(
                     "n": 0,
                     "failed": 0,
                     "bugs": Counter(),
+                    "errors": Counter(),
+                    "rules": Counter(),
                     "gists": Counter(),
                     "seconds": [],
                     "late": 0,
@@ -158,11 +181,13 @@ def write_class_report(
                 c["late"] += bool(timing[cid].get("out_of_time"))
             if t.get("status") != "passed":
                 c["failed"] += 1
-                output = str(t.get("output", ""))
-                bugs = feedback_bugs(output)
+                said = info.get(cid, {})
+                bugs, errors, rules = named_bugs(said), grader_errors(said), rules_broken(said)
                 c["bugs"].update(bugs)
-                if not bugs:
-                    c["gists"][feedback_gist(output, function)] += 1
+                c["errors"].update(errors)
+                c["rules"].update(rules)
+                if not (bugs or errors or rules):
+                    c["gists"][feedback_gist(str(t.get("output", "")), function)] += 1
     counts = Counter(st for _, _, st in students)
     top = m.points
     page = [
@@ -197,9 +222,14 @@ def write_class_report(
     for cid, c in ranked:
         rate = c["failed"] / max(c["n"], 1)
         said = [
+            f"<li class='err'>Grader error: {_e(b)} <span class='n'>({n})</span></li>"
+            for b, n in c["errors"].most_common(TOP_BUGS)
+        ]
+        said += [
             f"<li class='bug'>Likely bug: {_e(b)} <span class='n'>({n})</span></li>"
             for b, n in c["bugs"].most_common(TOP_BUGS)
         ]
+        said += [f"<li>Rule: {_e(b)} <span class='n'>({n})</span></li>" for b, n in c["rules"].most_common(TOP_BUGS)]
         said += [
             f"<li>{_e(g)} <span class='n'>({n})</span></li>"
             for g, n in c["gists"].most_common(max(TOP_BUGS - len(said), 1 if not said else 0))

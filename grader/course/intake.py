@@ -3,17 +3,19 @@
 Zips are unpacked safely: no absolute paths, no `..`, no links or special files, no entry twice or as both
 a file and a folder, limits on count, size and compression ratio. A corrupt or hostile archive is refused
 with a message naming the archive and the entry; grading still ends in a result (every check fails with
-that message). In a folder, links are never followed: a graded file that is a link, or lies under one,
-counts as missing. A file is found at its manifest path (`a1_knn/knn.py`), under a single top folder, or
-by its base name when that is unique (Gradescope uploads are often flat). Each graded file must be UTF-8,
-at most the manifest's `max_source_bytes`, and compilable (a file nested too deeply for Python counts as
-unparseable). The sandbox tree is the pristine kit's `sandbox_paths` with the submitted files laid over
-them; nothing else from the submission is used.
+that message). `safe_extract` is the one way archives are unpacked (`grader batch` unpacks a class archive
+with it, leaving out a bad entry instead of refusing the whole archive). In a folder, links are never
+followed: a graded file that is a link, or lies under one, counts as missing. A file is found at its manifest
+path (`a1_knn/knn.py`), under a single top folder, or by its base name when that is unique (Gradescope
+uploads are often flat). Each graded file must be UTF-8, at most the manifest's `max_source_bytes`, and
+compilable (a file nested too deeply for Python counts as unparseable). The sandbox tree is the pristine
+kit's `sandbox_paths` with the submitted files laid over them; nothing else from the submission is used.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import os
 import re
@@ -21,6 +23,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -66,119 +69,153 @@ class Staged:
 # -- archives ---------------------------------------------------------------------------------------------------
 
 
-def _show(name: str | bytes) -> str:
-    """An entry's name for a message: quoted, control characters escaped, at most about 100 characters."""
+def show_name(name: str | bytes) -> str:
+    """A name for a message (an archive entry's, a folder's): quoted, control characters escaped, at most about
+    100 characters."""
     return repr(name if len(name) <= 100 else name[:100]) + ("..." if len(name) > 100 else "")
 
 
 def _entry_parts(zip_name: str, name: str) -> tuple[str, ...]:
     """The path of entry `name` inside the archive, as folder names; refuses any path leaving it."""
     if _CONTROL.search(name):
-        raise SubmissionError(f"{zip_name}: entry {_show(name)} has a control character in its name; refused")
+        raise SubmissionError(f"{zip_name}: entry {show_name(name)} has a control character in its name; refused")
     path = name.replace("\\", "/")
     if path.startswith("/") or re.match(r"[A-Za-z]:", path):
-        raise SubmissionError(f"{zip_name}: entry {_show(name)} points outside the archive (an absolute path); refused")
+        raise SubmissionError(
+            f"{zip_name}: entry {show_name(name)} points outside the archive (an absolute path); refused"
+        )
     parts = tuple(p for p in path.split("/") if p not in ("", "."))
     if ".." in parts:
         raise SubmissionError(
-            f"{zip_name}: entry {_show(name)} points outside the archive (a '..' in its path); refused"
-        )
-    if len(parts) > MAX_DEPTH:
-        raise TooDeepError(
-            f"{zip_name}: entry {_show(name)} lies {len(parts) - 1:,} folders deep, "
-            f"expected at most {MAX_DEPTH}; refused"
+            f"{zip_name}: entry {show_name(name)} points outside the archive (a '..' in its path); refused"
         )
     return parts
 
 
-def safe_extract(zip_path: Path, dest: Path) -> Path:
+def safe_extract(
+    zip_path: Path,
+    dest: Path,
+    *,
+    max_files: int | None = None,
+    max_bytes: int | None = None,
+    max_file_bytes: int | None = None,
+    skip: Callable[[str], None] | None = None,
+) -> Path:
     """Unpack `zip_path` into `dest`, refusing anything that could write outside it, fill the disk, or make
-    the graded files ambiguous. Raises SubmissionError naming the archive and the entry."""
+    the graded files ambiguous: a path leaving the archive, an entry more than MAX_DEPTH folders deep, a link or
+    special file, an entry twice or both a file and a folder, more than `max_files` entries, an entry larger than
+    `max_file_bytes` or compressed more than MAX_RATIO times, more than `max_bytes` in all (the limits default to a
+    submission's: MAX_FILES, MAX_BYTES, MAX_FILE_BYTES). Raises SubmissionError naming the archive and the entry.
+
+    With `skip`, an entry that is bad on its own (too deep, a link or special file, twice, too large, compressed
+    too well, unreadable) is left out instead, and `skip` gets the sentence saying why; an archive that cannot
+    be read, a path leaving it, too many entries or too many bytes in all still refuse the whole archive."""
     where = zip_path.name
+    max_files = MAX_FILES if max_files is None else max_files
+    max_bytes = MAX_BYTES if max_bytes is None else max_bytes
+    max_file_bytes = MAX_FILE_BYTES if max_file_bytes is None else max_file_bytes
+
+    def bad(name: str, why: str, verdict: str = "; refused", error: type[SubmissionError] = SubmissionError) -> None:
+        """Entry `name` cannot be taken: the archive is refused, or (with `skip`) the entry alone is left out."""
+        if skip is None:
+            raise error(f"{where}: entry {show_name(name)} {why}{verdict}")
+        skip(f"{where}: entry {show_name(name)} {why}")
+
     try:
         zf = zipfile.ZipFile(zip_path)
         infos = zf.infolist()
     except UnicodeDecodeError as e:  # a name flagged as UTF-8 that is not
         raise SubmissionError(
-            f"{where}: the name of entry {_show(e.object)} is marked as UTF-8 but is not valid "
+            f"{where}: the name of entry {show_name(e.object)} is marked as UTF-8 but is not valid "
             f"UTF-8 at byte {e.start}; rename the file and zip it again"
         ) from None
     except Exception as e:
         raise SubmissionError(f"{where}: not a readable zip archive ({type(e).__name__}: {e})") from None
     with zf:
-        if len(infos) > MAX_FILES:
-            raise SubmissionError(f"{where}: holds {len(infos)} entries, expected at most {MAX_FILES}")
+        if len(infos) > max_files:
+            raise SubmissionError(f"{where}: holds {len(infos)} entries, expected at most {max_files}")
         files: dict[tuple[str, ...], zipfile.ZipInfo] = {}
         folders: dict[tuple[str, ...], str] = {}  # folder -> the entry that makes it one
         total = 0
         for info in infos:
             name = info.filename
             parts = _entry_parts(where, name)
+            if len(parts) > MAX_DEPTH:
+                bad(name, f"lies {len(parts) - 1:,} folders deep, expected at most {MAX_DEPTH}", error=TooDeepError)
+                continue
             kind = stat.S_IFMT(info.external_attr >> 16)
             if kind == stat.S_IFLNK:
-                raise SubmissionError(f"{where}: entry {_show(name)} is a symbolic link; refused")
+                bad(name, "is a symbolic link")
+                continue
             if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
-                raise SubmissionError(f"{where}: entry {_show(name)} is not a regular file or folder; refused")
+                bad(name, "is not a regular file or folder")
+                continue
             is_dir = (
                 info.is_dir() or name.endswith("\\") or kind == stat.S_IFDIR or bool(info.external_attr & 0x10)
             )  # MS-DOS's folder attribute
             if not parts:
-                if is_dir:
-                    continue  # "./": the archive's own folder
-                raise SubmissionError(
-                    f"{where}: entry {_show(name)} names no file (it is the archive's own folder); refused"
-                )
+                if not is_dir:  # "./" is the archive's own folder
+                    bad(name, "names no file (it is the archive's own folder)")
+                continue
             for i in range(1, len(parts) + is_dir):
                 folders.setdefault(parts[:i], name)
             if is_dir:
                 continue
             if parts in files:
-                raise SubmissionError(
-                    f"{where}: entry {_show(name)} appears twice in the archive; refused (which one should be graded?)"
-                )
-            files[parts] = info
-            if info.file_size > MAX_FILE_BYTES:
-                raise SubmissionError(
-                    f"{where}: entry {_show(name)} is {info.file_size:,} bytes, expected at most {MAX_FILE_BYTES:,}"
-                )
+                bad(name, "appears twice in the archive", "; refused (which one should be graded?)")
+                continue
+            if info.file_size > max_file_bytes:
+                bad(name, f"is {info.file_size:,} bytes, expected at most {max_file_bytes:,}", "")
+                continue
             ratio = info.file_size // max(info.compress_size, 1)
             if info.file_size > RATIO_FLOOR and ratio > MAX_RATIO:
-                raise SubmissionError(
-                    f"{where}: entry {_show(name)} is compressed {ratio:,} times (a zip bomb?); "
-                    f"expected at most {MAX_RATIO} times; refused"
-                )
+                bad(name, f"is compressed {ratio:,} times (a zip bomb?); expected at most {MAX_RATIO} times")
+                continue
+            files[parts] = info
             total += info.file_size
-            if total > MAX_BYTES:
-                raise SubmissionError(f"{where}: unpacks to more than {MAX_BYTES:,} bytes; refused")
-        for parts, info in files.items():
+            if total > max_bytes:
+                raise SubmissionError(f"{where}: unpacks to more than {max_bytes:,} bytes; refused")
+        for parts, info in list(files.items()):
             if parts in folders:
-                raise SubmissionError(
-                    f"{where}: entry {_show(info.filename)} is both a file and a folder "
-                    f"(see entry {_show(folders[parts])}); refused"
-                )
+                bad(info.filename, f"is both a file and a folder (see entry {show_name(folders[parts])})")
+                del files[parts]
         written = 0
         for parts, info in files.items():
-            target = dest.joinpath(*parts)
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "xb") as out:
-                    # read at most the declared size + 1 so a lying header cannot overflow the limits
-                    data = src.read(info.file_size + 1)
-                    if len(data) > info.file_size:
-                        raise SubmissionError(
-                            f"{where}: entry {_show(info.filename)} is larger than its header says; refused"
-                        )
-                    out.write(data)
-            except SubmissionError:
-                raise
-            except Exception as e:
-                raise SubmissionError(
-                    f"{where}: entry {_show(info.filename)} could not be unpacked ({type(e).__name__}: {e})"
-                ) from None
-            written += len(data)
-            if written > MAX_BYTES:
-                raise SubmissionError(f"{where}: unpacks to more than {MAX_BYTES:,} bytes; refused")
+            size = _unpack_entry(zf, info, dest.joinpath(*parts), bad)
+            if size is None:
+                continue
+            written += size
+            if written > max_bytes:
+                raise SubmissionError(f"{where}: unpacks to more than {max_bytes:,} bytes; refused")
     return dest
+
+
+def _unpack_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, bad: Callable[..., None]) -> int | None:
+    """Write entry `info` to `target` (a new file); its size, or None when it could not be (told to `bad`, the
+    file removed). At most the declared size + 1 is read, so a lying header cannot overflow the limits."""
+    created = False
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(info) as src, open(target, "xb") as out:
+            created = True
+            size = 0
+            while size <= info.file_size:
+                chunk = src.read(min(info.file_size + 1 - size, 2**20))
+                if not chunk:
+                    break
+                out.write(chunk)
+                size += len(chunk)
+    except Exception as e:
+        problem = (f"could not be unpacked ({type(e).__name__}: {e})", "")
+    else:
+        if size <= info.file_size:
+            return size
+        problem = ("is larger than its header says", "; refused")
+    if created:
+        with contextlib.suppress(OSError):
+            target.unlink()
+    bad(info.filename, *problem)
+    return None
 
 
 # -- folders: never following a link ----------------------------------------------------------------------------

@@ -47,7 +47,13 @@ VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
 
 
 class CheckFailed(Exception):
-    """The submission did not meet a check. The message is feedback for the student."""
+    """The submission did not meet a check. The message is feedback for the student; `mistakes` are the known
+    mistakes it names (what `CheckResult.mistakes` reports), where the check knows them."""
+
+    def __init__(self, message: str = "", *, mistakes: list[str] | tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.mistakes = list(mistakes)
+        judging.name_mistakes(self.mistakes)
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,29 @@ def describe_error(err: SandboxError, function: str) -> str:
     return text
 
 
+def hit_record(rule: str, name: str, *, file: str | None, line: int | None, function: str | None, found: str) -> dict:
+    """One rule hit as `CheckResult.rule_hits` holds it: the rule ("forbidden": a forbidden name, "guard": the
+    guard removed, "dynamic": a door the grader cannot watch, "loops": a loop beyond those allowed), the name
+    found, where (file, line, the student's function) and how it was `found` ("source": reading the submitted
+    file; "run": the guard, while the code ran)."""
+    return {"rule": rule, "name": name, "file": file, "line": line, "function": function, "found": found}
+
+
+def guard_hits(hits: list[dict], called: str) -> list[dict]:
+    """The guard's records of a call (grader.sandbox.guard.hit_records) as rule hits."""
+    return [
+        hit_record(
+            "guard" if h["name"] == GUARD_REMOVED else "forbidden",
+            h["name"],
+            file=h.get("file"),
+            line=h.get("line"),
+            function=h.get("function") or called,
+            found="run",
+        )
+        for h in hits
+    ]
+
+
 def reasons(names: list[str], why: dict[str, str]) -> str:
     """' (torch.cdist: it computes the distances you are asked to compute)' for the names with a reason."""
     said = [f"{n}: {why[n]}" for n in dict.fromkeys(names) if why.get(n)]
@@ -236,6 +265,7 @@ class Ctx:
         self.notes: list[str] = []
         self.calls: list[Reply] = []
         self.handles: list[Handle] = []  # objects this check left in the sandbox; released after it
+        self.rule_hits: list[dict] = []  # forbidden calls found while it ran (see hit_record)
 
     # -- inputs ---------------------------------------------------------------------------------
     def randn(self, *shape: int, dtype: torch.dtype = torch.float64, scale: float = 1.0) -> torch.Tensor:
@@ -375,6 +405,7 @@ class Ctx:
         self.calls.append(reply)
         self.handles.extend(_handles_in(reply.value))
         if reply.forbidden_hits:
+            self.rule_hits.extend(guard_hits(reply.forbidden_hits, function))
             raise CheckFailed(
                 forbidden_feedback(
                     reply.forbidden_hits,
@@ -422,16 +453,18 @@ class Ctx:
         return any(function in p.functions for p in self.run.manifest.parts)
 
     # -- judgements -----------------------------------------------------------------------------
-    def fail(self, message: str) -> None:
-        raise CheckFailed(message)
+    def fail(self, message: str, *, mistakes: list[str] | tuple[str, ...] = ()) -> None:
+        """Fail the check with `message`; `mistakes` are the known mistakes it names, as data (CheckResult.mistakes:
+        what the class report lists; the message's words are never parsed for them)."""
+        raise CheckFailed(message, mistakes=list(mistakes))
 
     def note(self, message: str) -> None:
         """A line of feedback shown whether or not the check passes (e.g. a measured accuracy)."""
         self.notes.append(message)
 
-    def expect(self, condition: bool, message: str) -> None:
+    def expect(self, condition: bool, message: str, *, mistakes: list[str] | tuple[str, ...] = ()) -> None:
         if not condition:
-            raise CheckFailed(message)
+            raise CheckFailed(message, mistakes=list(mistakes))
 
     def expect_items(self, value: Any, n: int, what: str) -> tuple:
         """`value` must be a tuple (or list) of `n` items; returns it as a tuple."""

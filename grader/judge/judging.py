@@ -5,7 +5,9 @@ Principles of the feedback:
 - every problem of a value is reported (a wrong dtype and wrong values are two problems, both named);
 - a mistake is named ("Likely bug: ...") only when the numbers prove it: the alternative explains the output,
   differs from the expected values, and is not trivial (a zero or constant tensor matches too many things);
-- a hint that cannot be proven is asked as a question, never stated as the cause.
+- a hint that cannot be proven is asked as a question, never stated as the cause;
+- which mistakes a feedback names is data as well as words (`recording_mistakes`: CheckResult.mistakes), so no
+  reader of the results depends on the sentences (LIKELY_BUG, SEVERAL_MISTAKES).
 
 Module functions for checks: `cpu64`, `rel_error`, `one_thread`, `course_data`, `fmt_shape`, `describe_value`,
 `dtype_name`, `same`.
@@ -14,6 +16,7 @@ Module functions for checks: `cpu64`, `rel_error`, `one_thread`, `course_data`, 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -28,6 +31,12 @@ if TYPE_CHECKING:
 
 EPS32 = torch.finfo(torch.float32).eps
 MATCH_FLOOR = 1e-7  # a known mistake matches the output within max(bound, this)
+
+# The sentences that name proven mistakes in feedback. Only the words: which mistakes were named is data
+# (`recording_mistakes`), so a reader of the results never parses these.
+LIKELY_BUG = "Likely bug: {mistake}."
+SEVERAL_MISTAKES = "Your values match several known mistakes on these inputs: {mistakes}."
+SEVERAL_JOIN = "; or "
 
 
 # ---- small values and their descriptions ----------------------------------------------------------
@@ -118,6 +127,38 @@ def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 # ---- named mistakes --------------------------------------------------------------------------------
 
+TRANSPOSED = "your values are the transpose of the expected ones"
+_named: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("grader_named_mistakes", default=None)
+
+
+@contextlib.contextmanager
+def recording_mistakes() -> Iterator[list[str]]:
+    """Collects, in order and once each, the mistakes that feedback written inside the block names (the runner
+    opens one per check: `CheckResult.mistakes`)."""
+    found: list[str] = []
+    token = _named.set(found)
+    try:
+        yield found
+    finally:
+        _named.reset(token)
+
+
+def name_mistakes(mistakes: list[str]) -> None:
+    """Record that the feedback being written names `mistakes` (nothing happens outside `recording_mistakes`)."""
+    found = _named.get()
+    if found is not None:
+        found.extend(m for m in dict.fromkeys(mistakes) if m and m not in found)
+
+
+def mistake_sentence(found: list[str]) -> str | None:
+    """The sentence naming `found`, the mistakes the numbers prove (recorded as named), or None for none."""
+    if not found:
+        return None
+    name_mistakes(found)
+    if len(found) == 1:
+        return LIKELY_BUG.format(mistake=found[0])
+    return SEVERAL_MISTAKES.format(mistakes=SEVERAL_JOIN.join(found))
+
 
 def nontrivial(t: torch.Tensor) -> bool:
     """Numbers that do not match another tensor by coincidence: at least two distinct non-zero finite values, or
@@ -143,7 +184,7 @@ def _builtin_alternatives(e: torch.Tensor, n: int | None) -> list[tuple[str, tor
         ]
     tests.append(("your values have the wrong sign", -e))
     if e.dim() == 2 and e.shape[0] == e.shape[1]:
-        tests.append(("your values are the transpose of the expected ones", e.t()))
+        tests.append((TRANSPOSED, e.t()))
     return tests
 
 
@@ -189,12 +230,7 @@ def known_mistakes(
     got: torch.Tensor, expected: torch.Tensor, bound: float, n: int | None = None, extra: dict[str, Any] | None = None
 ) -> str | None:
     """The sentence naming the mistake the numbers prove ("Likely bug: ..."), or None (see proven_mistakes)."""
-    found = proven_mistakes(got, expected, bound, n=n, extra=extra)
-    if not found:
-        return None
-    if len(found) == 1:
-        return f"Likely bug: {found[0]}."
-    return "Your values match several known mistakes on these inputs: " + "; or ".join(found) + "."
+    return mistake_sentence(proven_mistakes(got, expected, bound, n=n, extra=extra))
 
 
 def float32_hint(got: torch.Tensor, expected: torch.Tensor) -> str | None:
@@ -358,6 +394,7 @@ def tensor_problems(
             tol = max(bound, MATCH_FLOOR) if expected.is_floating_point() else 0.0
             if nontrivial(e) and rel_error(g.t(), e) <= tol:
                 problems[len(problems) - len(layout)] += ": it is the transpose of the expected result"
+                name_mistakes([TRANSPOSED])
         return problems
     return problems + value_problems(got, expected, bound=bound, n=n, mistakes=mistakes)
 

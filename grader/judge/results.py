@@ -21,6 +21,13 @@ class CheckResult:
     seed: int
     seconds: float  # wall time of the check, the judge's work and every call into the sandbox
     out_of_time: bool = False  # it failed (or was not run) because the grading's time budget ran out
+    # what the feedback says, as data (a failed check only; readers use these, never the feedback's words):
+    # the known mistakes it names ("Likely bug: ...", or several), each as the course describes it
+    mistakes: list[str] = field(default_factory=list)
+    # the check itself crashed ("TypeError: ..."): the course's fault, not the student's
+    grader_errors: list[str] = field(default_factory=list)
+    # the rules broken: {rule, name, file, line, function, found} (grader.judge.checks.hit_record)
+    rule_hits: list[dict] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:

@@ -19,6 +19,7 @@ import time
 import traceback
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,8 @@ from grader.course import manifest as manifests
 from grader.course.intake import Staged, stage
 from grader.course.manifest import AUTOGRAD_NAMES, Manifest
 from grader.errors import GraderError
-from grader.judge.checks import CheckFailed, CheckSpec, Ctx, collect, reasons
+from grader.judge import judging
+from grader.judge.checks import CheckFailed, CheckSpec, Ctx, collect, hit_record, reasons
 from grader.judge.results import CheckResult, GradeResult, PartResult
 from grader.judge.staticscan import describe_dynamic, dynamic_uses, loop_sites, scan
 from grader.sandbox.isolation import Isolation, IsolationError, Sandbox, SandboxConfig, SandboxError, detect_isolation
@@ -145,6 +147,7 @@ class Run:
         self._dataset: Any = None
         self.dataset_name = "none (no check used a data set)"
         self._scans: dict[str, str | None] = {}
+        self._scan_hits: dict[str, list[dict]] = {}  # what static_problem found, as rule hits
         self.timeout_cap: float | None = None  # --timeout: caps every call's time limit
         self.cache: dict = {}  # values the checks compute once per run (Ctx.cache)
 
@@ -176,9 +179,14 @@ class Run:
             part = self.manifest.part_of(function)
             src = self.staged.sources.get(part.file)
             problem = None
+            hits: list[dict] = []
             if src is not None and part.file not in self.staged.syntax_errors:
                 uses = scan(src, function, self.manifest.forbidden_for(function), part.file)
                 if uses:
+                    hits += [
+                        hit_record("forbidden", u.name, file=part.file, line=u.line, function=function, found="source")
+                        for u in uses
+                    ]
                     listed = ", ".join(f"{u.text} (line {u.line})" for u in uses)
                     names = sorted({u.name for u in uses})
                     problem = (
@@ -188,6 +196,10 @@ class Run:
                 allowed = part.max_loops.get(function)
                 found = loop_sites(src, function) if allowed is not None else []
                 if allowed is not None and len(found) > allowed:
+                    hits += [
+                        hit_record("loops", "loop", file=part.file, line=n, function=fn, found="source")
+                        for n, fn in found
+                    ]
                     lines = ", ".join(
                         str(n) if fn == function else f"{n} in {fn}, which {function} calls" for n, fn in found
                     )
@@ -199,8 +211,18 @@ class Run:
                 dynamic = dynamic_uses(src, function)
                 if dynamic:
                     problem = describe_dynamic(function, dynamic, part.file) + (f" {problem}" if problem else "")
+                    hits = [
+                        hit_record("dynamic", u.name, file=part.file, line=u.line, function=function, found="source")
+                        for u in dynamic
+                    ] + hits
             self._scans[function] = problem
+            self._scan_hits[function] = hits[:MAX_RULE_HITS]
         return self._scans[function]
+
+    def static_hits(self, function: str) -> list[dict]:
+        """What `static_problem` found in `function`'s source, as rule hits (see grader.judge.checks.hit_record)."""
+        self.static_problem(function)
+        return self._scan_hits.get(function, [])
 
     def dataset(self):
         if self._dataset is None:
@@ -232,11 +254,27 @@ def _points(m: Manifest, specs: list[CheckSpec]) -> dict[str, float]:
     return out
 
 
+MAX_RULE_HITS = 50  # rule hits kept per check
+
+
+@dataclass
+class Judgement:
+    """What one check found: its status and feedback, and as data the known mistakes the feedback names, the
+    grader's own errors (the check crashed: the course's fault, not the student's) and the rule hits."""
+
+    status: str
+    text: str
+    mistakes: list[str] = field(default_factory=list)
+    grader_errors: list[str] = field(default_factory=list)
+    rule_hits: list[dict] = field(default_factory=list)
+
+
 def run_check(
     run: Run, spec: CheckSpec, failed: set[str] | frozenset = frozenset(), oracles: set[str] | frozenset = frozenset()
-) -> tuple[str, str]:
-    """Run one check; returns (status, feedback). `failed`: the graded functions that failed a check earlier in
-    this run; `oracles`: the graded names the assignment's oracles.py covers.
+) -> Judgement:
+    """Run one check; returns its Judgement (status, feedback, and what the feedback names as data). `failed`: the
+    graded functions that failed a check earlier in this run; `oracles`: the graded names the assignment's
+    oracles.py covers.
 
     A composite (a function with building blocks in the manifest) that fails is judged again with the course's
     oracle in place of each of its blocks that failed its own checks, and the second judgement stands. So a
@@ -244,7 +282,8 @@ def run_check(
     result with correct blocks) still cost the composite's. Only a block's own checks can put the oracle in its
     place: what happens while the composite runs (an error raised in a block's lines, say) is the composite's
     to answer for, since a composite can make its blocks fail on purpose."""
-    status, text, ctx = _run_body(run, spec)
+    first = _run_body(run, spec)
+    status, text, ctx = first.status, first.text, first.ctx
     broken = [b for b in run.manifest.blocks_of(spec.function) if b in failed]
     culprits = [b for b in broken if b in oracles]
     if status != "passed" and broken and not oracles:  # the student kit: no oracles to judge with
@@ -253,16 +292,17 @@ def run_check(
             f"place of yours, which failed its own checks: fix those first, or trust its score for this one.)"
         )
     if status == "passed" or not culprits:
-        return status, _cut("\n".join(t for t in [text, *ctx.notes] if t))
+        return first.judgement(_cut("\n".join(t for t in [text, *ctx.notes] if t)))
     try:
         run.sandbox.substitute({b: run.manifest.part_of(b).module for b in culprits})
     except SandboxError:  # the file cannot be imported (or is missing): the first judgement stands
         run.sandbox.restore()
-        return status, _cut("\n".join(t for t in [text, *ctx.notes] if t))
+        return first.judgement(_cut("\n".join(t for t in [text, *ctx.notes] if t)))
     try:
-        status, again, ctx = _run_body(run, spec)
+        second = _run_body(run, spec)
     finally:
         run.sandbox.restore()
+    status, again, ctx = second.status, second.text, second.ctx
     blocks = ", ".join(culprits)
     if status == "passed":
         text = (
@@ -274,14 +314,48 @@ def run_check(
             f"{again}\n(Judged with the course's own {blocks} in place of yours, which failed its own checks: "
             f"this problem is {spec.function}'s own.)"
         )
-    return status, _cut("\n".join(t for t in [text, *ctx.notes] if t))
+    return second.judgement(_cut("\n".join(t for t in [text, *ctx.notes] if t)))  # the second judgement stands
 
 
-def _run_body(run: Run, spec: CheckSpec) -> tuple[str, str, Ctx]:
+@dataclass
+class _Body:
+    """One run of a check's body: status, feedback, its Ctx, and what was recorded as data while it ran."""
+
+    status: str
+    text: str
+    ctx: Ctx
+    mistakes: list[str]
+    grader_errors: list[str]
+    rule_hits: list[dict]
+
+    def judgement(self, text: str) -> Judgement:
+        failed = self.status != "passed"
+        return Judgement(
+            self.status,
+            text,
+            mistakes=list(self.mistakes) if failed else [],
+            grader_errors=list(self.grader_errors) if failed else [],
+            rule_hits=list(self.rule_hits[:MAX_RULE_HITS]) if failed else [],
+        )
+
+
+MAX_GRADER_ERROR = 1000  # characters of an error of the check itself, kept as data
+
+
+def _run_body(run: Run, spec: CheckSpec) -> _Body:
     ctx = Ctx(run, spec)
+    grader_errors: list[str] = []
+    hits: list[dict] = []
+    with judging.recording_mistakes() as mistakes:
+        status, text = _judge(run, spec, ctx, grader_errors, hits)
+    return _Body(status, text, ctx, mistakes, grader_errors, hits + ctx.rule_hits)
+
+
+def _judge(run: Run, spec: CheckSpec, ctx: Ctx, grader_errors: list[str], hits: list[dict]) -> tuple[str, str]:
     try:
         problem = run.static_problem(spec.function)
         if problem:
+            hits.extend(run.static_hits(spec.function))
             raise CheckFailed(problem)
         starts = run.sandbox.stats.starts
         try:
@@ -306,7 +380,8 @@ def _run_body(run: Run, spec: CheckSpec) -> tuple[str, str, Ctx]:
             "If your function returns what its docstring says, please tell the course staff.\n"
             + "".join(traceback.format_exception(e)[-3:])
         )
-    return status, text, ctx
+        grader_errors.append(f"{type(e).__name__}: {e}"[:MAX_GRADER_ERROR])
+    return status, text
 
 
 MAX_FEEDBACK = 8000  # characters of feedback per check (text from student code must not bloat the reports)
@@ -392,12 +467,14 @@ def grade(
                 counters[part.name] = counters.get(part.name, 0) + 1
                 t0 = time.perf_counter()
                 late = sandbox.out_of_time()
+                verdict = None
                 if staged.refused:  # a refused archive (corrupt, hostile): every check fails with the reason
                     status, text = "failed", staged.refused
                 elif late:
                     status, text = "failed", OUT_OF_TIME.format(function=spec.function, budget=budget)
                 else:
-                    status, text = run_check(run, spec, failed, oracle_names)
+                    verdict = run_check(run, spec, failed, oracle_names)
+                    status, text = verdict.status, verdict.text
                     late = status != "passed" and sandbox.out_of_time()
                     if late:
                         text += (
@@ -422,6 +499,9 @@ def grade(
                     seed=spec.seed,
                     seconds=time.perf_counter() - t0,
                     out_of_time=late,
+                    mistakes=verdict.mistakes if verdict else [],
+                    grader_errors=verdict.grader_errors if verdict else [],
+                    rule_hits=verdict.rule_hits if verdict else [],
                 )
                 results.append(r)
                 if on_result:

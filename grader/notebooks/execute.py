@@ -35,10 +35,7 @@ import dataclasses
 import json
 import os
 import re
-import select
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,23 +44,9 @@ from pathlib import Path
 from typing import Any
 
 from grader.course.manifest import Manifest
-
 from grader.errors import GraderError
-from grader.sandbox.isolation import (
-    LIVE_USER_PROCESSES,
-    SANDBOX_ROOT,
-    Cgroup,
-    Isolation,
-    SandboxConfig,
-    _make_readable,
-    _protect,
-    _user_ids,
-    become_subreaper,
-    bwrap_base,
-    bwrap_devices,
-    kill_descendants_of,
-    peak_rss_mb,
-)
+from grader.sandbox.isolation import SANDBOX_ROOT, Isolation, SandboxConfig, bwrap_base, bwrap_devices
+from grader.sandbox.process import Confinement, make_readable, protect, user_ids
 
 CELL_TIMEOUT = 300.0  # seconds per cell ([limits] notebook_cell_timeout)
 NOTEBOOK_TIMEOUT = 1800.0  # seconds per notebook, kernel start included ([limits] notebook_timeout)
@@ -370,20 +353,23 @@ class KernelSandbox:
         self._empty = self._tmp / "empty"
         self._empty.write_bytes(b"")
         self._log = open(self._tmp / "kernel-output.txt", "ab+")
-        self._run_as = _user_ids("nobody") if isolation.mode == "user" else None
         (self.root / "notebooks").mkdir(exist_ok=True)  # the kernel's working folder (a private tmpfs in bwrap)
         memory = (memory_mb + 2048) << 20 if device == "cpu" else None
-        self._cgroup = Cgroup(f"grader-kernel-{os.getpid()}-{id(self):x}", max_processes, memory)
-        self.info = {"isolation": isolation.describe(), "cgroup": self._cgroup.describe()}
+        # started, confined and ended exactly as the grading worker is (grader.sandbox.process)
+        self._process = Confinement(
+            isolation.mode,
+            f"grader-kernel-{os.getpid()}-{id(self):x}",
+            max_processes=max_processes,
+            memory_bytes=memory,
+        )
+        self._run_as = self._process.run_as
+        self.info = {"isolation": isolation.describe(), "cgroup": self._process.cgroup.describe()}
         if self._run_as:
-            become_subreaper()
             os.chmod(self._tmp, 0o711)
-            _make_readable(self.root)
+            make_readable(self.root)
             os.chown(self.root / "notebooks", *self._run_as)
-            self.info["made_unreadable"] = _protect(list(self.config.hide))
+            self.info["made_unreadable"] = protect(list(self.config.hide))
             self._give_digits()
-        self.proc: subprocess.Popen | None = None
-        self._child_pid: int | None = None
         self._n = 0
         self.km: Any = None
         self.kc: Any = None
@@ -391,6 +377,11 @@ class KernelSandbox:
         self.starts = 0
         self.start_seconds = 0.0
         self.peak_rss_mb = 0.0  # the largest peak resident set of a kernel process (VmHWM, MB)
+
+    @property
+    def proc(self) -> Any:
+        """The running kernel's first process (bubblewrap, or the kernel itself), None when none runs."""
+        return self._process.proc
 
     def _give_digits(self) -> None:
         """The `user` fallback protects scikit-learn's digits file from the unprivileged user (the worker must
@@ -403,7 +394,7 @@ class KernelSandbox:
                 folder = self.root / ".data"
                 folder.mkdir(exist_ok=True)
                 shutil.copyfile(f, folder / "digits.csv.gz")
-                _make_readable(folder)
+                make_readable(folder)
                 os.chmod(folder, 0o755)
                 os.chmod(folder / "digits.csv.gz", 0o644)
                 self.env["DLCV_DIGITS_FILE"] = str(folder / "digits.csv.gz")
@@ -478,17 +469,6 @@ class KernelSandbox:
         argv += ["--chdir", self._inside_cwd(), "--unsetenv", "JPY_PARENT_PID"]
         return argv + bwrap_devices(self.config) + ["--", *py]
 
-    def _preexec(self) -> None:
-        """In the child, before exec: the cgroup, and for the `user` fallback the unprivileged user."""
-        self._cgroup.join()
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if self._run_as:
-            os.setgroups([])
-            os.setgid(self._run_as[1])
-            os.setuid(self._run_as[0])
-
     async def start(self) -> None:
         """Start a fresh kernel (ending the one before) and connect to it."""
         import zmq
@@ -506,7 +486,7 @@ class KernelSandbox:
         if self._run_as:
             os.chown(conn, *self._run_as)
             os.chown(self._home, *self._run_as)
-        info_r, info_w = os.pipe() if self.isolation.mode == "bwrap" else (None, None)
+        info_w = self._process.info_fd()
         owner = self
 
         class _Manager(AsyncKernelManager):
@@ -543,21 +523,13 @@ class KernelSandbox:
                 cwd=str(self._tmp) if self.isolation.mode == "bwrap" else self._inside_cwd(),
                 stdout=self._log,
                 stderr=self._log,
-                preexec_fn=self._preexec,
-                pass_fds=(info_w,) if info_w is not None else (),
+                preexec_fn=self._process.preexec,
+                pass_fds=self._process.pass_fds(),
             )
         finally:
-            if info_w is not None:
-                os.close(info_w)
-        self.proc = km.provisioner.process if km.provisioner is not None else None
-        if self._run_as and self.proc is not None:
-            LIVE_USER_PROCESSES.add(self.proc.pid)
-        try:
-            if info_r is not None:
-                self._child_pid = _child_pid(info_r, time.perf_counter() + 30, self.proc)
-        finally:
-            if info_r is not None:
-                os.close(info_r)
+            # takes charge of the kernel's process (nothing to take when it failed to start) and reads its PID
+            proc = km.provisioner.process if km.provisioner is not None else None
+            self._process.started(proc, time.perf_counter() + 30)
         self.starts += 1
         self.start_seconds += time.perf_counter() - t0
 
@@ -576,7 +548,7 @@ class KernelSandbox:
     def _seal(self, conn: Path) -> None:
         if os.getuid() != 0:
             return  # the kernel runs as the judge's own user outside: nothing to protect from it
-        other = _user_ids("nobody") or (65534, 65534)
+        other = user_ids("nobody") or (65534, 65534)
         try:
             if self._run_as:  # the kernel is `nobody` itself: root owns the folder
                 os.chown(conn, 0, 0)
@@ -605,22 +577,7 @@ class KernelSandbox:
             with contextlib.suppress(Exception):
                 self._ctx.destroy(linger=0)
             self._ctx = None
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            self.peak_rss_mb = max(self.peak_rss_mb, peak_rss_mb(proc.pid))
-            if self._child_pid is not None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(self._child_pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            # what left the kernel's process group (setsid, a double fork): the cgroup's members, and under the
-            # `user` fallback every descendant of this judge that runs as the kernel's user
-            self._cgroup.kill()
-            if self._run_as:
-                kill_descendants_of(self._run_as[0], spare=proc.pid)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
-        self._child_pid = None
+        self.peak_rss_mb = max(self.peak_rss_mb, self._process.kill())
         if self.km is not None:
             conn = Path(self.km.connection_file).parent
             shutil.rmtree(conn, ignore_errors=True)
@@ -628,26 +585,9 @@ class KernelSandbox:
 
     def close(self) -> None:
         self.kill()
-        self._cgroup.remove()
+        self._process.close()
         self._log.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
-
-
-def _child_pid(fd: int, deadline: float, proc: subprocess.Popen | None) -> int | None:
-    """bubblewrap's --info-fd: {"child-pid": N}, the PID (outside) of the namespace's first process."""
-    data = b""
-    while time.perf_counter() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.25)
-        if ready:
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                return None
-            data += chunk
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                return int(json.loads(data)["child-pid"])
-        elif proc is not None and proc.poll() is not None:
-            return None
-    return None
 
 
 # -- running notebooks --------------------------------------------------------------------------------------------

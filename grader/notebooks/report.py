@@ -36,11 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from grader.course.manifest import Manifest
-
 from grader.errors import GraderError
+from grader.judge.results import GradeResult
 from grader.notebooks.execute import Answer, NotebookRun
 from grader.reports.formats import clean_text, md_inline, write_atomic
-from grader.judge.results import GradeResult
 
 MAX_TEXT_CHARS = 20_000  # of one text output in the report (the rest is cut, with a note)
 MAX_TRACEBACK_LINES = 60
@@ -806,8 +805,8 @@ def _attach(
 ) -> list[str]:
     from grader.course import manifest as manifests
     from grader.course.intake import stage
-    from grader.notebooks.execute import execute_notebooks, find_answers, questions
     from grader.judge.runner import choose_isolation
+    from grader.notebooks.execute import execute_notebooks, find_answers, questions
 
     t0 = time.perf_counter()
     m = manifests.load(assignment, kit)

@@ -1,7 +1,8 @@
 """GitHub Actions output for a student's repository: `python -m grader.reports.annotate [RESULTS_DIR]`.
 
 After `make report`, each failed check becomes an annotation on the student's file, at the line of the function it
-grades (or the line its feedback names), at most MAX_ANNOTATIONS of them, and the points are printed and written
+grades (or the line of the first rule it found broken there: results.json's extra_data.checks[].rule_hits), at most
+MAX_ANNOTATIONS of them, and the points are printed and written
 (base64 JSON under `result` in $GITHUB_OUTPUT) in the form GitHub Classroom's grading reporter reads
 (classroom-resources/autograding-grading-reporter@v1: see `classroom`). The `Points` line printed is the one the
 reporter sends Classroom. A grading that did not finish (no results.json, or one without checks) sends no points
@@ -27,7 +28,6 @@ from grader.errors import GraderError
 from grader.reports.formats import clean_text
 
 MAX_ANNOTATIONS = 10
-LINE = re.compile(r"\(line (\d+)")
 
 
 def _escape(text: str, prop: bool = False) -> str:
@@ -56,17 +56,40 @@ def _functions(assignment: str, kit: Path) -> tuple[dict[str, str], dict[str, st
     return {s.id: s.function for s in specs}, {f: p.file for p in m.parts for f in p.functions}
 
 
-def _where(t: dict, by_id: dict[str, str], files: dict[str, str], root: Path, cache: dict) -> tuple[str, int]:
-    """The student's file a check grades and the line to point at: the line its feedback names, else the line
-    of the graded function's definition (1 when not found); ("", 0) when the check's file is unknown."""
+def _checks_data(results: dict) -> dict[str, dict]:
+    """check id -> what results.json's extra_data says of the check (seconds, mistakes, rule_hits, ...)."""
+    extra = results.get("extra_data")
+    checks = extra.get("checks") if isinstance(extra, dict) else None
+    return {str(c.get("id")): c for c in checks if isinstance(c, dict)} if isinstance(checks, list) else {}
+
+
+def _rule_line(check: dict, file: str) -> int | None:
+    """The line of the first rule hit with a line in `file` (the guard names files by their base name)."""
+    hits = check.get("rule_hits")
+    for h in hits if isinstance(hits, list) else []:
+        line = h.get("line") if isinstance(h, dict) else None
+        if not isinstance(line, int) or isinstance(line, bool) or line < 1:
+            continue
+        where = h.get("file")
+        if where is None or (isinstance(where, str) and (where == file or where == Path(file).name)):
+            return line
+    return None
+
+
+def _where(
+    t: dict, by_id: dict[str, str], files: dict[str, str], root: Path, cache: dict, data: dict[str, dict]
+) -> tuple[str, int]:
+    """The student's file a check grades and the line to point at: the line of the first rule hit found in that
+    file (results.json's data, `data`: check id -> its extra_data entry), else the line of the graded function's
+    definition (1 when not found); ("", 0) when the check's file is unknown."""
     m = re.match(r"(.*) \[([^\]]+)\]$", str(t.get("name", "")))
     function = by_id.get(m.group(2), "") if m else ""
     file = files.get(function, "")
     if not file:
         return "", 0
-    named = LINE.search(str(t.get("output", ""))) if t.get("status") != "passed" else None
+    named = _rule_line(data.get(m.group(2), {}), file) if m and t.get("status") != "passed" else None
     if named:
-        return file, int(named.group(1))
+        return file, named
     if (file, function) not in cache:
         cache[file, function] = _def_line(root / file, function)
     return file, cache[file, function]
@@ -83,6 +106,7 @@ def annotations(results: dict, kit: Path, root: Path, limit: int = MAX_ANNOTATIO
     """`::error file=...,line=...,title=...::message` lines for the failed checks of one results.json."""
     by_id, files = _lookup(results, kit)
     cache: dict = {}
+    data = _checks_data(results)
     out = []
     for t in results.get("tests", []):
         if t.get("status") == "passed" or len(out) >= limit:
@@ -90,7 +114,7 @@ def annotations(results: dict, kit: Path, root: Path, limit: int = MAX_ANNOTATIO
         m = re.match(r"(.*) \[([^\]]+)\]$", str(t.get("name", "")))
         title, cid = (m.group(1), m.group(2)) if m else (str(t.get("name", "")), "")
         text = str(t.get("output", "")).strip() or "failed"
-        file, line = _where(t, by_id, files, root, cache)
+        file, line = _where(t, by_id, files, root, cache, data)
         where = f"file={_escape(file, True)},line={line}," if file else ""
         out.append(f"::error {where}title={_escape(f'{title} ({cid})', True)}::{_escape(text[:2000])}")
     return out
@@ -204,6 +228,7 @@ def classroom(
     for i, r in enumerate(results):
         by_id, files = _lookup(r, kit) if kit else ({}, {})
         cache: dict = {}
+        data = _checks_data(r)
         checks = r.get("tests") or []
         if not checks:
             errors = True
@@ -213,7 +238,7 @@ def classroom(
             maxima.append(possible[i] if possible and _number(possible[i]) else 0)
             units.append((i, "grading"))
         for n, t in enumerate(checks):
-            _, line = _where(t, by_id, files, root, cache) if root else ("", 0)
+            _, line = _where(t, by_id, files, root, cache, data) if root else ("", 0)
             m = re.match(r".* \[([^\]]+)\]$", str(t.get("name", "")))
             units.append((i, by_id.get(m.group(1), n) if m else n))
             tests.append(

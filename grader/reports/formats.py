@@ -142,9 +142,19 @@ def gradescope(result: GradeResult) -> dict:
             "sandbox": result.sandbox,
             "parts": [dataclasses.asdict(p) for p in result.parts],
             # each check's wall time (the judge's work and its calls into the sandbox), and whether the grading's
-            # time budget ran out on it: for the staff, the class report and the platform's clock
+            # time budget ran out on it: for the staff, the class report and the platform's clock; and what its
+            # feedback says as data (grader.judge.results.CheckResult): the known mistakes it names, the grader's
+            # own errors, the rule hits. Readers of results.json use these, never the feedback's words
             "checks": [
-                {"id": c.id, "seconds": round(c.seconds, 3), "out_of_time": c.out_of_time} for c in result.checks
+                {
+                    "id": c.id,
+                    "seconds": round(c.seconds, 3),
+                    "out_of_time": c.out_of_time,
+                    "mistakes": list(c.mistakes),
+                    "grader_errors": list(c.grader_errors),
+                    "rule_hits": [dict(h) for h in c.rule_hits],
+                }
+                for c in result.checks
             ],
             **({"notebooks": result.notebooks} if result.notebooks else {}),
         },  # grader.notebooks.report

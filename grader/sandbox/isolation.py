@@ -22,8 +22,6 @@ What comes back is decoded with `grader.sandbox.wire` (never pickle).
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import errno
 import functools
 import json
@@ -42,7 +40,52 @@ from typing import Any
 
 from grader.sandbox import wire
 from grader.sandbox.guard import hit_records
+from grader.sandbox.process import (
+    LIVE_USER_PROCESSES,
+    Cgroup,
+    Confinement,
+    become_subreaper,
+    kill_descendants_of,
+    make_readable,
+    peak_rss_mb,
+    protect,
+    user_ids,
+)
 from grader.sandbox.wire import Handle
+
+# the process mechanics (starting, killing, cgroups, the `user` fallback) live in grader.sandbox.process, shared
+# with the notebooks' kernel; these names stay importable from here
+__all__ = [
+    "BOOT",
+    "ISOLATIONS",
+    "LIVE_USER_PROCESSES",
+    "MAX_REPLY_BYTES",
+    "SANDBOX_ROOT",
+    "SMALL_REPLY_BYTES",
+    "WORKER_RUNTIME",
+    "Cgroup",
+    "Isolation",
+    "IsolationError",
+    "Reply",
+    "Sandbox",
+    "SandboxConfig",
+    "SandboxError",
+    "Stats",
+    "become_subreaper",
+    "bwrap_base",
+    "bwrap_devices",
+    "bwrap_gpu_nodes",
+    "detect_isolation",
+    "kill_descendants_of",
+    "make_readable",
+    "nvidia_device_nodes",
+    "nvidia_library_dirs",
+    "peak_rss_mb",
+    "protect",
+    "python_paths",
+    "python_readable_by_others",
+    "user_ids",
+]
 
 ISOLATIONS = ("bwrap", "user", "none")
 MAX_REPLY_BYTES = 64 << 20  # default bound on one reply (a call's return value)
@@ -247,7 +290,7 @@ def detect_isolation(python: str = sys.executable, want: str = "auto") -> Isolat
                 f"the Python installation ({python_paths(python)[0]}) is not readable by an unprivileged "
                 "user (install Python outside /root, or install bubblewrap)"
             )
-        elif _user_ids("nobody") is None:
+        elif user_ids("nobody") is None:
             why = "there is no user 'nobody'"
         else:
             return Isolation(
@@ -264,111 +307,6 @@ def detect_isolation(python: str = sys.executable, want: str = "auto") -> Isolat
         "none: the worker runs as the grader's own user, with time, memory and file limits only",
         "; ".join(reasons),
     )
-
-
-def _user_ids(name: str | None) -> tuple[int, int] | None:
-    if not name:
-        return None
-    import pwd
-
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        return None
-    return entry.pw_uid, entry.pw_gid
-
-
-def peak_rss_mb(pid: int) -> float:
-    """The largest peak resident set (VmHWM: memory in RAM, not the page cache) among `pid` and its descendants,
-    in MB, read from /proc by the judge (nothing the sandboxed process says about itself); 0 where unreadable."""
-    best = 0.0
-    for p in [pid, *_descendants(pid)]:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    best = max(best, int(line.split()[1]) / 1024)
-        except (OSError, ValueError):
-            continue
-    return best
-
-
-def become_subreaper() -> bool:
-    """Make this process the one that adopts its orphaned descendants (prctl PR_SET_CHILD_SUBREAPER), so a process
-    the worker started in a session of its own (setsid, a double fork) stays this judge's descendant, where
-    `kill_descendants_of` finds it, instead of becoming init's."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
-    except (OSError, AttributeError):
-        return False
-
-
-def _descendants(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo and len(out) < 100_000:
-        p = todo.pop()
-        try:
-            tasks = list(Path(f"/proc/{p}/task").iterdir())
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                kids = [int(c) for c in (task / "children").read_text().split()]
-            except (OSError, ValueError):
-                continue
-            out += kids
-            todo += kids
-    return out
-
-
-def _uid_of(pid: int) -> int | None:
-    """The real uid of a live process (None for a zombie, which holds nothing, or one that is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("State:") and line.split()[1] == "Z":
-                return None
-            if line.startswith("Uid:"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-# the `user` fallback's live workers and kernels started by this process (their first process): what one of them
-# leaves behind is killed without touching another's
-LIVE_USER_PROCESSES: set[int] = set()
-
-
-def kill_descendants_of(uid: int, spare: int | None = None) -> None:
-    """SIGKILL every descendant of this judge that runs as `uid` (the `user` fallback's worker `spare` and what it
-    started), until none is left, and reap those this judge adopted (orphans; `spare` itself is left to its Popen).
-    Another live worker or kernel of this judge (LIVE_USER_PROCESSES) and what runs under it are spared; another
-    judge's descendants (another grading) are never touched, nor any other process of that user on the machine."""
-    LIVE_USER_PROCESSES.discard(spare)
-    me, killed = os.getpid(), set()
-    for _ in range(20):
-        others = set(LIVE_USER_PROCESSES)
-        for p in list(others):
-            others.update(_descendants(p))
-        mine = [p for p in _descendants(me) if p not in others and _uid_of(p) == uid]
-        if not mine:
-            break
-        for p in mine:
-            with contextlib.suppress(OSError):
-                os.kill(p, signal.SIGKILL)
-                killed.add(p)
-        time.sleep(0.01)
-    for p in killed - {spare}:
-        if _parent_of(p) == me:
-            with contextlib.suppress(ChildProcessError, OSError):
-                os.waitpid(p, os.WNOHANG)
-
-
-def _parent_of(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _bwrap_namespace_args() -> list[str]:
@@ -391,34 +329,6 @@ def _bwrap_namespace_args() -> list[str]:
 
 def _within(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
-
-
-def _make_readable(root: Path) -> None:
-    """Let another user read `root` and everything under it, and pass through its parents inside the
-    temporary folder (the judge stages there; nothing outside it is touched)."""
-    tmp = Path(tempfile.gettempdir()).resolve()
-    for d in [root, *root.parents]:
-        if d == tmp or tmp not in d.parents:
-            break
-        d.chmod(d.stat().st_mode | 0o055)
-    for p in root.rglob("*"):
-        if not p.is_symlink():
-            p.chmod(p.stat().st_mode | (0o055 if p.is_dir() else 0o044))
-
-
-def _protect(paths: list[str]) -> list[str]:
-    """For the `user` fallback: take every permission of 'other' users off `paths` (the course folder, data
-    files), so `nobody` cannot read them. Returns the paths changed."""
-    changed = []
-    for p in paths:
-        try:
-            mode = os.stat(p).st_mode
-        except OSError:
-            continue
-        if mode & 0o007:
-            os.chmod(p, mode & ~0o007)
-            changed.append(p)
-    return changed
 
 
 # ---- bubblewrap's options, shared by the worker and a notebook's kernel ---------------------------------
@@ -536,126 +446,12 @@ def bwrap_devices(config: SandboxConfig) -> list[str]:
     return argv
 
 
-# ---- a cgroup for the worker and everything it starts ------------------------------------------------
-
-
-class Cgroup:
-    """Limits that hold for the worker's processes together: how many there are (a fork bomb) and how much
-    memory they hold (children each under their own address-space limit). Best effort: it needs root and a
-    writable cgroup hierarchy (v2, or v1's pids and memory controllers); `describe()` says what was set."""
-
-    ROOT = Path("/sys/fs/cgroup")
-
-    def __init__(self, name: str, pids_max: int, memory_bytes: int | None) -> None:
-        self.dirs: list[Path] = []
-        self.settings: list[str] = []
-        if os.getuid() != 0:
-            return
-        if (self.ROOT / "cgroup.controllers").exists():  # v2
-            wanted = [("pids.max", pids_max), ("memory.max", memory_bytes), ("memory.swap.max", 0)]
-            self._make(self._places(""), name, wanted)
-        else:  # v1
-            self._make(self._places("pids"), name, [("pids.max", pids_max)])
-            if memory_bytes:
-                self._make(self._places("memory"), name, [("memory.limit_in_bytes", memory_bytes)])
-
-    def _places(self, controller: str) -> list[Path]:
-        """Where the worker's cgroup may be made, best first: inside the grader's own cgroup of that controller
-        (as /proc/self/cgroup names it; "" is v2's unified hierarchy), so the limits the grader itself runs under
-        (a container's, a cluster job's, a platform's 768 MB) hold for the worker too; else the hierarchy's root."""
-        base = self.ROOT / controller if controller else self.ROOT
-        try:
-            lines = Path("/proc/self/cgroup").read_text().splitlines()
-        except OSError:
-            return [base]
-        for line in lines:
-            _, names, path = line.split(":", 2)
-            if (controller and controller in names.split(",")) or (not controller and names == ""):
-                inner = base / path.lstrip("/")
-                return [inner, base] if inner != base and inner.is_dir() else [base]
-        return [base]
-
-    def _make(self, places: list[Path], name: str, values: list[tuple[str, int | None]]) -> None:
-        # v2 enables no controller below a cgroup that holds processes: then the limits cannot be written in the
-        # grader's own cgroup and the hierarchy's root is used instead
-        for i, where in enumerate(places):
-            d = where / name
-            try:
-                d.mkdir()
-            except OSError:
-                continue
-            done = []
-            for key, value in values:
-                if value is None:
-                    continue
-                try:
-                    (d / key).write_text(str(value))
-                    done.append(f"{key}={value}")
-                except OSError:
-                    pass
-            if len(done) < sum(v is not None for _, v in values) and i + 1 < len(places):
-                with contextlib.suppress(OSError):
-                    d.rmdir()
-                continue
-            self.settings += done
-            self.dirs.append(d)
-            return
-
-    def join(self) -> None:
-        """Move the calling process in (run in the child between fork and exec, so nothing escapes), and make it
-        the first the kernel kills when memory runs out: the worker's cgroup sits inside the grader's own (a
-        platform's 768 MB), so a submission that fills that must lose its own processes, never the judge. The
-        score is inherited, and an unprivileged process cannot lower it."""
-        with contextlib.suppress(OSError):
-            with open("/proc/self/oom_score_adj", "w") as f:
-                f.write("1000")
-        for d in self.dirs:
-            try:
-                with open(d / "cgroup.procs", "w") as f:
-                    f.write("0")
-            except OSError:
-                pass
-
-    def describe(self) -> str:
-        return ", ".join(self.settings) if self.settings else "none (needs root and a writable /sys/fs/cgroup)"
-
-    def kill(self) -> None:
-        """SIGKILL every process in the cgroup, a process that left the worker's session included."""
-        for d in self.dirs:
-            if (d / "cgroup.kill").exists():  # v2 (Linux 5.14): the kernel kills them all at once
-                with contextlib.suppress(OSError):
-                    (d / "cgroup.kill").write_text("1")
-                continue
-            for _ in range(20):  # v1: until none is left (one may fork while the others are killed)
-                try:
-                    pids = [int(p) for p in (d / "cgroup.procs").read_text().split()]
-                except OSError:
-                    break
-                if not pids:
-                    break
-                for pid in pids:
-                    with contextlib.suppress(OSError):
-                        os.kill(pid, signal.SIGKILL)
-                time.sleep(0.01)
-
-    def remove(self) -> None:
-        for d in self.dirs:
-            for _ in range(50):
-                try:
-                    d.rmdir()
-                    break
-                except OSError:
-                    time.sleep(0.02)
-        self.dirs = []
-
-
 # ---- the sandbox ---------------------------------------------------------------------------------
 
 
 class Sandbox:
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
-        self.proc: subprocess.Popen | None = None
         self.stats = Stats()
         self.isolation = detect_isolation(config.python, config.isolation)
         self.info: dict = {"isolation": self.isolation.describe()}
@@ -664,7 +460,6 @@ class Sandbox:
         self.timed_out: set[str] = set()  # functions that ran out of time once: retried briefly
         self.substitution: dict[str, str] = {}  # graded name -> module: oracles in place (see substitute)
         self._seq = 0
-        self._child_pid: int | None = None  # PID 1 of the worker's PID namespace (bwrap)
         self._deadline = (time.monotonic() + config.total_timeout) if config.total_timeout else None
         self._tmp = tempfile.TemporaryDirectory(prefix="grader-sandbox-")
         tmp = Path(self._tmp.name)
@@ -686,20 +481,38 @@ class Sandbox:
                 str(self._workdir),
                 str(self._runtime),
             )
-        self._run_as = _user_ids(config.run_as) if self.isolation.mode == "user" else None
-        if self._run_as:
-            become_subreaper()
-        # the worker's own address space is limited in the worker; this bounds the worker and its children together
+        # the worker's own address space is limited in the worker; the cgroup bounds it and its children together
         memory = (config.memory_mb + 2048) << 20 if config.device == "cpu" else None
-        self._cgroup = Cgroup(f"grader-{os.getpid()}-{id(self):x}", config.max_processes, memory)
-        self.info["isolation"]["cgroup"] = self._cgroup.describe()
+        self._process = Confinement(
+            self.isolation.mode,
+            f"grader-{os.getpid()}-{id(self):x}",
+            max_processes=config.max_processes,
+            memory_bytes=memory,
+            run_as=config.run_as,
+        )
+        self._run_as = self._process.run_as
+        self.info["isolation"]["cgroup"] = self._process.cgroup.describe()
         if self._run_as:
             # the unprivileged worker reads the staged tree and its own code, and writes only its working folder
             os.chmod(self._tmp.name, 0o711)
             os.chown(self._workdir, *self._run_as)
-            _make_readable(Path(config.root))
-            _make_readable(self._runtime)
-            self.info["isolation"]["made_unreadable"] = _protect(list(config.hide))
+            make_readable(Path(config.root))
+            make_readable(self._runtime)
+            self.info["isolation"]["made_unreadable"] = protect(list(config.hide))
+
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        """The running worker's first process (bubblewrap, or the worker itself), None when none runs."""
+        return self._process.proc
+
+    @property
+    def _child_pid(self) -> int | None:
+        """PID 1 of the worker's PID namespace (bwrap)."""
+        return self._process.child_pid
+
+    @property
+    def _cgroup(self) -> Cgroup:
+        return self._process.cgroup
 
     @staticmethod
     def _copy_runtime(dest: Path) -> None:
@@ -719,7 +532,7 @@ class Sandbox:
 
     def close(self) -> None:
         self._kill()
-        self._cgroup.remove()
+        self._process.close()
         self._stderr.close()
         self._tmp.cleanup()
 
@@ -763,30 +576,21 @@ class Sandbox:
         )
         if self.config.device.startswith("cuda") and nvidia_library_dirs(self.config.hide):
             env["LD_LIBRARY_PATH"] = os.pathsep.join(nvidia_library_dirs(self.config.hide))  # libcuda, found only there
-        info_r, info_w = os.pipe() if self.isolation.mode == "bwrap" else (None, None)
         try:
-            self.proc = subprocess.Popen(
-                self._argv(info_w),
+            proc = self._process.popen(
+                self._argv(self._process.info_fd()),
+                time.perf_counter() + self.config.startup_timeout,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=self._stderr,
                 cwd=self._workdir,
                 env=env,
-                start_new_session=True,
-                close_fds=True,
-                pass_fds=(info_w,) if info_w is not None else (),
-                preexec_fn=self._cgroup.join,
             )
-        finally:
-            if info_w is not None:
-                os.close(info_w)
-        if self._run_as:
-            LIVE_USER_PROCESSES.add(self.proc.pid)
-        self._child_pid = None
-        try:
-            os.set_blocking(self.proc.stdin.fileno(), False)
-            if info_r is not None:
-                self._child_pid = self._read_child_pid(info_r, time.perf_counter() + self.config.startup_timeout)
+            os.set_blocking(proc.stdin.fileno(), False)
+            if self.isolation.mode == "bwrap" and self._child_pid is None:
+                err = self.output_since(0, 600).strip()
+                self._kill()
+                raise SandboxError("crash", f"the sandbox (bubblewrap) could not start: {err or 'no reason given'}")
             self._imported = set()
             self.stats.starts += 1
             cfg = {
@@ -800,7 +604,6 @@ class Sandbox:
                 "memory_mb": self.config.memory_mb,
                 "threads": self.config.threads,
                 "isolation": self.isolation.mode,
-                "run_as": list(self._run_as) if self._run_as else None,
                 "oracles": self.config.oracles,
             }
             reply = self._roundtrip(
@@ -814,81 +617,34 @@ class Sandbox:
                     max_reply=SMALL_REPLY_BYTES,
                 )
         finally:
-            if info_r is not None:
-                os.close(info_r)
             self.stats.start_seconds += time.perf_counter() - t0
         worker = reply.get("info", {}) if isinstance(reply.get("info"), dict) else {}
         # what the worker says of itself is untrusted: kept for diagnostics under its own key
         self.info.update(
             worker={
-                k: worker[k]
-                for k in ("user", "memory_limited", "network_isolated")
-                if k in worker and isinstance(worker[k], (str, bool))
+                k: worker[k] for k in ("user", "memory_limited") if k in worker and isinstance(worker[k], (str, bool))
             }
         )
-        if self.isolation.mode == "bwrap":
-            self.info["worker"]["network_isolated"] = True  # its own network namespace, set up by bubblewrap
-
-    def _read_child_pid(self, fd: int, deadline: float) -> int | None:
-        """bubblewrap's --info-fd: {"child-pid": N}, the PID (outside) of the namespace's first process."""
-        data = b""
-        while time.perf_counter() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.25)
-            if ready:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    break
-                data += chunk
-                try:
-                    return int(json.loads(data)["child-pid"])
-                except (ValueError, KeyError, TypeError):
-                    continue
-            elif self.proc is not None and self.proc.poll() is not None:
-                break
-        err = self.output_since(0, 600).strip()
-        self._kill()
-        raise SandboxError("crash", f"the sandbox (bubblewrap) could not start: {err or 'no reason given'}")
+        # bubblewrap's network namespace, or the one the worker entered before it ran (where the kernel allowed it),
+        # as the judge sees it in /proc
+        self.info["worker"]["network_isolated"] = bool(self._process.network_isolated())
 
     def _kill(self) -> None:
-        """End the worker and everything it started. Under bubblewrap, killing the namespace's first process
-        makes the kernel kill every other process in it; bubblewrap exits only once they are all gone."""
-        if self.proc is None:
+        """End the worker and everything it started (grader.sandbox.process.Confinement.kill), and close its pipes."""
+        proc = self.proc
+        if proc is None:
             return
-        self.stats.peak_rss_mb = max(self.stats.peak_rss_mb, peak_rss_mb(self.proc.pid))
-        if self._child_pid is not None:
-            try:
-                os.kill(self._child_pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        try:
-            self.proc.wait(timeout=5 if self._child_pid is not None else 0)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        # what left the worker's process group (setsid, a double fork): the cgroup's members, and under the `user`
-        # fallback every descendant of this judge that runs as the worker's user (the judge adopts orphans)
-        self._cgroup.kill()
-        if self._run_as:
-            kill_descendants_of(self._run_as[0], spare=self.proc.pid)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        for f in (self.proc.stdin, self.proc.stdout):
+        self.stats.peak_rss_mb = max(self.stats.peak_rss_mb, self._process.kill())
+        for f in (proc.stdin, proc.stdout):
             try:
                 f.close()
             except OSError:
                 pass
-        self.proc = None
-        self._child_pid = None
 
     def peak_rss(self) -> float:
         """The largest peak resident set (MB) of any worker process so far, the running worker included."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.stats.peak_rss_mb = max(self.stats.peak_rss_mb, peak_rss_mb(self.proc.pid))
+        if self._process.alive():
+            self.stats.peak_rss_mb = max(self.stats.peak_rss_mb, self._process.peak_rss_mb())
         return self.stats.peak_rss_mb
 
     def out_of_time(self) -> bool:
@@ -1015,15 +771,7 @@ class Sandbox:
     def _over_memory(self) -> bool:
         if self.proc is None or self.config.device == "cpu":
             return False  # on the CPU the worker's address space is limited by the kernel instead
-        pid = self._child_pid or self.proc.pid
-        total = 0
-        for p in [pid, *_descendants(pid)]:
-            try:
-                with open(f"/proc/{p}/status") as f:
-                    total += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0) * 1024
-            except OSError:
-                pass
-        return total > (self.config.memory_mb + 3072) * 2**20
+        return self._process.rss_bytes() > (self.config.memory_mb + 3072) * 2**20
 
     def _died(self, doing: str) -> SandboxError:
         proc = self.proc
@@ -1203,22 +951,3 @@ class Sandbox:
         return self._roundtrip(
             {"op": "get", "value": handle}, timeout or self.config.call_timeout, "fetching a result"
         )["value"]
-
-
-def _descendants(pid: int) -> list[int]:
-    """Processes below `pid` (for the memory watchdog on CUDA, where the address-space limit is off)."""
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(d))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out

@@ -9,7 +9,6 @@ boundary in a table of handles. Nothing here decides a score: the judge treats e
 
 from __future__ import annotations
 
-import ctypes
 import importlib
 import os
 import random
@@ -108,14 +107,14 @@ class Worker:
         sys.path.insert(0, root)
         self.device = cfg.get("device", "cpu")
         self.student_files = {os.path.realpath(os.path.join(root, f)) for f in cfg.get("student_files", [])}
-        # under bubblewrap the network namespace is already the sandbox's own (and unshare would be refused)
-        cut = cfg.get("isolation") == "bwrap" or _cut_network()
-        info = {"pid": os.getpid(), "network_isolated": cut, "memory_limited": False}
+        # the network namespace and the unprivileged user (the `user` fallback) were set up by the judge before this
+        # process started (grader.sandbox.process.Confinement.preexec), as for a notebook's kernel
+        info = {"pid": os.getpid(), "memory_limited": False}
         import torch
 
         torch.set_num_threads(int(cfg.get("threads", 1)))
         info["memory_limited"] = _limit_resources(cfg.get("memory_mb"), cfg.get("max_files", 256), self.device == "cpu")
-        info["user"] = _drop_privileges(cfg.get("run_as"))
+        info["user"] = _user()
         self._install_guards(root, cfg)
         return info
 
@@ -359,25 +358,8 @@ def _seed(seed: int) -> None:
         pass
 
 
-def _cut_network() -> bool:
-    """Move this process into a fresh network namespace (no interfaces but a down loopback)
-    where the OS allows it."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.unshare(0x40000000) == 0  # CLONE_NEWNET
-    except Exception:
-        return False
-
-
-def _drop_privileges(run_as: list[int] | None) -> str:
-    """When started as root, become an unprivileged user (uid, gid) before any student code runs, so it
-    cannot write to the kit, the judge's files or the results."""
-    if run_as and os.getuid() == 0:
-        uid, gid = run_as
-        os.setgroups([])
-        os.setgid(gid)
-        os.setuid(uid)
-        os.environ["HOME"] = os.getcwd()
+def _user() -> str:
+    """Who this process runs as (the judge chose it before the process started)."""
     import pwd
 
     try:

@@ -445,14 +445,14 @@ def test_github_classroom_folders(tmp_path):
 
 def test_odd_student_ids_get_safe_unique_folders(tmp_path):
     subs = [batch.Submission([batch.Student(i)], None) for i in ("../x", "a b", "a_b", "class.html", "")]
-    batch._assign_slugs(subs)
+    batch.assign_slugs(subs)
     slugs = [s.slug for s in subs]
     assert len(set(slugs)) == 5 and all("/" not in s and s not in ("", ".", "..", "class.html") for s in slugs)
 
 
 def test_two_runs_never_write_the_same_folder(course, tmp_path):
     klass = write_submission(tmp_path / "class" / "alice", {}).parent
-    held = batch._Lock(tmp_path / "out" / batch.STATE)
+    held = batch.Lock(tmp_path / "out" / batch.STATE)
     try:
         with pytest.raises(GraderError, match="another `grader batch` run"):
             run_batch(options(course, klass, tmp_path / "out"), stream=io.StringIO())
@@ -575,14 +575,16 @@ def test_ci_annotations_point_at_the_file_and_line(course, tmp_path, monkeypatch
             "output": "total uses torch.cdist (line 9); total may not use it, 100% of, the class",
         },
     ]
-    results = {"tests": tests, "extra_data": {"assignment": "mini"}}
+    hit = {"rule": "forbidden", "name": "torch.cdist", "file": "mini_pkg/work.py", "line": 9, "function": "total"}
+    data = {"assignment": "mini", "checks": [{"id": "mini.total", "rule_hits": [hit]}]}
+    results = {"tests": tests, "extra_data": data}
     lines = annotate.annotations(results, course, repo)
     def_line = (repo / "mini_pkg/more.py").read_text().splitlines().index("def scale(x, k):") + 1
     assert lines[0].startswith(
         f"::error file=mini_pkg/more.py,line={def_line},title=scale multiplies by k (mini.scale)::"
     )
     assert "%0ALikely bug: you add k" in lines[0]  # one line: newlines encoded
-    assert lines[1].startswith("::error file=mini_pkg/work.py,line=9,")  # the line the feedback names
+    assert lines[1].startswith("::error file=mini_pkg/work.py,line=9,")  # the line of the rule hit (the data)
     assert "100%25 of" in lines[1]
     many = {
         "tests": [dict(tests[1], name=f"t{i} [mini.scale]") for i in range(25)],

@@ -185,7 +185,7 @@ def test_the_worker_cannot_read_the_course_the_checks_or_the_data(sandbox):
         COURSE / "assignments" / "a1_knn" / "hidden.py",
         COURSE / "assignments" / "a1_knn" / "checks.py",
         COURSE / "a1_knn" / "knn.py",
-        COURSE / "grader" / "runner.py",
+        COURSE / "grader" / "judge" / "runner.py",
         Path("/etc/shadow"),
     ]
     for path in secrets:

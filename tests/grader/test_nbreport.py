@@ -116,7 +116,7 @@ def _attack_notebook(out: Path, course: Path) -> nbformat.NotebookNode:
             except Exception as e:
                 print("ATTEMPT", what, "failed:", type(e).__name__)
         attempt("results", lambda: open({str(out / "results.json")!r}, "w").write('{{"score": 1000}}'))
-        attempt("grader", lambda: open({str(ROOT / "grader" / "runner.py")!r}, "a").write("\\n# hacked"))
+        attempt("grader", lambda: open({str(ROOT / "grader" / "judge" / "runner.py")!r}, "a").write("\\n# hacked"))
         attempt("kit", lambda: open("../toy/calc.py", "a").write("# hacked"))
         attempt("hidden", lambda: print(open({str(course / "assignments" / "toy" / "hidden.py")!r}).read()))
         attempt("network", lambda: __import__("socket").create_connection(("1.1.1.1", 80), timeout=2))
@@ -254,7 +254,7 @@ def test_notebooks_cannot_change_the_score_the_results_or_the_kit(toy):
         (t["name"], t["score"], t["status"]) for t in plain["tests"]
     ]
     assert toy["after"] == toy["before"], "a notebook changed the course"
-    assert "# hacked" not in (ROOT / "grader" / "runner.py").read_text()
+    assert "# hacked" not in (ROOT / "grader" / "judge" / "runner.py").read_text()
     html = (toy["out"] / "report.html").read_text()
     for what in ("results", "grader", "kit", "hidden", "network"):
         assert f"ATTEMPT {what} failed" in html, f"the notebook's attempt on {what} did not fail"

@@ -190,6 +190,9 @@ def _umask() -> int:
     return mask
 
 
+NOTHING_NAMED = {"mistakes": [], "grader_errors": [], "rule_hits": []}
+
+
 def test_results_carry_each_checks_time_and_say_when_time_ran_out():
     from grader.reports.formats import gradescope
 
@@ -197,8 +200,8 @@ def test_results_carry_each_checks_time_and_say_when_time_ran_out():
     r.checks[0].out_of_time = True
     data = gradescope(r)
     assert data["extra_data"]["checks"] == [
-        {"id": "a1.warmup.pi", "seconds": 0.5, "out_of_time": True},
-        {"id": "a1.warmup.count", "seconds": 0.1, "out_of_time": False},
+        {"id": "a1.warmup.pi", "seconds": 0.5, "out_of_time": True, **NOTHING_NAMED},
+        {"id": "a1.warmup.count", "seconds": 0.1, "out_of_time": False, **NOTHING_NAMED},
     ]
     assert "1 check(s) could not be judged: the time allowed for grading this submission ran out" in data["output"]
     r.checks[0].out_of_time = False

@@ -393,7 +393,7 @@ def test_gradescope_folder_names_that_are_not_plain_names_become_error_rows(tmp_
 def test_hostile_student_ids_stay_inside_the_output_folder(course, tmp_path):
     ids = ["../../escape", "/etc/passwd", "a/../../b", "nul\0id", "x" * 5000, ".batch", "CLASS.HTML", "..", "\n"]
     subs = [batch.Submission([batch.Student(i)], None, error="no") for i in ids]
-    batch._assign_slugs(subs)
+    batch.assign_slugs(subs)
     out = tmp_path / "out"
     out.mkdir()
     for s in subs:
@@ -433,7 +433,7 @@ def test_class_archive_entries_cannot_leave_the_state_folder_or_plant_links(tmp_
         zf.writestr(fifo, "")
     dest = tmp_path / "state" / "input"
     dest.mkdir(parents=True)
-    batch._unpack_class(archive, dest)
+    batch.unpack_class(archive, dest)
     assert not (dest / "bob" / "mini_pkg" / "work.py").is_symlink()
     assert not (dest / "carol" / "fifo").exists()
     for bad in ("../evil.txt", "/abs/evil.txt", "a/../../evil.txt"):
@@ -441,7 +441,7 @@ def test_class_archive_entries_cannot_leave_the_state_folder_or_plant_links(tmp_
         with zipfile.ZipFile(evil, "w") as zf:
             zf.writestr(bad, "x")
         with pytest.raises(GraderError):
-            batch._unpack_class(evil, dest)
+            batch.unpack_class(evil, dest)
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "state" / "evil.txt").exists()
 
 
@@ -454,7 +454,7 @@ def test_a_class_archive_entry_nested_deeply_does_not_crash_the_batch(tmp_path):
     dest.mkdir(parents=True)
     try:
         try:
-            batch._unpack_class(archive, dest)
+            batch.unpack_class(archive, dest)
         except GraderError:
             return  # refusing the archive with a reason is fine; a RecursionError is not
         assert (dest / "alice" / "mini_pkg" / "work.py").is_file()
@@ -463,7 +463,7 @@ def test_a_class_archive_entry_nested_deeply_does_not_crash_the_batch(tmp_path):
 
 
 def test_a_class_archive_zip_bomb_is_refused(tmp_path):
-    """_unpack_class copies each entry with no size, count or ratio limit (the intake's limits apply only to
+    """unpack_class copied each entry with no size, count or ratio limit (the intake's limits apply only to
     each student's own zip, later). 60 MB of zeros here (compressed 1000x); the same entry at 50 GB fills the
     grading machine's disk before any student is graded."""
     archive = tmp_path / "class.zip"
@@ -476,7 +476,7 @@ def test_a_class_archive_zip_bomb_is_refused(tmp_path):
     dest = tmp_path / "state" / "input"
     dest.mkdir(parents=True)
     try:
-        batch._unpack_class(archive, dest)
+        batch.unpack_class(archive, dest)
     except GraderError:
         return
     bomb = dest / "mallory" / "bomb.bin"
@@ -650,7 +650,17 @@ def test_class_html_escapes_ids_names_errors_and_feedback(course, tmp_path):
                     "max_score": 3,
                     "output": f"{evil}\nLikely bug: {evil}.",
                 },
-            ]
+            ],
+            "extra_data": {
+                "checks": [
+                    {
+                        "id": evil,
+                        "mistakes": [evil],
+                        "grader_errors": [evil],
+                        "rule_hits": [{"rule": "forbidden", "name": evil, "file": evil, "line": 1}],
+                    }
+                ]
+            },
         }
         (tmp_path / s.slug / "results.json").write_text(json.dumps(results))
         records[s.slug] = {

@@ -133,7 +133,8 @@ def test_notebook_self_checks_each_of_its_parts(assignment, path):
         for nb in m.notebooks:
             for _, cell in _code_cells(_read(nb)):
                 everywhere |= {part for _, part in SELFCHECK_CALL.findall(cell.source)}
-        assert not orphans - everywhere, f"no notebook of {assignment} self-checks part(s) {sorted(orphans - everywhere)}"
+        missing = sorted(orphans - everywhere)
+        assert not missing, f"no notebook of {assignment} self-checks part(s) {missing}"
 
 
 @pytest.mark.parametrize("assignment, path", NOTEBOOK_PARAMS)
@@ -160,9 +161,10 @@ def test_solution_regions_are_well_formed_and_stub_cleanly(assignment, path):
             while j >= 0 and lines[j].strip().startswith("#"):
                 comment.insert(0, lines[j].strip())
                 j -= 1
-            assert comment and comment[0].startswith("# TODO"), \
-                f"{_where(path, i, cell)}: '# BEGIN SOLUTION' should sit below a '# TODO: ...' comment saying " \
+            assert comment and comment[0].startswith("# TODO"), (
+                f"{_where(path, i, cell)}: '# BEGIN SOLUTION' should sit below a '# TODO: ...' comment saying "
                 f"what to write; found {comment or 'no comment'}"
+            )
     text, removed = stub_notebook(ROOT / path, path)  # raises if a region cannot be stubbed
     stubbed = nbformat.reads(text, as_version=4)
     nbformat.validate(stubbed)
@@ -194,8 +196,13 @@ def test_notebook_runs_on_the_reference(assignment, path, kernel_env, capsys):
     from nbclient import NotebookClient
 
     nb = _read(path)  # executed in memory: the saved file stays as it is
-    client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client = NotebookClient(
+        nb,
+        timeout=CELL_TIMEOUT,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    )
     start = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - start
