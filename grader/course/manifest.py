@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,15 @@ class Part:
 
 
 @dataclass(frozen=True)
+class Question:
+    id: str
+    notebook: str
+    points: float
+    tag: str
+    title: str = ""  # optional short prompt from the manifest (the notebook's own text is shown in full)
+
+
+@dataclass(frozen=True)
 class Manifest:
     name: str
     title: str
@@ -70,7 +80,7 @@ class Manifest:
     forbid_autograd: bool = False
     autograd_allowed_in: list[str] = field(default_factory=list)  # kit files whose code may use autograd
     why: dict[str, str] = field(default_factory=dict)  # forbidden dotted name -> why it is forbidden
-    questions: list[dict] = field(default_factory=list)  # reserved for notebook reports (not validated yet)
+    questions: list[Question] = field(default_factory=list)  # inline questions of the notebooks ([[questions]])
     # the assignment's id in Canvas (the number ending its address, .../assignments/12345): `grader batch` heads
     # canvas.csv's column `Title (12345)`, which Canvas's grade import matches to that assignment by its id
     canvas_assignment_id: int | None = None
@@ -167,6 +177,8 @@ LIMIT_KEYS = (
     "notebook_training_scale",
 )
 PART_KEYS = ("name", "title", "module", "file", "points", "functions", "forbidden", "max_loops", "blocks")
+QUESTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+QUESTION_KEYS = ("id", "notebook", "points", "tag", "prompt")
 DATASETS = ("cifar10", "digits")  # the data sets of dlcv.data.load_dataset (targets are per data set)
 
 
@@ -267,9 +279,8 @@ def _parse(data: dict, path: Path, shown: str | None = None) -> Manifest:
     forbid_autograd = data.get("forbid_autograd", False)
     if not isinstance(forbid_autograd, bool):
         raise GraderError(f"{where}: 'forbid_autograd' should be true or false, found {forbid_autograd!r}")
-    questions = data.get("questions", [])
-    if not isinstance(questions, list) or not all(isinstance(q, dict) for q in questions):
-        raise GraderError(f"{where}: 'questions' should be a list of tables ([[questions]]), found {questions!r}")
+    notebooks = _strings(data, "notebooks", where)
+    questions = _questions(data.get("questions", []), notebooks, where)
     default_paths = sorted({p.module.split(".")[0] for p in parts} | {"dlcv"})
     return Manifest(
         name=_need(data, "name", str, where),
@@ -277,7 +288,7 @@ def _parse(data: dict, path: Path, shown: str | None = None) -> Manifest:
         dir=path.parent,
         parts=parts,
         files=files,
-        notebooks=_strings(data, "notebooks", where),
+        notebooks=notebooks,
         checks=_strings(data, "checks", where, ["checks.py"]),
         hidden_checks=_strings(data, "hidden_checks", where),
         sandbox_paths=_strings(data, "sandbox_paths", where, default_paths),
@@ -293,9 +304,47 @@ def _parse(data: dict, path: Path, shown: str | None = None) -> Manifest:
         forbid_autograd=forbid_autograd,
         autograd_allowed_in=_autograd_allowed_in(data, files, path, where),
         why=_why(_table(data, "why", where), parts, where),
-        questions=[dict(q) for q in questions],
+        questions=questions,
         canvas_assignment_id=_canvas_assignment_id(data, where),
     )
+
+
+def _questions(raw: Any, notebooks: list[str], where: str) -> list[Question]:
+    """The manifest's `[[questions]]` (inline questions of the notebooks), validated: GraderError names the
+    manifest and the entry."""
+    if not isinstance(raw, list) or not all(isinstance(q, dict) for q in raw):
+        raise GraderError(f"{where}: 'questions' should be a list of tables ([[questions]]), found {raw!r}")
+    where = f"{where} [[questions]]"
+    out: list[Question] = []
+    for i, q in enumerate(raw):
+        w = f"{where} #{i + 1}"
+        if not isinstance(q, dict):
+            raise GraderError(f"{w}: expected a table, found {q!r}")
+        unknown = sorted(set(q) - set(QUESTION_KEYS))
+        if unknown:
+            raise GraderError(f"{w}: unknown key {unknown[0]!r} (expected: {', '.join(QUESTION_KEYS)})")
+        qid = q.get("id")
+        if not isinstance(qid, str) or not QUESTION_ID.match(qid):
+            raise GraderError(f"{w}: 'id' should be letters, digits, _ or - (at most 64), found {qid!r}")
+        if any(o.id == qid for o in out):
+            raise GraderError(f"{w}: id {qid!r} is used twice")
+        nb = q.get("notebook")
+        if nb not in notebooks:
+            raise GraderError(
+                f"{w} ({qid}): 'notebook' should be one of the manifest's notebooks "
+                f"({', '.join(notebooks) or 'none'}), found {nb!r}"
+            )
+        points = q.get("points")
+        if not isinstance(points, (int, float)) or isinstance(points, bool) or not points >= 0:
+            raise GraderError(f"{w} ({qid}): 'points' should be a number of points (0 or more), found {points!r}")
+        tag = q.get("tag", f"question:{qid}")
+        if not isinstance(tag, str) or not tag or re.search(r"[\s,]", tag):
+            raise GraderError(f"{w} ({qid}): 'tag' should be a cell tag (no spaces or commas), found {tag!r}")
+        title = q.get("prompt", "")
+        if not isinstance(title, str):
+            raise GraderError(f"{w} ({qid}): 'prompt' should be a string, found {title!r}")
+        out.append(Question(qid, nb, float(points), tag, title))
+    return out
 
 
 def _canvas_assignment_id(data: dict, where: str) -> int | None:

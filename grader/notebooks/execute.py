@@ -43,8 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader.course.manifest import Manifest
-from grader.errors import GraderError
+from grader.course.manifest import Manifest, Question
 from grader.sandbox.isolation import SANDBOX_ROOT, Isolation, SandboxConfig, bwrap_base, bwrap_devices
 from grader.sandbox.process import Confinement, make_readable, protect, user_ids
 
@@ -59,55 +58,14 @@ MAX_MESSAGE_BYTES = 32 << 20  # one ZeroMQ message from the kernel
 KERNEL_MAX_FILES = 1024
 KERNEL_MAX_FILE_BYTES = 256 << 20
 ANSWER_MARKER = "*Your answer:*"
-QUESTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-QUESTION_KEYS = ("id", "notebook", "points", "tag", "prompt")
 
 
 # -- the manifest: questions and limits -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Question:
-    id: str
-    notebook: str
-    points: float
-    tag: str
-    title: str = ""  # optional short prompt from the manifest (the notebook's own text is shown in full)
-
-
 def questions(m: Manifest) -> list[Question]:
-    """The manifest's `[[questions]]`, validated (GraderError names the manifest and the entry)."""
-    where = f"assignments/{m.name}/assignment.toml [[questions]]"
-    out: list[Question] = []
-    for i, q in enumerate(getattr(m, "questions", None) or []):
-        w = f"{where} #{i + 1}"
-        if not isinstance(q, dict):
-            raise GraderError(f"{w}: expected a table, found {q!r}")
-        unknown = sorted(set(q) - set(QUESTION_KEYS))
-        if unknown:
-            raise GraderError(f"{w}: unknown key {unknown[0]!r} (expected: {', '.join(QUESTION_KEYS)})")
-        qid = q.get("id")
-        if not isinstance(qid, str) or not QUESTION_ID.match(qid):
-            raise GraderError(f"{w}: 'id' should be letters, digits, _ or - (at most 64), found {qid!r}")
-        if any(o.id == qid for o in out):
-            raise GraderError(f"{w}: id {qid!r} is used twice")
-        nb = q.get("notebook")
-        if nb not in m.notebooks:
-            raise GraderError(
-                f"{w} ({qid}): 'notebook' should be one of the manifest's notebooks "
-                f"({', '.join(m.notebooks) or 'none'}), found {nb!r}"
-            )
-        points = q.get("points")
-        if not isinstance(points, (int, float)) or isinstance(points, bool) or not points >= 0:
-            raise GraderError(f"{w} ({qid}): 'points' should be a number of points (0 or more), found {points!r}")
-        tag = q.get("tag", f"question:{qid}")
-        if not isinstance(tag, str) or not tag or re.search(r"[\s,]", tag):
-            raise GraderError(f"{w} ({qid}): 'tag' should be a cell tag (no spaces or commas), found {tag!r}")
-        title = q.get("prompt", "")
-        if not isinstance(title, str):
-            raise GraderError(f"{w} ({qid}): 'prompt' should be a string, found {title!r}")
-        out.append(Question(qid, nb, float(points), tag, title))
-    return out
+    """The manifest's `[[questions]]` (validated when the manifest loads: grader.course.manifest)."""
+    return list(m.questions)
 
 
 @dataclass(frozen=True)

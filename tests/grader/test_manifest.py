@@ -207,20 +207,15 @@ def test_building_blocks_do_not_loop(tmp_path, change, message):
         manifest.load("demo", write(tmp_path, BLOCKS.replace(*change)))
 
 
-def test_questions_are_kept_for_the_notebook_reports(tmp_path):
-    m = manifest.load(
-        "demo",
-        write(
-            tmp_path,
-            GOOD
-            + """
-[[questions]]
-notebook = "notebooks/knn.ipynb"
-id = "q1"
-""",
-        ),
-    )
-    assert m.questions == [{"notebook": "notebooks/knn.ipynb", "id": "q1"}]
+def test_questions_are_validated_when_the_manifest_loads(tmp_path):
+    with_nb = GOOD.replace('files = ["demo/a.py"]', 'files = ["demo/a.py"]\nnotebooks = ["notebooks/knn.ipynb"]')
+    question = '[[questions]]\nnotebook = "notebooks/knn.ipynb"\nid = "q1"\npoints = 2\n'
+    m = manifest.load("demo", write(tmp_path, with_nb + question))
+    assert m.questions == [manifest.Question("q1", "notebooks/knn.ipynb", 2.0, "question:q1", "")]
+    with pytest.raises(GraderError, match=r"\[\[questions\]\] #1 \(q1\): 'notebook' should be one of"):
+        manifest.load("demo", write(tmp_path, GOOD + question))  # no such notebook in the manifest
+    with pytest.raises(GraderError, match=r"\[\[questions\]\] #2: id 'q1' is used twice"):
+        manifest.load("demo", write(tmp_path, with_nb + question + question))
 
 
 @pytest.mark.parametrize("value", ["0", "1.5", '"half"', "true", "-0.25"])

@@ -433,6 +433,7 @@ def test_without_chromium_the_report_still_lands_and_says_how_to_get_the_pdf(tmp
 
 
 def _toy_manifest(tmp_path: Path, questions_toml: str) -> manifests.Manifest:
+    """The toy manifest with these [[questions]] (checked as it loads)."""
     course = _make_course(tmp_path)
     path = course / "assignments" / "toy" / "assignment.toml"
     path.write_text(MANIFEST.split("[[questions]]")[0] + questions_toml)
@@ -450,9 +451,8 @@ def _toy_manifest(tmp_path: Path, questions_toml: str) -> manifests.Manifest:
     ],
 )
 def test_malformed_questions_are_refused_with_the_entry_named(tmp_path, entry, message):
-    m = _toy_manifest(tmp_path, f"[[questions]]\n{entry}\n")
     with pytest.raises(GraderError, match=re.escape(message)) as e:
-        questions(m)
+        _toy_manifest(tmp_path, f"[[questions]]\n{entry}\n")  # when the manifest loads, not at --report
     assert "[[questions]] #1" in str(e.value)
 
 
