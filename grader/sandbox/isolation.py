@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ __all__ = [
     "SMALL_REPLY_BYTES",
     "WORKER_RUNTIME",
     "Cgroup",
+    "Failure",
     "Isolation",
     "IsolationError",
     "Reply",
@@ -115,15 +117,32 @@ WORKER_RUNTIME = (
 BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from grader.sandbox.worker import main; main()"
 
 
+class Failure(StrEnum):
+    """How a request into the sandbox failed (SandboxError.kind); a member equals its string."""
+
+    EXCEPTION = "exception"  # the student's code raised
+    EXIT = "exit"  # it called exit() or raised SystemExit
+    TIMEOUT = "timeout"  # it did not finish within its time
+    CRASH = "crash"  # the worker died (a signal, a status) or could not start
+    MEMORY = "memory"  # the worker ran out of its memory
+    IMPORT = "import"  # the student's module could not be imported
+    UNSENDABLE = "unsendable"  # a value could not cross the wire
+    PROTOCOL = "protocol"  # the worker's answer was malformed or not the request's
+
+
+# what a worker may say of a failure (its code runs beside the student's, so anything else it says is refused)
+WORKER_FAILURES = (Failure.EXCEPTION, Failure.EXIT, Failure.UNSENDABLE)
+
+
 class SandboxError(Exception):
-    """A request the student's code made fail. `kind` is one of: exception, exit, timeout, crash,
-    memory, import, unsendable, protocol. `message` is written for the student."""
+    """A request the student's code made fail: `kind` says how (a Failure), `message` is written for the
+    student."""
 
     def __init__(
         self, kind: str, message: str, *, type_name: str = "", where: list | None = None, output: str = ""
     ) -> None:
         super().__init__(message)
-        self.kind, self.message, self.type_name = kind, message, type_name
+        self.kind, self.message, self.type_name = Failure(kind), message, type_name
         self.where = where or []
         self.output = output
 
@@ -715,8 +734,9 @@ class Sandbox:
                 for w in where[-5:]
                 if isinstance(w, dict)
             ]
+            kind = reply.get("kind", "exception")
             raise SandboxError(
-                str(reply.get("kind", "exception"))[:20],
+                kind if kind in WORKER_FAILURES else Failure.PROTOCOL,
                 str(reply.get("message", ""))[:2000],
                 type_name=str(reply.get("type", ""))[:100],
                 where=frames,

@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from grader.sandbox.isolation import Sandbox, SandboxConfig, SandboxError
+from grader.sandbox.isolation import Failure, Sandbox, SandboxConfig, SandboxError
 
 STUDENT = """
 import os, sys, torch
@@ -51,6 +51,20 @@ def mutate(x):
 
 def returns_object():
     return object()
+
+def claims_a_timeout():
+    # the worker's code runs beside this one: make its next failure reply say "timeout" (once)
+    import sys
+    worker = sys.modules["grader.sandbox.worker"]
+    real = worker._error_reply
+
+    def lying(e, files):
+        worker._error_reply = real
+        return {**real(e, files), "kind": "timeout"}
+
+    worker._error_reply = lying
+    raise ValueError("boom")
+
 
 class Counter:
     def __init__(self, start):
@@ -129,6 +143,14 @@ def test_failures_are_contained_and_the_next_call_works(sandbox, fn, kind, text)
     assert time.perf_counter() - t0 < 30
     # grading goes on: a call after the failure works (in a fresh worker where needed)
     assert sandbox.call("pkg.student", "matmul", (torch.ones(1, 1), torch.ones(1, 1))).value.item() == 1
+
+
+def test_a_failure_kind_the_worker_may_not_claim_is_refused_as_a_protocol_error(sandbox):
+    with pytest.raises(SandboxError) as info:
+        sandbox.call("pkg.student", "claims_a_timeout")
+    assert info.value.kind == Failure.PROTOCOL == "protocol"
+    with pytest.raises(ValueError):
+        SandboxError("tiemout", "a kind that is not a Failure is a bug in the grader")
 
 
 def test_a_student_frame_is_named_in_exceptions(sandbox):
