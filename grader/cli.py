@@ -199,6 +199,22 @@ def _rules(args: argparse.Namespace, kit: Path) -> int:
     return 0
 
 
+# the library's parameters (GraderError.option) and the flags that set them
+FLAGS = {
+    "device": "--device",
+    "hidden": "--hidden",
+    "call_timeout": "--timeout",
+    "parts": "--part",
+    "time_budget": "--deadline",
+    "isolation": "--sandbox",
+}
+
+
+def shown(e: GraderError) -> str:
+    """The error as a user of the command reads it: the flag, not the library's parameter."""
+    return f"{FLAGS[e.option]}: {e.message}" if e.option in FLAGS else str(e)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="grader", description="Grade, release and submit course assignments.")
     ap.add_argument("--course", help="the course root (the folder with assignments/); default: found from here")
@@ -325,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except GraderError as e:
-        print(f"grader {args.command}: error: {e}", file=sys.stderr)
+        print(f"grader {args.command}: error: {shown(e)}", file=sys.stderr)
         return 2
 
 

@@ -40,11 +40,13 @@ from grader.sandbox.isolation import Isolation, IsolationError, Sandbox, Sandbox
 
 def resolve_device(device: str) -> str:
     if device not in ("auto", "cpu", "cuda"):
-        raise GraderError(f"--device: expected auto, cpu or cuda, found {device!r}")
+        raise GraderError(f"expected auto, cpu or cuda, found {device!r}", option="device")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise GraderError("--device cuda: no CUDA device is available on this machine (use --device cpu or auto)")
+        raise GraderError(
+            "cuda was asked for, but no CUDA device is available on this machine (use cpu or auto)", option="device"
+        )
     return device
 
 
@@ -116,7 +118,7 @@ def load_checks(m: Manifest, hidden: bool) -> list[CheckSpec]:
         path = m.dir / f
         if not path.is_file():
             if f in m.hidden_checks:
-                raise GraderError(f"--hidden: {path} is not here (a student kit has no hidden checks)")
+                raise GraderError(f"{path} is not here (a student kit has no hidden checks)", option="hidden")
             raise GraderError(f"{m.dir / 'assignment.toml'}: check file {f!r} not found at {path}")
         mod = importlib.import_module(f"{pkg}.{Path(f).stem}")
         specs.extend(collect(mod))
@@ -421,18 +423,18 @@ def grade(
     m = manifests.load(assignment, kit)
     if call_timeout is not None:
         if call_timeout <= 0:
-            raise GraderError(f"--timeout: expected a positive number of seconds, found {call_timeout:g}")
+            raise GraderError(f"expected a positive number of seconds, found {call_timeout:g}", option="call_timeout")
     device = resolve_device(device)
     specs = load_checks(m, hidden)
     oracle_source, oracle_names = load_oracles(m)
     if parts:
         unknown = set(parts) - {p.name for p in m.parts}
         if unknown:
-            raise GraderError(f"--part: {sorted(unknown)} not in {m.name} (parts: {[p.name for p in m.parts]})")
+            raise GraderError(f"{sorted(unknown)} not in {m.name} (parts: {[p.name for p in m.parts]})", option="parts")
         specs = [s for s in specs if m.part_of(s.function).name in parts]
     points = _points(m, specs)
     if time_budget is not None and time_budget <= 0:
-        raise GraderError(f"--deadline: no time is left for grading (a budget of {time_budget:g} s)")
+        raise GraderError(f"no time is left for grading (a budget of {time_budget:g} s)", option="time_budget")
     budget = m.grading_timeout if time_budget is None else min(m.grading_timeout, time_budget)
     sandboxing = choose_isolation(isolation, hidden=hidden, allow_weak=allow_weak_sandbox)
     with tempfile.TemporaryDirectory(prefix="grader-stage-") as tmp:
@@ -567,7 +569,7 @@ def choose_isolation(want: str, *, hidden: bool, allow_weak: bool) -> Isolation:
     try:
         chosen = detect_isolation(sys.executable, want)
     except IsolationError as e:
-        raise GraderError(f"--sandbox {want}: not possible here: {e}") from None
+        raise GraderError(f"{want} is not possible here: {e}", option="isolation") from None
     if hidden and not chosen.strong and not allow_weak:
         why = chosen.why_not_stronger or "no isolation was asked for ($GRADER_SANDBOX or --sandbox none)"
         raise GraderError(

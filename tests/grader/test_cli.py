@@ -205,3 +205,28 @@ def test_a_missing_submission_writes_nothing(tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
     assert main(["grade", str(tmp_path / "nope.zip"), "-a", "a1_knn", "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err and not out.exists()
+
+
+def test_the_library_names_its_parameters_and_only_the_command_names_flags(capsys, monkeypatch):
+    from grader.errors import GraderError
+    from grader.judge.runner import grade
+
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(GraderError) as info:
+        grade(ROOT, "a1_knn", parts=["nope"])
+    assert info.value.option == "parts" and str(info.value).startswith("parts: ['nope'] not in a1_knn")
+    assert main(["grade", ".", "-a", "a1_knn", "--part", "nope"]) == 2
+    assert "error: --part: ['nope'] not in a1_knn" in capsys.readouterr().err
+
+
+def test_no_room_below_the_command_line_writes_a_flag_into_an_error():
+    import ast
+
+    for room in ("course", "sandbox", "judge", "reports", "notebooks"):
+        for path in sorted((ROOT / "grader" / room).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "GraderError" and node.args:
+                    first = node.args[0]
+                    text = first.values[0] if isinstance(first, ast.JoinedStr) and first.values else first
+                    literal = text.value if isinstance(text, ast.Constant) and isinstance(text.value, str) else ""
+                    assert not literal.startswith("--"), f"{path.relative_to(ROOT)}:{node.lineno} names a flag"
