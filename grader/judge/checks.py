@@ -305,12 +305,29 @@ class Ctx:
             module, function = function.module, function.attr
         else:
             module = self.run.module_for(function, self.spec.function)
+        return self._request(module, function, None, function, args, kwargs, keep, return_args, timeout)
+
+    def _request(
+        self,
+        module: str | None,
+        name: str,
+        handle: Handle | None,
+        shown: str,
+        args: tuple,
+        kwargs: dict,
+        keep: bool,
+        return_args: bool,
+        timeout: float | None,
+    ) -> Reply:
+        """One call into the sandbox (of `name` in `module`, or of a method of `handle`), judged: a failure
+        there becomes feedback about `shown`, a forbidden call fails the check."""
         try:
             reply = self.run.sandbox.call(
                 module,
-                function,
+                name,
                 args,
                 kwargs,
+                handle=handle,
                 seed=self.seed,
                 forbidden=self.run.manifest.forbidden_for(self.spec.function),
                 keep=keep,
@@ -318,8 +335,8 @@ class Ctx:
                 timeout=self._timeout(timeout),
             )
         except SandboxError as e:
-            raise self._failure(e, module, function) from None
-        self._judge_reply(reply, function)
+            raise self._failure(e, module, shown) from None
+        self._judge_reply(reply, shown)
         return reply
 
     def call(self, function: str | Ref, *args: Any, **kwargs: Any) -> Any:
@@ -342,23 +359,7 @@ class Ctx:
         **kwargs: Any,
     ) -> Reply:
         """Call method `name` of an object that lives in the sandbox; returns the whole Reply."""
-        try:
-            reply = self.run.sandbox.call(
-                None,
-                name,
-                args,
-                kwargs,
-                handle=obj,
-                seed=self.seed,
-                forbidden=self.run.manifest.forbidden_for(self.spec.function),
-                keep=keep,
-                return_args=return_args,
-                timeout=self._timeout(timeout),
-            )
-        except SandboxError as e:
-            raise self._failure(e, None, f"{obj.type}.{name}") from None
-        self._judge_reply(reply, f"{obj.type}.{name}")
-        return reply
+        return self._request(None, name, obj, f"{obj.type}.{name}", args, kwargs, keep, return_args, timeout)
 
     def method(self, obj: Handle, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call method `name` of an object that lives in the sandbox (see `call` of a class)."""
