@@ -421,17 +421,11 @@ def grade(
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     kit = kit or manifests.course_root()
     m = manifests.load(assignment, kit)
-    if call_timeout is not None:
-        if call_timeout <= 0:
-            raise GraderError(f"expected a positive number of seconds, found {call_timeout:g}", option="call_timeout")
+    if call_timeout is not None and call_timeout <= 0:
+        raise GraderError(f"expected a positive number of seconds, found {call_timeout:g}", option="call_timeout")
     device = resolve_device(device)
-    specs = load_checks(m, hidden)
+    specs = _chosen_checks(m, load_checks(m, hidden), parts)
     oracle_source, oracle_names = load_oracles(m)
-    if parts:
-        unknown = set(parts) - {p.name for p in m.parts}
-        if unknown:
-            raise GraderError(f"{sorted(unknown)} not in {m.name} (parts: {[p.name for p in m.parts]})", option="parts")
-        specs = [s for s in specs if m.part_of(s.function).name in parts]
     points = _points(m, specs)
     if time_budget is not None and time_budget <= 0:
         raise GraderError(f"no time is left for grading (a budget of {time_budget:g} s)", option="time_budget")
@@ -444,93 +438,24 @@ def grade(
         problems += list(dict.fromkeys(staged.rejected.values()))
         run = Run(m, staged, None, device, dataset, kit)
         run.timeout_cap = call_timeout
-        config = SandboxConfig(
-            root=staged.root,
-            student_files=staged.present,
-            device=device,
-            guarded=m.guarded_names(),
-            exempt=m.autograd_allowed_in,
-            exempt_names=AUTOGRAD_NAMES,
-            call_timeout=run.time_limit(),
-            memory_mb=m.memory_mb,
-            total_timeout=budget,
-            isolation=sandboxing.mode,
-            hide=[str(kit), *label_files()],
-            oracles={"source": oracle_source, "assignment": m.name} if oracle_source else None,
-        )
+        config = _sandbox_config(m, kit, staged, run, device, budget, sandboxing, oracle_source)
         results: list[CheckResult] = []
         with Sandbox(config) as sandbox:
             run.sandbox = sandbox
-            part_index = {p.name: i + 1 for i, p in enumerate(m.parts)}
-            counters: dict[str, int] = {}
+            numbers = _numbers(m, specs)
             failed: set[str] = set()  # graded functions that failed a check so far
             for spec in specs:
-                part = m.part_of(spec.function)
-                counters[part.name] = counters.get(part.name, 0) + 1
-                t0 = time.perf_counter()
-                late = sandbox.out_of_time()
-                verdict = None
-                if staged.refused:  # a refused archive (corrupt, hostile): every check fails with the reason
-                    status, text = "failed", staged.refused
-                elif late:
-                    status, text = "failed", OUT_OF_TIME.format(function=spec.function, budget=budget)
-                else:
-                    verdict = run_check(run, spec, failed, oracle_names)
-                    status, text = verdict.status, verdict.text
-                    late = status != "passed" and sandbox.out_of_time()
-                    if late:
-                        text += (
-                            f"\n(The time allowed for grading this submission ({budget:g} s) ran out during this "
-                            "check; the checks after it were not judged.)"
-                        )
-                if status != "passed":
-                    failed.add(spec.function)
-                pts = points[spec.id]
-                r = CheckResult(
-                    id=spec.id,
-                    title=spec.title,
-                    function=spec.function,
-                    part=part.name,
-                    number=f"{part_index[part.name]}.{counters[part.name]}",
-                    score=pts if status == "passed" else 0.0,
-                    max_score=pts,
-                    status=status,
-                    visibility=spec.visibility,
-                    hidden=spec.hidden,
-                    output=text,
-                    seed=spec.seed,
-                    seconds=time.perf_counter() - t0,
-                    out_of_time=late,
-                    mistakes=verdict.mistakes if verdict else [],
-                    grader_errors=verdict.grader_errors if verdict else [],
-                    rule_hits=verdict.rule_hits if verdict else [],
-                )
+                r = _check_result(run, spec, failed, oracle_names, points[spec.id], numbers[spec.id], budget)
                 results.append(r)
                 if on_result:
                     on_result(r)
-            stats = sandbox.stats
-            sandbox_info = {
-                "worker_starts": stats.starts,
-                "start_seconds": stats.start_seconds,
-                "io_seconds": stats.io_seconds,
-                "call_seconds": stats.call_seconds,
-                "requests": stats.requests,
-                "memory_peak_rss_mb": {  # each process's peak in RAM (VmHWM), read by the judge
-                    "judge": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                    "worker": round(sandbox.peak_rss(), 1),
-                },
-                "time_budget_seconds": budget,
-                "out_of_time": sum(r.out_of_time for r in results),
-                **sandbox.info,
-                # as chosen for this grading (auto): with why nothing stronger was possible here
-                "isolation": {**sandbox.info.get("isolation", {}), **sandboxing.describe()},
-            }
+            sandbox_info = _sandbox_info(sandbox, results, budget, sandboxing)
             dataset_name = run.dataset_name
-    part_results = []
-    for p in m.parts:
-        mine = [r for r in results if r.part == p.name]
-        if mine:
-            part_results.append(PartResult(p.name, p.title, sum(r.score for r in mine), sum(r.max_score for r in mine)))
+    part_results = [
+        PartResult(p.name, p.title, sum(r.score for r in mine), sum(r.max_score for r in mine))
+        for p in m.parts
+        if (mine := [r for r in results if r.part == p.name])
+    ]
     return GradeResult(
         assignment=m.name,
         title=m.title,
@@ -549,6 +474,120 @@ def grade(
         grader_version=__version__,
         started_at=started,
     )
+
+
+def _chosen_checks(m: Manifest, specs: list[CheckSpec], parts: list[str] | None) -> list[CheckSpec]:
+    """The checks of the parts asked for (all of them without `parts`)."""
+    if not parts:
+        return specs
+    unknown = set(parts) - {p.name for p in m.parts}
+    if unknown:
+        raise GraderError(f"{sorted(unknown)} not in {m.name} (parts: {[p.name for p in m.parts]})", option="parts")
+    return [s for s in specs if m.part_of(s.function).name in parts]
+
+
+def _numbers(m: Manifest, specs: list[CheckSpec]) -> dict[str, str]:
+    """Each check's number as the table shows it: part.check, counted within its part."""
+    part_index = {p.name: i + 1 for i, p in enumerate(m.parts)}
+    counters: dict[str, int] = {}
+    numbers = {}
+    for spec in specs:
+        part = m.part_of(spec.function).name
+        counters[part] = counters.get(part, 0) + 1
+        numbers[spec.id] = f"{part_index[part]}.{counters[part]}"
+    return numbers
+
+
+def _sandbox_config(
+    m: Manifest,
+    kit: Path,
+    staged: Staged,
+    run: Run,
+    device: str,
+    budget: float,
+    sandboxing: Isolation,
+    oracle_source: str,
+) -> SandboxConfig:
+    """The worker's sandbox for this grading: the staged tree, the guard's names, the limits, what it must not
+    read (the course, the data's labels)."""
+    return SandboxConfig(
+        root=staged.root,
+        student_files=staged.present,
+        device=device,
+        guarded=m.guarded_names(),
+        exempt=m.autograd_allowed_in,
+        exempt_names=AUTOGRAD_NAMES,
+        call_timeout=run.time_limit(),
+        memory_mb=m.memory_mb,
+        total_timeout=budget,
+        isolation=sandboxing.mode,
+        hide=[str(kit), *label_files()],
+        oracles={"source": oracle_source, "assignment": m.name} if oracle_source else None,
+    )
+
+
+def _check_result(
+    run: Run, spec: CheckSpec, failed: set[str], oracle_names: set[str], points: float, number: str, budget: float
+) -> CheckResult:
+    """One check's result: judged, or failed at once when the archive was refused or the time is spent."""
+    t0 = time.perf_counter()
+    late = run.sandbox.out_of_time()
+    verdict = None
+    if run.staged.refused:  # a refused archive (corrupt, hostile): every check fails with the reason
+        status, text = "failed", run.staged.refused
+    elif late:
+        status, text = "failed", OUT_OF_TIME.format(function=spec.function, budget=budget)
+    else:
+        verdict = run_check(run, spec, failed, oracle_names)
+        status, text = verdict.status, verdict.text
+        late = status != "passed" and run.sandbox.out_of_time()
+        if late:
+            text += (
+                f"\n(The time allowed for grading this submission ({budget:g} s) ran out during this "
+                "check; the checks after it were not judged.)"
+            )
+    if status != "passed":
+        failed.add(spec.function)
+    return CheckResult(
+        id=spec.id,
+        title=spec.title,
+        function=spec.function,
+        part=run.manifest.part_of(spec.function).name,
+        number=number,
+        score=points if status == "passed" else 0.0,
+        max_score=points,
+        status=status,
+        visibility=spec.visibility,
+        hidden=spec.hidden,
+        output=text,
+        seed=spec.seed,
+        seconds=time.perf_counter() - t0,
+        out_of_time=late,
+        mistakes=verdict.mistakes if verdict else [],
+        grader_errors=verdict.grader_errors if verdict else [],
+        rule_hits=verdict.rule_hits if verdict else [],
+    )
+
+
+def _sandbox_info(sandbox: Sandbox, results: list[CheckResult], budget: float, sandboxing: Isolation) -> dict:
+    """What the results say of the sandbox: its work, each process's peak memory, the time budget, the isolation
+    chosen (and why nothing stronger was possible here)."""
+    stats = sandbox.stats
+    return {
+        "worker_starts": stats.starts,
+        "start_seconds": stats.start_seconds,
+        "io_seconds": stats.io_seconds,
+        "call_seconds": stats.call_seconds,
+        "requests": stats.requests,
+        "memory_peak_rss_mb": {  # each process's peak in RAM (VmHWM), read by the judge
+            "judge": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "worker": round(sandbox.peak_rss(), 1),
+        },
+        "time_budget_seconds": budget,
+        "out_of_time": sum(r.out_of_time for r in results),
+        **sandbox.info,
+        "isolation": {**sandbox.info.get("isolation", {}), **sandboxing.describe()},
+    }
 
 
 OUT_OF_TIME = (

@@ -390,16 +390,17 @@ def test_judge_ints_names_a_mistake_only_when_two_inputs_prove_it():
     checks = a1_checks()
 
     class Ctx:
-        def fail(self, message):
-            raise CheckFailed(message)
+        def fail(self, message, mistakes=()):
+            raise CheckFailed(message, mistakes=mistakes)
 
     ndim = {"you returned the number of dimensions": [3, 3]}
     with pytest.raises(CheckFailed) as one:  # (3, 4, 5) right, (2, 0, 3) wrong: a coincidence of that shape
         checks.judge_ints(Ctx(), [("(3, 4, 5)", 60, 60), ("(2, 0, 3)", 3, 0)], ndim)
-    assert "Likely bug" not in str(one.value) and "expected 0, found 3" in str(one.value)
+    assert "Likely bug" not in str(one.value) and "expected 0, found 3" in str(one.value) and not one.value.mistakes
     with pytest.raises(CheckFailed) as two:
         checks.judge_ints(Ctx(), [("(3, 4, 5)", 3, 60), ("(2, 0, 3)", 3, 0)], ndim)
     assert "2 of 2 answers are wrong" in str(two.value) and "number of dimensions" in str(two.value)
+    assert two.value.mistakes == ["you returned the number of dimensions"]
     checks.judge_ints(Ctx(), [("(7,)", 7, 7)], ndim)
     with pytest.raises(CheckFailed, match="expected a Python int, found a tensor"):
         checks.judge_ints(Ctx(), [("(7,)", torch.tensor(7), 7)])
