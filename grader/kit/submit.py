@@ -13,7 +13,7 @@ from typing import Any
 from grader.course import manifest as manifests
 from grader.errors import GraderError
 from grader.judge.staticscan import find_function
-from grader.notebooks.execute import find_answers, never_run, questions, read_notebook
+from grader.notebooks.answers import find_answers, never_run, questions, read_notebook
 
 
 def unfinished(source: str, functions: list[str]) -> list[str]:

@@ -38,7 +38,8 @@ from typing import Any
 from grader.course.manifest import Manifest
 from grader.errors import GraderError
 from grader.judge.results import GradeResult
-from grader.notebooks.execute import Answer, NotebookRun
+from grader.notebooks.answers import Answer
+from grader.notebooks.execute import NotebookRun
 from grader.reports.formats import clean_text, md_inline, write_atomic
 
 MAX_TEXT_CHARS = 20_000  # of one text output in the report (the rest is cut, with a note)
@@ -806,7 +807,8 @@ def _attach(
     from grader.course import manifest as manifests
     from grader.course.intake import stage
     from grader.judge.runner import choose_isolation
-    from grader.notebooks.execute import execute_notebooks, find_answers, questions
+    from grader.notebooks.answers import find_answers, questions
+    from grader.notebooks.execute import execute_notebooks
 
     t0 = time.perf_counter()
     m = manifests.load(assignment, kit)
@@ -867,7 +869,8 @@ def _attach(
 
 def check_manifest(m: Manifest) -> None:
     """Raise GraderError when the manifest's questions or notebook limits are malformed."""
-    from grader.notebooks.execute import limits, questions
+    from grader.notebooks.answers import questions
+    from grader.notebooks.execute import limits
 
     questions(m)
     limits(m)

@@ -1,5 +1,5 @@
 """The life of one sandboxed process, the same for the grading worker (`grader.sandbox.isolation.Sandbox`) and a
-notebook's kernel (`grader.notebooks.execute.KernelSandbox`): written once, so the two never drift apart.
+notebook's kernel (`grader.notebooks.kernel.KernelSandbox`): written once, so the two never drift apart.
 
 A `Confinement` starts its process (the caller builds the command: bubblewrap's options come from
 `grader.sandbox.isolation.bwrap_base`), one at a time, and ends it with everything it started:

@@ -1,5 +1,5 @@
 """The same isolation promises, kept by both sandboxed processes that run student code: the grading worker
-(grader.sandbox.isolation.Sandbox) and a notebook's kernel (grader.notebooks.execute.KernelSandbox), both started,
+(grader.sandbox.isolation.Sandbox) and a notebook's kernel (grader.notebooks.kernel.KernelSandbox), both started,
 confined and ended by grader.sandbox.process. From inside each: a file outside its working folder cannot be
 written, a protected file (in `hide`) cannot be read, the network is refused, and a process it starts in a session
 of its own does not outlive close()."""

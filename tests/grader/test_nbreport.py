@@ -21,7 +21,7 @@ import pytest
 
 from grader.course import manifest as manifests
 from grader.errors import GraderError
-from grader.notebooks.execute import find_answers, never_run, questions, read_notebook
+from grader.notebooks.answers import find_answers, never_run, questions, read_notebook
 from grader.notebooks.report import chromium, clean_html, clean_output, finish_page
 from grader.sandbox.isolation import detect_isolation
 from tests.conftest import ROOT, processes_with

@@ -29,7 +29,8 @@ from bench.batch import make_course, write_submission
 from grader.classroom import batch
 from grader.errors import GraderError
 from grader.judge.results import CheckResult, GradeResult, PartResult
-from grader.notebooks.execute import Answer, NotebookRun
+from grader.notebooks.answers import Answer
+from grader.notebooks.execute import NotebookRun
 from grader.notebooks.report import build_notebook, chromium, render_html
 
 # -- helpers ------------------------------------------------------------------------------------------------------
