@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.course.manifest import Manifest
-from grader.notebooks.report import CSP
+from grader.notebooks.sanitise import CSP
 from grader.reports.formats import clean_text, write_atomic
 
 NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")

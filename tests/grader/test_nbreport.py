@@ -22,7 +22,8 @@ import pytest
 from grader.course import manifest as manifests
 from grader.errors import GraderError
 from grader.notebooks.answers import find_answers, never_run, questions, read_notebook
-from grader.notebooks.report import chromium, clean_html, clean_output, finish_page
+from grader.notebooks.browser import chromium
+from grader.notebooks.sanitise import clean_html, clean_output, finish_page
 from grader.sandbox.isolation import detect_isolation
 from tests.conftest import ROOT, processes_with
 
@@ -375,7 +376,7 @@ def test_hostile_outputs_leave_no_executable_script(toy):
 @needs_bwrap
 @needs_chromium
 def test_chromium_opens_the_report_from_disk_and_shows_scores_and_answers(toy, tmp_path):
-    from grader.notebooks.report import browser_argv
+    from grader.notebooks.browser import browser_argv
 
     page = (toy["out"] / "report.html").resolve().as_uri()
     argv = browser_argv(chromium(), tmp_path / "profile")
@@ -420,7 +421,7 @@ def test_the_pdf_starts_each_question_on_a_new_page_in_manifest_order(toy):
 
 
 def test_without_chromium_the_report_still_lands_and_says_how_to_get_the_pdf(tmp_path, monkeypatch):
-    from grader.notebooks.report import print_pdf
+    from grader.notebooks.browser import print_pdf
 
     monkeypatch.setenv("CHROMIUM", str(tmp_path / "no-such-browser"))
     page = tmp_path / "report.html"

@@ -30,8 +30,9 @@ from grader.classroom import batch
 from grader.errors import GraderError
 from grader.judge.results import CheckResult, GradeResult, PartResult
 from grader.notebooks.answers import Answer
+from grader.notebooks.browser import chromium
 from grader.notebooks.execute import NotebookRun
-from grader.notebooks.report import build_notebook, chromium, render_html
+from grader.notebooks.report import build_notebook, render_html
 
 # -- helpers ------------------------------------------------------------------------------------------------------
 
@@ -260,7 +261,7 @@ def test_student_text_cannot_forge_the_reports_own_cell_tags():
 
 @pytest.mark.skipif(chromium() is None, reason="Chromium is not installed")
 def test_chromium_printing_the_report_fetches_nothing(tmp_path):
-    from grader.notebooks.report import print_pdf
+    from grader.notebooks.browser import print_pdf
 
     hits: list[str] = []
 
