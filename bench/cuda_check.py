@@ -354,7 +354,8 @@ def sandbox_sees_cuda(kit: Path, isolation: str) -> tuple[bool, str, dict]:
     the GPU: (True, its name, the isolation) or (False, the reason, the isolation)."""
     from dlcv.data import label_files
     from grader.judge.runner import choose_isolation
-    from grader.sandbox.isolation import Sandbox, SandboxConfig, SandboxError
+    from grader.sandbox.host import Sandbox
+    from grader.sandbox.isolation import SandboxConfig, SandboxError
 
     mode = choose_isolation(isolation, hidden=True, allow_weak=True).mode
     with tempfile.TemporaryDirectory(prefix="cuda-check-") as tmp:

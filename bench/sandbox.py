@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run(repeat: int = 5) -> list[Row]:
     from grader.judge.runner import grade
-    from grader.sandbox.isolation import Sandbox, SandboxConfig, detect_isolation
+    from grader.sandbox.host import Sandbox
+    from grader.sandbox.isolation import SandboxConfig, detect_isolation
 
     rows: list[Row] = []
     bare = median_time(lambda: subprocess.run([sys.executable, "-c", "import torch"], check=True), repeat)

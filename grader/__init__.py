@@ -8,7 +8,7 @@ Its rooms, each importing only the rooms below it (`lint-imports` checks it; doc
     notebooks    a submission's notebooks run in a sandboxed kernel, their answers, the report made from them
     reports      renderings of a result: terminal table, results.json, JUnit XML, Markdown, Classroom annotations
     judge        checks (`check`, `Ctx`), judging (comparisons and feedback), the static scan, the runner, results
-    sandbox      where student code runs: isolation (bubblewrap, `user`, cgroups), the wire, the worker, its guard
+    sandbox      where student code runs: process, isolation (bubblewrap, `user`), host, the wire, the worker, guard
     course       the manifest, the rules it states, the intake of a submission
     errors       GraderError: a problem the user must fix
 

@@ -35,7 +35,8 @@ from grader.judge import judging
 from grader.judge.checks import CheckFailed, CheckSpec, Ctx, collect, hit_record, reasons
 from grader.judge.results import CheckResult, GradeResult, PartResult
 from grader.judge.staticscan import describe_dynamic, dynamic_uses, loop_sites, scan
-from grader.sandbox.isolation import Isolation, IsolationError, Sandbox, SandboxConfig, SandboxError, detect_isolation
+from grader.sandbox.host import Sandbox
+from grader.sandbox.isolation import Isolation, IsolationError, SandboxConfig, SandboxError, detect_isolation
 
 
 def resolve_device(device: str) -> str:

@@ -1,4 +1,4 @@
-"""The life of one sandboxed process, the same for the grading worker (`grader.sandbox.isolation.Sandbox`) and a
+"""The life of one sandboxed process, the same for the grading worker (`grader.sandbox.host.Sandbox`) and a
 notebook's kernel (`grader.notebooks.kernel.KernelSandbox`): written once, so the two never drift apart.
 
 A `Confinement` starts its process (the caller builds the command: bubblewrap's options come from

@@ -1,6 +1,6 @@
 """The sandbox worker: the only process that imports and runs student code.
 
-Started by `grader.sandbox.isolation.Sandbox` (inside bubblewrap where it can) with `python -I -c "...main()"`, its
+Started by `grader.sandbox.host.Sandbox` (inside bubblewrap where it can) with `python -I -c "...main()"`, its
 own copy of this package first on the path. It speaks the wire format on two
 private file descriptors (the real stdin/stdout are pointed away, so a student's `print` or `input`
 cannot touch the protocol), answers one request at a time, and keeps every object that cannot cross the

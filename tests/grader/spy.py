@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from grader.sandbox.isolation import Sandbox
+from grader.sandbox.host import Sandbox
 
 LABEL_RUN = 11  # a run of this many consecutive test labels found in a request counts as a leak
 

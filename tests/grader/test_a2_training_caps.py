@@ -18,7 +18,7 @@ from a2_linear import classifiers
 from a2_linear import two_layer_net as tln
 from grader.course import manifest
 from grader.judge.runner import grade
-from grader.sandbox.isolation import Sandbox
+from grader.sandbox.host import Sandbox
 from tests.conftest import ROOT, copy_submission, replace_function
 
 A2 = manifest.load("a2_linear", ROOT)

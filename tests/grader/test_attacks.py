@@ -93,7 +93,8 @@ def test_a_shim_cannot_find_the_reference(tmp_path):
 @pytest.mark.parametrize("isolation", ["none", pytest.param("bwrap", marks=needs_bwrap)])
 def test_the_shim_finds_the_reference_only_without_the_sandbox(tmp_path, isolation):
     """The attack above is real: without OS isolation the same file finds the reference and runs it."""
-    from grader.sandbox.isolation import Sandbox, SandboxConfig
+    from grader.sandbox.host import Sandbox
+    from grader.sandbox.isolation import SandboxConfig
 
     root = tmp_path / "kit"
     (root / "a1_knn").mkdir(parents=True)

@@ -258,7 +258,8 @@ def test_every_block_needs_an_oracle(tmp_path):
 
 
 def test_oracles_stay_in_place_across_a_worker_restart_and_go_with_restore(tmp_path):
-    from grader.sandbox.isolation import Sandbox, SandboxConfig
+    from grader.sandbox.host import Sandbox
+    from grader.sandbox.isolation import SandboxConfig
 
     root = tmp_path / "kit"
     write_work(root, {"square": "def square(x):\n    return x * 3\n", "Scaler": BROKEN_SCALER})
@@ -290,7 +291,8 @@ def test_oracles_stay_in_place_across_a_worker_restart_and_go_with_restore(tmp_p
 
 @pytest.mark.slow
 def test_an_oracle_kept_by_student_code_is_guarded_once_restored(tmp_path):
-    from grader.sandbox.isolation import Sandbox, SandboxConfig
+    from grader.sandbox.host import Sandbox
+    from grader.sandbox.isolation import SandboxConfig
 
     root = tmp_path / "kit"
     total = (

@@ -12,7 +12,8 @@ import torch
 from grader.course.manifest import AUTOGRAD_NAMES
 from grader.judge.checks import forbidden_feedback
 from grader.sandbox.guard import GUARD_REMOVED, aten_ops
-from grader.sandbox.isolation import Sandbox, SandboxConfig
+from grader.sandbox.host import Sandbox
+from grader.sandbox.isolation import SandboxConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,8 @@ import torch
 
 from dlcv.data import label_files
 from grader.course import manifest as manifests
-from grader.sandbox.isolation import Sandbox, SandboxConfig, SandboxError, detect_isolation
+from grader.sandbox.host import Sandbox
+from grader.sandbox.isolation import SandboxConfig, SandboxError, detect_isolation
 from tests.conftest import processes_with
 
 ISOLATION = detect_isolation()

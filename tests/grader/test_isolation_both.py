@@ -1,5 +1,5 @@
 """The same isolation promises, kept by both sandboxed processes that run student code: the grading worker
-(grader.sandbox.isolation.Sandbox) and a notebook's kernel (grader.notebooks.kernel.KernelSandbox), both started,
+(grader.sandbox.host.Sandbox) and a notebook's kernel (grader.notebooks.kernel.KernelSandbox), both started,
 confined and ended by grader.sandbox.process. From inside each: a file outside its working folder cannot be
 written, a protected file (in `hide`) cannot be read, the network is refused, and a process it starts in a session
 of its own does not outlive close()."""
@@ -16,7 +16,8 @@ import nbformat
 import pytest
 
 from grader.notebooks.execute import Limits, execute_notebooks
-from grader.sandbox.isolation import IsolationError, Sandbox, SandboxConfig, detect_isolation
+from grader.sandbox.host import Sandbox
+from grader.sandbox.isolation import IsolationError, SandboxConfig, detect_isolation
 from tests.conftest import processes_with
 
 SECRET = "the-course-secret-4711"

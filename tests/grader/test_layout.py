@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from grader.classroom import batch
-from grader.sandbox.isolation import WORKER_RUNTIME
+from grader.sandbox.host import WORKER_RUNTIME
 from tests.conftest import ROOT
 
 GRADER = ROOT / "grader"

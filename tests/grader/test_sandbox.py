@@ -6,7 +6,8 @@ import time
 import pytest
 import torch
 
-from grader.sandbox.isolation import Failure, Sandbox, SandboxConfig, SandboxError
+from grader.sandbox.host import Sandbox
+from grader.sandbox.isolation import Failure, SandboxConfig, SandboxError
 
 STUDENT = """
 import os, sys, torch

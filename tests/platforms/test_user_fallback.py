@@ -138,7 +138,8 @@ def test_one_gradings_cleanup_never_touches_another_gradings_worker(gradescope, 
     from pathlib import Path
 
     from grader.sandbox import isolation as sandbox_module
-    from grader.sandbox.isolation import Sandbox, SandboxConfig, SandboxError
+    from grader.sandbox.host import Sandbox
+    from grader.sandbox.isolation import SandboxConfig, SandboxError
 
     # no cgroup can be made (a container without a writable /sys/fs/cgroup, as on Gradescope)
     monkeypatch.setattr(sandbox_module.Cgroup, "ROOT", Path("/nonexistent-cgroup-root"))
