@@ -33,8 +33,9 @@ from grader.course.manifest import AUTOGRAD_NAMES, Manifest
 from grader.errors import GraderError
 from grader.judge import judging
 from grader.judge.checks import CheckFailed, CheckSpec, Ctx, collect, hit_record, reasons
+from grader.judge.doors import describe_dynamic, dynamic_uses
 from grader.judge.results import CheckResult, GradeResult, PartResult
-from grader.judge.staticscan import describe_dynamic, dynamic_uses, loop_sites, scan
+from grader.judge.staticscan import loop_sites, scan
 from grader.sandbox.host import Sandbox
 from grader.sandbox.isolation import Isolation, IsolationError, SandboxConfig, SandboxError, detect_isolation
 

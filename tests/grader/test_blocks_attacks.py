@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.judge.staticscan import dynamic_uses
+from grader.judge.doors import dynamic_uses
 from tests.grader.test_blocks import graded, make_course
 
 REPO = Path(__file__).resolve().parents[2]

@@ -148,7 +148,7 @@ def clean(a):
 
 
 def test_exec_eval_compile_importlib_import_and_torch_c_are_found_anywhere_in_the_file():
-    from grader.judge.staticscan import describe_dynamic, dynamic_uses
+    from grader.judge.doors import describe_dynamic, dynamic_uses
 
     names = lambda fn: {(u.name, u.line) for u in dynamic_uses(DYNAMIC, fn)}  # noqa: E731
     everything = {
@@ -178,7 +178,7 @@ def test_exec_eval_compile_importlib_import_and_torch_c_are_found_anywhere_in_th
 
 
 def test_code_without_them_is_not_flagged():
-    from grader.judge.staticscan import dynamic_uses
+    from grader.judge.doors import dynamic_uses
 
     assert dynamic_uses(SRC, "uses_all") == [] and dynamic_uses(SRC, "Model.predict") == []
     assert dynamic_uses("import re\ndef f(m):\n    return re.compile('a'), m.eval()\n", "f") == []
@@ -340,7 +340,7 @@ DOORS = {
 
 @pytest.mark.parametrize("door", sorted(DOORS))
 def test_each_door_is_refused_at_module_level_and_in_any_function(door):
-    from grader.judge.staticscan import dynamic_uses
+    from grader.judge.doors import dynamic_uses
 
     snippet, name = DOORS[door]
     src = HEADER + snippet + "\n"
@@ -393,13 +393,13 @@ if __name__ == "__main__":
 
 
 def test_ordinary_code_opens_no_door():
-    from grader.judge.staticscan import dynamic_uses
+    from grader.judge.doors import dynamic_uses
 
     assert dynamic_uses(CLEAN, "graded") == []
 
 
 def test_the_reviewers_one_liner_is_refused_with_kind_feedback():
-    from grader.judge.staticscan import describe_dynamic, dynamic_uses
+    from grader.judge.doors import describe_dynamic, dynamic_uses
 
     src = (
         "import sys\nimport torch\n"
@@ -429,7 +429,7 @@ def test_the_reviewers_one_liner_is_refused_with_kind_feedback():
 
 
 def test_feedback_shows_the_name_behind_an_alias():
-    from grader.judge.staticscan import describe_dynamic, dynamic_uses
+    from grader.judge.doors import describe_dynamic, dynamic_uses
 
     src = "import sys as s\nfrom gc import get_objects\n\ndef f():\n    return s.modules\n"
     text = describe_dynamic("f", dynamic_uses(src, "f"), "a1_knn/knn.py")
@@ -439,7 +439,7 @@ def test_feedback_shows_the_name_behind_an_alias():
 def test_no_reference_file_opens_a_door():
     """Every graded function of every assignment's reference, and of the stubbed kit the students start from."""
     from grader.course.manifest import available, load
-    from grader.judge.staticscan import dynamic_uses
+    from grader.judge.doors import dynamic_uses
     from grader.kit.release import stub_source
     from tests.conftest import ROOT
 
