@@ -13,7 +13,8 @@ from grader.errors import GraderError
 
 def _grade(args: argparse.Namespace) -> int:
     from grader.course import manifest as manifests
-    from grader.judge.runner import assignments_in, grade
+    from grader.judge.loading import assignments_in
+    from grader.judge.runner import grade
     from grader.reports import formats as report
 
     kit = Path(args.course).resolve() if args.course else manifests.course_root()
@@ -160,7 +161,7 @@ def _batch(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     from grader.course import manifest as manifests
-    from grader.judge.runner import load_checks
+    from grader.judge.loading import load_checks
 
     kit = Path(args.course).resolve() if args.course else manifests.course_root()
     if args.docstring and not args.rules:

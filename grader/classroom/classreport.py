@@ -70,7 +70,7 @@ def parts_svg(m: Manifest, per_part: dict[str, list[float]]) -> str:
 
 def _check_titles(m: Manifest, kit: Path, hidden: bool) -> dict[str, tuple[str, str, str]]:
     """check id -> (title, function, part), in grading order (from the checks themselves)."""
-    from grader.judge.runner import load_checks
+    from grader.judge.loading import load_checks
 
     try:
         specs = load_checks(m, hidden)

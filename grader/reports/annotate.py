@@ -49,7 +49,7 @@ def _def_line(path: Path, name: str) -> int:
 
 def _functions(assignment: str, kit: Path) -> tuple[dict[str, str], dict[str, str]]:
     """check id -> graded function, and function -> its file (from the assignment's public checks)."""
-    from grader.judge.runner import load_checks
+    from grader.judge.loading import load_checks
 
     m = manifests.load(assignment, kit)
     specs = load_checks(m, hidden=False)

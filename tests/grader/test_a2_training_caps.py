@@ -26,7 +26,7 @@ A2 = manifest.load("a2_linear", ROOT)
 
 def a2_checks():
     """The module of A2's public checks, as the grader loads it."""
-    from grader.judge.runner import load_checks
+    from grader.judge.loading import load_checks
 
     return sys.modules[load_checks(A2, hidden=False)[0].body.__module__]
 

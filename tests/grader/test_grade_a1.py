@@ -235,7 +235,7 @@ def test_hostile_submissions_still_yield_complete_results(tmp_path, attack):
 
 
 def grade_ids():
-    from grader.judge.runner import load_checks
+    from grader.judge.loading import load_checks
 
     return [s.id for s in load_checks(A1, hidden=False)]
 
@@ -410,6 +410,6 @@ def a1_checks():
     """A1's checks module, as the grader loads it."""
     import sys
 
-    from grader.judge.runner import load_checks
+    from grader.judge.loading import load_checks
 
     return sys.modules[load_checks(A1, hidden=False)[0].body.__module__]

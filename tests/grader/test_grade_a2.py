@@ -310,7 +310,7 @@ def a2_checks():
     """The module of A2's public checks, as the grader loads it."""
     import sys
 
-    from grader.judge.runner import load_checks
+    from grader.judge.loading import load_checks
 
     return sys.modules[load_checks(A2, hidden=False)[0].body.__module__]
 

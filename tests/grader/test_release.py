@@ -12,7 +12,8 @@ import pytest
 
 from grader.course import manifest
 from grader.errors import GraderError
-from grader.judge.runner import grade, load_checks
+from grader.judge.loading import load_checks
+from grader.judge.runner import grade
 from grader.kit.release import code_lines, find_regions, line_pairs, release, stub_source
 from grader.kit.submit import build_submission
 from tests.conftest import ROOT
