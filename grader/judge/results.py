@@ -26,7 +26,7 @@ class CheckResult:
     mistakes: list[str] = field(default_factory=list)
     # the check itself crashed ("TypeError: ..."): the course's fault, not the student's
     grader_errors: list[str] = field(default_factory=list)
-    # the rules broken: {rule, name, file, line, function, found} (grader.judge.checks.hit_record)
+    # the rules broken: {rule, name, file, line, function, found} (grader.judge.feedback.hit_record)
     rule_hits: list[dict] = field(default_factory=list)
 
     @property

@@ -29,8 +29,9 @@ from grader.course.intake import Staged, stage
 from grader.course.manifest import AUTOGRAD_NAMES, Manifest
 from grader.errors import GraderError
 from grader.judge import judging
-from grader.judge.checks import CheckFailed, CheckSpec, Ctx, hit_record, reasons
+from grader.judge.checks import CheckFailed, CheckSpec, Ctx
 from grader.judge.doors import describe_dynamic, dynamic_uses
+from grader.judge.feedback import hit_record, reasons
 from grader.judge.loading import load_checks, load_oracles
 from grader.judge.results import CheckResult, GradeResult, PartResult
 from grader.judge.staticscan import loop_sites, scan
@@ -134,7 +135,7 @@ class Run:
         return self._scans[function]
 
     def static_hits(self, function: str) -> list[dict]:
-        """What `static_problem` found in `function`'s source, as rule hits (see grader.judge.checks.hit_record)."""
+        """What `static_problem` found in `function`'s source, as rule hits (see grader.judge.feedback.hit_record)."""
         self.static_problem(function)
         return self._scan_hits.get(function, [])
 

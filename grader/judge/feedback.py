@@ -1,0 +1,115 @@
+"""The judge's feedback sentences about a failed request and a broken rule, and rule hits as data
+(`hit_record`: what CheckResult.rule_hits holds)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from grader.course.manifest import AUTOGRAD_NAMES
+from grader.judge.judging import (  # noqa: F401 - re-exported: checks import these from grader.judge.checks
+    cpu64,
+    describe_value,
+    dtype_name,
+    fmt_shape,
+    known_mistakes,
+    rel_error,
+    same,
+)
+from grader.sandbox.guard import GUARD_REMOVED, describe_hit
+from grader.sandbox.isolation import SandboxError
+
+if TYPE_CHECKING:
+    pass
+
+
+def describe_error(err: SandboxError, function: str) -> str:
+    """Feedback for a call that failed inside the sandbox."""
+    where = ""
+    if err.where:
+        w = err.where[-1]
+        where = f"\n  at {w['file']} line {w['line']}, in {w['function']}: {w['code'].strip()}"
+    if err.kind == "exception" and err.type_name == "NotImplementedError":
+        raiser = err.where[-1]["function"] if err.where else ""
+        if not raiser or raiser == "<module>" or function.startswith(raiser):
+            text = f"{function} is not implemented yet (it raises NotImplementedError)."
+        elif raiser.startswith(function.split(".")[0] + "."):  # a method of the class being checked
+            text = f"{raiser} is not implemented yet (it raises NotImplementedError)."
+        else:
+            text = f"{raiser} is not implemented yet (it raises NotImplementedError), and {function} calls it."
+    elif err.kind == "exception" and (
+        err.type_name == "MemoryError" or "out of memory" in err.message or "can't allocate memory" in err.message
+    ):
+        text = (
+            f"{function} ran out of memory: it allocates more than the sandbox allows (look for a large "
+            f"intermediate tensor).\n  {err.type_name}: {err.message[:300]}{where}"
+        )
+    elif err.kind == "exception":
+        text = f"{function} raised {err.type_name}: {err.message}{where}"
+    elif err.kind == "exit":
+        code = err.message if err.type_name == "SystemExit" else ""
+        text = (
+            f"{function} called sys.exit({code}); your code must not exit the program.{where}"
+            if err.type_name == "SystemExit"
+            else err.message
+        )
+    elif err.kind == "timeout":
+        text = (
+            f"{err.message}: {function} may loop forever, or be far slower than it should be "
+            "(a loop where vectorised code was asked for?)"
+        )
+    else:
+        text = err.message
+    if err.output.strip():
+        text += "\n  output before the failure:\n    " + "\n    ".join(err.output.strip().splitlines()[-8:])
+    return text
+
+
+def hit_record(rule: str, name: str, *, file: str | None, line: int | None, function: str | None, found: str) -> dict:
+    """One rule hit as `CheckResult.rule_hits` holds it: the rule ("forbidden": a forbidden name, "guard": the
+    guard removed, "dynamic": a door the grader cannot watch, "loops": a loop beyond those allowed), the name
+    found, where (file, line, the student's function) and how it was `found` ("source": reading the submitted
+    file; "run": the guard, while the code ran)."""
+    return {"rule": rule, "name": name, "file": file, "line": line, "function": function, "found": found}
+
+
+def guard_hits(hits: list[dict], called: str) -> list[dict]:
+    """The guard's records of a call (grader.sandbox.guard.hit_records) as rule hits."""
+    return [
+        hit_record(
+            "guard" if h["name"] == GUARD_REMOVED else "forbidden",
+            h["name"],
+            file=h.get("file"),
+            line=h.get("line"),
+            function=h.get("function") or called,
+            found="run",
+        )
+        for h in hits
+    ]
+
+
+def reasons(names: list[str], why: dict[str, str]) -> str:
+    """' (torch.cdist: it computes the distances you are asked to compute)' for the names with a reason."""
+    said = [f"{n}: {why[n]}" for n in dict.fromkeys(names) if why.get(n)]
+    return f" ({'; '.join(said)})" if said else ""
+
+
+def forbidden_feedback(
+    hits: list[dict], called: str, graded: str, no_autograd: bool = False, why: dict[str, str] | None = None
+) -> str:
+    """`Conv.forward called torch.nn.functional.conv2d (line 12 of convolutional_networks.py), which Conv may
+    not use in this assignment.` One sentence per student function the guard found a use in."""
+    if any(h["name"] == GUARD_REMOVED for h in hits):
+        return (
+            f"{called} removed or disabled the grader's guard (the PyTorch modes that watch for forbidden "
+            "calls while your code runs); your code must leave PyTorch's mode stacks as it found them."
+        )
+    by_function: dict[str, list[str]] = {}
+    for h in hits:
+        uses = by_function.setdefault(h.get("function") or called, [])
+        if describe_hit(h) not in uses:
+            uses.append(describe_hit(h))
+    said = "; ".join(f"{who} called {', '.join(uses)}" for who, uses in by_function.items())
+    text = f"{said}, which {graded} may not use in this assignment{reasons([h['name'] for h in hits], why or {})}."
+    if no_autograd and any(h["name"] in AUTOGRAD_NAMES for h in hits):
+        text += " Gradients are computed by hand here: no requires_grad, .backward(), torch.autograd or torch.func."
+    return text
