@@ -15,8 +15,9 @@ from grader.judge.judging import (  # noqa: F401 - re-exported: checks import th
     rel_error,
     same,
 )
-from grader.sandbox.guard import GUARD_REMOVED, describe_hit
+from grader.sandbox.guard import describe_hit
 from grader.sandbox.isolation import SandboxError
+from grader.sandbox.lowering import GUARD_REMOVED
 
 if TYPE_CHECKING:
     pass

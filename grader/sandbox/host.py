@@ -53,6 +53,7 @@ WORKER_RUNTIME = (
     "sandbox/worker.py",
     "sandbox/wire.py",
     "sandbox/guard.py",
+    "sandbox/lowering.py",
 )
 BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from grader.sandbox.worker import main; main()"
 

@@ -11,9 +11,9 @@ import torch
 
 from grader.course.manifest import AUTOGRAD_NAMES
 from grader.judge.checks import forbidden_feedback
-from grader.sandbox.guard import GUARD_REMOVED, aten_ops
 from grader.sandbox.host import Sandbox
 from grader.sandbox.isolation import SandboxConfig
+from grader.sandbox.lowering import GUARD_REMOVED, aten_ops
 
 ROOT = Path(__file__).resolve().parents[2]
 

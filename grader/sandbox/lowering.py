@@ -1,0 +1,198 @@
+"""What each forbidden name is, for the worker's guard (grader.sandbox.guard): the ATen operators it lowers to
+(ATEN_OPS, `aten_ops`), the public name of a PyTorch callable as the function mode receives it (`canonical`),
+and the names autograd is reported under. A new forbidden name whose call PyTorch lowers to an operator of
+another name needs an entry in ATEN_OPS (tests/grader/test_guard.py probes each).
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import torch
+
+# ---- what each forbidden name lowers to ------------------------------------------------------------------
+# The ATen operators (OpOverload._opname) each forbidden name reaches the dispatcher as, found by running each
+# call under a logging TorchDispatchMode (torch 2.x, CPU and CUDA kernels' names both listed where they differ).
+# Composite functions that decompose into generic operators (torch.nn.functional.linear -> mm/addmm, dropout ->
+# bernoulli_/mul, numel -> no operator at all) have no entry: the function mode catches them by name, and an
+# entry would flag code that writes the same arithmetic out by hand (which is what the student is asked to do).
+_CONV = frozenset(
+    {
+        "convolution",
+        "_convolution",
+        "conv2d",
+        "cudnn_convolution",
+        "mkldnn_convolution",
+        "_slow_conv2d_forward",
+        "thnn_conv2d",
+        "_nnpack_spatial_convolution",
+        "convolution_overrideable",
+        "_conv_depthwise2d",
+        "slow_conv_dilated2d",
+        "miopen_convolution",
+        "conv_tbc",
+    }
+)
+_CONV_T = frozenset(
+    {
+        "convolution",
+        "_convolution",
+        "conv_transpose2d",
+        "cudnn_convolution_transpose",
+        "slow_conv_transpose2d",
+        "miopen_convolution_transpose",
+        "mkldnn_convolution",
+    }
+)
+_MAXPOOL = frozenset(
+    {
+        "max_pool2d_with_indices",
+        "max_pool2d",
+        "mkldnn_max_pool2d",
+        "quantized_max_pool2d",
+        "_mps_max_pool2d",
+        "max_pool2d_with_indices_backward",
+    }
+)
+_BATCHNORM = frozenset(
+    {
+        "native_batch_norm",
+        "_native_batch_norm_legit",
+        "_native_batch_norm_legit_no_training",
+        "_native_batch_norm_legit_functional",
+        "_batch_norm_with_update",
+        "_batch_norm_no_update",
+        "batch_norm",
+        "_batch_norm_impl_index",
+        "cudnn_batch_norm",
+        "miopen_batch_norm",
+        "native_batch_norm_backward",
+    }
+)
+_NORM = frozenset({"norm", "linalg_vector_norm", "frobenius_norm", "nuclear_norm", "linalg_norm", "linalg_matrix_norm"})
+ATEN_OPS: dict[str, frozenset[str]] = {
+    "torch.cdist": frozenset({"_cdist_forward", "_euclidean_dist", "cdist", "_cdist_backward"}),
+    "torch.dist": frozenset({"dist"}),
+    "torch.Tensor.dist": frozenset({"dist"}),
+    "torch.norm": _NORM,
+    "torch.Tensor.norm": _NORM,
+    "torch.mean": frozenset({"mean"}),
+    "torch.Tensor.mean": frozenset({"mean"}),
+    "torch.std": frozenset({"std", "std_mean"}),
+    "torch.Tensor.std": frozenset({"std", "std_mean"}),
+    "torch.var": frozenset({"var", "var_mean"}),
+    "torch.Tensor.var": frozenset({"var", "var_mean"}),
+    "torch.std_mean": frozenset({"std_mean"}),
+    "torch.var_mean": frozenset({"var_mean"}),
+    "torch.relu": frozenset({"relu"}),
+    "torch.relu_": frozenset({"relu_"}),
+    "torch.Tensor.relu": frozenset({"relu"}),
+    "torch.Tensor.relu_": frozenset({"relu_"}),
+    "torch.nn.functional.relu": frozenset({"relu", "relu_"}),
+    "torch.nn.functional.relu_": frozenset({"relu_"}),
+    "torch.nn.functional.conv2d": _CONV,
+    "torch.conv2d": _CONV,
+    "torch.convolution": _CONV | _CONV_T,
+    "torch.nn.functional.conv_transpose2d": _CONV_T,
+    "torch.conv_transpose2d": _CONV_T,
+    "torch.nn.grad.conv2d_input": frozenset({"convolution_backward"}),
+    "torch.nn.grad.conv2d_weight": frozenset({"convolution_backward"}),
+    "torch.nn.functional.unfold": frozenset({"im2col"}),
+    "torch.nn.functional.fold": frozenset({"col2im"}),
+    "torch.Tensor.unfold": frozenset({"unfold"}),
+    "torch.nn.functional.max_pool2d": _MAXPOOL,
+    "torch.max_pool2d": _MAXPOOL,
+    "torch.nn.functional.max_pool2d_with_indices": _MAXPOOL,
+    "torch.nn.functional.adaptive_max_pool2d": frozenset({"adaptive_max_pool2d"}),
+    "torch.nn.functional.max_unpool2d": frozenset({"max_unpool2d"}),
+    "torch.nn.functional.batch_norm": _BATCHNORM,
+    "torch.batch_norm": _BATCHNORM,
+    "torch.nn.functional.instance_norm": _BATCHNORM | {"instance_norm"},
+    "torch.nn.functional.layer_norm": frozenset({"native_layer_norm", "layer_norm"}),
+    "torch.nn.functional.group_norm": frozenset({"native_group_norm", "group_norm"}),
+    "torch.nn.functional.bilinear": frozenset({"_trilinear", "bilinear"}),
+    "torch.nn.functional.linear": frozenset(),  # composite: mm/addmm (function mode only)
+    "torch.nn.functional.dropout": frozenset({"native_dropout"}),  # else bernoulli_ + mul (function mode)
+    "torch.dropout": frozenset({"native_dropout"}),
+    "torch.dropout_": frozenset(),
+    "torch.nn.functional.alpha_dropout": frozenset(),
+    "torch.nn.functional.feature_alpha_dropout": frozenset(),
+    "torch.nn.functional.cross_entropy": frozenset(
+        {"cross_entropy_loss", "nll_loss_forward", "nll_loss2d_forward", "nll_loss", "nll_loss_nd"}
+    ),
+    "torch.nn.functional.nll_loss": frozenset({"nll_loss_forward", "nll_loss2d_forward", "nll_loss", "nll_loss_nd"}),
+    "torch.nn.functional.log_softmax": frozenset({"_log_softmax", "log_softmax"}),
+    "torch.nn.functional.softmax": frozenset({"_softmax", "softmax"}),
+    "torch.nn.functional.multi_margin_loss": frozenset({"multi_margin_loss"}),
+    "torch.numel": frozenset(),
+    "torch.Tensor.numel": frozenset(),
+    "torch.Tensor.nelement": frozenset(),  # no op
+    "torch.optim": frozenset(),  # optimizers are Python: caught by the calling frame (see PACKAGES)
+}
+# Whole namespaces: the operators only they reach (the ATen functions PyTorch binds under torch._C._nn and
+# torch._C._linalg), computed from this PyTorch at start-up.
+NAMESPACES = {"torch.nn": "_nn", "torch.linalg": "_linalg"}
+# Names that are the same operation under another spelling (x.nelement() is x.numel()).
+SAME_OPS = [frozenset({"torch.numel", "torch.Tensor.numel", "torch.Tensor.nelement"})]
+# Packages whose own Python code calling PyTorch counts as using them (an optimizer's step calls add_ from there).
+PACKAGES = ("torch.nn", "torch.optim", "torch.linalg")
+
+# Autograd, as the guard reports it (each is in grader.course.manifest.AUTOGRAD_NAMES).
+AUTOGRAD = "torch.autograd"  # the engine ran, a graph was built, torch.autograd.* called
+REQUIRES_GRAD = "torch.Tensor.requires_grad"  # requires_grad set (setattr, property, keyword)
+REQUIRES_GRAD_ = "torch.Tensor.requires_grad_"
+BACKWARD = "torch.Tensor.backward"
+FUNC = "torch.func"  # a torch.func transform that differentiates (grad, vjp, jvp, ...)
+GUARD_REMOVED = "grader.sandbox.guard"  # the record of a call that removed or disabled the guard
+AUTOGRAD_CANON = {
+    "torch.Tensor.backward": BACKWARD,
+    "torch.Tensor.requires_grad_": REQUIRES_GRAD_,
+    "torch._make_dual": AUTOGRAD,
+    "torch._unpack_dual": AUTOGRAD,
+    "torch.Tensor.register_hook": AUTOGRAD,
+    "torch.Tensor.retain_grad": AUTOGRAD,
+    "torch.Tensor.register_post_accumulate_grad_hook": AUTOGRAD,
+}
+
+AUTOGRAD_ALL = frozenset(
+    {AUTOGRAD, REQUIRES_GRAD, REQUIRES_GRAD_, BACKWARD, FUNC, "torch.autograd.grad", "torch.autograd.backward"}
+)
+
+MAX_HITS = 20
+
+
+def aten_ops(name: str) -> frozenset[str]:
+    """The ATen operators `name` is detected by at the dispatcher (may be empty: see ATEN_OPS)."""
+    if name in NAMESPACES:
+        ns = getattr(torch._C, NAMESPACES[name])
+        ops = {n for n in dir(ns) if not n.startswith("__")}
+        if name == "torch.nn":
+            ops |= {"nll_loss_forward", "nll_loss2d_forward", "max_pool2d_with_indices_backward"}
+        return frozenset(ops)
+    return ATEN_OPS.get(name, frozenset())
+
+
+def canonical(func: Any) -> str:
+    """The public name of a PyTorch callable as the function mode receives it: `torch.cdist` for
+    torch.functional.cdist and torch._C._VariableFunctions.cdist, `torch.Tensor.numel` for
+    torch._C.TensorBase.numel, `torch.nn.functional.linear` for torch._C._nn.linear, ..."""
+    if isinstance(func, types.MethodWrapperType):  # a property's __get__/__set__ (x.requires_grad = ...)
+        owner = getattr(func, "__self__", None)
+        return f"torch.Tensor.{getattr(owner, '__name__', '?')}.{func.__name__}"
+    name = getattr(func, "__name__", None) or type(func).__name__
+    qual = getattr(func, "__qualname__", None) or name
+    module = getattr(func, "__module__", None) or ""
+    if qual.startswith(("TensorBase.", "Tensor.", "_TensorBase.")) and module in ("", "torch._tensor", "torch"):
+        return f"torch.Tensor.{name}"
+    if qual.startswith("_VariableFunctionsClass.") or module in ("torch.functional", "torch._VF"):
+        return f"torch.{name}"
+    if module == "torch._C._nn":
+        return f"torch.nn.functional.{name}"
+    if module == "torch._C._linalg":
+        return f"torch.linalg.{name.removeprefix('linalg_')}"
+    if module == "torch._C._special":
+        return f"torch.special.{name.removeprefix('special_')}"
+    if module.startswith("torch._ops"):  # torch.ops.aten.x: the dispatch mode names it
+        return f"torch.ops.{getattr(func, '__name__', name)}"
+    return f"{module}.{name}" if module else name
