@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the system packages the grader uses, where this user can (root with apt-get); otherwise say what is
 # missing and how to get it, and carry on: everything else works without them.
-#   bubblewrap:    the OS sandbox student code and notebooks run in (grader/sandbox.py); without it, weaker isolation
+#   bubblewrap:    the OS sandbox student code and notebooks run in (grader/sandbox/); without it, weaker isolation
 #   chromium:      prints the notebook report to PDF (grader grade --report --pdf); without it, HTML only
 #   poppler-utils: pdftoppm/pdftotext, which the tests use to read that PDF
 set -u
