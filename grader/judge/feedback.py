@@ -3,24 +3,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from grader.course.manifest import AUTOGRAD_NAMES
-from grader.judge.judging import (  # noqa: F401 - re-exported: checks import these from grader.judge.checks
-    cpu64,
-    describe_value,
-    dtype_name,
-    fmt_shape,
-    known_mistakes,
-    rel_error,
-    same,
-)
 from grader.sandbox.guard import describe_hit
 from grader.sandbox.isolation import SandboxError
 from grader.sandbox.lowering import GUARD_REMOVED
-
-if TYPE_CHECKING:
-    pass
 
 
 def describe_error(err: SandboxError, function: str) -> str:
