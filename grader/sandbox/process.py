@@ -344,11 +344,14 @@ class Confinement:
     ) -> None:
         self.mode = mode
         self.run_as = user_ids(run_as) if mode == "user" else None
+        if mode == "user" and self.run_as is None:  # never fall back to running student code as this judge's user
+            raise RuntimeError(f"the `user` isolation runs code as an unprivileged user: {run_as!r} is none here")
         if self.run_as:
             become_subreaper()
         self.cgroup = Cgroup(name, max_processes, memory_bytes)
         self.proc: subprocess.Popen | None = None
         self.child_pid: int | None = None  # PID 1 of the process's PID namespace (bwrap)
+        self._child_fd: int | None = None  # a pidfd on it
         self._info: tuple[int, int] | None = None
         # resolved here, in the judge: the child between fork and exec should load no library
         try:
@@ -414,6 +417,10 @@ class Confinement:
                 self.child_pid = read_child_pid(self._info[0], deadline, proc)
         finally:
             self._close_info()
+        self._child_fd = None
+        if self.child_pid is not None:  # a handle on that very process: a later kill never hits a reused PID
+            with contextlib.suppress(OSError):
+                self._child_fd = os.pidfd_open(self.child_pid)
         return self.child_pid
 
     def _close_info(self) -> None:
@@ -459,11 +466,14 @@ class Confinement:
         if proc is None:
             return 0.0
         peak = peak_rss_mb(proc.pid)
-        if child is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(child, signal.SIGKILL)
+        child_fd, self._child_fd = self._child_fd, None
+        if child_fd is not None:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(child_fd, signal.SIGKILL)
+            os.close(child_fd)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5 if child is not None else 0)
+        # a process group's ID is not given to a new process while any member lives, so this reaches only ours
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         self.cgroup.kill()

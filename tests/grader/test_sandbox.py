@@ -301,3 +301,11 @@ def test_lazily_imported_standard_modules_work_in_the_worker(sandbox, tmp_path):
     )
     with Sandbox(SandboxConfig(root=root, student_files=["pkg/late.py"], call_timeout=30)) as sb:
         assert sb.call("pkg.late", "f").value == 1.0
+
+
+def test_the_user_fallback_never_runs_code_as_the_judges_user():
+    """With no unprivileged user to become, `user` isolation refuses to start rather than run code as root."""
+    from grader.sandbox.process import Confinement
+
+    with pytest.raises(RuntimeError, match="unprivileged user: 'no-such-user-dlcv' is none here"):
+        Confinement("user", "dlcv-test", max_processes=8, memory_bytes=None, run_as="no-such-user-dlcv")
