@@ -417,7 +417,9 @@ class Confinement:
                 self.child_pid = read_child_pid(self._info[0], deadline, proc)
         finally:
             self._close_info()
-        self._child_fd = None
+        if self._child_fd is not None:  # a handle left from a process that was never killed
+            os.close(self._child_fd)
+            self._child_fd = None
         if self.child_pid is not None:  # a handle on that very process: a later kill never hits a reused PID
             with contextlib.suppress(OSError):
                 self._child_fd = os.pidfd_open(self.child_pid)
