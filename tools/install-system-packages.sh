@@ -2,15 +2,18 @@
 # Install the system packages the grader uses, where this user can (root with apt-get); otherwise say what is
 # missing and how to get it, and carry on: everything else works without them.
 #   bubblewrap:    the OS sandbox student code and notebooks run in (grader/sandbox/); without it, weaker isolation
+#   libseccomp2:   the kernel filter that keeps graded code from starting processes (grader/sandbox/syscalls.py)
 #   chromium:      prints the notebook report to PDF (grader grade --report --pdf); without it, HTML only
 #   poppler-utils: pdftoppm/pdftotext, which the tests use to read that PDF
 set -u
-packages=(bubblewrap chromium poppler-utils)
-commands=(bwrap chromium pdftoppm)
+packages=(bubblewrap libseccomp2 chromium poppler-utils)
+commands=(bwrap libseccomp.so.2 chromium pdftoppm)
 missing=()
 for i in "${!packages[@]}"; do
   cmd="${commands[$i]}"
-  if [ "$cmd" = chromium ]; then
+  if [ "$cmd" = libseccomp.so.2 ]; then
+    ldconfig -p 2>/dev/null | grep -q libseccomp.so.2 || missing+=("${packages[$i]}")
+  elif [ "$cmd" = chromium ]; then
     command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
       || command -v google-chrome >/dev/null 2>&1 || missing+=("${packages[$i]}")
   else
@@ -42,6 +45,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=("${still[@]}")
 fi
 echo "note: ${missing[*]} not installed (needs root: sudo apt-get install ${missing[*]}, or your system's" \
-     "package manager). Grading still works: without bubblewrap student code runs without an OS sandbox;" \
+     "package manager). Grading still works: without bubblewrap student code runs without an OS sandbox" \
+     "(and without libseccomp2 grading refuses to start wherever it would sandbox student code);" \
      "without chromium the notebook report is HTML only." >&2
 exit 0

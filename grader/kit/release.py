@@ -252,8 +252,9 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
 ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
 # Python 3.11 or newer (Gradescope's Ubuntu 22.04 image has 3.11 in its universe repository) and bubblewrap, the
-# sandbox student code runs in (where Docker refuses namespaces, the grader falls back to an unprivileged user)
-packages=(python3.11 python3.11-venv bubblewrap)
+# sandbox student code runs in (where Docker refuses namespaces, the grader falls back to an unprivileged user), and
+# libseccomp2, the library of the kernel filter that keeps graded code from starting processes (grader.sandbox.syscalls)
+packages=(python3.11 python3.11-venv bubblewrap libseccomp2)
 if command -v apt-get >/dev/null 2>&1; then
   install() {{ apt-get install -y -q --no-install-recommends "${{packages[@]}}" >/dev/null; }}
   install || {{ apt-get update -q >/dev/null && install; }} \\

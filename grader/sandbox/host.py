@@ -54,6 +54,12 @@ WORKER_RUNTIME = (
     "sandbox/wire.py",
     "sandbox/guard.py",
     "sandbox/lowering.py",
+    "sandbox/syscalls.py",
+)
+FORBIDDEN_CALL = (
+    "your code was stopped while {doing}: it tried to start a process or run a program (os.fork, os.system, "
+    "subprocess, multiprocessing, exec), to reach another process, or to open a network connection. Graded code "
+    "may do none of these: compute in your own function, in this process."
 )
 BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from grader.sandbox.worker import main; main()"
 
@@ -217,6 +223,8 @@ class Sandbox:
                 "threads": self.config.threads,
                 "isolation": self.isolation.mode,
                 "oracles": self.config.oracles,
+                # the kernel's filter (grader.sandbox.syscalls) must load wherever the code is isolated at all
+                "syscall_filter": "require" if self.isolation.mode in ("bwrap", "user") else "try",
             }
             reply = self._roundtrip(
                 {"op": "setup", "config": cfg}, self.config.startup_timeout, "starting", max_reply=SMALL_REPLY_BYTES
@@ -234,7 +242,9 @@ class Sandbox:
         # what the worker says of itself is untrusted: kept for diagnostics under its own key
         self.info.update(
             worker={
-                k: worker[k] for k in ("user", "memory_limited") if k in worker and isinstance(worker[k], (str, bool))
+                k: worker[k]
+                for k in ("user", "memory_limited", "syscall_filter")
+                if k in worker and isinstance(worker[k], (str, bool))
             }
         )
         # bubblewrap's network namespace, or the one the worker entered before it ran (where the kernel allowed it),
@@ -392,7 +402,14 @@ class Sandbox:
             code = proc.wait(timeout=10) if proc is not None else None
         except subprocess.TimeoutExpired:
             code = None
+        started = self._child_pid is not None  # bubblewrap had started the worker (read before the kill forgets it)
         self._kill()
+        # bubblewrap reports its child's death by signal N as the status 128 + N
+        signum = -code if code is not None and code < 0 else None
+        if code is not None and code > 128 and self.isolation.mode == "bwrap" and started:
+            signum = code - 128
+        if signum == signal.SIGSYS:  # grader.sandbox.syscalls: the kernel's filter killed the worker
+            return SandboxError(Failure.FORBIDDEN, FORBIDDEN_CALL.format(doing=doing))
         if code is not None and code < 0:
             sig = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
             hint = " (out of memory?)" if sig == "SIGKILL" else ""

@@ -100,6 +100,7 @@ class Failure(StrEnum):
     IMPORT = "import"  # the student's module could not be imported
     UNSENDABLE = "unsendable"  # a value could not cross the wire
     PROTOCOL = "protocol"  # the worker's answer was malformed or not the request's
+    FORBIDDEN = "forbidden"  # the kernel stopped the worker for a call graded code may not make (syscalls.py)
 
 
 # what a worker may say of a failure (its code runs beside the student's, so anything else it says is refused)

@@ -101,6 +101,8 @@ class Worker:
 
     # -- setup --------------------------------------------------------------------------------
     def setup(self, cfg: dict) -> dict:
+        from grader.sandbox import syscalls  # before the staged tree is on the path: no student file can stand in
+
         root = cfg["root"]
         self.root = os.path.realpath(root) + os.sep
         os.chdir(cfg.get("workdir") or root)
@@ -116,6 +118,15 @@ class Worker:
         info["memory_limited"] = _limit_resources(cfg.get("memory_mb"), cfg.get("max_files", 256), self.device == "cpu")
         info["user"] = _user()
         self._install_guards(root, cfg)
+        _warm_threads(self.device)
+        # last: from here on, no process, program, thread or network socket can be made (grader.sandbox.syscalls)
+        try:
+            syscalls.load_filter()
+            info["syscall_filter"] = "loaded"
+        except syscalls.FilterUnavailable as e:
+            if cfg.get("syscall_filter") == "require":
+                raise RuntimeError(f"the sandbox could not close itself to new processes: {e}") from None
+            info["syscall_filter"] = f"not loaded: {e}"
         return info
 
     def _install_guards(self, root: str, cfg: dict) -> None:
@@ -342,7 +353,10 @@ def _error_reply(e: BaseException, student_files: set[str]) -> dict:
             }
         ]
     kind = "exit" if isinstance(e, SystemExit) else "exception"
-    return {"ok": False, "kind": kind, "type": type(e).__name__, "message": str(e)[:2000], "where": where}
+    message = str(e)[:2000]
+    if isinstance(e, RuntimeError) and "can't start new thread" in message:  # grader.sandbox.syscalls refused it
+        message += " (graded code may not start threads: the work must be done in your function's own thread)"
+    return {"ok": False, "kind": kind, "type": type(e).__name__, "message": message, "where": where}
 
 
 def _seed(seed: int) -> None:
@@ -356,6 +370,23 @@ def _seed(seed: int) -> None:
         numpy.random.seed(seed % 2**32)
     except ImportError:
         pass
+
+
+def _warm_threads(device: str) -> None:
+    """Make now every thread PyTorch makes on first use (its intra-op pool, BLAS's, the autograd engine's device
+    threads, CUDA's), since none can be made once the filter is loaded. Inputs are large enough to go parallel."""
+    import torch
+
+    for dev in ["cpu", device] if device != "cpu" else ["cpu"]:
+        x = torch.ones(512, 512, device=dev)
+        (x @ x).sum()
+        torch.nn.functional.conv2d(torch.ones(8, 3, 32, 32, device=dev), torch.ones(4, 3, 3, 3, device=dev))
+        w = torch.ones(64, device=dev, requires_grad=True)
+        with torch.enable_grad():
+            (w * 2).sum().backward()
+        torch.ones(1 << 20, device=dev).add_(1).sum()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def _user() -> str:
