@@ -30,6 +30,7 @@ import datetime as _dt
 import json
 import multiprocessing as mp
 import os
+import secrets
 import signal
 import sys
 import tempfile
@@ -228,6 +229,7 @@ class Job:
     sandbox: str
     threads: int
     kit: str
+    seed_secret: str  # the same on both devices: the same inputs, so the results compare
 
 
 def _stop(signum, frame):  # SIGTERM from the parent at the budget: unwind, so the sandbox is closed
@@ -252,6 +254,7 @@ def _child(job: Job, conn) -> None:
             kit=Path(job.kit),
             isolation=job.sandbox,
             allow_weak_sandbox=True,  # the reference is the course's own code
+            seed_secret=job.seed_secret,
         )
         side = side_from_result(result, job.device, time.perf_counter() - t0)
     except Exception as e:
@@ -470,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs_total = 2 * len(ms)
     parallel = max(1, min(args.jobs or cores, jobs_total))
     threads = max(1, cores // parallel)
+    secret = secrets.token_hex(16)
     # longest first (the later assignments train networks), so the last to finish started early
     jobs = [
         Job(
@@ -481,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
             args.sandbox,
             threads,
             str(kit),
+            secret,
         )
         for m in reversed(ms)
         for i in (0, 1)

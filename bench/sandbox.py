@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from bench.common import Row, median_time
@@ -73,4 +74,64 @@ def run(repeat: int = 5) -> list[Row]:
                 note=f"{r_iso.sandbox['worker_starts']} worker start(s), score {r_iso.score:g}",
             )
         )
+    rows += _walls(ROOT, strongest, repeat)
+    return rows
+
+
+def _walls(root: Path, mode: str, repeat: int) -> list[Row]:
+    """The worker's walls inside its process (the seccomp filter, the audit hook, the integrity check after each
+    request): a worker's start and a full public grading of A1 to A3 with them against the same without them
+    (SandboxConfig.walls, which only this bench turns off). Target: at most 10% more grading time."""
+    from unittest import mock
+
+    from grader.judge import runner
+    from grader.sandbox.host import Sandbox
+    from grader.sandbox.isolation import SandboxConfig
+
+    def without_walls():
+        real = runner._sandbox_config
+        return mock.patch.object(runner, "_sandbox_config", lambda *a, **k: replace(real(*a, **k), walls=False))
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "pkg").mkdir()
+        (Path(tmp) / "pkg" / "__init__.py").write_text("")
+
+        def start(walls: bool) -> None:
+            with Sandbox(SandboxConfig(root=Path(tmp), student_files=[], isolation=mode, walls=walls)) as sb:
+                sb._ensure()
+
+        rows.append(
+            Row(
+                "sandbox",
+                f"start a worker ({mode}) with its walls",
+                median_time(lambda: start(True), repeat),
+                "the same without them",
+                median_time(lambda: start(False), repeat),
+                "s",
+            )
+        )
+    total = {True: 0.0, False: 0.0}
+    scores = {True: 0.0, False: 0.0}
+    for name in ("a1_knn", "a2_linear", "a3_networks"):
+        for walls in (True, False):  # alternating, so a busy machine slows both alike
+            t0 = time.perf_counter()
+            if walls:
+                result = runner.grade(root, name, device="cpu", isolation=mode)
+            else:
+                with without_walls():
+                    result = runner.grade(root, name, device="cpu", isolation=mode)
+            total[walls] += time.perf_counter() - t0
+            scores[walls] += result.score
+    rows.append(
+        Row(
+            "sandbox",
+            f"grading A1 to A3, public, {mode}, with the walls (wall)",
+            total[True],
+            "the same without them",
+            total[False],
+            "s",
+            note=f"target: ratio <= 1.10; scores {scores[True]:g} and {scores[False]:g}",
+        )
+    )
     return rows

@@ -67,6 +67,7 @@ def _grade(args: argparse.Namespace) -> int:
             isolation=args.sandbox,
             allow_weak_sandbox=args.allow_weak_sandbox,
             time_budget=share,
+            seed_secret=args.seed_secret,
         )
         out = out_root if len(names) == 1 else out_root / name
         if args.report or args.pdf:  # the notebooks, run in the sandbox, and the report for manual grading
@@ -208,6 +209,7 @@ FLAGS = {
     "parts": "--part",
     "time_budget": "--deadline",
     "isolation": "--sandbox",
+    "seed_secret": "--seed-secret",
 }
 
 
@@ -255,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="finish grading and the report within SECONDS (a platform's clock, e.g. Gradescope's 10 minutes): "
         "checks still waiting when grading's share runs out fail with a message, notebooks get what is left, and "
         "results.json is written as soon as grading ends",
+    )
+    g.add_argument(
+        "--seed-secret",
+        metavar="SECRET",
+        help="replay a run: derive the checks' seeds from this secret (results.json's extra_data.seed_secret) "
+        "instead of a new one",
     )
     g.add_argument("--out", default="grader-results", help="folder for results.json, junit.xml, summary.md")
     g.add_argument(

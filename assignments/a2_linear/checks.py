@@ -380,8 +380,8 @@ def softmax_vectorized(ctx, cases):
 # inputs, on one thread as the sandbox runs (and on the same device). Nothing the student wrote enters the baseline:
 # not their naive loss, not any function of the sandbox. The student's call is timed by the judge around the call,
 # on inputs already in the sandbox (ctx.put) and with results kept there (keep=True), so only the compute and a
-# round trip count. The timings alternate (student, baseline) and the fastest of each is kept, so a busy machine
-# slows both alike. The inputs are many examples of few features, where a loop over the examples costs 10 to 40
+# round trip count. Each timed call gets new inputs, and each result is judged. The timings alternate (student,
+# baseline) and the fastest of each is kept, so a busy machine slows both alike. The inputs are many examples of few features, where a loop over the examples costs 10 to 40
 # times the baseline (measured on a loaded 2-core machine; the reference takes 1 to 4 times it), with the bias trick
 # and a large bias shared by the classes (scores near 100); the result must be right too: a fast wrong answer earns
 # nothing.
@@ -443,12 +443,23 @@ def judge_speed(
             dW, want_dW.to(dtype), f"dW {what}", bound=BOUND[dtype], n=N, mistakes=grad_mistakes, hint=hint
         ),
     )
-    theirs, ours = [], []
+    theirs, ours, kept = [], [], []
     with one_thread():
         time_reference(kind, W, X, y, reg)  # warm-up
         for _ in range(repeats):
-            theirs.append(ctx.invoke(vectorized, hW, hX, hy, reg, keep=True).seconds)
+            # every timed call gets inputs of its own (new tensors, new values), and its result is judged below:
+            # a function that remembers an earlier answer (by the inputs' identity or content) gains nothing
+            W, X, y = linear_problem(ctx, N, D, C, dtype, w_scale=1e-2, offset=offset)
+            hW, hX, hy = ctx.put(W), ctx.put(X), ctx.put(y)
+            reply = ctx.invoke(vectorized, hW, hX, hy, reg, keep=True)
+            theirs.append(reply.seconds)
             ours.append(time_reference(kind, W, X, y, reg))
+            kept.append((reply.value, (W, X, y)))
+    for i, (handle, (W, X, y)) in enumerate(kept, 1):
+        loss, dW = ctx.expect_items(ctx.fetch(handle), 2, f"the result of {vectorized}")
+        want_loss, want_dW, _, _ = linear_expectations(kind, W, X, y, reg)
+        ctx.expect_loss(loss, want_loss.to(dtype), f"the loss of timed run {i} {what}", bound=BOUND[dtype], n=N)
+        ctx.expect_tensor(dW, want_dW.to(dtype), f"dW of timed run {i} {what}", bound=BOUND[dtype], n=N)
     t_vec, t_ref = min(theirs), min(ours)
     allowed = SPEED_FACTOR * t_ref + SPEED_SLACK
     size = f"N={N}, D={D}, C={C}, {dtype_name(dtype)}"

@@ -158,6 +158,11 @@ def _handles_in(value: Any) -> list[Handle]:
 # ---- the context a check runs with --------------------------------------------------------------
 
 
+def _a_new_tensor(value: Any) -> bool:
+    """Whether a reply's value is a tensor (or a handle of one kept in the sandbox)."""
+    return isinstance(value, torch.Tensor) or (isinstance(value, Handle) and value.type == "Tensor")
+
+
 class Ctx:
     """What a check sees: seeded inputs on the grading device, calls into the sandbox, judgements."""
 
@@ -309,6 +314,13 @@ class Ctx:
         reply.function = function
         self.calls.append(reply)
         self.handles.extend(_handles_in(reply.value))
+        if reply.ops == 0 and not reply.aliases and _a_new_tensor(reply.value):
+            # the guard saw no operator at all, yet a tensor came back that is none of the inputs: remembered from
+            # an earlier call, or computed where the guard could not see (the worker is never believed alone)
+            raise CheckFailed(
+                f"{function} returned a tensor without computing anything in this call. A function must compute "
+                "its result from its inputs each time it is called: do not keep answers from earlier calls."
+            )
         if reply.forbidden_hits:
             self.rule_hits.extend(guard_hits(reply.forbidden_hits, function))
             raise CheckFailed(

@@ -53,7 +53,8 @@ def describe_error(err: SandboxError, function: str) -> str:
 
 def hit_record(rule: str, name: str, *, file: str | None, line: int | None, function: str | None, found: str) -> dict:
     """One rule hit as `CheckResult.rule_hits` holds it: the rule ("forbidden": a forbidden name, "guard": the
-    guard removed, "dynamic": a door the grader cannot watch, "loops": a loop beyond those allowed), the name
+    guard removed, "dynamic": a door the grader cannot watch, "loops": a loop beyond those allowed, "refused": a
+    run-time wall of the worker, grader.sandbox.audit, with the event as the name), the name
     found, where (file, line, the student's function) and how it was `found` ("source": reading the submitted
     file; "run": the guard, while the code ran)."""
     return {"rule": rule, "name": name, "file": file, "line": line, "function": function, "found": found}
@@ -100,3 +101,21 @@ def forbidden_feedback(
     if no_autograd and any(h["name"] in AUTOGRAD_NAMES for h in hits):
         text += " Gradients are computed by hand here: no requires_grad, .backward(), torch.autograd or torch.func."
     return text
+
+
+def describe_refusals(file: str, records: list[dict]) -> str:
+    """Feedback for a graded file whose code the worker's run-time walls refused (grader.sandbox.audit): one
+    refusal costs every function of the file, as a door the static scan finds does."""
+    said = []
+    for r in records[:5]:
+        where = f"line {r['line']}" if r.get("line") else "a call"
+        if r.get("function"):
+            where += f" ({r['function']})"
+        said.append(f"{where} {r['what']}" if r.get("line") else str(r["what"]))
+    more = f" and {len(records) - 5} more" if len(records) > 5 else ""
+    return (
+        f"{file}: your code was stopped while it ran: {'; '.join(said)}{more}. Graded code may not reach into the "
+        "grader, PyTorch's internals or the interpreter (frames, gc, tracing, ctypes, changing classes or "
+        f"functions that are not yours), nor start processes, so no function of {file} earns points. Use only "
+        "what your functions are given and the modules the assignment allows."
+    )

@@ -61,6 +61,7 @@ class GradeResult:
     notebooks: dict = field(default_factory=dict)  # grade --report: answers and notebook runs (grader.notebooks.report)
     grader_version: str = ""
     started_at: str = ""
+    seed_secret: str = ""  # the run's secret its checks' seeds were derived from (`grader grade --seed-secret`)
 
     def to_dict(self) -> dict:
         return asdict(self)

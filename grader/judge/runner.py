@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
+import hmac
 import resource
+import secrets
 import sys
 import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,7 @@ from grader.errors import GraderError
 from grader.judge import judging
 from grader.judge.checks import CheckFailed, CheckSpec, Ctx
 from grader.judge.doors import describe_dynamic, dynamic_uses
-from grader.judge.feedback import hit_record, reasons
+from grader.judge.feedback import describe_refusals, hit_record, reasons
 from grader.judge.loading import load_checks, load_oracles
 from grader.judge.results import CheckResult, GradeResult, PartResult
 from grader.judge.staticscan import loop_sites, scan
@@ -320,8 +323,13 @@ def grade(
     isolation: str = "auto",
     allow_weak_sandbox: bool = False,
     time_budget: float | None = None,
+    seed_secret: str | None = None,
 ) -> GradeResult:
     """Grade `submission` (a folder or a zip) against `assignment`; returns the result (writes nothing).
+
+    Each check's seed (its inputs, and the student's code's random state) is derived from a secret drawn for this
+    run (`seed_secret`, to replay a run; recorded in the result), so no two runs share inputs and a seed tells
+    student code nothing of which check called it.
 
     The grading's time budget is the manifest's grading_timeout, or `time_budget` seconds where that is shorter
     (a platform's clock: `grader grade --deadline`). Once it is spent, every check still waiting fails at once,
@@ -337,7 +345,10 @@ def grade(
     if call_timeout is not None and call_timeout <= 0:
         raise GraderError(f"expected a positive number of seconds, found {call_timeout:g}", option="call_timeout")
     device = resolve_device(device)
-    specs = _chosen_checks(m, load_checks(m, hidden), parts)
+    if seed_secret is not None and not (0 < len(seed_secret) <= 200):
+        raise GraderError(f"expected 1 to 200 characters, found {len(seed_secret)}", option="seed_secret")
+    secret = seed_secret or secrets.token_hex(16)
+    specs = [replace(s, seed=run_seed(secret, s)) for s in _chosen_checks(m, load_checks(m, hidden), parts)]
     oracle_source, oracle_names = load_oracles(m)
     points = _points(m, specs)
     if time_budget is not None and time_budget <= 0:
@@ -362,6 +373,7 @@ def grade(
                 results.append(r)
                 if on_result:
                     on_result(r)
+            results = _apply_refusals(m, results, sandbox.refusals)
             sandbox_info = _sandbox_info(sandbox, results, budget, sandboxing)
             dataset_name = run.dataset_name
     part_results = [
@@ -386,7 +398,15 @@ def grade(
         sandbox=sandbox_info,
         grader_version=__version__,
         started_at=started,
+        seed_secret=secret,
     )
+
+
+def run_seed(secret: str, spec: CheckSpec) -> int:
+    """A check's seed in one run: HMAC-SHA256 of its id (and its own seed, so a variant asked for another seed
+    keeps another one) under the run's secret; without the secret, a seed says nothing of the check."""
+    digest = hmac.new(secret.encode(), f"{spec.id}\0{spec.seed}".encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:4], "big") % 2**31
 
 
 def _chosen_checks(m: Manifest, specs: list[CheckSpec], parts: list[str] | None) -> list[CheckSpec]:
@@ -480,6 +500,41 @@ def _check_result(
         grader_errors=verdict.grader_errors if verdict else [],
         rule_hits=verdict.rule_hits if verdict else [],
     )
+
+
+def _apply_refusals(m: Manifest, results: list[CheckResult], refusals: list[dict]) -> list[CheckResult]:
+    """Every check of a graded file whose code the worker refused at run time fails, before or after the refusal
+    (grader.sandbox.audit; a refusal that names no graded file costs them all): what reached into the grader
+    once may have changed any of the file's results."""
+    files = {p.file for p in m.parts}
+    by_file: dict[str, list[dict]] = {}
+    for r in refusals:
+        for f in [r["file"]] if r.get("file") in files else sorted(files):
+            by_file.setdefault(f, []).append(r)
+    out = []
+    for r in results:
+        file = m.part_of(r.function).file
+        records = by_file.get(file)
+        if not records:
+            out.append(r)
+            continue
+        hits = [
+            hit_record(
+                "refused", x["event"] or "refused", file=file, line=x["line"], function=x["function"], found="run"
+            )
+            for x in records[:MAX_RULE_HITS]
+        ]
+        text = describe_refusals(file, records)
+        out.append(
+            replace(
+                r,
+                status="failed",
+                score=0.0,
+                output=_cut(text if r.passed else f"{text}\n{r.output}"),
+                rule_hits=(hits + r.rule_hits)[:MAX_RULE_HITS],
+            )
+        )
+    return out
 
 
 def _sandbox_info(sandbox: Sandbox, results: list[CheckResult], budget: float, sandboxing: Isolation) -> dict:

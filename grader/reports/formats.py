@@ -139,6 +139,8 @@ def gradescope(result: GradeResult) -> dict:
             "digest": result.digest,
             "grader_version": result.grader_version,
             "started_at": result.started_at,
+            # drawn for this run, after which it tells nothing: replays the run's inputs (grader grade --seed-secret)
+            "seed_secret": result.seed_secret,
             "sandbox": result.sandbox,
             "parts": [dataclasses.asdict(p) for p in result.parts],
             # each check's wall time (the judge's work and its calls into the sandbox), and whether the grading's

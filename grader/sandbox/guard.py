@@ -85,6 +85,7 @@ class Guard:
         self.autograd_on = False
         self.packages: tuple[tuple[str, str], ...] = ()
         self.hits: list[dict] = []
+        self.ops = self.last_ops = 0
         self._seen: set = set()
         self.suppress = 0
         self.thread = threading.get_ident()
@@ -201,6 +202,7 @@ class Guard:
         self._fn_match = {}
         self._op_match = {}
         self.hits, self._seen, self.suppress = [], set(), 0
+        self.ops = 0  # operators dispatched during the call: the judge finds a result computed by none suspect
         self.thread = threading.get_ident()
         self._base = (torch._C._len_torch_function_stack(), torch._C._len_torch_dispatch_stack())
         torch._C._push_on_torch_function_stack(self.fmode)
@@ -210,6 +212,7 @@ class Guard:
         """Leave the call: check the guard is still in place and working, restore the mode stacks, and
         return the hits."""
         removed = False
+        self.last_ops = self.ops
         nf, nd = torch._C._len_torch_function_stack(), torch._C._len_torch_dispatch_stack()
         fstack = [torch._C._get_function_stack_at(i) for i in range(nf)]
         dstack = [torch._C._get_dispatch_stack_at(i) for i in range(nd)]
@@ -530,6 +533,8 @@ class _DispatchMode(TorchDispatchMode):
         g = self.guard
         if g.canary:
             g.canary_seen[1] = True
+        if g.active:
+            g.ops += 1
         if g.active and not g.suppress:
             for n in g.op_names(func):
                 g.hit(n, func._opname)

@@ -55,6 +55,7 @@ WORKER_RUNTIME = (
     "sandbox/guard.py",
     "sandbox/lowering.py",
     "sandbox/syscalls.py",
+    "sandbox/audit.py",
 )
 FORBIDDEN_CALL = (
     "your code was stopped while {doing}: it tried to start a process or run a program (os.fork, os.system, "
@@ -77,6 +78,9 @@ class Sandbox:
         self.module_errors: dict[str, SandboxError] = {}
         self.timed_out: set[str] = set()  # functions that ran out of time once: retried briefly
         self.substitution: dict[str, str] = {}  # graded name -> module: oracles in place (see substitute)
+        # what the worker's audit hook refused and what of the grader it found changed (grader.sandbox.audit), as
+        # {"what", "file" (relative to the staged tree; None: not known), "line", "function", "event"}
+        self.refusals: list[dict] = []
         self._seq = 0
         self._deadline = (time.monotonic() + config.total_timeout) if config.total_timeout else None
         self._tmp = tempfile.TemporaryDirectory(prefix="grader-sandbox-")
@@ -225,6 +229,8 @@ class Sandbox:
                 "oracles": self.config.oracles,
                 # the kernel's filter (grader.sandbox.syscalls) must load wherever the code is isolated at all
                 "syscall_filter": "require" if self.isolation.mode in ("bwrap", "user") else "try",
+                "walls": self.config.walls,
+                "allowed_imports": self.config.allowed_imports,
             }
             reply = self._roundtrip(
                 {"op": "setup", "config": cfg}, self.config.startup_timeout, "starting", max_reply=SMALL_REPLY_BYTES
@@ -329,6 +335,8 @@ class Sandbox:
                 f"the sandbox's answer while {doing} does not belong to the request "
                 "(did your code write to the grader's channel?)",
             )
+        if reply.get("refused"):
+            self._note_refusals(reply["refused"], req)
         if not reply.get("ok"):
             where = reply.get("where") if isinstance(reply.get("where"), list) else []
             # the worker cuts these, but its code is the student's to patch: cut them again here
@@ -345,6 +353,31 @@ class Sandbox:
                 where=frames,
             )
         return reply
+
+    def _note_refusals(self, records: Any, req: dict) -> None:
+        """Keep the worker's refusal records, cut to size and to known fields. Student code could forge more of
+        them, never fewer: a refusal only ever costs the file it names (none named: the module of the request,
+        else every graded file)."""
+        target = req.get("target") if isinstance(req.get("target"), dict) else {}
+        module = req.get("module") or target.get("module")
+        default = module.replace(".", "/") + ".py" if isinstance(module, str) else None
+        for r in records[:20] if isinstance(records, list) else []:
+            if not isinstance(r, dict) or len(self.refusals) >= 100:
+                continue
+            file = r.get("file")
+            if isinstance(file, str) and file.startswith(self._inside_root + "/"):
+                file = os.path.relpath(file, self._inside_root)
+            elif isinstance(file, str) and not file.startswith("<"):
+                file = os.path.basename(file)
+            record = {
+                "event": str(r.get("event", ""))[:60],
+                "what": str(r.get("what", ""))[:200],
+                "file": file[:200] if isinstance(file, str) else default,
+                "line": r.get("line") if isinstance(r.get("line"), int) else None,
+                "function": str(r.get("function") or "")[:100] or None,
+            }
+            if record not in self.refusals:  # the same line refused again (each check calls it anew)
+                self.refusals.append(record)
 
     def _write(self, data: bytes, deadline: float, doing: str) -> None:
         """Send `data` without ever blocking past `deadline` (a worker that stops reading cannot hang the judge)."""
@@ -515,6 +548,7 @@ class Sandbox:
             forbidden_hits=hit_records(hits),
             aliases=[int(i) for i in reply.get("aliases", []) if isinstance(i, int)],
             args=reply.get("args"),
+            ops=reply["ops"] if isinstance(reply.get("ops"), int) and not isinstance(reply.get("ops"), bool) else None,
         )
 
     def substitute(self, names: dict[str, str]) -> None:

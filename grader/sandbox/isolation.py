@@ -138,6 +138,11 @@ class SandboxConfig:
     call_timeout: float = 60.0
     startup_timeout: float = 120.0
     retry_timeout: float = 10.0  # a call of a function that has timed out before gets this much at most
+    # the worker's walls inside its process (grader.sandbox.syscalls, grader.sandbox.audit); off only for `make
+    # bench`, which measures what they cost
+    walls: bool = True
+    # the top-level modules a student file may import (the manifest's, and the kit's packages); None: any
+    allowed_imports: list[str] | None = None
     total_timeout: float | None = None  # the whole grading's budget (every request of this sandbox)
     memory_mb: int = 4096
     scratch_mb: int = 256  # each private tmpfs (working folder, /tmp) under bubblewrap
@@ -159,6 +164,7 @@ class Reply:
     aliases: list[int]
     args: list | None = None
     function: str = ""  # what was called, as feedback names it (set by the check's context)
+    ops: int | None = None  # PyTorch operators the guard saw run during a guarded call (None: not guarded)
 
 
 @dataclass

@@ -57,6 +57,9 @@ class Worker:
         self.root = ""
         self.oracles: dict[str, Any] = {}  # graded name -> the course's oracle (see load_oracles)
         self.patches: list[tuple] = []  # what `substitute` changed, undone by `restore`
+        self.refusals: list[dict] = []  # the audit hook's records (grader.sandbox.audit), reported with each reply
+        self.integrity = None  # grader.sandbox.audit.Integrity, checked after each request once set up
+        self.allowed_imports: list[str] | None = None  # top-level modules a student file may import (None: any)
 
     # -- protocol -----------------------------------------------------------------------------
     def recv(self) -> bytes:
@@ -118,7 +121,13 @@ class Worker:
         info["memory_limited"] = _limit_resources(cfg.get("memory_mb"), cfg.get("max_files", 256), self.device == "cpu")
         info["user"] = _user()
         self._install_guards(root, cfg)
+        allowed = cfg.get("allowed_imports")
+        self.allowed_imports = [str(m) for m in allowed] if isinstance(allowed, list) else None
+        if cfg.get("walls") is False:  # make bench: the cost of the walls below
+            info["syscall_filter"] = "off"
+            return info
         _warm_threads(self.device)
+        self._install_audit()
         # last: from here on, no process, program, thread or network socket can be made (grader.sandbox.syscalls)
         try:
             syscalls.load_filter()
@@ -145,6 +154,29 @@ class Worker:
         )
         if cfg.get("oracles"):
             self.load_oracles(cfg["oracles"])
+
+    def _install_audit(self) -> None:
+        """The audit hook and the integrity snapshot (grader.sandbox.audit), the last thing before the filter."""
+        from grader.sandbox import audit, guard, lowering, syscalls, wire
+
+        grader_dir = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+        running, self.refusals = audit.install_hook(self.student_files, grader_dir)
+        if self.allowed_imports is not None:
+            audit.limit_imports(self.allowed_imports, self.student_files, self.refusals)
+        self.integrity = audit.Integrity(
+            [sys.modules[__name__], guard, lowering, wire, audit, syscalls],
+            [Worker, guard.Guard, guard._FunctionMode, guard._DispatchMode],
+            self.guard,
+        )
+        running[0] = True  # from here on, every frame of the student's is watched (the worker's own never are)
+
+    def refused(self) -> list[dict]:
+        """What the audit hook refused since the last reply, and what of the grader was found changed."""
+        out, self.refusals[:] = list(self.refusals), []
+        if self.integrity is not None:
+            for what in self.integrity.changed():
+                out.append({"event": "integrity", "what": f"changed {what}", "file": None, "line": None})
+        return out
 
     # -- the course's oracles, in place of a student's broken building block ----------------------------
     def load_oracles(self, spec: dict) -> None:
@@ -289,6 +321,8 @@ class Worker:
             if guarded:
                 hits += self.guard.exit()
         out = {"ok": True, "seconds": seconds, "forbidden_hits": hits}
+        if guarded:
+            out["ops"] = self.guard.last_ops
         out["aliases"] = [i for i, a in enumerate(args) if value is a]
         out["value"] = self._keep(value) if req.get("keep") else value
         if req.get("return_args"):
@@ -312,6 +346,9 @@ class Worker:
                 if isinstance(e, KeyboardInterrupt):
                     raise
                 reply = _error_reply(e, self.student_files)
+            refused = self.refused()
+            if refused:
+                reply["refused"] = refused
             self.send({**reply, "seq": seq})
 
 

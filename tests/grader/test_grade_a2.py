@@ -388,6 +388,32 @@ def test_a_naive_loss_that_sleeps_when_timed_does_not_make_a_looped_loss_fast(tm
     assert result.score < 60
 
 
+MEMO_VECTORIZED = """
+_svm_slow = svm_loss_naive
+_MEMO = {}
+
+
+def svm_loss_vectorized(W, X, y, reg):
+    key = (id(W), id(X), id(y), reg)        # the timed repeats used to reuse the same tensors
+    if key not in _MEMO:
+        _MEMO[key] = _svm_slow(W, X, y, reg)
+    return _MEMO[key]
+"""
+
+
+def test_a_memo_of_the_naive_loss_gains_nothing_in_the_timed_runs(tmp_path):
+    """Every timed call gets new inputs (and its result is judged), so a memo keyed on the inputs' identity misses
+    each time: the loop underneath is timed, and the speed check fails."""
+    sub = copy_submission(tmp_path, packages=("a2_linear",))
+    path = sub / "a2_linear/linear_classifier.py"
+    replace_function(path, "svm_loss_vectorized", "def svm_loss_vectorized(W, X, y, reg):\n    pass\n")
+    path.write_text(path.read_text().replace("def svm_loss_vectorized(W, X, y, reg):\n    pass\n", MEMO_VECTORIZED))
+    result = grade(sub, "a2_linear", device="cpu", parts=["linear"])
+    lost = {c.id: c.output for c in result.checks if not c.passed}
+    assert "a2.linear.svm_vectorized_speed" in lost, feedback(result)
+    assert {c.function for c in result.checks if not c.passed} == {"svm_loss_vectorized"}
+
+
 # Excuse farming: a composite that fails on its own, next to a building block broken on purpose. The grader judges a
 # composite again with the course's blocks (oracles.py) in place of the broken ones, and that judgement stands: an
 # exception raised in the composite's own lines, or a training that fails with correct blocks, still costs the
