@@ -306,7 +306,7 @@ def test_an_oracle_kept_by_a_composite_is_worth_nothing_in_a_later_check(tmp_pat
     # very objects put in its module (the course's square) and read their docstrings; `sumsq` (no block of its own,
     # judged after total) answers with the kept square
     manifest = MANIFEST_WITH_SUMSQ
-    course = make_course(tmp_path / "course", oracles=MARKED_ORACLES, manifest=manifest)
+    course = make_course(tmp_path / "course", oracles=MARKED_ORACLES.replace(', "cube": cube', ""), manifest=manifest)
     (course / "assignments" / "mini" / "checks.py").write_text(
         (course / "assignments" / "mini" / "checks.py").read_text() + SUMSQ_CHECK
     )
@@ -317,7 +317,7 @@ def test_an_oracle_kept_by_a_composite_is_worth_nothing_in_a_later_check(tmp_pat
         "    print('DOC', square.__doc__, type(square).__doc__)\n"
         "    return square(x).sum()\n\n\n"
         "def sumsq(x):\n"
-        "    return KEPT[0](x).sum() if KEPT else x.sum()\n"
+        "    return KEPT[-1](x).sum() if KEPT else x.sum()\n"
     )
     checks = graded(course, tmp_path, square="def square(x):\n    return x * 3\n", total=total)
     assert checks["total"].status == "passed", checks["total"].output
@@ -326,7 +326,9 @@ def test_an_oracle_kept_by_a_composite_is_worth_nothing_in_a_later_check(tmp_pat
     assert all("ORACLE-SECRET" not in r.output for r in checks.values())
 
 
-MANIFEST_WITH_SUMSQ = MANIFEST.replace("scaled_total = 3\n", "scaled_total = 3\nsumsq = 2\n")
+MANIFEST_WITH_SUMSQ = MANIFEST.replace("points = 10", "points = 12").replace(
+    "scaled_total = 3\n", "scaled_total = 3\nsumsq = 2\n"
+)
 SUMSQ_CHECK = '''
 
 @check("mini.sumsq", function="sumsq")
