@@ -226,6 +226,7 @@ import sys
 import types
 
 STOLEN = {}
+MARK = "ORACLE" + "-SECRET"  # (not in this file's text, which a warning may print)
 
 
 def _search():
@@ -238,9 +239,9 @@ def _search():
             elif isinstance(o, types.FunctionType) and o.__code__.co_filename.startswith("<oracles"):
                 found.append("function " + o.__qualname__)
                 STOLEN.update(o.__globals__.get("ORACLES", {}))
-            elif isinstance(o, str) and "ORACLE-SECRET" in o and "found.append" not in o:
+            elif isinstance(o, str) and MARK in o:
                 found.append("text " + o[:60])
-            elif isinstance(o, dict) and isinstance(o.get("source"), str) and "ORACLE-SECRET" in o["source"]:
+            elif isinstance(o, dict) and isinstance(o.get("source"), str) and MARK in o["source"]:
                 found.append("config " + o["source"][:60])
         except Exception:
             pass
