@@ -1,5 +1,5 @@
 """Loading an assignment's trusted code into the judge: its checks (public, and hidden where asked for), in the
-order building blocks come before the composites that use them, and its oracles (compiled in the worker)."""
+order building blocks come before the composites that use them, and its oracles (compiled in the oracle process)."""
 
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ ORACLES_FILE = "oracles.py"
 
 def load_oracles(m: Manifest) -> tuple[str | None, set[str]]:
     """The assignment's oracles (`oracles.py`: ORACLES, a graded name -> a correct function or class): its source,
-    which the worker compiles, and the names it covers. Every building block the manifest declares needs one.
-    The student kit has no oracles.py (some oracles are plain solutions): there, no composite is judged again."""
+    which the oracle process compiles (never the student's worker), and the names it covers. Every building block
+    the manifest declares needs one. The student kit has no oracles.py (some oracles are plain solutions): there,
+    no composite is judged again."""
     path = m.dir / ORACLES_FILE
     if not path.is_file():
         return None, set()

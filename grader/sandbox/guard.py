@@ -63,7 +63,7 @@ def _library_roots() -> tuple[str, ...]:
     return tuple(sorted(r.rstrip(os.sep) + os.sep for r in roots))
 
 
-_STUDENT, _EXEMPT, _KIT, _LIBRARY, _STOP, _SKIP, _ORACLE = range(7)
+_STUDENT, _EXEMPT, _KIT, _LIBRARY, _STOP, _SKIP = range(6)
 
 
 class Guard:
@@ -131,8 +131,6 @@ class Guard:
             except Exception:
                 pass
         self.exempt_codes: dict[types.CodeType, dict] = {}
-        self.oracle_codes: dict[types.CodeType, dict] = {}  # the course's oracles: exempt for every name ...
-        self.oracles_active = False  # ... while the worker has them in place
         for rel in exempt_files:
             self._load_exempt(rel)
         self.fmode = _FunctionMode(self)
@@ -183,16 +181,6 @@ class Guard:
         for code in _codes_of(module, lambda f: os.path.realpath(f) == path):
             self.exempt_codes[code] = g
 
-    def add_oracles(self, module: types.ModuleType) -> None:
-        """The course's oracle module (compiled by the worker from the kit's source, before any student code
-        runs): its code may use anything while the checks have it in place of a student's broken building block
-        (`oracles_active`; an oracle a student kept a reference to is guarded like their own code afterwards).
-        A frame counts only with the oracle module's own globals, like given code."""
-        g = module.__dict__
-        filename = g.get("__file__")
-        for code in _codes_of(module, lambda f: f == filename):
-            self.oracle_codes[code] = g
-
     # -- entering and leaving a call ---------------------------------------------------------------------
     def enter(self, forbidden) -> None:
         self.active = frozenset(forbidden)
@@ -207,6 +195,18 @@ class Guard:
         self._base = (torch._C._len_torch_function_stack(), torch._C._len_torch_dispatch_stack())
         torch._C._push_on_torch_function_stack(self.fmode)
         torch._C._push_on_torch_dispatch_stack(self.dmode)
+
+    def pause(self) -> tuple:
+        """Stop recording in the middle of a call, while the worker's own code runs (a stand-in for the course's
+        oracle encoding a call to the oracle process, grader.sandbox.proxy); returns what `resume` restores. The
+        modes stay on the stacks: with nothing active they only pass each call on."""
+        saved = (self.active, self.autograd_on, self.packages, self.module_codes)
+        self.active, self.autograd_on, self.packages, self.module_codes = frozenset(), False, (), {}
+        return saved
+
+    def resume(self, saved: tuple) -> None:
+        """Record again as before `pause`."""
+        self.active, self.autograd_on, self.packages, self.module_codes = saved
 
     def exit(self) -> list[dict]:
         """Leave the call: check the guard is still in place and working, restore the mode stacks, and
@@ -308,9 +308,6 @@ class Guard:
         g = self.exempt_codes.get(code)
         if g is not None and frame.f_globals is g:
             return _EXEMPT
-        g = self.oracle_codes.get(code)
-        if g is not None and frame.f_globals is g:
-            return _ORACLE
         fn = code.co_filename
         k = self._kinds.get(fn)
         if k is None:
@@ -347,8 +344,6 @@ class Guard:
             if k == _STOP:
                 break
             if k == _EXEMPT and student is None and exemptable:
-                return False
-            if k == _ORACLE and student is None and self.oracles_active:
                 return False
             if k == _STUDENT:
                 student = frame

@@ -56,21 +56,32 @@ WORKER_RUNTIME = (
     "sandbox/lowering.py",
     "sandbox/syscalls.py",
     "sandbox/audit.py",
+    "sandbox/proxy.py",
 )
 FORBIDDEN_CALL = (
     "your code was stopped while {doing}: it tried to start a process or run a program (os.fork, os.system, "
     "subprocess, multiprocessing, exec), to reach another process, or to open a network connection. Graded code "
     "may do none of these: compute in your own function, in this process."
 )
-BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from grader.sandbox.worker import main; main()"
+# the oracle process (grader.sandbox.oracle_worker) runs the worker's code and its own: never the student's worker
+ORACLE_RUNTIME = (*WORKER_RUNTIME, "sandbox/oracle_worker.py")
+BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from grader.sandbox.{module} import main; main()"
+MIDCALL = {"worker": "oracle", "oracles": "callback"}  # what each process may ask the judge in a request's middle
 
 
 # ---- the sandbox ---------------------------------------------------------------------------------
 
 
 class Sandbox:
-    def __init__(self, config: SandboxConfig) -> None:
+    """`role`: "worker", the student's worker; "oracles", the process that runs the course's oracles
+    (grader.sandbox.oracle_worker, started by grader.sandbox.relay when a check first puts one in place)."""
+
+    def __init__(self, config: SandboxConfig, role: str = "worker") -> None:
         self.config = config
+        self.role = role
+        self.on_request = None  # answers what the process asks in the middle of a request (MIDCALL)
+        self._relay = None  # grader.sandbox.relay.OracleRelay: the oracle process, once a check needs it
+        self.oracle_entries: dict[str, dict] = {}  # role "oracles": each oracle as the process describes it
         self.stats = Stats()
         self.isolation = detect_isolation(config.python, config.isolation)
         self.info: dict = {"isolation": self.isolation.describe()}
@@ -81,6 +92,7 @@ class Sandbox:
         # what the worker's audit hook refused and what of the grader it found changed (grader.sandbox.audit), as
         # {"what", "file" (relative to the staged tree; None: not known), "line", "function", "event"}
         self.refusals: list[dict] = []
+        self._substitute_request: dict = {}
         self._seq = 0
         self._deadline = (time.monotonic() + config.total_timeout) if config.total_timeout else None
         self._tmp = tempfile.TemporaryDirectory(prefix="grader-sandbox-")
@@ -88,7 +100,7 @@ class Sandbox:
         self._stderr_path = tmp / "stderr.txt"
         self._stderr = open(self._stderr_path, "ab+")
         self._runtime = tmp / "runtime"
-        self._copy_runtime(self._runtime)
+        self._copy_runtime(self._runtime, ORACLE_RUNTIME if role == "oracles" else WORKER_RUNTIME)
         self._workdir = tmp / "work"
         self._workdir.mkdir()
         self._empty = tmp / "empty"
@@ -137,11 +149,11 @@ class Sandbox:
         return self._process.cgroup
 
     @staticmethod
-    def _copy_runtime(dest: Path) -> None:
+    def _copy_runtime(dest: Path, runtime: tuple[str, ...] = WORKER_RUNTIME) -> None:
         """The worker's own code (WORKER_RUNTIME), copied so the worker needs nothing else of the judge's
         installation and sees none of the judge's code."""
         grader_root = Path(__file__).resolve().parents[1]
-        for rel in WORKER_RUNTIME:
+        for rel in runtime:
             (dest / "grader" / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(grader_root / rel, dest / "grader" / rel)
 
@@ -153,13 +165,17 @@ class Sandbox:
         self.close()
 
     def close(self) -> None:
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
         self._kill()
         self._process.close()
         self._stderr.close()
         self._tmp.cleanup()
 
     def _argv(self, info_fd: int | None) -> list[str]:
-        py = [self.config.python, "-I", "-c", BOOT, self._inside_runtime]
+        module = "oracle_worker" if self.role == "oracles" else "worker"
+        py = [self.config.python, "-I", "-c", BOOT.format(module=module), self._inside_runtime]
         if self.isolation.mode != "bwrap":
             return py
         size = str(self.config.scratch_mb << 20)
@@ -226,18 +242,19 @@ class Sandbox:
                 "memory_mb": self.config.memory_mb,
                 "threads": self.config.threads,
                 "isolation": self.isolation.mode,
-                "oracles": self.config.oracles,
                 # the kernel's filter (grader.sandbox.syscalls) must load wherever the code is isolated at all
                 "syscall_filter": "require" if self.isolation.mode in ("bwrap", "user") else "try",
                 "walls": self.config.walls,
                 "allowed_imports": self.config.allowed_imports,
-            }
+            }  # never the oracles' source: the oracle process gets it below, the student's worker never
             reply = self._roundtrip(
                 {"op": "setup", "config": cfg}, self.config.startup_timeout, "starting", max_reply=SMALL_REPLY_BYTES
             )
-            if self.substitution:  # a worker restarted in the middle of a check judged with oracles
+            if self.role == "oracles":
+                self._load_oracles()
+            elif self.substitution:  # a worker restarted in the middle of a check judged with oracles
                 self._roundtrip(
-                    {"op": "substitute", "names": self.substitution},
+                    self._substitute_request,
                     self.config.call_timeout,
                     "putting the course's oracles in place",
                     max_reply=SMALL_REPLY_BYTES,
@@ -302,39 +319,7 @@ class Sandbox:
     def _roundtrip(self, req: dict, timeout: float, doing: str, max_reply: int | None = None) -> dict:
         assert self.proc is not None
         timeout = self._limit(timeout, doing)
-        self._seq += 1
-        req = {**req, "seq": self._seq}
-        t0 = time.perf_counter()
-        deadline = t0 + timeout
-        self._write(wire.frame(wire.encode(req)), deadline, doing)
-        t1 = time.perf_counter()
-        fd = self.proc.stdout.fileno()
-        header = self._read(fd, 8, deadline, doing)
-        (n,) = struct.unpack(">Q", header)
-        limit = max_reply or self.config.max_reply_bytes
-        if n > limit:
-            self._kill()
-            raise SandboxError(
-                "protocol",
-                f"the result of {doing} is too large to take back ({n:,} bytes; at most "
-                f"{limit:,}): return only what the function's docstring asks for",
-            )
-        body = self._read(fd, n, deadline, doing)
-        t3 = time.perf_counter()
-        try:
-            reply = wire.decode(body)
-        except wire.WireError as e:
-            self._kill()
-            raise SandboxError("protocol", f"the sandbox sent back a malformed answer while {doing}: {e}") from None
-        self.stats.io_seconds += (t1 - t0) + (time.perf_counter() - t3)
-        self.stats.requests += 1
-        if not isinstance(reply, dict) or reply.get("seq") != self._seq:
-            self._kill()
-            raise SandboxError(
-                "protocol",
-                f"the sandbox's answer while {doing} does not belong to the request "
-                "(did your code write to the grader's channel?)",
-            )
+        reply = self.exchange(req, time.perf_counter() + timeout, doing, max_reply)
         if reply.get("refused"):
             self._note_refusals(reply["refused"], req)
         if not reply.get("ok"):
@@ -378,6 +363,62 @@ class Sandbox:
             }
             if record not in self.refusals:  # the same line refused again (each check calls it anew)
                 self.refusals.append(record)
+
+    def exchange(self, req: dict, deadline: float, doing: str, max_reply: int | None = None) -> dict:
+        """Send one request and read its answer (a dict that echoes the request's sequence number) by `deadline`.
+        What the process asks in the meantime (MIDCALL: the student's worker calling the course's oracles, the
+        oracle process calling back a student's function) is answered by `on_request` under the same deadline, so
+        the time it takes counts against the request's own. Also used for the requests nested in those."""
+        if self.proc is None or self.proc.poll() is not None:
+            raise SandboxError("crash", f"the sandbox is not running while {doing}")
+        self._seq += 1
+        seq = self._seq
+        t0 = time.perf_counter()
+        self._write(wire.frame(wire.encode({**req, "seq": seq})), deadline, doing)
+        self.stats.io_seconds += time.perf_counter() - t0
+        while True:
+            reply = self._read_message(deadline, doing, max_reply)
+            if reply.get("op") == MIDCALL[self.role] and self.on_request is not None and "ok" not in reply:
+                answer = self.on_request(reply, deadline)
+                t0 = time.perf_counter()
+                self._write(wire.frame(wire.encode(answer)), deadline, doing)
+                self.stats.io_seconds += time.perf_counter() - t0
+                continue
+            if reply.get("seq") != seq:
+                self._kill()
+                raise SandboxError(
+                    "protocol",
+                    f"the sandbox's answer while {doing} does not belong to the request "
+                    "(did your code write to the grader's channel?)",
+                )
+            return reply
+
+    def _read_message(self, deadline: float, doing: str, max_reply: int | None) -> dict:
+        """One message from the process, at most `max_reply` bytes (the configured bound without it), decoded."""
+        fd = self.proc.stdout.fileno()
+        header = self._read(fd, 8, deadline, doing)
+        (n,) = struct.unpack(">Q", header)
+        limit = max_reply or self.config.max_reply_bytes
+        if n > limit:
+            self._kill()
+            raise SandboxError(
+                "protocol",
+                f"the result of {doing} is too large to take back ({n:,} bytes; at most "
+                f"{limit:,}): return only what the function's docstring asks for",
+            )
+        body = self._read(fd, n, deadline, doing)
+        t0 = time.perf_counter()
+        try:
+            reply = wire.decode(body)
+        except wire.WireError as e:
+            self._kill()
+            raise SandboxError("protocol", f"the sandbox sent back a malformed answer while {doing}: {e}") from None
+        self.stats.io_seconds += time.perf_counter() - t0
+        self.stats.requests += 1
+        if not isinstance(reply, dict):
+            self._kill()
+            raise SandboxError("protocol", f"the sandbox's answer while {doing} is not a message of the protocol")
+        return reply
 
     def _write(self, data: bytes, deadline: float, doing: str) -> None:
         """Send `data` without ever blocking past `deadline` (a worker that stops reading cannot hang the judge)."""
@@ -552,14 +593,23 @@ class Sandbox:
         )
 
     def substitute(self, names: dict[str, str]) -> None:
-        """Run the course's oracle (the assignment's oracles.py) in place of each graded name (`name: module`)
-        until `restore`, also in a worker started meanwhile."""
+        """Run the course's oracle (the assignment's oracles.py, `config.oracles`) in place of each graded name
+        (`name: module`) until `restore`, also in a worker started meanwhile. The oracles run in a process of their
+        own (grader.sandbox.relay starts it the first time); the worker gets stand-ins that call them there."""
+        if not self.config.oracles:
+            raise SandboxError("crash", "the course's oracles are not available here (the student kit has none)")
+        if self._relay is None:
+            from grader.sandbox.relay import OracleRelay
+
+            self._relay = OracleRelay(self, Sandbox)
+        entries = self._relay.entries(sorted(names))
         self.substitution = dict(names)
+        self._substitute_request = {"op": "substitute", "names": self.substitution, "entries": entries}
         starts = self.stats.starts
         self._ensure()  # a worker started now puts them in place itself
         if self.stats.starts == starts:
             self._roundtrip(
-                {"op": "substitute", "names": self.substitution},
+                self._substitute_request,
                 self.config.call_timeout,
                 "putting the course's oracles in place",
                 max_reply=SMALL_REPLY_BYTES,
@@ -570,6 +620,9 @@ class Sandbox:
         if not self.substitution:
             return
         self.substitution = {}
+        self._substitute_request = {}
+        if self._relay is not None:
+            self._relay.reset()
         if self.proc is not None and self.proc.poll() is None:
             try:
                 self._roundtrip(
@@ -577,6 +630,19 @@ class Sandbox:
                 )
             except SandboxError:
                 self._kill()  # the next request starts a fresh worker, with nothing substituted
+
+    def _load_oracles(self) -> None:
+        """The oracle process's first request: compile the oracles (role "oracles" only)."""
+        spec = self.config.oracles or {}
+        entries = self._roundtrip(
+            {"op": "load_oracles", "source": spec.get("source", ""), "assignment": spec.get("assignment", "")},
+            self.config.startup_timeout,
+            "loading the course's oracles",
+            max_reply=SMALL_REPLY_BYTES,
+        ).get("value")
+        if not isinstance(entries, dict):
+            raise SandboxError("protocol", "the oracle process did not describe the course's oracles")
+        self.oracle_entries = entries
 
     def put(self, value: Any, timeout: float | None = None) -> Handle:
         """Store `value` in the worker and return its handle (e.g. to time a call without the transfer)."""

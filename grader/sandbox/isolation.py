@@ -153,7 +153,9 @@ class SandboxConfig:
     isolation: str = "auto"  # auto (the strongest available), bwrap, user or none
     hide: list[str] = field(default_factory=list)  # paths the worker must not read (the course, data files)
     run_as: str | None = "nobody"  # the user of the `user` fallback
-    oracles: dict | None = None  # {"source": the assignment's oracles.py, "assignment": its name}
+    # {"source": the assignment's oracles.py, "assignment": its name}: for the oracle process only
+    # (grader.sandbox.relay); the student's worker is never sent it
+    oracles: dict | None = None
 
 
 @dataclass

@@ -55,7 +55,7 @@ class Worker:
         self.import_hits: list[dict] = []  # forbidden uses found while student modules were imported
         self.device = "cpu"
         self.root = ""
-        self.oracles: dict[str, Any] = {}  # graded name -> the course's oracle (see load_oracles)
+        self.stand_ins = None  # grader.sandbox.proxy.StandIns: the course's oracles, run elsewhere (see substitute)
         self.patches: list[tuple] = []  # what `substitute` changed, undone by `restore`
         self.refusals: list[dict] = []  # the audit hook's records (grader.sandbox.audit), reported with each reply
         self.integrity = None  # grader.sandbox.audit.Integrity, checked after each request once set up
@@ -152,20 +152,18 @@ class Worker:
             exempt_names=list(cfg.get("exempt_names", [])),
             guarded=self.guarded,
         )
-        if cfg.get("oracles"):
-            self.load_oracles(cfg["oracles"])
 
     def _install_audit(self) -> None:
         """The audit hook and the integrity snapshot (grader.sandbox.audit), the last thing before the filter."""
-        from grader.sandbox import audit, guard, lowering, syscalls, wire
+        from grader.sandbox import audit, guard, lowering, proxy, syscalls, wire
 
         grader_dir = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
         running, self.refusals = audit.install_hook(self.student_files, grader_dir)
         if self.allowed_imports is not None:
             audit.limit_imports(self.allowed_imports, self.student_files, self.refusals)
         self.integrity = audit.Integrity(
-            [sys.modules[__name__], guard, lowering, wire, audit, syscalls],
-            [Worker, guard.Guard, guard._FunctionMode, guard._DispatchMode],
+            [sys.modules[__name__], guard, lowering, wire, audit, syscalls, proxy],
+            [Worker, guard.Guard, guard._FunctionMode, guard._DispatchMode, proxy.StandIns, proxy.Peer, proxy.Remote],
             self.guard,
         )
         running[0] = True  # from here on, every frame of the student's is watched (the worker's own never are)
@@ -179,43 +177,42 @@ class Worker:
         return out
 
     # -- the course's oracles, in place of a student's broken building block ----------------------------
-    def load_oracles(self, spec: dict) -> None:
-        """Compile the assignment's oracle module (trusted source from the kit, sent by the judge) into a module
-        of its own that no import can reach; its code is exempt from the guard (see Guard.add_oracles)."""
-        module = types.ModuleType("_grader_oracles")
-        module.__file__ = f"<oracles of {spec.get('assignment', 'the assignment')}>"
-        exec(compile(spec["source"], module.__file__, "exec"), module.__dict__)
-        self.oracles = dict(module.__dict__.get("ORACLES", {}))
-        self.guard.add_oracles(module)
+    # The oracles themselves never come here (their code, text or objects): they run in a process of their own
+    # (grader.sandbox.oracle_worker) and this process gets stand-ins that send each call there through the judge.
+    def substitute(self, names: dict[str, str], entries: dict[str, dict]) -> None:
+        """Put a stand-in for the oracle of each graded name (`name: module`; `entries`: each oracle as the oracle
+        process describes it, grader.sandbox.proxy.describe) in place of the student's until `restore`: a function
+        replaces every binding of it in the modules of the staged tree (and is bound where the student's is
+        missing); a class keeps its identity and gets stand-ins for the oracle's methods, and its plain attributes.
+        No student code runs here: dictionaries are read and written directly (no getattr/setattr hooks), a class
+        with a metaclass of its own is refused, and the whole swap runs under the guard with every name forbidden."""
+        from grader.sandbox.proxy import StandIns
 
-    def substitute(self, names: dict[str, str]) -> None:
-        """Put the oracle of each graded name (`name: module`) in place of the student's until `restore`: a
-        function replaces every binding of it in the modules of the staged tree (and is bound where the student's
-        is missing); a class keeps its identity and gets the oracle's methods and attributes. No student code runs
-        here: dictionaries are read and written directly (no getattr/setattr hooks), a class with a metaclass of
-        its own is refused, and the whole swap runs under the guard with every name forbidden."""
         self.restore()
         owners = {m: self._import(m) for m in names.values()}  # student code may run at import: guarded there
+        if self.stand_ins is None:
+            self.stand_ins = StandIns(self.fd_in, self.fd_out, self.handles, lambda obj: self._keep(obj).id, self.guard)
         self.guard.enter(self.guarded + sorted(self.guard.exempt_names))
         try:
             for name, module_name in names.items():
-                oracle = self.oracles[name]
+                entry = dict(entries[name])
                 owner = owners[module_name]
                 if type(owner) is not types.ModuleType:
                     raise TypeError(f"{module_name} is not a plain module")
                 original = owner.__dict__.get(name, _MISSING)
-                if isinstance(oracle, type) and original is not _MISSING and issubclass(type(original), type):
+                is_class = entry.get("kind") == "class"
+                if is_class and original is not _MISSING and issubclass(type(original), type):
                     if type(original) is not type:
                         raise TypeError(
                             f"{name} has a metaclass of its own: the course's {name} cannot be put in its place"
                         )
                     own = _TYPE_DICT(original)
-                    for attr, value in _TYPE_DICT(oracle).items():
-                        if attr.startswith("__") and attr not in ("__init__", "__call__"):
-                            continue
+                    for attr, value in self.stand_ins.members(name, entry).items():
                         self.patches.append(("class", original, attr, own.get(attr, _MISSING)))
                         type.__setattr__(original, attr, value)
                     continue
+                # a class the student's module lacks (or that is no class there): a stand-in to construct with
+                oracle = self.stand_ins.function(name) if not is_class else self._class_stand_in(name, entry)
                 self.patches.append(("module", owner, name, original))
                 owner.__dict__[name] = oracle
                 if original is _MISSING:
@@ -229,7 +226,6 @@ class Worker:
                         d[name] = oracle
         finally:
             hits = self.guard.exit()
-        self.guard.oracles_active = bool(self.patches)
         if hits:
             self.restore()
             raise RuntimeError("student code ran while the course's oracles were put in place")
@@ -248,8 +244,10 @@ class Worker:
                 owner.__dict__.pop(attr, None)
             else:
                 owner.__dict__[attr] = value
-        if self.guard is not None:
-            self.guard.oracles_active = False
+
+    def _class_stand_in(self, name: str, entry: dict) -> type:
+        """A class of the oracle's name and methods, for a student's module where the class is missing."""
+        return type(name, (), {"__module__": "grader", **self.stand_ins.members(name, entry)})
 
     def _import(self, module: str):
         """Import `module` under the guard (student code runs at import): what it uses that any graded
@@ -287,7 +285,7 @@ class Worker:
                 self.handles.pop(getattr(h, "id", h), None)
             return {"ok": True}
         if op == "substitute":
-            self.substitute({str(k): str(v) for k, v in dict(req["names"]).items()})
+            self.substitute({str(k): str(v) for k, v in dict(req["names"]).items()}, dict(req["entries"]))
             return {"ok": True}
         if op == "restore":
             self.restore()

@@ -290,9 +290,11 @@ def test_oracles_stay_in_place_across_a_worker_restart_and_go_with_restore(tmp_p
 
 
 @pytest.mark.slow
-def test_an_oracle_kept_by_student_code_is_guarded_once_restored(tmp_path):
+def test_an_oracle_kept_by_student_code_is_refused_once_restored(tmp_path):
+    # the student's worker never holds the oracle, only a stand-in that asks the judge, which refuses a name that is
+    # not in place now (and the oracle's autograd, run elsewhere, is no hit of the student's)
     from grader.sandbox.host import Sandbox
-    from grader.sandbox.isolation import SandboxConfig
+    from grader.sandbox.isolation import SandboxConfig, SandboxError
 
     root = tmp_path / "kit"
     total = (
@@ -313,8 +315,8 @@ def test_an_oracle_kept_by_student_code_is_guarded_once_restored(tmp_path):
         sb.substitute({"square": "mini_pkg.work"})
         assert sb.call("mini_pkg.work", "total", (x,), forbidden=rules).forbidden_hits == []
         sb.restore()
-        hits = sb.call("mini_pkg.work", "later", (x,), forbidden=rules).forbidden_hits
-        assert hits and {h["function"] for h in hits} == {"later"}
+        with pytest.raises(SandboxError, match=r"the course's square: it is not in place now"):
+            sb.call("mini_pkg.work", "later", (x,), forbidden=rules)
 
 
 @pytest.mark.slow
@@ -324,3 +326,156 @@ def test_without_oracles_the_kit_says_the_autograder_judges_again(tmp_path):
     c = checks["total"]
     assert c.status == "failed" and c.score == 0
     assert "The autograder judges total again with the course's own square" in c.output
+
+
+# ---- the stand-ins: what crosses to the oracle process and back ------------------------------------------------
+
+MECHANICS_ORACLES = """
+import torch
+
+
+def square(x):
+    return x * x
+
+
+def train(step, x, n):
+    for _ in range(n):
+        x = step(x)
+    return x
+
+
+def bump(config):
+    config["count"] = config.get("count", 0) + 1
+    config["velocity"] = torch.ones(2) * config["count"]
+    return config["count"], config
+
+
+class Norm:
+    @staticmethod
+    def forward(x):
+        return x / x.norm(), (x.shape, x)
+
+    @staticmethod
+    def backward(dout, cache):
+        shape, x = cache
+        return dout.reshape(shape) / x.norm()
+
+
+class Counter:
+    def __init__(self, start):
+        self.params = {"n": torch.tensor(float(start))}
+        self.history = []
+
+    def step(self):
+        self.params["n"] = self.params["n"] + 1
+        self.history.append(float(self.params["n"]))
+        return self.params["n"]
+
+
+ORACLES = {"square": square, "train": train, "bump": bump, "Norm": Norm, "Counter": Counter}
+"""
+
+MECHANICS_STUDENT = """
+import torch
+
+
+def square(x):
+    return x * 3
+
+
+def train(step, x, n):
+    return x
+
+
+def bump(config):
+    return 0, config
+
+
+class Norm:
+    pass
+
+
+class Counter:
+    mine = "the student's own attribute"
+
+    def __init__(self, start):
+        pass
+
+
+def double(x):
+    return x * 2
+
+
+def sneaky(x):
+    t = x.detach().clone().requires_grad_(True)
+    return (t * 2).sum().detach() * 0 + x
+
+
+def use_all(x):
+    out = {}
+    out["train_student_fn"] = train(double, x, 3)       # the oracle calls back the student's function
+    out["train_stand_in"] = train(square, x, 2)         # ... or another stand-in
+    config = {"lr": 0.5}
+    value, returned = bump(config)
+    out["bump"] = (value, config, returned is config)
+    y, cache = Norm.forward(x)
+    out["norm"] = (y, Norm.backward(torch.ones_like(x), cache), type(cache[0]).__name__, repr(cache[0]))
+    c = Counter(5)
+    params = c.params
+    out["counter"] = (c.step(), c.step(), c.history, c.params is params, c.mine, isinstance(c, Counter))
+    return out
+
+
+def use_autograd_in_call_back(x):
+    return train(sneaky, x, 1)
+
+
+def forge(x):
+    from grader.sandbox.wire import Handle
+    return Norm.backward(x, (Handle(-999_999, "Size"), x))
+"""
+
+
+@pytest.mark.slow
+def test_stand_ins_call_back_write_back_and_keep_caches_in_the_oracle_process(tmp_path):
+    from grader.sandbox.host import Sandbox
+    from grader.sandbox.isolation import SandboxConfig, SandboxError
+
+    root = tmp_path / "kit"
+    (root / "mini_pkg").mkdir(parents=True)
+    (root / "mini_pkg" / "__init__.py").write_text("")
+    (root / "mini_pkg" / "work.py").write_text(MECHANICS_STUDENT)
+    cfg = SandboxConfig(
+        root=root,
+        student_files=["mini_pkg/work.py"],
+        call_timeout=30,
+        memory_mb=1024,
+        oracles={"source": MECHANICS_ORACLES, "assignment": "mini"},
+    )
+    x = torch.tensor([3.0, 4.0])
+    names = dict.fromkeys(("square", "train", "bump", "Norm", "Counter"), "mini_pkg.work")
+    with Sandbox(cfg) as sb:
+        sb.substitute(names)
+        out = sb.call("mini_pkg.work", "use_all", (x,)).value
+        assert torch.equal(out["train_student_fn"], x * 8)
+        assert torch.equal(out["train_stand_in"], x**4)
+        value, config, same = out["bump"]
+        assert value == 1 and config["lr"] == 0.5 and config["count"] == 1 and same  # written back, in place
+        assert torch.equal(config["velocity"], torch.ones(2))
+        y, dx, cache_type, cache_repr = out["norm"]
+        assert torch.allclose(y, x / 5) and torch.allclose(dx, torch.ones(2) / 5)
+        assert cache_type == "Remote" and "Size" in cache_repr  # the torch.Size stayed in the oracle process
+        n1, n2, history, same_params, mine, is_counter = out["counter"]
+        assert (float(n1), float(n2), history) == (6.0, 7.0, [6.0, 7.0])
+        assert same_params and mine == "the student's own attribute" and is_counter
+        # a student's function called back by an oracle runs under the guard of the call it is part of
+        r = sb.call(
+            "mini_pkg.work",
+            "use_autograd_in_call_back",
+            (x,),
+            forbidden=["torch.autograd", "torch.Tensor.requires_grad_"],
+        )
+        assert {h["function"] for h in r.forbidden_hits} == {"sneaky"}, r.forbidden_hits
+        # a handle the oracle process never gave out is refused
+        with pytest.raises(SandboxError, match="never gave out"):
+            sb.call("mini_pkg.work", "forge", (x,))

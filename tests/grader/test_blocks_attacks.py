@@ -12,9 +12,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from grader.judge.doors import dynamic_uses
-from tests.grader.test_blocks import graded, make_course
+from tests.grader.test_blocks import MANIFEST, graded, make_course, write_work
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -184,3 +185,156 @@ def test_the_static_scan_closes_the_doors_around_it(door):
     source = textwrap.dedent(DOORS[door])
     ast.parse(source)
     assert dynamic_uses(source, "total"), f"{door} passes the scan"
+
+
+# ---- the oracles never enter the student's process (issue 17, item 3) ----------------------------------------
+
+# The course's oracles, with text a thief would look for (a docstring) and an entry no check puts in place (`cube`).
+MARKED_ORACLES = '''
+"""ORACLE-SECRET module docstring"""
+import torch
+
+
+def square(x):
+    """ORACLE-SECRET square docstring"""
+    return x * x
+
+
+def cube(x):
+    """ORACLE-SECRET cube docstring"""
+    return x * x * x
+
+
+class Scaler:
+    """ORACLE-SECRET Scaler docstring"""
+
+    def __init__(self, factor):
+        self.factor = factor
+
+    def apply(self, x):
+        return x * self.factor
+
+
+ORACLES = {"square": square, "Scaler": Scaler, "cube": cube}
+'''
+
+# A composite that searches the whole process for the oracles (the garbage collector sees every object: modules,
+# functions, classes, code) and keeps what it finds for later; `later` answers with a kept oracle, if any.
+THIEF = """
+import gc
+import sys
+import types
+
+STOLEN = {}
+MARK = "ORACLE" + "-SECRET"  # (not in this file's text, which a warning may print)
+
+
+def _search():
+    found = []
+    for o in gc.get_objects():
+        try:
+            if isinstance(o, types.ModuleType) and o.__name__ == "_grader_oracles":
+                found.append("module")
+                STOLEN.update(o.__dict__.get("ORACLES", {}))
+            elif isinstance(o, types.FunctionType) and o.__code__.co_filename.startswith("<oracles"):
+                found.append("function " + o.__qualname__)
+                STOLEN.update(o.__globals__.get("ORACLES", {}))
+            elif isinstance(o, str) and MARK in o:
+                found.append("text " + o[:60])
+            elif isinstance(o, dict) and isinstance(o.get("source"), str) and MARK in o["source"]:
+                found.append("config " + o["source"][:60])
+        except Exception:
+            pass
+    if "_grader_oracles" in sys.modules:
+        found.append("sys.modules")
+    return found
+
+
+def total(x):
+    found = _search()
+    print("THIEF FOUND", found)
+    return found, square(x).sum()
+
+
+def later(x):
+    return STOLEN["cube"](x) if "cube" in STOLEN else None
+"""
+
+
+def test_the_students_worker_never_holds_the_oracles(tmp_path):
+    from grader.sandbox.host import Sandbox
+    from grader.sandbox.isolation import SandboxConfig
+
+    root = tmp_path / "kit"
+    write_work(root, {"square": "def square(x):\n    return x * 3\n", "total": THIEF})
+    cfg = SandboxConfig(
+        root=root,
+        student_files=["mini_pkg/work.py"],
+        call_timeout=30,
+        memory_mb=1024,
+        oracles={"source": MARKED_ORACLES, "assignment": "mini"},
+    )
+    sent: list[dict] = []
+    x = torch.arange(3.0)
+    with Sandbox(cfg) as sb:
+        roundtrip = sb._roundtrip
+
+        def spy(req, *a, **k):
+            sent.append(req)
+            return roundtrip(req, *a, **k)
+
+        sb._roundtrip = spy
+        found, value = sb.call("mini_pkg.work", "total", (x,)).value
+        assert found == [] and torch.equal(value, torch.tensor(9.0))
+        sb.substitute({"square": "mini_pkg.work", "Scaler": "mini_pkg.work"})
+        r = sb.call("mini_pkg.work", "total", (x,))
+        found, value = r.value
+        assert torch.equal(value, torch.tensor(5.0))  # the course's square answered, from elsewhere
+        assert found == [], found  # nothing of the oracles is in the student's process
+        output = sb.output_since(0, 100_000)
+        assert "THIEF FOUND []" in output and "ORACLE-SECRET" not in output
+        sb.restore()
+        assert sb.call("mini_pkg.work", "later", (x,)).value is None  # nothing was kept to use later
+    # what the worker was sent, from its setup on: no oracle source, no oracle text
+    setups = [r for r in sent if r.get("op") == "setup"]
+    assert setups and all("oracles" not in r["config"] for r in setups)
+    assert "ORACLE-SECRET" not in repr(sent)
+
+
+@pytest.mark.slow
+def test_an_oracle_kept_by_a_composite_is_worth_nothing_in_a_later_check(tmp_path):
+    # the static scan refuses gc, __globals__ and the like, but a composite judged with the oracles could keep the
+    # very objects put in its module (the course's square) and read their docstrings; `sumsq` (no block of its own,
+    # judged after total) answers with the kept square
+    manifest = MANIFEST_WITH_SUMSQ
+    course = make_course(tmp_path / "course", oracles=MARKED_ORACLES.replace(', "cube": cube', ""), manifest=manifest)
+    (course / "assignments" / "mini" / "checks.py").write_text(
+        (course / "assignments" / "mini" / "checks.py").read_text() + SUMSQ_CHECK
+    )
+    total = (
+        "KEPT = []\n\n\n"
+        "def total(x):\n"
+        "    KEPT.append(square)\n"
+        "    print('DOC', square.__doc__, type(square).__doc__)\n"
+        "    return square(x).sum()\n\n\n"
+        "def sumsq(x):\n"
+        "    return KEPT[-1](x).sum() if KEPT else x.sum()\n"
+    )
+    checks = graded(course, tmp_path, square="def square(x):\n    return x * 3\n", total=total)
+    assert checks["total"].status == "passed", checks["total"].output
+    c = checks["sumsq"]
+    assert c.status == "failed" and c.score == 0, c.output
+    assert all("ORACLE-SECRET" not in r.output for r in checks.values())
+
+
+MANIFEST_WITH_SUMSQ = MANIFEST.replace("points = 10", "points = 12").replace(
+    "scaled_total = 3\n", "scaled_total = 3\nsumsq = 2\n"
+)
+SUMSQ_CHECK = '''
+
+@check("mini.sumsq", function="sumsq")
+def sumsq_check(ctx):
+    """sumsq sums the squares"""
+    x = ctx.randn(6)
+    ctx.expect_tensor(ctx.call("sumsq", x), (x * x).sum(), "sumsq(x)")
+'''
