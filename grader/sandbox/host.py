@@ -217,6 +217,7 @@ class Sandbox:
                 "threads": self.config.threads,
                 "isolation": self.isolation.mode,
                 "oracles": self.config.oracles,
+                "allowed_imports": (None if self.config.allowed_imports is None else list(self.config.allowed_imports)),
             }
             reply = self._roundtrip(
                 {"op": "setup", "config": cfg}, self.config.startup_timeout, "starting", max_reply=SMALL_REPLY_BYTES

@@ -148,6 +148,9 @@ class SandboxConfig:
     hide: list[str] = field(default_factory=list)  # paths the worker must not read (the course, data files)
     run_as: str | None = "nobody"  # the user of the `user` fallback
     oracles: dict | None = None  # {"source": the assignment's oracles.py, "assignment": its name}
+    # the top-level modules student code may import (the manifest's Manifest.allowed_imports, the kit's packages
+    # included); None: no list (the worker imports what it is asked). Sent in the setup message as allowed_imports.
+    allowed_imports: list[str] | None = None
 
 
 @dataclass
