@@ -257,6 +257,21 @@ def _target(
         elif isinstance(top.get(f.value.id), ast.ClassDef):
             cls = top[f.value.id]
             target, qual = _method(cls, f.attr, aliases), f"{f.value.id}.{f.attr}"
+    elif (  # `Class(...).method`: a method of an instance made on the spot
+        isinstance(f, ast.Attribute)
+        and isinstance(f.value, ast.Call)
+        and isinstance(f.value.func, ast.Name)
+        and isinstance(top.get(f.value.func.id), ast.ClassDef)
+    ):
+        cls = top[f.value.func.id]
+        target, qual = _method(cls, f.attr, aliases), f"{cls.name}.{f.attr}"
+        if target is None:
+            return None
+        plain = not {d.id for d in getattr(target, "decorator_list", []) if isinstance(d, ast.Name)} & {
+            "staticmethod",
+            "classmethod",
+        }
+        return qual, target, cls, int(_is_def(target) and plain)
     if target is None:
         return None
     decorators = {d.id for d in getattr(target, "decorator_list", []) if isinstance(d, ast.Name)}
