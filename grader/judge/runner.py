@@ -98,7 +98,9 @@ class Run:
             problem = None
             hits: list[dict] = []
             if src is not None and part.file not in self.staged.syntax_errors:
-                uses = scan(src, function, self.manifest.forbidden_for(function), part.file)
+                uses = scan(
+                    src, function, self.manifest.forbidden_for(function), part.file, self.manifest.blocks_of(function)
+                )
                 if uses:
                     hits += [
                         hit_record(

@@ -73,17 +73,20 @@ def find_function(tree: ast.Module, qualname: str) -> ast.AST | None:
 METHOD_OWNERS = ("torch.Tensor.", "torch.Size.")
 
 
-def scan(source: str, qualname: str, forbidden: list[str], filename: str = "<submission>") -> list[Use]:
+def scan(
+    source: str, qualname: str, forbidden: list[str], filename: str = "<submission>", blocks: list[str] = ()
+) -> list[Use]:
     """Uses of `forbidden` names inside function `qualname` of `source` and in every function of the file it runs
     (see `helpers`: by name, through an alias, handed on as a value), transitively; a use in a helper carries the
-    helper's name (`Use.where`). Raises SyntaxError."""
+    helper's name (`Use.where`). `blocks`: graded functions or classes whose code is not entered (a composite's
+    building blocks answer for their own calls, in their own checks). Raises SyntaxError."""
     tree = ast.parse(source, filename=filename)
     fn = find_function(tree, qualname)
     if fn is None or not forbidden:
         return []
     uses: list[Use] = []
     seen: set[tuple[str, int]] = set()
-    for who, body in [(qualname, fn), *helpers(tree, fn)]:
+    for who, body in [(qualname, fn), *_reached(tree, fn, stop=frozenset(blocks)).reached]:
         for u in _scan_body(tree, body, forbidden):
             if (u.name, u.line) not in seen:
                 seen.add((u.name, u.line))
@@ -471,10 +474,13 @@ class _Reach:
     recursion: list[tuple[int, str]]  # (line, function) of each call that comes back to a caller: a loop
 
 
-def _reached(tree: ast.Module, fn: ast.AST, facts: dict[str, bool] | None = None) -> _Reach:
+def _reached(
+    tree: ast.Module, fn: ast.AST, facts: dict[str, bool] | None = None, stop: frozenset[str] = frozenset()
+) -> _Reach:
     """fn as it runs with `facts` (see _Specialise), the file's own functions and methods it runs, directly or
     through each other, by name or through an alias (see _references), each as it runs with the bool values a
-    call hands it; whether some test of a fact stayed undecided along the way, and the calls that recurse."""
+    call hands it; whether some test of a fact stayed undecided along the way, and the calls that recurse. The
+    functions and classes named in `stop` are not entered."""
     aliases = import_aliases(tree)
     top = _bindings(tree.body, aliases)  # the last definition wins
     owner = _parent_classes(tree)
@@ -488,6 +494,8 @@ def _reached(tree: ast.Module, fn: ast.AST, facts: dict[str, bool] | None = None
     while todo:
         node, here, known, key_here, name_here = todo.pop()
         for site, (qual, target, cls, implicit) in _references(node, here, top, aliases):
+            if qual in stop or qual.split(".")[0] in stop:  # a building block: not entered (see `scan`)
+                continue
             given = _passed(site, target, implicit, known) if isinstance(site, ast.Call) else {}
             key = (id(target), frozenset(given.items()))
             edges.append((key_here, key, site.lineno, name_here))
