@@ -52,8 +52,9 @@ def _escape(path: list[str], allowed: set[str]) -> tuple[int, str] | None:
             nxt = sys.modules.get(f"{obj.__name__}.{part}")
         if not isinstance(nxt, types.ModuleType):
             return None
+        # a submodule of the allowed package under its own name (`os.path` is posixpath) stays inside it
         top = nxt.__name__.split(".")[0]
-        if top not in allowed:
+        if top not in allowed and sys.modules.get(f"{obj.__name__}.{part}") is not nxt:
             return i, top
         obj = nxt
     return None

@@ -90,6 +90,14 @@ def test_a_use_of_a_module_outside_the_list_is_refused(snippet, module):
     assert [u.name for u in import_uses(snippet, A1.allowed_imports).refused] == [module]
 
 
+def test_a_submodule_of_an_allowed_module_is_allowed_under_its_own_name():
+    allowed = [*A1.allowed_imports, "os"]
+    assert import_uses("import os\ndef f(p):\n    return os.path.join(p, 'x')\n", allowed).refused == []
+    assert (
+        import_uses("import torch\ndef f(x):\n    return torch.nn.functional.pad(x, (1, 1))\n", allowed).refused == []
+    )
+
+
 def test_the_other_doors_of_the_issue_are_refused_too():
     """`__builtins__["__import__"]` and `threading._sys` are doors as well (grader.judge.doors)."""
     assert dynamic_uses("def f(x):\n    return __builtins__['__import__']('os')\n", "f")
