@@ -18,10 +18,13 @@ Rules the grader enforces in this file (see `grader list --rules`):
   - torch.dist, torch.Tensor.dist: it computes the distance you are asked to compute.
   - torch.norm, torch.Tensor.norm, torch.linalg.norm, torch.linalg.vector_norm: a norm is the
     distance you are asked to compute from sums and products.
-- compute_distances_one_loop: at most 1 loop (for, while or comprehensions; loops in the helpers it
-  calls count too).
-- compute_distances_no_loops: no loops (for, while or comprehensions; loops in the helpers it calls
-  count too).
+- compute_distances_one_loop: at most 1 loop (for, while, comprehensions, map, filter,
+  functools.reduce, itertools or recursion; loops in the helpers it calls count too).
+- compute_distances_no_loops: no loops (for, while, comprehensions, map, filter, functools.reduce,
+  itertools or recursion; loops in the helpers it calls count too).
+- the file may use: only the modules torch, math, random, statistics, typing, abc, enum,
+  collections, functools, itertools, dataclasses, a1_knn, dlcv (a use of another module holds back
+  every function of the file; an import that nothing uses only earns a warning).
 
 Your code goes where a TODO comment asks for it; leave the rest of the file as it is.
 """

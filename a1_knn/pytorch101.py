@@ -13,6 +13,8 @@ Rules the grader enforces in this file (see `grader list --rules`):
   - torch.numel, torch.Tensor.numel: counting the elements from the sizes of the dimensions is the
     exercise.
   - torch.Tensor.nelement: it is numel under another name.
+  - torch.Size.numel: a shape's numel counts the elements for you: multiply the sizes of the
+    dimensions.
 - normalize_columns may not use:
   - torch.mean, torch.nanmean, torch.Tensor.mean, torch.Tensor.nanmean: computing the mean from sums
     is the exercise.
@@ -20,8 +22,19 @@ Rules the grader enforces in this file (see `grader list --rules`):
   - torch.var, torch.Tensor.var: computing the variance from sums is the exercise.
   - torch.std_mean: computing the mean and the standard deviation from sums is the exercise.
   - torch.var_mean: computing the mean and the variance from sums is the exercise.
+  - torch.nn.functional.batch_norm, torch.batch_norm, torch.native_batch_norm,
+    torch.nn.functional.layer_norm, torch.layer_norm, torch.native_layer_norm,
+    torch.nn.functional.instance_norm, torch.instance_norm, torch.nn.functional.group_norm,
+    torch.group_norm, torch.native_group_norm, torch.nn.BatchNorm1d, torch.nn.LayerNorm: it
+    normalises for you: compute the mean and the standard deviation from sums, as the exercise asks.
+  - torch.nn.functional.normalize: it rescales the columns for you: compute the mean and the
+    standard deviation from sums, as the exercise asks.
 - count_negative_entries, make_one_hot, reshape_practice, zero_row_min, normalize_columns: no loops
-  (for, while or comprehensions; loops in the helpers it calls count too).
+  (for, while, comprehensions, map, filter, functools.reduce, itertools or recursion; loops in the
+  helpers it calls count too).
+- the file may use: only the modules torch, math, random, statistics, typing, abc, enum,
+  collections, functools, itertools, dataclasses, a1_knn, dlcv (a use of another module holds back
+  every function of the file; an import that nothing uses only earns a warning).
 
 Your code goes where a TODO comment asks for it; leave the rest of the file as it is.
 """

@@ -31,10 +31,13 @@ Rules the grader enforces in this file (see `grader list --rules`):
     to compute; torch.softmax and x.softmax are the same operation.
 - train_linear_classifier may not use:
   - torch.optim: the SGD step is what you are asked to write.
-- svm_loss_vectorized, softmax_loss_vectorized: no loops (for, while or comprehensions; loops in the
-  helpers it calls count too).
+- svm_loss_vectorized, softmax_loss_vectorized: no loops (for, while, comprehensions, map, filter,
+  functools.reduce, itertools or recursion; loops in the helpers it calls count too).
 - every function: no autograd (requires_grad, .backward(), torch.autograd, torch.func): gradients
   are computed by hand.
+- the file may use: only the modules torch, math, random, statistics, typing, abc, enum,
+  collections, functools, itertools, dataclasses, a2_linear, dlcv (a use of another module holds
+  back every function of the file; an import that nothing uses only earns a warning).
 
 LinearClassifier, LinearSVM and Softmax are given (in `classifiers.py`, kept by the kit) and imported here.
 Your code goes where a TODO comment asks for it; leave the rest of the file as it is.

@@ -38,19 +38,28 @@ Rules the grader enforces in this file (see `grader list --rules`):
   - torch.nn.functional.unfold, torch.Tensor.unfold: it extracts every window for you (im2col); the
     naive layers walk over the windows themselves.
 - BatchNorm may not use:
-  - torch.nn.functional.batch_norm, torch.batch_norm, torch.nn.BatchNorm1d: it computes the batch
-    normalisation you are asked to write.
+  - torch.nn.functional.batch_norm, torch.batch_norm, torch.nn.BatchNorm1d, torch.native_batch_norm:
+    it computes the batch normalisation you are asked to write.
   - torch.nn.functional.instance_norm, torch.nn.functional.layer_norm,
-    torch.nn.functional.group_norm: it is a normalisation layer of PyTorch's; write the batch
-    normalisation yourself.
+    torch.nn.functional.group_norm, torch.instance_norm, torch.layer_norm, torch.native_layer_norm,
+    torch.group_norm, torch.native_group_norm: it is a normalisation layer of PyTorch's; write the
+    batch normalisation yourself.
+  - torch.nn.functional.normalize: it normalises for you; compute the mean and the variance
+    yourself.
 - SpatialBatchNorm may not use:
-  - torch.nn.functional.batch_norm, torch.batch_norm, torch.nn.BatchNorm2d: it computes the batch
-    normalisation you are asked to write.
+  - torch.nn.functional.batch_norm, torch.batch_norm, torch.nn.BatchNorm2d, torch.native_batch_norm:
+    it computes the batch normalisation you are asked to write.
   - torch.nn.functional.instance_norm, torch.nn.functional.layer_norm,
-    torch.nn.functional.group_norm: it is a normalisation layer of PyTorch's; write the batch
-    normalisation yourself.
+    torch.nn.functional.group_norm, torch.instance_norm, torch.layer_norm, torch.native_layer_norm,
+    torch.group_norm, torch.native_group_norm: it is a normalisation layer of PyTorch's; write the
+    batch normalisation yourself.
+  - torch.nn.functional.normalize: it normalises for you; compute the mean and the variance
+    yourself.
 - every function: no autograd (requires_grad, .backward(), torch.autograd, torch.func): gradients
   are computed by hand.
+- the file may use: only the modules torch, math, random, statistics, typing, abc, enum,
+  collections, functools, itertools, dataclasses, a3_networks, dlcv (a use of another module holds
+  back every function of the file; an import that nothing uses only earns a warning).
 
 Your code goes where a TODO comment asks for it; leave the rest of the file as it is.
 """

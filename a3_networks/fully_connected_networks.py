@@ -37,6 +37,9 @@ Rules the grader enforces in this file (see `grader list --rules`):
   - torch.optim: PyTorch's optimisers take the update step you are asked to write.
 - every function: no autograd (requires_grad, .backward(), torch.autograd, torch.func): gradients
   are computed by hand.
+- the file may use: only the modules torch, math, random, statistics, typing, abc, enum,
+  collections, functools, itertools, dataclasses, a3_networks, dlcv (a use of another module holds
+  back every function of the file; an import that nothing uses only earns a warning).
 
 Your code goes where a TODO comment asks for it; leave the rest of the file as it is.
 """

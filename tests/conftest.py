@@ -34,6 +34,25 @@ def copy_submission(dest: Path, packages=("a1_knn",)) -> Path:
     return dest
 
 
+def course_allowing(dest: Path, assignment: str, modules: list[str]) -> Path:
+    """A copy of the course holding `assignment` only, its manifest allowing `modules` too (`[rules]
+    allowed_imports`), and the kit's packages it copies into the sandbox. For attack tests that plant code using
+    os, subprocess, ... to test the sandbox: the static scan refuses those modules in the real course, so the
+    planted code would never reach the sandbox there."""
+    import json
+
+    from grader.course import manifest
+
+    m = manifest.load(assignment, ROOT)
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(m.dir, dest / "assignments" / assignment, ignore=ignore)
+    for path in m.sandbox_paths:
+        shutil.copytree(ROOT / path, dest / path)  # with its __pycache__, as the kit has it
+    toml = dest / "assignments" / assignment / "assignment.toml"
+    toml.write_text(toml.read_text() + f"\n[rules]\nallowed_imports = {json.dumps(list(modules))}\n")
+    return dest
+
+
 def replace_function(path: Path, qualname: str, new_source: str) -> None:
     """Replace function `qualname` (`f` or `Class.method`) in the file at `path` by `new_source`."""
     text = path.read_text()

@@ -30,6 +30,26 @@ AUTOGRAD_NAMES = [
     "torch.func",
 ]
 
+# The modules a graded file may use without the manifest saying so: what the course's starter files import. The
+# kit's own packages (each part's package, the sandbox's packages, dlcv) are added per assignment, and a manifest's
+# `[rules] allowed_imports` adds more. A use of any other module in a graded file is refused by the static scan
+# (grader.judge.imports); the worker receives the same list (SandboxConfig.allowed_imports).
+DEFAULT_IMPORTS = (
+    "__future__",
+    "torch",
+    "math",
+    "random",
+    "statistics",
+    "typing",
+    "abc",
+    "enum",
+    "collections",
+    "functools",
+    "itertools",
+    "dataclasses",
+)
+KIT_PACKAGES = ("dlcv",)
+
 
 @dataclass(frozen=True)
 class Part:
@@ -84,6 +104,9 @@ class Manifest:
     # the assignment's id in Canvas (the number ending its address, .../assignments/12345): `grader batch` heads
     # canvas.csv's column `Title (12345)`, which Canvas's grade import matches to that assignment by its id
     canvas_assignment_id: int | None = None
+    # the top-level modules a graded file may use: DEFAULT_IMPORTS, the kit's packages, `[rules] allowed_imports`
+    allowed_imports: list[str] = field(default_factory=lambda: sorted({*DEFAULT_IMPORTS, *KIT_PACKAGES}))
+    extra_imports: list[str] = field(default_factory=list)  # `[rules] allowed_imports` as the manifest lists them
 
     @property
     def points(self) -> float:
@@ -165,7 +188,9 @@ TOP_KEYS = (
     "why",
     "questions",
     "canvas_assignment_id",
+    "rules",
 )
+RULES_KEYS = ("allowed_imports",)
 LIMIT_KEYS = (
     "call_timeout",
     "memory_mb",
@@ -282,6 +307,8 @@ def _parse(data: dict, path: Path, shown: str | None = None) -> Manifest:
     notebooks = _strings(data, "notebooks", where)
     questions = _questions(data.get("questions", []), notebooks, where)
     default_paths = sorted({p.module.split(".")[0] for p in parts} | {"dlcv"})
+    sandbox_paths = _strings(data, "sandbox_paths", where, default_paths)
+    extra_imports = _allowed_imports(_table(data, "rules", where), f"{where} [rules]")
     return Manifest(
         name=_need(data, "name", str, where),
         title=_typed(data.get("title", data["name"]), "title", str, where),
@@ -291,7 +318,7 @@ def _parse(data: dict, path: Path, shown: str | None = None) -> Manifest:
         notebooks=notebooks,
         checks=_strings(data, "checks", where, ["checks.py"]),
         hidden_checks=_strings(data, "hidden_checks", where),
-        sandbox_paths=_strings(data, "sandbox_paths", where, default_paths),
+        sandbox_paths=sandbox_paths,
         targets=_targets(_table(data, "targets", where), where),
         call_timeout=_positive_number(limits, "call_timeout", 60.0, f"{where} [limits]"),
         memory_mb=_positive_int(limits, "memory_mb", 4096, f"{where} [limits]"),
@@ -306,7 +333,35 @@ def _parse(data: dict, path: Path, shown: str | None = None) -> Manifest:
         why=_why(_table(data, "why", where), parts, where),
         questions=questions,
         canvas_assignment_id=_canvas_assignment_id(data, where),
+        allowed_imports=_kit_imports(parts, sandbox_paths, extra_imports),
+        extra_imports=extra_imports,
     )
+
+
+def _allowed_imports(rules: dict, where: str) -> list[str]:
+    """`[rules] allowed_imports`: top-level module names a graded file may use beyond DEFAULT_IMPORTS."""
+    _known_keys(rules, RULES_KEYS, where)
+    value = rules.get("allowed_imports", [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise GraderError(
+            f"{where}: 'allowed_imports' should be a list of module names such as [\"numpy\"], found {value!r}"
+        )
+    for v in value:
+        if not v.isidentifier():
+            hint = f" (allow {v.split('.')[0]!r}: a module is allowed with all it contains)" if "." in v else ""
+            raise GraderError(f"{where}: 'allowed_imports' should list top-level module names, found {v!r}{hint}")
+        if v == "grader":
+            raise GraderError(
+                f"{where}: 'allowed_imports' cannot allow 'grader': graded files may never reach into the grader"
+            )
+    return list(dict.fromkeys(value))
+
+
+def _kit_imports(parts: list[Part], sandbox_paths: list[str], extra: list[str]) -> list[str]:
+    """DEFAULT_IMPORTS, the kit's packages (each part's, the sandbox's, dlcv) and the manifest's own additions."""
+    kit = {p.module.split(".")[0] for p in parts} | set(KIT_PACKAGES)
+    kit |= {Path(s).parts[0].removesuffix(".py") for s in sandbox_paths if s and not s.startswith("/")}
+    return sorted({*DEFAULT_IMPORTS, *(k for k in kit if k.isidentifier()), *extra})
 
 
 def _questions(raw: Any, notebooks: list[str], where: str) -> list[Question]:

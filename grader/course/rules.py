@@ -1,15 +1,15 @@
 """The rules a student reads are the rules the grader enforces: both come from the manifest.
 
-`rules_block(manifest, part)` renders a part's rules (forbidden calls and why, loop limits, the autograd ban) as
-the lines each graded module's docstring carries verbatim (a test compares them); `rules_table(manifest)` is
-what `grader list --rules` prints.
+`rules_block(manifest, part)` renders a part's rules (forbidden calls and why, loop limits, the autograd ban, the
+modules a graded file may use) as the lines each graded module's docstring carries verbatim (a test compares them);
+`rules_table(manifest)` is what `grader list --rules` prints.
 """
 
 from __future__ import annotations
 
 import textwrap
 
-from grader.course.manifest import Manifest, Part
+from grader.course.manifest import DEFAULT_IMPORTS, Manifest, Part
 
 WIDTH = 100  # the block's lines fit a docstring under the project's line length
 HEADER = "Rules the grader enforces in this file (see `grader list --rules`):"
@@ -17,9 +17,27 @@ AUTOGRAD_RULE = "no autograd (requires_grad, .backward(), torch.autograd, torch.
 NO_REASON = "forbidden in this assignment"
 
 
+LOOP_KINDS = "for, while, comprehensions, map, filter, functools.reduce, itertools or recursion"
+
+
 def loops_rule(allowed: int) -> str:
     limit = "no loops" if allowed == 0 else f"at most {allowed} loop{'s' if allowed > 1 else ''}"
-    return f"{limit} (for, while or comprehensions; loops in the helpers it calls count too)."
+    return f"{limit} ({LOOP_KINDS}; loops in the helpers it calls count too)."
+
+
+def shown_modules(allowed: list[str] | set[str]) -> str:
+    """`torch, math, ..., a1_knn, dlcv`: the modules a graded file may use, as a student reads them (the
+    course's defaults in their order, then the kit's packages and the manifest's additions)."""
+    allowed = set(allowed)
+    first = [m for m in DEFAULT_IMPORTS if m in allowed and m != "__future__"]
+    return ", ".join([*first, *sorted(allowed - set(DEFAULT_IMPORTS))])
+
+
+def imports_rule(m: Manifest) -> str:
+    return (
+        f"only the modules {shown_modules(m.allowed_imports)} (a use of another module holds back every function "
+        "of the file; an import that nothing uses only earns a warning)."
+    )
 
 
 def forbidden_rule(names: list[str], why: dict[str, str]) -> list[str]:
@@ -56,6 +74,7 @@ def part_rules(m: Manifest, part: Part) -> list[tuple[str, list[str]]]:
     entries += [(", ".join(fns), [loops_rule(n)]) for n, fns in loops.items()]
     if m.forbid_autograd:
         entries.append(("every function", [AUTOGRAD_RULE]))
+    entries.append(("the file may use", [imports_rule(m)]))
     return entries
 
 
@@ -87,6 +106,7 @@ def rules_table(m: Manifest) -> str:
     out = [f"{m.name}: {m.title}"]
     if m.forbid_autograd:
         out.append("  every graded function: " + AUTOGRAD_RULE)
+    out.append("  every graded file may use " + imports_rule(m))
     for part in m.parts:
         out.append(f"  {part.name} ({part.file})")
         for f in part.functions:

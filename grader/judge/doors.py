@@ -50,7 +50,6 @@ _DOOR_MODULES = {
     "zipimport",
     "_frozen_importlib",
     "_frozen_importlib_external",
-    "multiprocessing",
     "timeit",
     "doctest",
     "_operator",  # attrgetter/methodcaller with names built at run time
@@ -139,6 +138,9 @@ _DOOR_ATTRS = {
     "settrace_all_threads",
     "setprofile_all_threads",
     "sys",
+    "_sys",  # threading._sys, collections._sys: the standard library's modules keep sys under private names
+    "_os",
+    "_thread",
     "gc",
     "inspect",
     "ctypes",

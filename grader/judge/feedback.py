@@ -53,10 +53,10 @@ def describe_error(err: SandboxError, function: str) -> str:
 
 def hit_record(rule: str, name: str, *, file: str | None, line: int | None, function: str | None, found: str) -> dict:
     """One rule hit as `CheckResult.rule_hits` holds it: the rule ("forbidden": a forbidden name, "guard": the
-    guard removed, "dynamic": a door the grader cannot watch, "loops": a loop beyond those allowed, "refused": a
-    run-time wall of the worker, grader.sandbox.audit, with the event as the name), the name
-    found, where (file, line, the student's function) and how it was `found` ("source": reading the submitted
-    file; "run": the guard, while the code ran)."""
+    guard removed, "dynamic": a door the grader cannot watch, "import": a module outside the manifest's
+    allowed_imports, "loops": a loop beyond those allowed, "refused": a run-time wall of the worker,
+    grader.sandbox.audit, with the event as the name), the name found, where (file, line, the student's function)
+    and how it was `found` ("source": reading the submitted file; "run": the guard, while the code ran)."""
     return {"rule": rule, "name": name, "file": file, "line": line, "function": function, "found": found}
 
 

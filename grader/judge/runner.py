@@ -30,11 +30,13 @@ from grader import __version__
 from grader.course import manifest as manifests
 from grader.course.intake import Staged, stage
 from grader.course.manifest import AUTOGRAD_NAMES, Manifest
+from grader.course.rules import LOOP_KINDS
 from grader.errors import GraderError
 from grader.judge import judging
 from grader.judge.checks import CheckFailed, CheckSpec, Ctx
 from grader.judge.doors import describe_dynamic, dynamic_uses
 from grader.judge.feedback import describe_refusals, hit_record, reasons
+from grader.judge.imports import describe_imports, describe_unused, import_uses
 from grader.judge.loading import load_checks, load_oracles
 from grader.judge.results import CheckResult, GradeResult, PartResult
 from grader.judge.staticscan import loop_sites, scan
@@ -99,13 +101,25 @@ class Run:
             problem = None
             hits: list[dict] = []
             if src is not None and part.file not in self.staged.syntax_errors:
-                uses = scan(src, function, self.manifest.forbidden_for(function), part.file)
+                uses = scan(
+                    src, function, self.manifest.forbidden_for(function), part.file, self.manifest.blocks_of(function)
+                )
                 if uses:
                     hits += [
-                        hit_record("forbidden", u.name, file=part.file, line=u.line, function=function, found="source")
+                        hit_record(
+                            "forbidden",
+                            u.name,
+                            file=part.file,
+                            line=u.line,
+                            function=u.where or function,
+                            found="source",
+                        )
                         for u in uses
                     ]
-                    listed = ", ".join(f"{u.text} (line {u.line})" for u in uses)
+                    listed = ", ".join(
+                        f"{u.text} (line {u.line}" + (f", in {u.where}, which {function} runs)" if u.where else ")")
+                        for u in uses
+                    )
                     names = sorted({u.name for u in uses})
                     problem = (
                         f"{function} uses {listed}; {function} may not use {', '.join(names)} in this "
@@ -123,9 +137,18 @@ class Run:
                     )
                     problem = (
                         f"{function} may contain {'no loops' if allowed == 0 else f'at most {allowed} loop'}"
-                        f" (for, while or comprehension); found {len(found)} (line {lines}). "
+                        f" ({LOOP_KINDS}); found {len(found)} (line {lines}). "
                         "Use vectorised tensor operations instead."
                     )
+                refused = import_uses(src, self.manifest.allowed_imports).refused
+                if refused:
+                    problem = describe_imports(function, refused, self.manifest.allowed_imports, part.file) + (
+                        f" {problem}" if problem else ""
+                    )
+                    hits = [
+                        hit_record("import", u.name, file=part.file, line=u.line, function=function, found="source")
+                        for u in refused
+                    ] + hits
                 dynamic = dynamic_uses(src, function)
                 if dynamic:
                     problem = describe_dynamic(function, dynamic, part.file) + (f" {problem}" if problem else "")
@@ -360,6 +383,7 @@ def grade(
         problems = [f"{f} is missing from the submission." for f in staged.missing]
         problems += [f"syntax error in {msg}" for msg in staged.syntax_errors.values()]
         problems += list(dict.fromkeys(staged.rejected.values()))
+        problems += unused_imports(m, staged)
         run = Run(m, staged, None, device, dataset, kit)
         run.timeout_cap = call_timeout
         config = _sandbox_config(m, kit, staged, run, device, budget, sandboxing, oracle_source)
@@ -409,6 +433,20 @@ def run_seed(secret: str, spec: CheckSpec) -> int:
     return int.from_bytes(digest[:4], "big") % 2**31
 
 
+def unused_imports(m: Manifest, staged: Staged) -> list[str]:
+    """A warning per graded file that imports modules outside the manifest's list and never uses them: such an
+    import costs nothing (a use of the module would hold the file back: see Run.static_problem)."""
+    out = []
+    for f in m.files:
+        src = staged.sources.get(f)
+        if src is None or f in staged.syntax_errors:
+            continue
+        unused = import_uses(src, m.allowed_imports).unused
+        if unused:
+            out.append(describe_unused(unused, m.allowed_imports, f))
+    return out
+
+
 def _chosen_checks(m: Manifest, specs: list[CheckSpec], parts: list[str] | None) -> list[CheckSpec]:
     """The checks of the parts asked for (all of them without `parts`)."""
     if not parts:
@@ -455,6 +493,7 @@ def _sandbox_config(
         total_timeout=budget,
         isolation=sandboxing.mode,
         hide=[str(kit), *label_files()],
+        allowed_imports=list(m.allowed_imports),
         oracles={"source": oracle_source, "assignment": m.name} if oracle_source else None,
     )
 

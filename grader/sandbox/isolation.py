@@ -141,8 +141,6 @@ class SandboxConfig:
     # the worker's walls inside its process (grader.sandbox.syscalls, grader.sandbox.audit); off only for `make
     # bench`, which measures what they cost
     walls: bool = True
-    # the top-level modules a student file may import (the manifest's, and the kit's packages); None: any
-    allowed_imports: list[str] | None = None
     total_timeout: float | None = None  # the whole grading's budget (every request of this sandbox)
     memory_mb: int = 4096
     scratch_mb: int = 256  # each private tmpfs (working folder, /tmp) under bubblewrap
@@ -156,6 +154,9 @@ class SandboxConfig:
     # {"source": the assignment's oracles.py, "assignment": its name}: for the oracle process only
     # (grader.sandbox.relay); the student's worker is never sent it
     oracles: dict | None = None
+    # the top-level modules student code may import (the manifest's Manifest.allowed_imports, the kit's packages
+    # included); None: no list (the worker imports what it is asked). Sent in the setup message as allowed_imports.
+    allowed_imports: list[str] | None = None
 
 
 @dataclass

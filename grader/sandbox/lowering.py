@@ -70,6 +70,8 @@ _BATCHNORM = frozenset(
         "native_batch_norm_backward",
     }
 )
+_LAYERNORM = frozenset({"native_layer_norm", "layer_norm"})
+_GROUPNORM = frozenset({"native_group_norm", "group_norm"})
 _NORM = frozenset({"norm", "linalg_vector_norm", "frobenius_norm", "nuclear_norm", "linalg_norm", "linalg_matrix_norm"})
 ATEN_OPS: dict[str, frozenset[str]] = {
     "torch.cdist": frozenset({"_cdist_forward", "_euclidean_dist", "cdist", "_cdist_backward"}),
@@ -109,8 +111,15 @@ ATEN_OPS: dict[str, frozenset[str]] = {
     "torch.nn.functional.batch_norm": _BATCHNORM,
     "torch.batch_norm": _BATCHNORM,
     "torch.nn.functional.instance_norm": _BATCHNORM | {"instance_norm"},
-    "torch.nn.functional.layer_norm": frozenset({"native_layer_norm", "layer_norm"}),
-    "torch.nn.functional.group_norm": frozenset({"native_group_norm", "group_norm"}),
+    "torch.native_batch_norm": _BATCHNORM,
+    "torch.instance_norm": _BATCHNORM | {"instance_norm"},
+    "torch.nn.functional.layer_norm": _LAYERNORM,
+    "torch.layer_norm": _LAYERNORM,
+    "torch.native_layer_norm": _LAYERNORM,
+    "torch.nn.functional.group_norm": _GROUPNORM,
+    "torch.group_norm": _GROUPNORM,
+    "torch.native_group_norm": _GROUPNORM,
+    "torch.nn.functional.normalize": frozenset(),  # composite: a norm, clamp_min and div (function mode only)
     "torch.nn.functional.bilinear": frozenset({"_trilinear", "bilinear"}),
     "torch.nn.functional.linear": frozenset(),  # composite: mm/addmm (function mode only)
     "torch.nn.functional.dropout": frozenset({"native_dropout"}),  # else bernoulli_ + mul (function mode)
@@ -128,6 +137,7 @@ ATEN_OPS: dict[str, frozenset[str]] = {
     "torch.numel": frozenset(),
     "torch.Tensor.numel": frozenset(),
     "torch.Tensor.nelement": frozenset(),  # no op
+    "torch.Size.numel": frozenset(),  # a shape's own method: no op, and no mode sees it (the static scan does)
     "torch.optim": frozenset(),  # optimizers are Python: caught by the calling frame (see PACKAGES)
 }
 # Whole namespaces: the operators only they reach (the ATen functions PyTorch binds under torch._C._nn and

@@ -1,5 +1,9 @@
 """End-to-end attacks on a grading run, as a student who has read this repository would try them: read the
-reference or the hidden checks, kill the judge at import, leave processes behind to rewrite the results."""
+reference or the hidden checks, kill the judge at import, leave processes behind to rewrite the results.
+
+The static scan refuses a graded file that uses os, signal, subprocess or sys (modules the lesson never needs), so
+the attacks that test the sandbox beneath it grade against a copy of the course whose manifest allows them
+(`course_allowing`: `[rules] allowed_imports`): without that, the planted code would never run."""
 
 import os
 import shutil
@@ -12,7 +16,7 @@ from grader.course import manifest
 from grader.errors import GraderError
 from grader.judge.runner import grade
 from grader.sandbox.isolation import detect_isolation
-from tests.conftest import ROOT, copy_submission, processes_with
+from tests.conftest import ROOT, copy_submission, course_allowing, processes_with
 from tests.grader.spy import sandbox_calls_naming
 
 needs_bwrap = pytest.mark.skipif(detect_isolation().mode != "bwrap", reason="bubblewrap is not usable here")
@@ -124,7 +128,8 @@ def test_hidden_checks_do_not_reach_feedback(tmp_path):
 @needs_bwrap
 def test_code_that_kills_everything_at_import_cannot_stop_the_judge(tmp_path):
     sub = knn_submission(tmp_path, (ROOT / "a1_knn" / "knn.py").read_text() + KILLER)
-    result = grade(sub, "a1_knn", device="cpu", hidden=True)
+    course = course_allowing(tmp_path / "course", "a1_knn", ["os", "signal"])  # else refused before it runs
+    result = grade(sub, "a1_knn", device="cpu", hidden=True, kit=course)
     knn = [c for c in result.checks if c.part == "knn"]
     assert knn and all(not c.passed for c in knn)
     assert "could not be imported" in knn[0].output
@@ -139,9 +144,10 @@ def test_a_submission_cannot_start_processes_that_outlive_the_grading(tmp_path):
     outlives the grading."""
     marker = f"lingering-{os.getpid()}-{time.time_ns()}"
     sub = knn_submission(tmp_path, (ROOT / "a1_knn" / "knn.py").read_text() + LINGER.format(marker=marker))
-    result = grade(sub, "a1_knn", device="cpu", hidden=True, parts=["knn"])
+    course = course_allowing(tmp_path / "course", "a1_knn", ["subprocess", "sys"])  # else refused before it runs
+    result = grade(sub, "a1_knn", device="cpu", hidden=True, parts=["knn"], kit=course)
     assert knn_points(result) == 0
-    assert "could not be imported" in result.checks[0].output and "start a process" in result.checks[0].output
+    assert "starts a process" in result.checks[0].output or "start a process" in result.checks[0].output
     assert processes_with(marker) == []
 
 

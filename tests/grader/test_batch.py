@@ -355,10 +355,19 @@ def total(x):
 """
 
 
+def allow_imports(course: Path, modules: list[str]) -> Path:
+    """The tiny course, its manifest allowing `modules` too ([rules] allowed_imports): the static scan refuses os,
+    subprocess, time, ... in a graded file, and these tests plant such code to test the sandbox beneath it."""
+    manifest = course / "assignments" / "mini" / "assignment.toml"
+    manifest.write_text(manifest.read_text() + f"\n[rules]\nallowed_imports = {json.dumps(modules)}\n")
+    return course
+
+
 @pytest.mark.slow
-def test_what_one_submission_leaves_cannot_reach_the_next(course, tmp_path):
+def test_what_one_submission_leaves_cannot_reach_the_next(tmp_path):
     if not detect_isolation().strong:
         pytest.skip("needs an OS sandbox (bubblewrap, or root): without one, student code shares this machine's /tmp")
+    course = allow_imports(make_course(tmp_path / "course"), ["os", "subprocess", "sys", "tempfile"])
     klass = tmp_path / "class"
     write_submission(klass / "a_polluter", {"work.py": POLLUTER})
     write_submission(klass / "b_victim", {"work.py": VICTIM})
@@ -383,6 +392,7 @@ def test_a_submission_over_the_time_limit_is_a_timeout_row(tmp_path):
     course = make_course(tmp_path / "course")
     manifest = course / "assignments" / "mini" / "assignment.toml"
     manifest.write_text(manifest.read_text().replace("call_timeout = 4", "call_timeout = 120"))
+    allow_imports(course, ["time"])  # the submission sleeps at import: it must reach the sandbox
     klass = tmp_path / "class"
     write_submission(klass / "stuck", {"work.py": "import time\ntime.sleep(600)\n" + REFERENCE["work.py"]})
     out = tmp_path / "out"

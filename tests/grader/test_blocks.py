@@ -230,10 +230,15 @@ def test_forbidden_call_in_a_block_is_the_blocks_alone(course, tmp_path):
 
 @pytest.mark.slow
 def test_student_code_cannot_reach_the_oracles_or_gain_from_them(course, tmp_path):
-    # the oracle module is in no import path and not in sys.modules; a composite that goes looking fails
+    # the oracle module is in no import path and not in sys.modules; a composite that goes looking fails. The static
+    # scan refuses the import of a module outside the manifest's list before it runs, so this part grades against a
+    # course that allows it ([rules] allowed_imports): the import must reach the worker to be tested there
+    allowing = make_course(tmp_path / "allowing")
+    toml = allowing / "assignments" / "mini" / "assignment.toml"
+    toml.write_text(toml.read_text() + '\n[rules]\nallowed_imports = ["_grader_oracles"]\n')
     checks = graded(
-        course,
-        tmp_path,
+        allowing,
+        tmp_path / "first",
         square="def square(x):\n    return x * 3\n",
         total=("def total(x):\n    import _grader_oracles\n    return _grader_oracles.square(x).sum()\n"),
     )

@@ -11,7 +11,7 @@ import torch
 from grader.course import manifest
 from grader.judge.checks import CheckFailed
 from grader.judge.runner import grade
-from tests.conftest import ROOT, copy_submission, replace_function
+from tests.conftest import ROOT, copy_submission, course_allowing, replace_function
 from tests.grader.gradescope_schema import validate
 from tests.grader.spy import SandboxSpy
 
@@ -186,8 +186,10 @@ ATTACKS = {
 
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
 def test_hostile_submissions_still_yield_complete_results(tmp_path, attack):
+    """Graded against a copy of the course that allows `os` (`course_allowing`): the static scan refuses it in the
+    real course, and the exit at import must reach the sandbox to be tested."""
     code, function, words = ATTACKS[attack]
-    sub = copy_submission(tmp_path)
+    sub = copy_submission(tmp_path / "sub")
     knn = sub / "a1_knn/knn.py"
     if function:
         replace_function(knn, function, code)
@@ -200,6 +202,8 @@ def test_hostile_submissions_still_yield_complete_results(tmp_path, attack):
             sys.executable,
             "-m",
             "grader",
+            "--course",
+            str(course_allowing(tmp_path / "course", "a1_knn", ["os"])),  # `import os` would be refused unrun
             "grade",
             str(sub),
             "-a",

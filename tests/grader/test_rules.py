@@ -86,28 +86,39 @@ def test_the_block_groups_functions_and_names_that_share_a_rule(demo):
         Rules the grader enforces in this file (see `grader list --rules`):
         - dist_one, dist_none may not use:
           - torch.cdist, torch.norm: it computes the distances you are asked to compute.
-        - dist_one: at most 1 loop (for, while or comprehensions; loops in the helpers it calls count too).
-        - dist_none: no loops (for, while or comprehensions; loops in the helpers it calls count too).
+        - dist_one: at most 1 loop (for, while, comprehensions, map, filter, functools.reduce, itertools or
+          recursion; loops in the helpers it calls count too).
+        - dist_none: no loops (for, while, comprehensions, map, filter, functools.reduce, itertools or
+          recursion; loops in the helpers it calls count too).
         - every function: no autograd (requires_grad, .backward(), torch.autograd, torch.func): gradients
-          are computed by hand.""")
+          are computed by hand.
+        - the file may use: only the modules torch, math, random, statistics, typing, abc, enum,
+          collections, functools, itertools, dataclasses, demo, dlcv (a use of another module holds back
+          every function of the file; an import that nothing uses only earns a warning).""")
     assert all(len(line) <= 100 for line in rules_block(m, m.parts[0]).splitlines())
 
 
-def test_a_part_without_rules_of_its_own_still_states_the_autograd_ban(demo):
+def test_a_part_without_rules_of_its_own_still_states_the_autograd_ban_and_the_modules(demo):
     m = manifest.load("demo", demo)
-    assert rules_block(m, m.parts[1]).splitlines()[1:] == [
+    assert rules_block(m, m.parts[1]).splitlines()[1:3] == [
         "- every function: no autograd (requires_grad, .backward(), torch.autograd, torch.func): gradients",
         "  are computed by hand.",
     ]
     text = (demo / "assignments/demo/assignment.toml").read_text().replace("forbid_autograd = true\n", "")
+    text += '[rules]\nallowed_imports = ["numpy"]\n'
     (demo / "assignments/demo/assignment.toml").write_text(text)
     m = manifest.load("demo", demo)
-    assert rules_block(m, m.parts[1]) == ""
+    assert rules_block(m, m.parts[1]).splitlines()[1:] == [
+        "- the file may use: only the modules torch, math, random, statistics, typing, abc, enum,",
+        "  collections, functools, itertools, dataclasses, demo, dlcv, numpy (a use of another module holds",
+        "  back every function of the file; an import that nothing uses only earns a warning).",
+    ]
 
 
 def test_the_table_lists_each_function_with_what_it_may_not_use_and_why(demo):
     table = rules_table(manifest.load("demo", demo))
     assert "  every graded function: no autograd" in table
+    assert "  every graded file may use only the modules torch, math, random," in table
     assert "    dist_one\n      loops: at most 1\n      torch.cdist" in table
     assert "it computes the distances you are asked to compute" in table
     assert "  q (demo/b.py)\n    (no rules beyond the assignment's)" in table
