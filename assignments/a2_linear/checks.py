@@ -381,10 +381,10 @@ def softmax_vectorized(ctx, cases):
 # not their naive loss, not any function of the sandbox. The student's call is timed by the judge around the call,
 # on inputs already in the sandbox (ctx.put) and with results kept there (keep=True), so only the compute and a
 # round trip count. Each timed call gets new inputs, and each result is judged. The timings alternate (student,
-# baseline) and the fastest of each is kept, so a busy machine slows both alike. The inputs are many examples of few features, where a loop over the examples costs 10 to 40
-# times the baseline (measured on a loaded 2-core machine; the reference takes 1 to 4 times it), with the bias trick
-# and a large bias shared by the classes (scores near 100); the result must be right too: a fast wrong answer earns
-# nothing.
+# baseline) and the fastest of each is kept, so a busy machine slows both alike. The inputs are many examples of few
+# features, where a loop over the examples costs 10 to 40 times the baseline (measured on a loaded 2-core machine; the
+# reference takes 1 to 4 times it), with the bias trick and a large bias shared by the classes (scores near 100); the
+# result must be right too: a fast wrong answer earns nothing.
 SPEED_FACTOR = 5.0  # the student's loss may take this many times the baseline ...
 SPEED_SLACK = 0.003  # ... plus this (seconds): a call's round trip through the sandbox
 VECTORIZED = {"svm": "svm_loss_vectorized", "softmax": "softmax_loss_vectorized"}

@@ -314,7 +314,10 @@ class Ctx:
         reply.function = function
         self.calls.append(reply)
         self.handles.extend(_handles_in(reply.value))
-        if reply.ops == 0 and not reply.aliases and _a_new_tensor(reply.value):
+        graded = function == self.spec.function or function.startswith(self.spec.function.split(".")[0] + ".")
+        # (with the course's oracles in place, the work may have been done in the oracle process)
+        oracles = bool(getattr(self.run.sandbox, "substitution", None))
+        if graded and not oracles and reply.ops == 0 and not reply.aliases and _a_new_tensor(reply.value):
             # the guard saw no operator at all, yet a tensor came back that is none of the inputs: remembered from
             # an earlier call, or computed where the guard could not see (the worker is never believed alone)
             raise CheckFailed(

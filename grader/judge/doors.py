@@ -158,6 +158,10 @@ _DOOR_ATTRS = {
     "overrides",
     "library",
     "serialization",
+    # a tensor subclass's own handlers run while PyTorch has taken the guard's modes off their stacks
+    "__torch_function__",
+    "__torch_dispatch__",
+    "_peer",  # a stand-in's link to the worker's protocol (grader.sandbox.proxy)
 }
 # builtins that hand out namespaces (`globals()["__builtins__"]`); `locals()` at module level is `globals()`
 _NAMESPACE_BUILTINS = {"globals", "vars", "locals", "__builtins__", "__loader__", "__spec__"}
@@ -193,6 +197,10 @@ _WHY = {
     "import grader": "the grader is not part of your code: graded files may not import it or reach into it",
     "torch.library": "it changes how PyTorch runs its operators, which the grader watches to check the rules",
     "os.environ": "changing the environment can switch PyTorch's loaders to running code the grader cannot read",
+    "a match/case class pattern": "it reads attributes named by strings the grader cannot follow; read them "
+    "as obj.name",
+    "__torch_function__": "a tensor subclass's handler runs where the grader cannot watch the rules; use plain tensors",
+    "__torch_dispatch__": "a tensor subclass's handler runs where the grader cannot watch the rules; use plain tensors",
     # kinds of names (see _kind)
     "computed": "the grader reads your code to check the rules, so names must be written out: obj.name, or "
     'getattr(obj, "name") with the name as a string literal',
@@ -320,6 +328,14 @@ def _door_uses(tree: ast.Module) -> list[Use]:
 
     for node in ast.walk(tree):
         up = parent.get(id(node))
+        if isinstance(node, ast.MatchClass) and node.kwd_attrs:
+            # `case object(_C=c)` reads attributes named by plain strings, which no rule here would see
+            add("a match/case class pattern", node, f"case ...({', '.join(a + '=...' for a in node.kwd_attrs)})")
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in (
+            "__torch_function__",
+            "__torch_dispatch__",
+        ):
+            add(node.name, node, f"def {node.name}")
         if isinstance(node, ast.Import):
             for a in node.names:
                 door = _module_name(a.name)

@@ -75,6 +75,9 @@ ANYWHERE = {
     "os.kill": "sends a signal to a process",
     "os.killpg": "sends a signal to a process group",
 }
+# compile/exec raised from these standard-library files evaluate a string as code (typing's forward references:
+# an annotation a student wrote as a string, evaluated by functools.singledispatch or typing.get_type_hints)
+EVALUATORS = {"typing.py": "evaluates a string annotation as code"}
 FRAME_ATTRS = {
     "f_code": "reads a frame's code (f_code)",
     "tb_frame": "reads the frames of a traceback (tb_frame)",
@@ -132,19 +135,45 @@ def install_hook(student_files: set[str], grader_dir: str) -> tuple[list, list]:
             kinds[filename] = k
         return k
 
-    def responsible(frame, anywhere: bool):
-        """The student frame to blame, or None."""
+    def responsible(frame, anywhere: bool, through_stdlib: bool = False):
+        """The student frame to blame, or None: looking through the standard library's reflection helpers (and,
+        with `through_stdlib`, through all of the standard library), or through everything but the grader with
+        `anywhere`."""
         while frame is not None:
             k = kind(frame.f_code.co_filename)
             if k == "student":
                 return frame
-            if k == "grader" or (k in ("lib", "other") and not anywhere):
+            if k == "grader" or (not anywhere and (k == "other" or (k == "lib" and not through_stdlib))):
                 return None
             frame = frame.f_back
         return None
 
     def hook(event: str, args: tuple) -> None:
         if not running[0]:
+            return
+        if event == "compile" and not getattr(busy, "on", False):
+            caller = getframe(1)
+            name = os.path.basename(caller.f_code.co_filename) if caller is not None else ""
+            if name in EVALUATORS and kind(caller.f_code.co_filename) == "lib":
+                busy.on = True
+                try:
+                    # typing called by the student through the standard library (functools.singledispatch), not
+                    # by PyTorch evaluating its own annotations
+                    frame = responsible(caller, anywhere=False, through_stdlib=True)
+                    if frame is not None and len(refusals) < MAX_REFUSALS:
+                        refusals.append(
+                            {
+                                "event": event,
+                                "what": EVALUATORS[name],
+                                "file": frame.f_code.co_filename,
+                                "line": frame.f_lineno,
+                                "function": frame.f_code.co_qualname,
+                            }
+                        )
+                finally:
+                    busy.on = False
+                if frame is not None:
+                    raise RuntimeError(f"graded code may not do this: it {EVALUATORS[name]}")
             return
         what = DIRECT.get(event, False) if event in DIRECT else ANYWHERE.get(event, False)
         if what is False or getattr(busy, "on", False):
@@ -266,8 +295,14 @@ def limit_imports(allowed: list[str], student_files: set[str], refusals: list) -
 class Integrity:
     """What the guard's verdict depends on, as it was before student code ran; `changed()` names what is not."""
 
-    def __init__(self, modules: list, classes: list, guard) -> None:
+    def __init__(self, modules: list, classes: list, guard, library: list = ()) -> None:
+        for m in [*modules, *library]:
+            if not isinstance(m, type):
+                vars(m).setdefault("__warningregistry__", {})  # what `warnings` writes into a module it blames
         self.modules = [(m, dict(vars(m))) for m in modules]
+        # PyTorch's own Python (torch.nn.functional's helpers, Tensor's methods): an entry changed or removed;
+        # PyTorch adds entries of its own as it loads lazily, so an added one is not a change
+        self.library = [(m, dict(_TYPE_DICT(m) if isinstance(m, type) else vars(m))) for m in library]
         self.classes = []
         for cls in classes:
             for c in cls.__mro__:
@@ -284,8 +319,15 @@ class Integrity:
         out = []
         for m, snap in self.modules:
             now = vars(m)
-            if len(now) != len(snap) or any(now.get(k, _GONE) is not v for k, v in snap.items()):
+            if len(now) != len(snap) or any(
+                now.get(k, _GONE) is not v for k, v in snap.items() if k != "__warningregistry__"
+            ):
                 out.append(f"the grader's module {m.__name__}")
+        for m, snap in self.library:
+            now = vars(m) if not isinstance(m, type) else _TYPE_DICT(m)
+            changed = [k for k, v in snap.items() if now.get(k, _GONE) is not v and k != "__warningregistry__"]
+            if changed:
+                out.append(f"PyTorch's {getattr(m, '__name__', m)} ({', '.join(changed[:3])})")
         for c, snap in self.classes:
             now = _TYPE_DICT(c)
             if len(now) != len(snap) or any(now.get(k, _GONE) is not v for k, v in snap.items()):

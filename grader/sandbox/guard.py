@@ -191,6 +191,7 @@ class Guard:
         self._op_match = {}
         self.hits, self._seen, self.suppress = [], set(), 0
         self.ops = 0  # operators dispatched during the call: the judge finds a result computed by none suspect
+        self.foreign_types = False  # a tensor subclass of the student's took part: the guard cannot see inside
         self.thread = threading.get_ident()
         self._base = (torch._C._len_torch_function_stack(), torch._C._len_torch_dispatch_stack())
         torch._C._push_on_torch_function_stack(self.fmode)
@@ -234,7 +235,7 @@ class Guard:
         while torch._C._len_torch_function_stack() > self._base[0]:
             torch._C._pop_torch_function_stack()
         hits = list(self.hits)
-        if removed:
+        if removed or self.foreign_types:
             hits.append({"name": GUARD_REMOVED, "op": None, "file": None, "function": None, "line": None})
         self.hits, self._seen = [], set()
         return hits
@@ -483,6 +484,28 @@ def _requires_grad(args: tuple, kwargs: dict | None) -> bool:
     return False
 
 
+_TORCH_DIR = os.path.realpath(os.path.dirname(torch.__file__)) + os.sep
+_TYPES_SEEN: dict = {torch.Tensor: False}
+
+
+def _foreign(types) -> bool:
+    """Whether a mode's `types` holds a tensor subclass whose handlers are not PyTorch's own: PyTorch runs such a
+    handler with the guard's modes off their stacks, so what it does would go unseen."""
+    for t in types:
+        seen = _TYPES_SEEN.get(t)
+        if seen is None:
+            seen = False
+            for attr in ("__torch_function__", "__torch_dispatch__"):
+                fn = getattr(getattr(t, attr, None), "__func__", getattr(t, attr, None))
+                code = getattr(fn, "__code__", None)
+                if code is not None and not os.path.realpath(code.co_filename).startswith(_TORCH_DIR):
+                    seen = True
+            _TYPES_SEEN[t] = seen
+        if seen:
+            return True
+    return False
+
+
 class _FunctionMode(TorchFunctionMode):
     def __init__(self, guard: Guard) -> None:
         super().__init__()
@@ -493,6 +516,8 @@ class _FunctionMode(TorchFunctionMode):
         g = self.guard
         if g.canary:
             g.canary_seen[0] = True
+        if g.active and types and _foreign(types):
+            g.foreign_types = True  # a tensor subclass's own handler would run with this mode off the stack
         if g.active:
             recorded = False
             canon = g.canon(func)
@@ -530,6 +555,8 @@ class _DispatchMode(TorchDispatchMode):
             g.canary_seen[1] = True
         if g.active:
             g.ops += 1
+            if types and _foreign(types):
+                g.foreign_types = True
         if g.active and not g.suppress:
             for n in g.op_names(func):
                 g.hit(n, func._opname)

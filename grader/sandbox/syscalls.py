@@ -8,8 +8,9 @@ fallback too (Docker's default profile allows seccomp(2); only namespaces are re
 What student code gets when it tries:
 - a new process (`os.fork`, `subprocess`, `os.system`, `multiprocessing`: fork, vfork, clone without
   CLONE_THREAD), a program (execve, execveat), another process's memory (ptrace, process_vm_readv/writev,
-  pidfd_getfd, kcmp) or a network socket (any address family but AF_UNIX): the kernel kills the worker at once
-  (SCMP_ACT_KILL_PROCESS), so the call fails the check that made it even where student code would catch an error;
+  pidfd_getfd, kcmp) or a network socket (any address family but AF_UNIX, which is refused): the kernel kills the
+  worker at once (SCMP_ACT_KILL_PROCESS), so the call fails the check that made it even where student code would
+  catch an error;
   the judge sees the worker end by SIGSYS and names the rule (`Failure.FORBIDDEN`);
 - a new thread (clone with CLONE_THREAD): EAGAIN, which Python reports as "can't start new thread". A guard that
   lives in PyTorch's per-thread modes watches only the thread it was entered on, so work done on another thread
@@ -17,7 +18,8 @@ What student code gets when it tries:
   threads were made before the filter (the worker warms them up);
 - clone3, whose flags the filter cannot read (they are behind a pointer): ENOSYS, so the C library falls back to
   clone, which the rules above judge (Docker's default profile does the same);
-- namespaces, mounts, kernel keys, BPF, perf events, userfaultfd, io_uring: EPERM (ENOSYS for io_uring).
+- namespaces, mounts, kernel keys, BPF, perf events, userfaultfd, signals to other processes (kill, pidfd),
+  local sockets: EPERM; io_uring: ENOSYS.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ REFUSED = (
     "add_key",
     "request_key",
     "personality",
+    "kill",  # another process (in the `user` fallback, other workers run as the same user); tgkill stays for raise()
+    "pidfd_open",
+    "pidfd_send_signal",
 )
 UNAVAILABLE = ("clone3", "io_uring_setup", "io_uring_enter", "io_uring_register")  # ENOSYS
 
@@ -78,8 +83,9 @@ def load_filter() -> None:
         # clone: a thread (CLONE_THREAD set) is refused, anything else (a process) kills
         f.add_rule(seccomp.KILL_PROCESS, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, CLONE_THREAD, 0))
         f.add_rule(seccomp.ERRNO(errno.EAGAIN), "clone", seccomp.Arg(0, seccomp.MASKED_EQ, CLONE_THREAD, CLONE_THREAD))
-        f.add_rule(seccomp.KILL_PROCESS, "socket", seccomp.Arg(0, seccomp.NE, AF_UNIX))
-        f.add_rule(seccomp.KILL_PROCESS, "socketpair", seccomp.Arg(0, seccomp.NE, AF_UNIX))
+        for name in ("socket", "socketpair"):  # the network kills; a local socket (abstract ones too) is refused
+            f.add_rule(seccomp.KILL_PROCESS, name, seccomp.Arg(0, seccomp.NE, AF_UNIX))
+            f.add_rule(seccomp.ERRNO(errno.EPERM), name, seccomp.Arg(0, seccomp.EQ, AF_UNIX))
         for name in REFUSED:
             _rule(f, seccomp.ERRNO(errno.EPERM), name)
         for name in UNAVAILABLE:

@@ -165,6 +165,7 @@ class Worker:
             [sys.modules[__name__], guard, lowering, wire, audit, syscalls, proxy],
             [Worker, guard.Guard, guard._FunctionMode, guard._DispatchMode, proxy.StandIns, proxy.Peer, proxy.Remote],
             self.guard,
+            library=_torch_python(),
         )
         running[0] = True  # from here on, every frame of the student's is watched (the worker's own never are)
 
@@ -405,6 +406,17 @@ def _seed(seed: int) -> None:
         numpy.random.seed(seed % 2**32)
     except ImportError:
         pass
+
+
+def _torch_python() -> list:
+    """PyTorch's Python whose changing would blind the guard's function mode (the has_torch_function checks of
+    torch.nn.functional, Tensor's methods): the integrity check watches their entries. Not `torch` itself, whose
+    entries PyTorch rewrites as it loads lazily (torch._dynamo wraps torch.manual_seed when it is first imported)."""
+    import torch.functional
+    import torch.nn.functional
+    import torch.overrides
+
+    return [torch.nn.functional, torch.functional, torch.overrides, sys.modules["torch._tensor"], torch.Tensor]
 
 
 def _warm_threads(device: str) -> None:

@@ -13,6 +13,7 @@ import torch
 from grader.judge.runner import grade
 from grader.sandbox.host import Sandbox
 from grader.sandbox.isolation import SandboxConfig, SandboxError, detect_isolation
+from grader.sandbox.lowering import GUARD_REMOVED
 from tests.conftest import copy_submission, replace_function
 
 needs_bwrap = pytest.mark.skipif(detect_isolation().mode != "bwrap", reason="bubblewrap is not usable here")
@@ -227,3 +228,95 @@ def test_a_result_computed_by_no_operator_is_suspect(tmp_path):
     ctx._judge_reply(first, "distances")  # computed: believed
     with pytest.raises(CheckFailed, match="without computing anything in this call"):
         ctx._judge_reply(again, "distances")
+
+
+# -- an attacker's review of the walls: each finding as a test ----------------------------------------------------
+
+REVIEW = textwrap.dedent("""
+    import functools
+    import torch
+
+    STASH = []
+
+    class D(torch.Tensor):
+        @classmethod
+        def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+            a, b = STASH
+            return torch.cdist(a, b) ** 2
+
+    def through_a_subclass(a, b):
+        STASH[:] = [a, b]
+        return torch.neg(a.as_subclass(D))
+
+    BOX = []
+
+    @functools.singledispatch
+    def _probe(x):
+        return x
+
+    def string_annotation(x):
+        BOX[:] = [x.shape]
+
+        def lookup(y: "BOX.append(BOX.pop().numel()) or int"):
+            return y
+
+        _probe.register(lookup)
+        return torch.tensor(BOX[0])
+
+    def _never(*args):
+        return False
+
+    def blind_functional(x):
+        torch.nn.functional.has_torch_function_variadic = _never
+        return torch.nn.functional.normalize(x, dim=1)
+
+    def warns(x):
+        y = torch.tensor(x)            # PyTorch warns: copy construct from a tensor
+        z = torch.nn.functional.softmax(torch.ones(2, 3))   # and: implicit dim
+        return y.sum() + z.sum()
+""")
+
+
+@pytest.fixture
+def review(tmp_path):
+    root = tmp_path / "kit"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "review.py").write_text(REVIEW)
+    guarded = ["cdist", "numel", "torch.nn.functional.normalize"]
+    with Sandbox(SandboxConfig(root=root, student_files=["pkg/review.py"], call_timeout=30, guarded=guarded)) as sb:
+        yield sb
+
+
+def test_a_tensor_subclass_handler_is_seen_as_a_guard_removed(review):
+    a = torch.ones(3, 2)
+    reply = review.call("pkg.review", "through_a_subclass", (a, a), forbidden=["cdist"])
+    assert any(h["name"] == GUARD_REMOVED for h in reply.forbidden_hits), reply.forbidden_hits
+
+
+def test_a_string_annotation_evaluated_as_code_is_refused(review):
+    with pytest.raises(SandboxError, match="evaluates a string annotation"):
+        review.call("pkg.review", "string_annotation", (torch.ones(3, 5),), forbidden=["numel"])
+    assert review.refusals and review.refusals[0]["file"] == "pkg/review.py"
+
+
+def test_changing_pytorchs_own_python_is_found(review):
+    review.call("pkg.review", "blind_functional", (torch.ones(3, 2),), forbidden=["torch.nn.functional.normalize"])
+    assert any("PyTorch's torch.nn.functional" in r["what"] for r in review.refusals), review.refusals
+
+
+def test_pytorchs_warnings_are_not_a_change_of_the_grader(review):
+    review.call("pkg.review", "warns", (torch.ones(2),), forbidden=["cdist"])
+    assert review.refusals == []
+
+
+def test_the_static_scan_refuses_what_the_review_found():
+    from grader.judge.doors import dynamic_uses
+
+    match = (
+        "import torch\ndef f(x):\n    match torch.nn.functional.torch:\n        case object(_C=c):\n            pass\n"
+    )
+    assert [u.name for u in dynamic_uses(match, "f")] == ["a match/case class pattern"]
+    assert "__torch_dispatch__" in {u.name for u in dynamic_uses(REVIEW, "through_a_subclass")}
+    peer = "def f(x):\n    return x._peer\n"
+    assert [u.name for u in dynamic_uses(peer, "f")] == ["_peer"]

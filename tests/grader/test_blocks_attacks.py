@@ -273,6 +273,7 @@ def test_the_students_worker_never_holds_the_oracles(tmp_path):
         call_timeout=30,
         memory_mb=1024,
         oracles={"source": MARKED_ORACLES, "assignment": "mini"},
+        walls=False,  # the audit hook would refuse gc.get_objects first; this shows there is nothing to find
     )
     sent: list[dict] = []
     x = torch.arange(3.0)

@@ -239,27 +239,41 @@ def test_the_worker_is_the_first_the_kernel_kills_for_memory(sandbox):
 
 
 @needs_bwrap
-def test_the_judge_cannot_be_signalled(sandbox):
-    assert call(sandbox, "who")[2] != os.getpid()  # its parent is the namespace's init, not the judge,
-    assert call(sandbox, "signal_parent") is True  # which ignores a SIGKILL sent from inside
-    with pytest.raises(SandboxError):
-        call(sandbox, "kill_everything")  # kill(-1) reaches only the sandbox's own processes
-    assert call(sandbox, "echo", 5) == 5  # and the judge carries on with a fresh worker
+def test_the_judge_cannot_be_signalled(sandbox, tmp_path):
+    with pytest.raises(SandboxError, match="sends a signal"):  # the worker's walls refuse it first,
+        call(sandbox, "signal_parent")
+    assert sandbox.refusals and "signal" in sandbox.refusals[0]["what"]
+    # and without them, the PID namespace holds (walls=False: the layer below, tested on its own)
+    cfg = SandboxConfig(
+        root=make_tree(tmp_path / "bare"), student_files=["pkg/hostile.py"], call_timeout=20, walls=False
+    )
+    with Sandbox(cfg) as bare:
+        assert call(bare, "who")[2] != os.getpid()  # its parent is the namespace's init, not the judge,
+        assert call(bare, "signal_parent") is True  # which ignores a SIGKILL sent from inside
+        with pytest.raises(SandboxError):
+            call(bare, "kill_everything")  # kill(-1) reaches only the sandbox's own processes
+        assert call(bare, "echo", 5) == 5  # and the judge carries on with a fresh worker
 
 
 @needs_bwrap
-def test_the_student_cannot_start_processes_to_outlive_the_sandbox(tmp_path):
-    """Detached processes in sessions of their own: the kernel's filter (grader.sandbox.syscalls) stops the first
-    one, so none runs, during the grading or after it. (That nothing a process starts outlives its sandbox is shown
-    for the notebook kernel, which may start processes: tests/notebooks.)"""
+def test_nothing_the_student_started_outlives_the_sandbox(tmp_path):
+    """Detached processes in sessions of their own. With the worker's walls none can start (the audit hook refuses
+    it, the kernel's filter would kill the worker); without them (walls=False: the layer below, which the notebook
+    kernel relies on) they run, and are gone once the sandbox is closed."""
     root = make_tree(tmp_path)
     marker = f"grader-test-marker-{os.getpid()}-{time.time_ns()}"
     with Sandbox(SandboxConfig(root=root, student_files=["pkg/hostile.py"], call_timeout=20)) as sb:
-        with pytest.raises(SandboxError) as err:
+        with pytest.raises(SandboxError, match="starts a process|start a process"):
             call(sb, "spawn_detached", marker, "/tmp/results.json")
-        assert err.value.kind == "forbidden"
         assert processes_with(marker) == []
-    assert processes_with(marker) == []
+    cfg = SandboxConfig(root=root, student_files=["pkg/hostile.py"], call_timeout=20, walls=False)
+    with Sandbox(cfg) as sb:
+        assert call(sb, "spawn_detached", marker, "/tmp/results.json") is True
+        deadline = time.time() + 10
+        while len(processes_with(marker)) < 3 and time.time() < deadline:
+            time.sleep(0.05)
+        assert len(processes_with(marker)) == 3  # they run, in their own sessions
+    assert processes_with(marker) == []  # and are gone once the sandbox is closed
 
 
 def test_a_worker_that_fills_the_judges_pipe_fails_one_call_within_its_limit(sandbox):
@@ -347,7 +361,9 @@ def _cgroup_limits(sb) -> str:
 
 def test_a_fork_bomb_is_stopped_where_a_cgroup_can_be_made(tmp_path):
     root = make_tree(tmp_path)
-    with Sandbox(SandboxConfig(root=root, student_files=["pkg/hostile.py"], call_timeout=60, max_processes=64)) as sb:
+    # walls=False: the worker's walls refuse the first fork (test_syscall_filter.py); this is the layer below them
+    cfg = SandboxConfig(root=root, student_files=["pkg/hostile.py"], call_timeout=60, max_processes=64, walls=False)
+    with Sandbox(cfg) as sb:
         if "pids.max" not in _cgroup_limits(sb):
             pytest.skip(f"no cgroup here: {_cgroup_limits(sb)}")
         made, error = call(sb, "fork_bomb", 5000)
