@@ -545,6 +545,12 @@ class _FunctionMode(TorchFunctionMode):
 
 
 class _DispatchMode(TorchDispatchMode):
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # else TorchDispatchMode wraps __torch_dispatch__ in torch._disable_dynamo, whose first call imports
+        # torch._dynamo: 2.5 s of every worker's first guarded request, for a compiler graded code never runs
+        return False
+
     def __init__(self, guard: Guard) -> None:
         super().__init__()
         self.guard = guard
