@@ -119,9 +119,11 @@ def test_the_student_kit_scores_zero_on_gradescope(gradescope, released, name):
     assert any("not implemented yet" in t["output"] for t in r["tests"])
 
 
+# Built-ins only: a graded file may import no module the lesson does not need (os, subprocess, json: refused by the
+# static scan before anything runs), and no process can be started (the worker's walls); what is left to try on the
+# platform is the operating system's sandbox itself, with open().
 ATTACK = """
 def {function}(*args, **kwargs):
-    import json, os, subprocess, sys
     found = {{}}
     for path in {secrets!r}:
         try:
@@ -137,13 +139,7 @@ def {function}(*args, **kwargs):
             found[path] = "WROTE"
         except OSError as e:
             found[path] = type(e).__name__
-    # a daemon in a session of its own that keeps forging results.json after grading (and the marker to find it)
-    code = "import sys, time\\nwhile True:\\n    try:\\n        open(sys.argv[1], 'w').write(sys.argv[2])\\n" \\
-           "    except OSError:\\n        pass\\n    time.sleep(0.05)\\n"
-    for _ in range(2):
-        subprocess.Popen([sys.executable, "-c", code, {results!r}, forged, {marker!r}], start_new_session=True,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    raise RuntimeError("ATTACK " + json.dumps(found))
+    raise RuntimeError("ATTACK " + repr(found))
 """
 
 
@@ -194,7 +190,7 @@ def judge_attack(r: dict, name: str, o: Outcome, marker: str) -> None:
     reports = [t["output"] for t in r["tests"] if "ATTACK {" in t["output"]]
     assert reports, "the attack did not run: " + "\n".join(t["output"][:300] for t in attacked[:3])
     for text in reports:
-        found = json.loads(text[text.index("ATTACK {") + 7 :].splitlines()[0])
+        found = ast.literal_eval(text[text.index("ATTACK {") + 7 :].splitlines()[0])
         # "READ " with nothing after it: bubblewrap covers the label file with an empty one
         assert not any(str(v).startswith("READ ") and len(str(v)) > 5 for v in found.values()), found
         assert not any(v == "WROTE" for v in found.values()), found
