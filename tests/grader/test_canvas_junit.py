@@ -514,7 +514,7 @@ def gradings(tmp_path_factory) -> dict:
     failing = copy_submission(tmp / "failing")
     warmup = failing / "a1_knn" / "pytorch101.py"
     replace_function(warmup, "count_tensor_elements", "def count_tensor_elements(x):\n    return int(x.shape[0])\n")
-    replace_function(warmup, "create_tensor_of_pi", "def create_tensor_of_pi(M, N):\n    import os\n    os._exit(3)\n")
+    replace_function(warmup, "create_tensor_of_pi", "def create_tensor_of_pi(M, N):\n    raise SystemExit(3)\n")
     crashing = copy_submission(tmp / "crashing")
     (crashing / "a1_knn" / "knn.py").unlink()
     pytorch101 = crashing / "a1_knn" / "pytorch101.py"

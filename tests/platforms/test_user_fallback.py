@@ -152,7 +152,10 @@ def test_one_gradings_cleanup_never_touches_another_gradings_worker(gradescope, 
         (root / "pkg" / "__init__.py").write_text("")
         (root / "pkg" / "cross.py").write_text(CROSS)
         os.chmod(root.parent, 0o755)
-        cfg = SandboxConfig(root=root, student_files=["pkg/cross.py"], call_timeout=60, isolation="user", python=python)
+        # walls=False: the worker's walls would refuse the daemon outright; this is the cleanup beneath them
+        cfg = SandboxConfig(
+            root=root, student_files=["pkg/cross.py"], call_timeout=60, isolation="user", python=python, walls=False
+        )
         boxes.append(Sandbox(cfg))
     a, b = boxes
     marker = f"cross-daemon-{time.time_ns()}"
