@@ -25,7 +25,6 @@ runs no student code while the guard is paused for its own work (see `StandIns.q
 
 from __future__ import annotations
 
-import os
 import struct
 import types
 from collections.abc import Callable
@@ -61,23 +60,6 @@ class Remote:
 
 
 # ---- the exchange in the middle of a request --------------------------------------------------------------------
-
-
-def _read_exact(fd: int, n: int) -> bytes:
-    chunks, got = [], 0
-    while got < n:
-        b = os.read(fd, min(n - got, 1 << 20))
-        if not b:
-            raise EOFError
-        chunks.append(b)
-        got += len(b)
-    return b"".join(chunks)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 class Peer:
@@ -130,11 +112,11 @@ class Peer:
         return self.own[h.id]
 
     def send(self, msg: dict) -> None:
-        _write_all(self.fd_out, wire.frame(wire.encode(msg)))
+        wire.write_all(self.fd_out, wire.frame(wire.encode(msg)))
 
     def recv(self) -> Any:
-        (n,) = struct.unpack(">Q", _read_exact(self.fd_in, 8))
-        return wire.decode(_read_exact(self.fd_in, n), from_handle=self.resolve)
+        (n,) = struct.unpack(">Q", wire.read_exact(self.fd_in, 8))
+        return wire.decode(wire.read_exact(self.fd_in, n), from_handle=self.resolve)
 
     # -- requests ----------------------------------------------------------------------------------------
     def request(self, msg: dict, answer_op: str) -> dict:

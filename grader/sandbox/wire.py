@@ -10,6 +10,7 @@ Frame layout: 8-byte big-endian total length, 4-byte header length, UTF-8 JSON h
 from __future__ import annotations
 
 import json
+import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -223,3 +224,22 @@ def _is_numpy_scalar(x: Any) -> bool:
 
 def frame(msg: bytes) -> bytes:
     return struct.pack(">Q", len(msg)) + msg
+
+
+def read_exact(fd: int, n: int) -> bytes:
+    """Exactly `n` bytes from `fd` (EOFError when it closes first): the children's side of a frame."""
+    chunks, got = [], 0
+    while got < n:
+        b = os.read(fd, min(n - got, 1 << 20))
+        if not b:
+            raise EOFError
+        chunks.append(b)
+        got += len(b)
+    return b"".join(chunks)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """All of `data` to `fd` (a blocking descriptor)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

@@ -26,24 +26,6 @@ _TYPE_DICT = type.__dict__["__dict__"].__get__  # a class's own namespace, past 
 MAX_FILE_BYTES = 64 << 20  # the largest file the worker may write (its output included)
 
 
-def _read_exact(fd: int, n: int) -> bytes:
-    chunks, got = [], 0
-    while got < n:
-        b = os.read(fd, min(n - got, 1 << 20))
-        if not b:
-            raise EOFError
-        chunks.append(b)
-        got += len(b)
-    return b"".join(chunks)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
 class Worker:
     def __init__(self, fd_in: int, fd_out: int) -> None:
         self.fd_in, self.fd_out = fd_in, fd_out
@@ -63,8 +45,10 @@ class Worker:
 
     # -- protocol -----------------------------------------------------------------------------
     def recv(self) -> bytes:
-        (n,) = struct.unpack(">Q", _read_exact(self.fd_in, 8))
-        return _read_exact(self.fd_in, n)
+        from grader.sandbox import wire
+
+        (n,) = struct.unpack(">Q", wire.read_exact(self.fd_in, 8))
+        return wire.read_exact(self.fd_in, n)
 
     def decode(self, msg: bytes) -> Any:
         from grader.sandbox import wire
@@ -78,7 +62,7 @@ class Worker:
             msg = wire.encode(obj, to_handle=self._keep)
         except Exception as e:
             msg = wire.encode({"ok": False, "kind": "unsendable", "type": type(e).__name__, "message": str(e)[:2000]})
-        _write_all(self.fd_out, wire.frame(msg))
+        wire.write_all(self.fd_out, wire.frame(msg))
 
     def _device_map(self, device: str) -> str:
         return device
