@@ -101,12 +101,23 @@ def _stdlib_roots() -> tuple[str, ...]:
     return tuple({os.path.realpath(paths[k]) + os.sep for k in ("stdlib", "platstdlib") if k in paths})
 
 
+def _site_roots() -> tuple[str, ...]:
+    """Where installed libraries live. In a virtual environment `platstdlib` is the environment's lib folder, which
+    holds site-packages: a file there is a library's (PyTorch's), not the standard library's."""
+    import site
+
+    paths = sysconfig.get_paths()
+    roots = {paths[k] for k in ("purelib", "platlib") if k in paths} | set(site.getsitepackages())
+    return tuple({os.path.realpath(r) + os.sep for r in roots})
+
+
 def install_hook(student_files: set[str], grader_dir: str) -> tuple[list, list]:
     """Install the hook; returns (`running`, `refusals`): the worker sets running[0] while student code runs and
     takes the records from `refusals` after each call (see `take`). Both live only in this closure and the
     worker's frame, out of reach of the code the hook refuses frames and gc to."""
     student = {os.path.realpath(f) for f in student_files}
     stdlib = _stdlib_roots()
+    site_roots = _site_roots()
     grader_dir = os.path.realpath(grader_dir) + os.sep
     kinds: dict[str, str] = {}
     running = [False]
@@ -127,7 +138,7 @@ def install_hook(student_files: set[str], grader_dir: str) -> tuple[list, list]:
                     k = "student"
                 elif real.startswith(grader_dir):
                     k = "grader"
-                elif real.startswith(stdlib):
+                elif real.startswith(stdlib) and not real.startswith(site_roots):
                     rel = real[len(next(r for r in stdlib if real.startswith(r))) :]
                     k = "via" if rel in REFLECTION_HELPERS or rel.startswith("ctypes" + os.sep) else "lib"
                 else:

@@ -2,7 +2,11 @@
 (grader.sandbox.host.Sandbox) and a notebook's kernel (grader.notebooks.kernel.KernelSandbox), both started,
 confined and ended by grader.sandbox.process. From inside each: a file outside its working folder cannot be
 written, a protected file (in `hide`) cannot be read, the network is refused, and a process it starts in a session
-of its own does not outlive close()."""
+of its own does not outlive close().
+
+These are the operating system's walls, so the worker runs here without its own (walls=False: no seccomp filter,
+audit hook or import rule, which would stop the probes before they reach the OS; test_syscall_filter.py and
+test_audit.py test those)."""
 
 from __future__ import annotations
 
@@ -120,6 +124,7 @@ def _in_worker(s: Setup) -> dict:
         startup_timeout=180,
         isolation=s.mode,
         hide=[str(s.course)],
+        walls=False,
     )
     with Sandbox(cfg) as sb:
         got = {name: sb.call("pkg.probes", fn, args).value for name, fn, args in s.probes()}
