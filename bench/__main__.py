@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench import a1, a2, a3, batch, gradescope, notebooks, sandbox
+from bench import a1, a2, a3, batch, gradescope, guard, notebooks, sandbox
 from bench.common import Row, render
 
 SUITES = {
@@ -16,6 +16,7 @@ SUITES = {
     "a3": a3.run,
     "batch": batch.run,
     "gradescope": gradescope.run,
+    "guard": guard.run,
     "notebooks": notebooks.run,
     "sandbox": sandbox.run,
 }

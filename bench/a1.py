@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from bench.common import Row, median_time, peak_memory_mb
+from bench.common import Row, median_time, peak_memory_mb, slowest_checks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,4 +77,5 @@ def run(repeat: int = 5) -> list[Row]:
             note=f"{sb['worker_starts']} worker start(s), {sb['requests']} requests",
         )
     )
+    rows += slowest_checks("a1", result, wall)
     return rows

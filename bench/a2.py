@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from bench.common import Row, median_time
+from bench.common import Row, median_time, slowest_checks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,4 +62,5 @@ def run(repeat: int = 5) -> list[Row]:
             note=f"{sb['worker_starts']} worker start(s)",
         )
     )
+    rows += slowest_checks("a2", result, wall)
     return rows

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bench.common import Row, median_time
+from bench.common import Row, median_time, slowest_checks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,6 +87,7 @@ def run(repeat: int = 5) -> list[Row]:
         result = grade(ROOT, name, device="cpu", hidden=False)
         walls[name] = (time.perf_counter() - t0, result)
     wall3, r3 = walls["a3_networks"]
+    rows += slowest_checks("a3", r3, wall3)
     rows.append(
         Row(
             "a3", "grading A3, public (wall)", wall3, "", None, "s", note=f"{len(r3.checks)} checks, score {r3.score:g}"

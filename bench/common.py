@@ -82,3 +82,22 @@ def _fmt(v: float, unit: str) -> str:
     if unit == "s":
         return f"{v * 1e3:.2f} ms" if v < 1 else f"{v:.2f} s"
     return f"{v:.1f} {unit}"
+
+
+def slowest_checks(suite: str, result, wall: float, n: int = 10) -> list[Row]:
+    """The `n` slowest checks of a grading, each against the grading's wall time (its share), with the part of it
+    spent inside student calls (the student's code and the guard around it)."""
+    rows = []
+    for c in sorted(result.checks, key=lambda c: -c.seconds)[:n]:
+        rows.append(
+            Row(
+                suite,
+                f"  slow check: {c.id}"[:46],
+                c.seconds,
+                "the grading (wall)",
+                wall,
+                "s",
+                note=f"student calls {c.call_seconds:.2f} s; {c.id}",
+            )
+        )
+    return rows

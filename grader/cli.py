@@ -42,7 +42,12 @@ def _grade(args: argparse.Namespace) -> int:
 
         def progress(r, _name=name):
             if args.verbose:
-                print(f"  {r.number:>5} {r.id:<50} {r.status}", file=sys.stderr, flush=True)
+                print(
+                    f"  {r.number:>5} {r.id:<50} {r.status:<6} {r.seconds:7.2f} s"
+                    f" (student calls {r.call_seconds:.2f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
         share = None
         if ends is not None:  # grading first (its share when a report follows), then the report in what is left

@@ -20,6 +20,9 @@ class CheckResult:
     output: str
     seed: int
     seconds: float  # wall time of the check, the judge's work and every call into the sandbox
+    # of which inside calls of student code (worker starts excluded), the part the student's code and the guard
+    # around it decide
+    call_seconds: float = 0.0
     out_of_time: bool = False  # it failed (or was not run) because the grading's time budget ran out
     # what the feedback says, as data (a failed check only; readers use these, never the feedback's words):
     # the known mistakes it names ("Likely bug: ...", or several), each as the course describes it

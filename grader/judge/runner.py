@@ -503,6 +503,7 @@ def _check_result(
 ) -> CheckResult:
     """One check's result: judged, or failed at once when the archive was refused or the time is spent."""
     t0 = time.perf_counter()
+    calls0 = run.sandbox.stats.call_seconds
     late = run.sandbox.out_of_time()
     verdict = None
     if run.staged.refused:  # a refused archive (corrupt, hostile): every check fails with the reason
@@ -534,6 +535,7 @@ def _check_result(
         output=text,
         seed=spec.seed,
         seconds=time.perf_counter() - t0,
+        call_seconds=run.sandbox.stats.call_seconds - calls0,
         out_of_time=late,
         mistakes=verdict.mistakes if verdict else [],
         grader_errors=verdict.grader_errors if verdict else [],

@@ -143,7 +143,8 @@ def gradescope(result: GradeResult) -> dict:
             "seed_secret": result.seed_secret,
             "sandbox": result.sandbox,
             "parts": [dataclasses.asdict(p) for p in result.parts],
-            # each check's wall time (the judge's work and its calls into the sandbox), and whether the grading's
+            # each check's wall time (the judge's work and its calls into the sandbox), of which inside calls of
+            # student code (call_seconds: the student's code and the guard around it), and whether the grading's
             # time budget ran out on it: for the staff, the class report and the platform's clock; and what its
             # feedback says as data (grader.judge.results.CheckResult): the known mistakes it names, the grader's
             # own errors, the rule hits. Readers of results.json use these, never the feedback's words
@@ -151,6 +152,7 @@ def gradescope(result: GradeResult) -> dict:
                 {
                     "id": c.id,
                     "seconds": round(c.seconds, 3),
+                    "call_seconds": round(c.call_seconds, 3),
                     "out_of_time": c.out_of_time,
                     "mistakes": list(c.mistakes),
                     "grader_errors": list(c.grader_errors),

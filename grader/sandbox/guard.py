@@ -64,6 +64,11 @@ def _library_roots() -> tuple[str, ...]:
 
 
 _STUDENT, _EXEMPT, _KIT, _LIBRARY, _STOP, _SKIP = range(6)
+_ARG_FLAG = "<a flag among the arguments>"  # plan(): requires_grad_(flag), x.requires_grad = flag
+_NOT_AUTOGRAD = "<no forbidden autograd name>"  # plan(): an autograd function whose names are all allowed
+_functorch_level = torch._C._functorch.maybe_current_level
+_autograd_node = torch._C._current_autograd_node
+_grad_enabled = torch.is_grad_enabled
 
 
 class Guard:
@@ -83,6 +88,7 @@ class Guard:
         self.guarded = list(guarded)
         self.active: frozenset[str] = frozenset()
         self.autograd_on = False
+        self.autograd_ops = False  # the dispatch mode watches the engine and graphs (AUTOGRAD forbidden)
         self.packages: tuple[tuple[str, str], ...] = ()
         self.hits: list[dict] = []
         self.ops = self.last_ops = 0
@@ -98,7 +104,10 @@ class Guard:
         self._kinds: dict[str, int] = {}
         self._canon: dict[Any, str] = {}
         self._fn_match: dict[str, tuple[str, ...]] = {}
-        self._op_match: dict[Any, tuple[str, ...]] = {}
+        self._op_match: dict[str, tuple[str, ...]] = {}
+        self._plans: dict[Any, tuple] = {}
+        # what is decided per function and per operator depends only on the forbidden names: kept per set of names
+        self._decided: dict[frozenset, tuple[dict, dict, dict]] = {}
         self._op_table: dict[str, list[str]] = {}
         for name in set(self.guarded):
             for op in aten_ops(name):
@@ -187,8 +196,11 @@ class Guard:
         self.autograd_on = bool(self.active & AUTOGRAD_ALL)
         self.packages = tuple((n, self._pkg_dirs[n]) for n in PACKAGES if n in self.active and n in self._pkg_dirs)
         self.module_codes = {c: n for n in self.active for c in self._module_codes.get(n, ())}
-        self._fn_match = {}
-        self._op_match = {}
+        self.autograd_ops = self.autograd_on and AUTOGRAD in self.active
+        decided = self._decided.get(self.active)
+        if decided is None:
+            decided = self._decided[self.active] = ({}, {}, {})
+        self._fn_match, self._op_match, self._plans = decided
         self.hits, self._seen, self.suppress = [], set(), 0
         self.ops = 0  # operators dispatched during the call: the judge finds a result computed by none suspect
         self.foreign_types = False  # a tensor subclass of the student's took part: the guard cannot see inside
@@ -201,13 +213,14 @@ class Guard:
         """Stop recording in the middle of a call, while the worker's own code runs (a stand-in for the course's
         oracle encoding a call to the oracle process, grader.sandbox.proxy); returns what `resume` restores. The
         modes stay on the stacks: with nothing active they only pass each call on."""
-        saved = (self.active, self.autograd_on, self.packages, self.module_codes)
+        saved = (self.active, self.autograd_on, self.packages, self.module_codes, self.autograd_ops)
         self.active, self.autograd_on, self.packages, self.module_codes = frozenset(), False, (), {}
+        self.autograd_ops = False
         return saved
 
     def resume(self, saved: tuple) -> None:
         """Record again as before `pause`."""
-        self.active, self.autograd_on, self.packages, self.module_codes = saved
+        self.active, self.autograd_on, self.packages, self.module_codes, self.autograd_ops = saved
 
     def exit(self) -> list[dict]:
         """Leave the call: check the guard is still in place and working, restore the mode stacks, and
@@ -218,6 +231,7 @@ class Guard:
         fstack = [torch._C._get_function_stack_at(i) for i in range(nf)]
         dstack = [torch._C._get_dispatch_stack_at(i) for i in range(nd)]
         self.active, self.autograd_on, self.packages, self.module_codes = frozenset(), False, (), {}
+        self.autograd_ops = False
         if self.fmode not in fstack or self.dmode not in dstack:
             removed = True
         else:
@@ -270,37 +284,61 @@ class Guard:
             self._fn_match[canon] = names
         return names
 
-    def op_names(self, func: Any) -> tuple[str, ...]:
-        names = self._op_match.get(func)
+    def op_names(self, opname: str) -> tuple[str, ...]:
+        """The forbidden names an ATen operator (by its name, `cdist` for aten::cdist.default) stands for."""
+        names = self._op_match.get(opname)
         if names is None:
-            found = [n for n in self._op_table.get(getattr(func, "_opname", ""), ()) if n in self.active]
+            found = [n for n in self._op_table.get(opname, ()) if n in self.active]
             names = _most_precise("", found, {})
-            self._op_match[func] = names
+            self._op_match[opname] = names
         return names
 
-    def autograd_use(self, func: Any, canon: str, args: tuple, kwargs: dict) -> str | None:
-        """Which forbidden autograd name a Python-level call stands for, if any."""
-        name = self._autograd_use(func, canon, args, kwargs)
+    def plan(self, func: Any) -> tuple[str, tuple[str, ...], str | None]:
+        """What a call of `func` is, decided once per function (and set of forbidden names): its canonical name,
+        the forbidden names it stands for, and the autograd name it is whatever its arguments (`_ARG_FLAG` where
+        that depends on a flag among them)."""
+        key = (func.__self__, func.__name__) if type(func) is types.MethodWrapperType else func
+        try:
+            p = self._plans.get(key)
+        except TypeError:
+            key, p = None, None
+        if p is None:
+            canon = self.canon(func)
+            p = (canon, self.function_names(canon), self._autograd_static(canon))
+            if key is not None:
+                self._plans[key] = p
+        return p
+
+    def _autograd_static(self, canon: str) -> str | None:
+        """The autograd name a call of `canon` is whatever its arguments (`_NOT_AUTOGRAD` when it is none),
+        `_ARG_FLAG` when a flag among them decides, None when only the call's arguments and state can tell."""
+        name = AUTOGRAD_CANON.get(canon)
+        if name == REQUIRES_GRAD_ or canon == "torch.Tensor.requires_grad.__set__":
+            return _ARG_FLAG
+        if name is None and canon.startswith(("torch.autograd.", "torch.func.", "torch._functorch.")):
+            name = canon if canon in self.active else (AUTOGRAD if "torch.autograd" in canon else FUNC)
+        if name is None:
+            return None
+        return self._autograd_name(name) or _NOT_AUTOGRAD
+
+    def _autograd_name(self, name: str | None) -> str | None:
         if name is None or name in self.active:
             return name
         return AUTOGRAD if AUTOGRAD in self.active else None
 
-    def _autograd_use(self, func: Any, canon: str, args: tuple, kwargs: dict) -> str | None:
-        name = AUTOGRAD_CANON.get(canon)
-        if name == REQUIRES_GRAD_:
+    def autograd_use(self, canon: str, static: str | None, args: tuple, kwargs: dict) -> str | None:
+        """Which forbidden autograd name a Python-level call stands for, if any (`static` from `plan`)."""
+        if static is _ARG_FLAG:
+            if canon == "torch.Tensor.requires_grad.__set__":
+                return self._autograd_name(REQUIRES_GRAD) if len(args) > 1 and args[1] else None
             flag = args[1] if len(args) > 1 else kwargs.get("requires_grad", True)
-            return name if flag else None
-        if name:
-            return name
-        if canon.startswith(("torch.autograd.", "torch.func.", "torch._functorch.")):
-            return canon if canon in self.active else (AUTOGRAD if "torch.autograd" in canon else FUNC)
-        if canon == "torch.Tensor.requires_grad.__set__":
-            return REQUIRES_GRAD if len(args) > 1 and args[1] else None
+            return self._autograd_name(REQUIRES_GRAD_) if flag else None
+        if static is not None:
+            return None if static is _NOT_AUTOGRAD else static
         if kwargs and kwargs.get("requires_grad"):
-            return REQUIRES_GRAD
-        level = torch._C._functorch.maybe_current_level()
-        if level is not None and _differentiating():
-            return FUNC
+            return self._autograd_name(REQUIRES_GRAD)
+        if _functorch_level() is not None and _differentiating():
+            return self._autograd_name(FUNC)
         return None
 
     # -- recording -------------------------------------------------------------------------------------------
@@ -368,12 +406,19 @@ class Guard:
     def module_user(self, depth: int = 2, levels: int = 8) -> str | None:
         """A forbidden PyTorch module (torch.nn.Linear, ...) whose forward made this call, a few frames up."""
         f = sys._getframe(depth)
+        codes, kinds = self.module_codes, self._kinds
         for _ in range(levels):
             if f is None:
                 return None
-            name = self.module_codes.get(f.f_code)
+            code = f.f_code
+            name = codes.get(code)
             if name is not None:
                 return name
+            k = kinds.get(code.co_filename)
+            if k is None:
+                k = kinds[code.co_filename] = self._classify(code.co_filename)
+            if k == _STUDENT:  # the student's own code made the call: no module of PyTorch's between
+                return None
             f = f.f_back
         return None
 
@@ -512,35 +557,36 @@ class _FunctionMode(TorchFunctionMode):
         self.guard = guard
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
         g = self.guard
-        if g.canary:
-            g.canary_seen[0] = True
-        if g.active and types and _foreign(types):
+        if not g.active:  # between calls, or paused: only the canary of exit() is looked for
+            if g.canary:
+                g.canary_seen[0] = True
+            return func(*args, **kwargs) if kwargs else func(*args)
+        kwargs = kwargs or {}
+        if types and _foreign(types):
             g.foreign_types = True  # a tensor subclass's own handler would run with this mode off the stack
-        if g.active:
-            recorded = False
-            canon = g.canon(func)
-            for n in g.function_names(canon):
-                recorded = g.hit(n, None) or recorded
-            if g.autograd_on:
-                name = g.autograd_use(func, canon, args, kwargs)
-                if name is not None:
-                    recorded = g.hit(name, None) or recorded
-            if g.packages:
-                pkg = g.package_user()
-                if pkg is not None:
-                    recorded = g.hit(pkg, None) or recorded
-            if g.module_codes:
-                module = g.module_user()
-                if module is not None:
-                    recorded = g.hit(module, None) or recorded
-            if recorded:  # the operators this call runs are the same use: not reported again
-                g.suppress += 1
-                try:
-                    return func(*args, **kwargs)
-                finally:
-                    g.suppress -= 1
+        recorded = False
+        canon, names, static = g.plan(func)
+        for n in names:
+            recorded = g.hit(n, None) or recorded
+        if g.autograd_on:
+            name = g.autograd_use(canon, static, args, kwargs)
+            if name is not None:
+                recorded = g.hit(name, None) or recorded
+        if g.packages:
+            pkg = g.package_user()
+            if pkg is not None:
+                recorded = g.hit(pkg, None) or recorded
+        if g.module_codes:
+            module = g.module_user()
+            if module is not None:
+                recorded = g.hit(module, None) or recorded
+        if recorded:  # the operators this call runs are the same use: not reported again
+            g.suppress += 1
+            try:
+                return func(*args, **kwargs)
+            finally:
+                g.suppress -= 1
         return func(*args, **kwargs)
 
 
@@ -557,21 +603,22 @@ class _DispatchMode(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         g = self.guard
-        if g.canary:
-            g.canary_seen[1] = True
-        if g.active:
-            g.ops += 1
-            if types and _foreign(types):
-                g.foreign_types = True
-        if g.active and not g.suppress:
-            for n in g.op_names(func):
+        if not g.active:
+            if g.canary:
+                g.canary_seen[1] = True
+            return func(*args, **kwargs) if kwargs else func(*args)
+        g.ops += 1
+        if types and _foreign(types):
+            g.foreign_types = True
+        if not g.suppress:
+            for n in g.op_names(func._opname):
                 g.hit(n, func._opname)
-            if g.autograd_on and AUTOGRAD in g.active:
-                if torch._C._current_autograd_node() is not None:
+            if g.autograd_ops:
+                if _autograd_node() is not None:
                     g.hit(AUTOGRAD, func._opname)  # the engine is running a backward pass
-                elif torch.is_grad_enabled() and _requires_grad(args, kwargs):
+                elif _grad_enabled() and _requires_grad(args, kwargs):
                     g.hit(AUTOGRAD, func._opname)  # a graph is being built
-        return func(*args, **(kwargs or {}))
+        return func(*args, **kwargs) if kwargs else func(*args)
 
 
 def hit_records(value: Any) -> list[dict]:

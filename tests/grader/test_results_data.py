@@ -156,9 +156,13 @@ def test_results_json_and_the_class_report_read_the_data(buggy, reference, tmp_p
             "files": ["results.json"],
         }
     data = json.loads(paths["json"].read_text())  # the reference's: the keys are there, empty
-    assert {"id", "seconds", "out_of_time", "mistakes", "grader_errors", "rule_hits"} <= set(
+    assert {"id", "seconds", "call_seconds", "out_of_time", "mistakes", "grader_errors", "rule_hits"} <= set(
         data["extra_data"]["checks"][0]
     )
+    # each check's time, and the part of it spent in student calls (all but a check that needs a GPU call them)
+    checks = data["extra_data"]["checks"]
+    assert all(0 <= c["call_seconds"] <= c["seconds"] for c in checks), checks
+    assert {c["id"] for c in checks if c["call_seconds"] == 0} <= {"a1.warmup.mm_on_gpu"}
     data = json.loads((tmp_path / "buggy" / "results.json").read_text())
     said = {c["id"]: c for c in data["extra_data"]["checks"]}
     assert said["a1.warmup.reverse_rows"]["mistakes"] == [REVERSED]
