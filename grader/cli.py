@@ -11,6 +11,20 @@ from pathlib import Path
 from grader.errors import GraderError
 
 
+def _with_parts(names: list[str], parts: list[str], kit: Path) -> list[str]:
+    """The assignments among `names` that have every part of `parts`; an error naming each assignment's parts when
+    none has them all."""
+    from grader.course import manifest as manifests
+
+    have = {n: [p.name for p in manifests.load(n, kit).parts] for n in names}
+    chosen = [n for n in names if set(parts) <= set(have[n])]
+    if not chosen:
+        listed = "; ".join(f"{n}: {', '.join(ps)}" for n, ps in have.items())
+        which = "these parts" if len(parts) > 1 else "this part"
+        raise GraderError(f"--part {' '.join(parts)}: no assignment here has {which} ({listed})")
+    return chosen
+
+
 def _grade(args: argparse.Namespace) -> int:
     from grader.course import manifest as manifests
     from grader.judge.loading import assignments_in
@@ -31,6 +45,8 @@ def _grade(args: argparse.Namespace) -> int:
                 raise GraderError(
                     f"{path}: cannot tell which assignment this is; pass --assignment (one of {', '.join(available)})"
                 )
+    if args.part and not args.assignment:  # `--part knn` alone: the assignment(s) that have the part
+        names = _with_parts(names, args.part, kit)
     out_root = Path(args.out)
     color = sys.stdout.isatty() and not args.no_color
     if args.deadline is not None and not args.deadline > 0:

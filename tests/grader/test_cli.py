@@ -63,6 +63,25 @@ def test_one_part_graded_to_json_and_files(tmp_path, capsys, monkeypatch):
     assert "60 / 60" in (out / "summary.md").read_text()
 
 
+def test_a_part_without_an_assignment_grades_the_assignment_that_has_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the course's tree holds every assignment: only A1 has a part named warmup
+    out = tmp_path / "out"
+    assert main(["grade", ".", "--part", "warmup", "--format", "json", "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["score"] == pytest.approx(60)
+    tests = json.loads((out / "results.json").read_text())["tests"]
+    assert tests and all("[a1.warmup." in t["name"] for t in tests)
+    assert [p.name for p in out.iterdir() if p.is_dir()] == []  # one assignment: its results in --out itself
+
+
+def test_a_part_no_assignment_has_is_refused_with_each_assignments_parts(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert main(["grade", ".", "--part", "knnn", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "--part knnn: no assignment here has this part" in err
+    assert "a1_knn: warmup, knn" in err and "a2_linear: linear, two_layer" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_fail_under_sets_the_exit_status(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     sub = copy_submission(tmp_path / "sub")
