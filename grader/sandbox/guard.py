@@ -66,6 +66,7 @@ def _library_roots() -> tuple[str, ...]:
 _STUDENT, _EXEMPT, _KIT, _LIBRARY, _STOP, _SKIP = range(6)
 _ARG_FLAG = "<a flag among the arguments>"  # plan(): requires_grad_(flag), x.requires_grad = flag
 _NOT_AUTOGRAD = "<no forbidden autograd name>"  # plan(): an autograd function whose names are all allowed
+_TENSOR_ONLY = (torch.Tensor,)
 _functorch_level = torch._C._functorch.maybe_current_level
 _autograd_node = torch._C._current_autograd_node
 _grad_enabled = torch.is_grad_enabled
@@ -81,8 +82,12 @@ class Guard:
         exempt_files: list[str] = (),
         exempt_names: list[str] = (),
         guarded: list[str] = (),
+        lazy: bool = True,
     ) -> None:
         self.root = os.path.realpath(root).rstrip(os.sep) + os.sep
+        # watch the operators under a call only where they can break a rule (see `watch_key`); False: under every
+        # call (the bench's baseline)
+        self.lazy = lazy
         self.student_files = {os.path.realpath(f) for f in student_files}
         self.exempt_names = frozenset(exempt_names)
         self.guarded = list(guarded)
@@ -106,8 +111,11 @@ class Guard:
         self._fn_match: dict[str, tuple[str, ...]] = {}
         self._op_match: dict[str, tuple[str, ...]] = {}
         self._plans: dict[Any, tuple] = {}
+        self._quiet: set = set()  # (function, arguments' kinds) seen to run no operator a rule names
+        self.flagged = 0  # operators that stood for a forbidden name (or autograd), recorded or exempt
+        self._gc_pushed = False
         # what is decided per function and per operator depends only on the forbidden names: kept per set of names
-        self._decided: dict[frozenset, tuple[dict, dict, dict]] = {}
+        self._decided: dict[frozenset, tuple[dict, dict, dict, set]] = {}
         self._op_table: dict[str, list[str]] = {}
         for name in set(self.guarded):
             for op in aten_ops(name):
@@ -144,6 +152,7 @@ class Guard:
             self._load_exempt(rel)
         self.fmode = _FunctionMode(self)
         self.dmode = _DispatchMode(self)
+        self._watch_collections()
         self.threads: set[int] = set()  # threads the student started during a guarded call
         self._guard_new_threads()
 
@@ -170,6 +179,65 @@ class Guard:
         for owner, attr in ((_thread, "start_new_thread"), (_thread, "start_new"), (threading, "_start_new_thread")):
             if getattr(owner, attr, None) is original:
                 setattr(owner, attr, start_new_thread)
+
+    def _watch_collections(self) -> None:
+        """A collection runs finalisers (`__del__`) wherever the interpreter happens to be, also inside a call the
+        function mode passed on unwatched (PyTorch switches the mode off while its handler runs): the operators
+        under every collection are watched."""
+        import gc
+
+        guard = self
+
+        def during_collection(phase: str, info: dict) -> None:
+            if not guard.active or not guard.lazy:
+                return
+            if phase == "start" and not guard._gc_pushed:
+                guard._gc_depth = torch._C._len_torch_dispatch_stack()
+                torch._C._push_on_torch_dispatch_stack(guard.dmode)
+                guard._gc_pushed = True
+            elif phase == "stop" and guard._gc_pushed:
+                guard._gc_pushed = False
+                _pop_dispatch_to(guard._gc_depth)
+
+        gc.callbacks.append(during_collection)
+
+    def watch_key(self, func: Any, args: tuple, kwargs: dict) -> Any:
+        """What decides which operators a call of `func` reaches: the function and its arguments' kinds (each
+        tensor's dtype and number of dimensions, each flag, string and dtype as itself, each number as its type).
+        None where the call must be watched whatever was seen before: an argument that requires grad (a graph
+        would be built), any object the kinds above do not cover (the student's own, a callable, which PyTorch
+        may call back with the function mode off), a functorch transform or a backward pass in progress."""
+        if _functorch_level() is not None or _autograd_node() is not None:
+            return None
+        sig = _kinds(args, 0)
+        if sig is None:
+            return None
+        if kwargs:
+            ks = _kinds(tuple(kwargs.values()), 0)
+            if ks is None:
+                return None
+            sig = (sig, tuple(kwargs), ks)
+        key = (func.__self__, func.__name__) if type(func) is types.MethodWrapperType else func
+        return (key, sig)
+
+    def call_watched(self, func: Any, args: tuple, kwargs: dict, key: Any):
+        """Run a call with the dispatch mode on the stack; remember `key` as quiet where no operator under it
+        stood for a forbidden name."""
+        flagged = self.flagged
+        depth = torch._C._len_torch_dispatch_stack()
+        torch._C._push_on_torch_dispatch_stack(self.dmode)
+        try:
+            out = func(*args, **kwargs)
+        finally:
+            _pop_dispatch_to(depth)
+        if key is not None and self.flagged == flagged and not self.foreign_types:
+            if len(self._quiet) >= _MAX_QUIET:  # kinds without end (a student's ever new strings): start over
+                self._quiet.clear()
+            try:
+                self._quiet.add(key)
+            except TypeError:
+                pass
+        return out
 
     # -- given code exempt from the autograd rules ----------------------------------------------------------
     def _load_exempt(self, rel: str) -> None:
@@ -199,15 +267,24 @@ class Guard:
         self.autograd_ops = self.autograd_on and AUTOGRAD in self.active
         decided = self._decided.get(self.active)
         if decided is None:
-            decided = self._decided[self.active] = ({}, {}, {})
-        self._fn_match, self._op_match, self._plans = decided
+            decided = self._decided[self.active] = ({}, {}, {}, set())
+        self._fn_match, self._op_match, self._plans, self._quiet = decided
         self.hits, self._seen, self.suppress = [], set(), 0
         self.ops = 0  # operators dispatched during the call: the judge finds a result computed by none suspect
         self.foreign_types = False  # a tensor subclass of the student's took part: the guard cannot see inside
         self.thread = threading.get_ident()
         self._base = (torch._C._len_torch_function_stack(), torch._C._len_torch_dispatch_stack())
+        self._gc_pushed = False
         torch._C._push_on_torch_function_stack(self.fmode)
-        torch._C._push_on_torch_dispatch_stack(self.dmode)
+        if not self.lazy:
+            torch._C._push_on_torch_dispatch_stack(self.dmode)
+
+    def only_its_modes(self) -> bool:
+        """Whether the mode stacks hold the guard's modes and nothing else (outside any call PyTorch is running:
+        the function mode, and the dispatch mode unless it is pushed only where a call needs it)."""
+        return torch._C._len_torch_function_stack() == self._base[0] + 1 and torch._C._len_torch_dispatch_stack() == (
+            self._base[1] + (0 if self.lazy else 1)
+        )
 
     def pause(self) -> tuple:
         """Stop recording in the middle of a call, while the worker's own code runs (a stand-in for the course's
@@ -232,16 +309,20 @@ class Guard:
         dstack = [torch._C._get_dispatch_stack_at(i) for i in range(nd)]
         self.active, self.autograd_on, self.packages, self.module_codes = frozenset(), False, (), {}
         self.autograd_ops = False
-        if self.fmode not in fstack or self.dmode not in dstack:
+        if self.fmode not in fstack or (not self.lazy and self.dmode not in dstack):
             removed = True
         else:
             self.canary, self.canary_seen = True, [False, False]
+            if self.lazy:  # the dispatch mode is pushed where a call needs it: here, to see that it still works
+                torch._C._push_on_torch_dispatch_stack(self.dmode)
             try:
                 torch.zeros(1).neg()
             except Exception:
                 pass
             finally:
                 self.canary = False
+                if self.lazy:
+                    _pop_dispatch_to(len(dstack))
             removed = not all(self.canary_seen)
         # back to the stacks as they were before the call (empty in the worker): modes the student pushed go too
         while torch._C._len_torch_dispatch_stack() > self._base[1]:
@@ -529,6 +610,41 @@ def _requires_grad(args: tuple, kwargs: dict | None) -> bool:
     return False
 
 
+def _pop_dispatch_to(depth: int) -> None:
+    while torch._C._len_torch_dispatch_stack() > depth:
+        torch._C._pop_torch_dispatch_stack(None)
+
+
+# argument kinds for watch_key: a number by its type (loops index with ever new ones), these by their value
+_BY_TYPE = frozenset({int, float, complex, type(None), slice, type(Ellipsis), torch.Size})
+_BY_VALUE = frozenset({bool, str, torch.dtype, torch.device, torch.layout, torch.memory_format})
+_PLAIN_TENSORS = frozenset({torch.Tensor, torch.nn.Parameter})
+_MAX_ITEMS = 32
+_MAX_QUIET = 50_000
+
+
+def _kinds(values: tuple | list, depth: int) -> tuple | None:
+    out = []
+    for a in values:
+        t = type(a)
+        if t in _PLAIN_TENSORS:
+            if a.requires_grad:
+                return None
+            out.append((a.dtype, a.dim()))
+        elif t in _BY_TYPE:
+            out.append(t)
+        elif t in _BY_VALUE:
+            out.append(a)
+        elif (t is tuple or t is list) and depth < 2 and len(a) <= _MAX_ITEMS:
+            inner = _kinds(a, depth + 1)
+            if inner is None:
+                return None
+            out.append((t, inner))
+        else:
+            return None
+    return tuple(out)
+
+
 _TORCH_DIR = os.path.realpath(os.path.dirname(torch.__file__)) + os.sep
 _TYPES_SEEN: dict = {torch.Tensor: False}
 
@@ -587,6 +703,12 @@ class _FunctionMode(TorchFunctionMode):
                 return func(*args, **kwargs)
             finally:
                 g.suppress -= 1
+        if g.lazy:
+            g.ops += 1
+            key = g.watch_key(func, args, kwargs) if not types or types == _TENSOR_ONLY else None
+            if key is not None and key in g._quiet:
+                return func(*args, **kwargs)
+            return g.call_watched(func, args, kwargs, key)
         return func(*args, **kwargs)
 
 
@@ -612,11 +734,14 @@ class _DispatchMode(TorchDispatchMode):
             g.foreign_types = True
         if not g.suppress:
             for n in g.op_names(func._opname):
+                g.flagged += 1
                 g.hit(n, func._opname)
             if g.autograd_ops:
                 if _autograd_node() is not None:
+                    g.flagged += 1
                     g.hit(AUTOGRAD, func._opname)  # the engine is running a backward pass
                 elif _grad_enabled() and _requires_grad(args, kwargs):
+                    g.flagged += 1
                     g.hit(AUTOGRAD, func._opname)  # a graph is being built
         return func(*args, **kwargs) if kwargs else func(*args)
 

@@ -286,10 +286,7 @@ class StandIns:
         if g is None:
             self.paused.append(())
             return
-        if g.active and (
-            torch._C._len_torch_function_stack() != g._base[0] + 1
-            or torch._C._len_torch_dispatch_stack() != g._base[1] + 1
-        ):
+        if g.active and not g.only_its_modes():
             raise OracleError(f"{what} cannot be called under a PyTorch mode of your own")
         self.paused.append(g.pause())
 

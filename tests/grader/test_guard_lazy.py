@@ -1,0 +1,168 @@
+"""The guard watches the operators under a call only where they can break a rule (grader.sandbox.guard: the
+function mode passes a call on unwatched once the same function, with arguments of the same kinds, ran no
+operator a rule names). Each test here first makes a call look harmless, then tries to profit from it; each must
+still be caught, and the same code without the rule is left alone."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+import torch
+
+from grader.course.manifest import AUTOGRAD_NAMES
+from grader.sandbox.guard import Guard
+from grader.sandbox.host import Sandbox
+from grader.sandbox.isolation import SandboxConfig
+
+STUDENT = '''
+import torch
+import torch.nn.functional as F
+
+def absolute_error(x, reduction):
+    """A mean by the back door: l1_loss reaches aten::mean only with reduction="mean"."""
+    return F.l1_loss(x, torch.zeros_like(x), reduction=reduction)
+
+def in_a_callback(a, b, use):
+    """PyTorch calls the lambda back from inside Tensor.apply_, with the function mode switched off."""
+    found = [a]
+    if use:
+        torch.zeros(1, dtype=torch.float64).apply_(lambda v: found.append(torch.cdist(a, b)) or v)
+    else:
+        torch.zeros(1, dtype=torch.float64).apply_(lambda v: v)
+    return found[-1]
+
+class Size:
+    """An object PyTorch turns into an int by calling its __index__, inside the call it was passed to."""
+    def __init__(self, a, b, use):
+        self.a, self.b, self.use, self.found = a, b, use, [a]
+    def __index__(self):
+        if self.use:
+            self.found.append(torch.cdist(self.a, self.b))
+        return 2
+
+def in_an_index(a, b, use):
+    size = Size(a, b, use)
+    torch.zeros(size)
+    return size.found[-1]
+
+def after_plain_indexing(x):
+    """The same method with plain arguments first (quiet), then with a tensor that requires grad."""
+    total = x[0, 0] + x[1, 1]
+    w = x.detach().clone()
+    w.requires_grad = True
+    return total + (w[0, 0] * 2).detach()
+'''
+
+A, B = torch.randn(3, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
+MEAN = ["torch.mean", "torch.Tensor.mean"]
+AUTOGRAD = list(AUTOGRAD_NAMES)
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lazy")
+    (root / "pkg").mkdir()
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "student.py").write_text(STUDENT)
+    cfg = SandboxConfig(
+        root=root,
+        student_files=["pkg/student.py"],
+        guarded=sorted({"torch.cdist", *MEAN, *AUTOGRAD}),
+        call_timeout=60,
+        memory_mb=2048,
+    )
+    with Sandbox(cfg) as sb:
+        yield sb
+
+
+def _names(reply) -> list[str]:
+    return [h["name"] for h in reply.forbidden_hits]
+
+
+def test_a_function_seen_harmless_is_watched_again_when_an_argument_changes_what_it_runs(sandbox):
+    x = torch.randn(4, 3)
+    for _ in range(3):  # harmless: the sum of absolute values
+        assert _names(sandbox.call("pkg.student", "absolute_error", (x, "sum"), forbidden=MEAN)) == []
+    r = sandbox.call("pkg.student", "absolute_error", (x, "mean"), forbidden=MEAN)
+    assert "torch.mean" in _names(r) or "torch.Tensor.mean" in _names(r), r.forbidden_hits
+    assert sandbox.call("pkg.student", "absolute_error", (x, "mean"), forbidden=[]).forbidden_hits == []
+
+
+@pytest.mark.parametrize("function", ["in_a_callback", "in_an_index"])
+def test_student_code_pytorch_calls_back_is_watched(sandbox, function):
+    for _ in range(2):  # harmless first: the same PyTorch call with the student's object, doing nothing forbidden
+        assert _names(sandbox.call("pkg.student", function, (A, B, False), forbidden=["torch.cdist"])) == []
+    for _ in range(2):
+        r = sandbox.call("pkg.student", function, (A, B, True), forbidden=["torch.cdist"])
+        assert "torch.cdist" in _names(r), (function, r.forbidden_hits)
+        assert torch.allclose(r.value, torch.cdist(A, B))
+    assert sandbox.call("pkg.student", function, (A, B, True), forbidden=[]).forbidden_hits == []
+
+
+def test_a_graph_on_a_tensor_that_requires_grad_is_watched_after_plain_calls(sandbox):
+    x = torch.randn(3, 3)
+    r = sandbox.call("pkg.student", "after_plain_indexing", (x,), forbidden=AUTOGRAD)
+    assert _names(r) and set(_names(r)) <= set(AUTOGRAD) | {"torch.autograd"}, r.forbidden_hits
+    # the first hit is the requires_grad flag itself; the indexing of w builds a graph, which is also seen
+    assert _names(r)[0] == "torch.Tensor.requires_grad"
+
+
+def test_a_finaliser_run_by_a_collection_inside_an_unwatched_call_is_watched(tmp_path):
+    """In this process: a collection that starts while the function mode is off (as inside a call it passed on)
+    runs a finaliser that uses the forbidden operation; the guard's collection hook puts the dispatch mode back."""
+    student = tmp_path / "student.py"
+    student.write_text(
+        "import torch\n"
+        "class Cycle:\n"
+        "    def __init__(self, a, b, out):\n"
+        "        self.me, self.a, self.b, self.out = self, a, b, out\n"
+        "    def __del__(self):\n"
+        "        self.out.append(torch.cdist(self.a, self.b))\n"
+    )
+    namespace: dict = {}
+    exec(compile(student.read_text(), str(student), "exec"), namespace)
+    guard = Guard(str(tmp_path), {str(student)}, guarded=["torch.cdist"])
+    out: list = []
+    gc.collect()
+    guard.enter(["torch.cdist"])
+    try:
+        namespace["Cycle"](A, B, out)  # unreachable at once: only a collection frees it
+        with torch._C.DisableTorchFunction():
+            gc.collect()
+    finally:
+        hits = guard.exit()
+    assert out and torch.allclose(out[0], torch.cdist(A, B))
+    assert [(h["name"], h["function"]) for h in hits] == [("torch.cdist", "Cycle.__del__")], hits
+
+
+def test_the_lazy_guard_sees_what_watching_every_call_sees(tmp_path):
+    """The same calls under a guard that watches every call and one that watches only where a rule can be
+    broken: the same hits (the door tests of test_guard.py run under the lazy one)."""
+    student = tmp_path / "student.py"
+    student.write_text(STUDENT)
+    namespace: dict = {}
+    exec(compile(STUDENT, str(student), "exec"), namespace)
+    x = torch.randn(4, 3)
+    calls = [
+        ("absolute_error", (x, "sum"), MEAN),
+        ("absolute_error", (x, "mean"), MEAN),
+        ("in_a_callback", (A, B, False), ["torch.cdist"]),
+        ("in_a_callback", (A, B, True), ["torch.cdist"]),
+        ("in_an_index", (A, B, False), ["torch.cdist"]),
+        ("in_an_index", (A, B, True), ["torch.cdist"]),
+        ("after_plain_indexing", (torch.randn(3, 3),), AUTOGRAD),
+    ]
+    seen = {}
+    for lazy in (True, False):
+        guard = Guard(str(tmp_path), {str(student)}, guarded=sorted({"torch.cdist", *MEAN, *AUTOGRAD}), lazy=lazy)
+        got = []
+        for name, args, forbidden in calls * 2:
+            guard.enter(forbidden)
+            try:
+                namespace[name](*args)
+            finally:
+                got.append(sorted({h["name"] for h in guard.exit()}))
+        seen[lazy] = got
+    assert seen[True] == seen[False]
+    assert [bool(h) for h in seen[True]] == [False, True, False, True, False, True, True] * 2, seen[True]
