@@ -75,6 +75,51 @@ def run(repeat: int = 5) -> list[Row]:
             )
         )
     rows += _walls(ROOT, strongest, repeat)
+    rows += _guard(ROOT, strongest)
+    return rows
+
+
+def _guard(root: Path, mode: str) -> list[Row]:
+    """The reference's A1 to A3, public and hidden checks, graded with the guard as it runs (lazy), with the guard
+    watching the operators under every call (eager, as before), and with no guard (the baseline), alternating.
+    Target: A1 to A3 in at most 30 s with every protection on."""
+    from unittest import mock
+
+    from grader.judge import runner
+
+    def watching(how: str):
+        real = runner._sandbox_config
+        return mock.patch.object(runner, "_sandbox_config", lambda *a, **k: replace(real(*a, **k), guard=how))
+
+    total = {"lazy": 0.0, "eager": 0.0, "off": 0.0}
+    scores = dict.fromkeys(total, 0.0)
+    for name in ("a1_knn", "a2_linear", "a3_networks"):
+        for how in total:
+            t0 = time.perf_counter()
+            with watching(how):
+                result = runner.grade(root, name, device="cpu", hidden=True, isolation=mode)
+            total[how] += time.perf_counter() - t0
+            scores[how] += result.score
+    rows = [
+        Row(
+            "sandbox",
+            f"grading A1 to A3, hidden, {mode}, guard (wall)",
+            total["lazy"],
+            "the same, no guard",
+            total["off"],
+            "s",
+            note=f"target: <= 30 s in all; scores {scores['lazy']:g} and {scores['off']:g}",
+        ),
+        Row(
+            "sandbox",
+            "  the guard watching every call (before)",
+            total["eager"],
+            "the same, no guard",
+            total["off"],
+            "s",
+            note=f"score {scores['eager']:g}",
+        ),
+    ]
     return rows
 
 

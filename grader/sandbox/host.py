@@ -245,6 +245,7 @@ class Sandbox:
                 # the kernel's filter (grader.sandbox.syscalls) must load wherever the code is isolated at all
                 "syscall_filter": "require" if self.isolation.mode in ("bwrap", "user") else "try",
                 "walls": self.config.walls,
+                "guard": self.config.guard,
                 "allowed_imports": None if self.config.allowed_imports is None else list(self.config.allowed_imports),
             }  # never the oracles' source: the oracle process gets it below, the student's worker never
             reply = self._roundtrip(

@@ -141,6 +141,9 @@ class SandboxConfig:
     # the worker's walls inside its process (grader.sandbox.syscalls, grader.sandbox.audit); off only for `make
     # bench`, which measures what they cost
     walls: bool = True
+    # the guard (grader.sandbox.guard): "lazy" watches the operators under a call only where they can break a rule,
+    # "eager" under every call, "off" not at all; anything but "lazy" only for `make bench`, which measures its cost
+    guard: str = "lazy"
     total_timeout: float | None = None  # the whole grading's budget (every request of this sandbox)
     memory_mb: int = 4096
     scratch_mb: int = 256  # each private tmpfs (working folder, /tmp) under bubblewrap
@@ -157,6 +160,13 @@ class SandboxConfig:
     # the top-level modules student code may import (the manifest's Manifest.allowed_imports, the kit's packages
     # included); None: no list (the worker imports what it is asked). Sent in the setup message as allowed_imports.
     allowed_imports: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.guard not in GUARD_WATCH:
+            raise ValueError(f"SandboxConfig.guard: expected one of {', '.join(GUARD_WATCH)}, found {self.guard!r}")
+
+
+GUARD_WATCH = ("lazy", "eager", "off")
 
 
 @dataclass

@@ -166,3 +166,20 @@ def test_the_lazy_guard_sees_what_watching_every_call_sees(tmp_path):
         seen[lazy] = got
     assert seen[True] == seen[False]
     assert [bool(h) for h in seen[True]] == [False, True, False, True, False, True, True] * 2, seen[True]
+
+
+@pytest.mark.parametrize("how", ["lazy", "eager", "off"])
+def test_the_worker_runs_the_guard_as_configured(tmp_path, how):
+    """SandboxConfig.guard: the worker's guard watches lazily (grading), eagerly, or not at all (make bench's
+    baseline); a value it does not know is refused before any worker starts."""
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "student.py").write_text(STUDENT)
+    cfg = SandboxConfig(
+        root=tmp_path, student_files=["pkg/student.py"], guarded=MEAN, call_timeout=60, memory_mb=2048, guard=how
+    )
+    with Sandbox(cfg) as sb:
+        r = sb.call("pkg.student", "absolute_error", (torch.randn(4, 3), "mean"), forbidden=MEAN)
+    assert bool(r.forbidden_hits) == (how != "off"), r.forbidden_hits
+    with pytest.raises(ValueError, match="SandboxConfig.guard: expected one of lazy, eager, off, found 'lazzy'"):
+        SandboxConfig(root=tmp_path, student_files=[], guard="lazzy")
