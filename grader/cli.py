@@ -47,7 +47,7 @@ def _grade(args: argparse.Namespace) -> int:
                 )
     if args.part and not args.assignment:  # `--part knn` alone: the assignment(s) that have the part
         names = _with_parts(names, args.part, kit)
-    out_root = Path(args.out)
+    out_root = Path(args.out or "grader-results")
     color = sys.stdout.isatty() and not args.no_color
     if args.deadline is not None and not args.deadline > 0:
         raise GraderError(f"--deadline: expected a positive number of seconds, found {args.deadline:g}")
@@ -90,7 +90,7 @@ def _grade(args: argparse.Namespace) -> int:
             time_budget=share,
             seed_secret=args.seed_secret,
         )
-        out = out_root if len(names) == 1 else out_root / name
+        out = out_root if (args.out and len(names) == 1) else out_root / name  # one place for each assignment
         if args.report or args.pdf:  # the notebooks, run in the sandbox, and the report for manual grading
             from grader.notebooks.report import attach
 
@@ -285,7 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="replay a run: derive the checks' seeds from this secret (results.json's extra_data.seed_secret) "
         "instead of a new one",
     )
-    g.add_argument("--out", default="grader-results", help="folder for results.json, junit.xml, summary.md")
+    g.add_argument(
+        "--out",
+        help="folder for results.json, junit.xml, summary.md (default: grader-results/<assignment>/, whatever is "
+        "graded; with --out and one assignment, that folder itself)",
+    )
     g.add_argument(
         "--report",
         action="store_true",

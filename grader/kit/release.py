@@ -174,31 +174,48 @@ def _copy_tree(src: Path, dst: Path, removed: list[list[str]], rel: Path) -> Non
 
 
 STUDENT_MAKEFILE = """\
-# Everyday commands for this assignment kit.
+# Everyday commands for this assignment kit: `make help` lists them.
+#   A=a1_knn         the assignment (grade, report, submit); PART=knn one part of it (grade)
+#   ARGS="..."       more flags for the command, e.g. make submit A=a1_knn ARGS=--allow-incomplete
+#   TORCH=cpu|cuda   which PyTorch `make install` gets (default: cuda only where nvidia-smi lists a GPU)
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+A ?=
+PART ?=
+ARGS ?=
+TORCH ?= auto
+SELECT := $(if $(A),--assignment $(A)) $(foreach p,$(PART),--part $(p))
+# JupyterLab refuses to start as root (containers, lab machines) unless told it may
+AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: install grade report submit notebook notebooks
+.PHONY: help install grade report submit notebook notebooks
+help:                     ## list the commands
+\t@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
 install: $(BIN)/grader    ## set up .venv (and bubblewrap, the sandbox your code is graded in, where you are root)
 \t@bash tools/install-system-packages.sh
 $(BIN)/grader: pyproject.toml
-\t$(PY) -m venv $(VENV)
-\t$(BIN)/pip install -q --upgrade pip
-\t$(BIN)/pip install -e . jupyterlab
-\ttouch $@
+\t@echo "install: a virtual environment in $(VENV)"
+\t@$(PY) -m venv $(VENV)
+\t@$(BIN)/python -m pip install -q --upgrade pip
+\t@bash tools/install-torch.sh $(BIN)/python $(TORCH)
+\t@echo "install: the kit and JupyterLab"
+\t@$(BIN)/python -m pip install -q -e . jupyterlab
+\t@touch $@
 
-grade: install            ## grade your work (public checks), as the autograder will
-\t$(BIN)/grader grade . $(ARGS)
+grade: install            ## run the public checks: make grade A=a1_knn PART=knn (all of them without A)
+\t$(BIN)/grader grade . $(SELECT) $(ARGS)
 
-report: install           ## grade, run your notebooks in the sandbox, and write grader-results/report.html (+ .pdf)
-\t$(BIN)/grader grade . --report --pdf $(ARGS)
+report: install           ## grade, run your notebooks in the sandbox, write grader-results/report.html (+ .pdf)
+\t$(BIN)/grader grade . --report --pdf $(SELECT) $(ARGS)
 
 submit: install           ## build the zip to upload: make submit A=a1_knn
-\t$(BIN)/grader submit . --assignment $(A)
+\t@test -n "$(A)" || { echo "make submit: which assignment? For example: make submit A=a1_knn" >&2; exit 2; }
+\t$(BIN)/grader submit . --assignment $(A) $(ARGS)
 
 notebook: install         ## open JupyterLab on the notebooks
-\t$(BIN)/jupyter lab notebooks/
+\t$(BIN)/jupyter lab notebooks/ $(AS_ROOT) $(ARGS)
 
 notebooks: notebook
 """
@@ -295,24 +312,85 @@ TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
 def _student_readme(ms: list[Manifest]) -> str:
-    rows = "\n".join(f"| `{m.name}` | {m.title} | {m.points:g} | {', '.join(f'`{f}`' for f in m.files)} |" for m in ms)
+    def row(m: Manifest) -> str:
+        hand = sum(q.points for q in m.questions)
+        files = ", ".join(f"`{f}`" for f in m.files)
+        notebooks = ", ".join(f"`{nb}`" for nb in m.notebooks)
+        parts = ", ".join(f"`{p.name}`" for p in m.parts)
+        return f"| `{m.name}` | {m.title} | {parts} | {m.points:g} + {hand:g} | {files} | {notebooks} |"
+
+    rows = "\n".join(row(m) for m in ms)
+    first = ms[0]
+    part = first.parts[-1].name
     return f"""# Course kit
 
-Fill in the functions marked `TODO` (each raises `NotImplementedError` until you do), work through the
-notebooks in `notebooks/`, and check yourself as you go.
+Each assignment is a Python package with functions marked `TODO` (each raises `NotImplementedError` until you
+write it) and notebooks in `notebooks/` that walk you through them. You write the code, the notebooks show you
+what it does, and the grader checks it the way the autograder will.
 
-```bash
-make grade                      # set up (first time), then run the public checks on your code
-make submit A={ms[0].name}        # build the zip to upload
-```
-
-| assignment | title | points | files you submit |
-|---|---|---:|---|
+| assignment | title | parts | points (code + by hand) | files you write | notebooks |
+|---|---|---|---:|---|---|
 {rows}
 
-The public checks are a subset of what the autograder runs: hidden checks use the same code with other
-inputs. Your code runs in a separate sandbox process, with a time limit per call; autograd
-(`.backward()`, `torch.autograd`) is not allowed where you are asked to write backprop by hand.
+## 1. Set up (once)
+
+```bash
+make install        # .venv with PyTorch, the kit and JupyterLab (a few minutes the first time)
+```
+
+Without an NVIDIA GPU this installs PyTorch's CPU-only build, a fraction of the size of the CUDA one; a laptop is
+enough for every assignment. `make install TORCH=cuda` asks for the CUDA build. Every other command runs
+`make install` first when it is needed.
+
+## 2. Work through a notebook
+
+```bash
+make notebook       # JupyterLab on notebooks/ (as root too)
+```
+
+Write a function in the package (for example `{first.files[0]}`), then run the notebook's cells: its self-checks
+print `Correct: True` or say what is wrong. The notebook reloads your code, so there is no need to restart it.
+
+## 3. Check one part, read the feedback, fix, repeat
+
+```bash
+make grade A={first.name} PART={part}    # one part; A={first.name} alone for the whole assignment
+make grade ARGS=--verbose               # every assignment, each check's time as it finishes
+```
+
+Each failed check says what it called, what it expected and what it found, and often the likely bug. The results
+are also written to `grader-results/<assignment>/` (`summary.md`, `results.json`, `junit.xml`).
+
+## 4. The rules
+
+Your code runs in a sandbox, in a process of its own, with a time limit per call. Each graded file starts with a
+docstring that lists what each function may not use (for example `torch.cdist` where you write distances yourself,
+and autograd everywhere you write backprop by hand) and how many loops it may run; the feedback names any rule you
+broke, with the line, and the modules the file may import. `.venv/bin/grader list --rules -a {first.name}` prints
+the same rules with the reason for each. The grader runs your code on a CPU: take the device from your inputs
+(`x.device`), never write `"cuda"`.
+
+## 5. The report
+
+```bash
+make report A={first.name}    # grades, runs your notebooks in the sandbox, writes grader-results/report.html (+ .pdf)
+```
+
+The report shows your notebooks as the staff will see them, with your answers to the inline questions.
+
+## 6. Submit
+
+What is graded: the files you write (by the autograder, as in step 3, plus hidden checks that use other inputs)
+and your notebooks, **run and saved with their outputs**: the inline questions in them (`*Your answer:*` cells)
+are graded by hand (the points after the `+` above).
+
+```bash
+make submit A={first.name}                           # builds {first.name}_submission.zip to upload
+make submit A={first.name} ARGS=--allow-incomplete   # the same with functions still unwritten
+```
+
+`make submit` refuses a zip with unwritten functions and warns about notebooks that were never run or questions
+left unanswered.
 """
 
 
@@ -395,8 +473,11 @@ jobs:
     timeout-minutes: 60
     steps:
       - uses: actions/checkout@v4
+      # setup-python's pip cache ("searching for a dependency file (requirements.txt or pyproject.toml for pip)
+      # ... and uses its hash as a part of the cache key"): PyTorch is downloaded once, not on every push
       - uses: actions/setup-python@v5
-        with: {python-version: "3.11"}
+        with: {python-version: "3.11", cache: pip, cache-dependency-path: pyproject.toml}
+      # make install picks PyTorch's CPU-only build here (no GPU on GitHub's runners): no CUDA libraries
       - run: make report ARGS="--device cpu --no-color"
       - if: always()
         run: cat grader-results/*/summary.md grader-results/summary.md >> "$GITHUB_STEP_SUMMARY" 2>/dev/null || true

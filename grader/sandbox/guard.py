@@ -31,6 +31,7 @@ import sys
 import sysconfig
 import threading
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -111,11 +112,11 @@ class Guard:
         self._fn_match: dict[str, tuple[str, ...]] = {}
         self._op_match: dict[str, tuple[str, ...]] = {}
         self._plans: dict[Any, tuple] = {}
-        self._quiet: set = set()  # (function, arguments' kinds) seen to run no operator a rule names
+        self._quiet: dict = {}  # (function, arguments' kinds) seen to run no operator a rule names: its operators
         self.flagged = 0  # operators that stood for a forbidden name (or autograd), recorded or exempt
         self._gc_pushed = False
         # what is decided per function and per operator depends only on the forbidden names: kept per set of names
-        self._decided: dict[frozenset, tuple[dict, dict, dict, set]] = {}
+        self._decided: dict[frozenset, tuple[dict, dict, dict, dict]] = {}
         self._op_table: dict[str, list[str]] = {}
         for name in set(self.guarded):
             for op in aten_ops(name):
@@ -183,30 +184,36 @@ class Guard:
     def _watch_collections(self) -> None:
         """A collection runs finalisers (`__del__`) wherever the interpreter happens to be, also inside a call the
         function mode passed on unwatched (PyTorch switches the mode off while its handler runs): the operators
-        under every collection are watched."""
+        under every collection are watched (one callback for every guard of the process)."""
         import gc
 
-        guard = self
+        _GUARDS.add(self)
+        if _during_collection not in gc.callbacks:
+            gc.callbacks.append(_during_collection)
 
-        def during_collection(phase: str, info: dict) -> None:
-            if not guard.active or not guard.lazy:
-                return
-            if phase == "start" and not guard._gc_pushed:
-                guard._gc_depth = torch._C._len_torch_dispatch_stack()
-                torch._C._push_on_torch_dispatch_stack(guard.dmode)
-                guard._gc_pushed = True
-            elif phase == "stop" and guard._gc_pushed:
-                guard._gc_pushed = False
-                _pop_dispatch_to(guard._gc_depth)
+    def _collecting(self, phase: str) -> None:
+        if not self.active or not self.lazy:
+            return
+        if phase == "start" and not self._gc_pushed:
+            self._gc_depth = torch._C._len_torch_dispatch_stack()
+            torch._C._push_on_torch_dispatch_stack(self.dmode)
+            self._gc_pushed = True
+        elif phase == "stop" and self._gc_pushed:
+            self._gc_pushed = False
+            _pop_dispatch_to(self._gc_depth)
 
-        gc.callbacks.append(during_collection)
-
-    def watch_key(self, func: Any, args: tuple, kwargs: dict) -> Any:
-        """What decides which operators a call of `func` reaches: the function and its arguments' kinds (each
-        tensor's dtype and number of dimensions, each flag, string and dtype as itself, each number as its type).
-        None where the call must be watched whatever was seen before: an argument that requires grad (a graph
-        would be built), any object the kinds above do not cover (the student's own, a callable, which PyTorch
-        may call back with the function mode off), a functorch transform or a backward pass in progress."""
+    def watch_key(self, func: Any, canon: str, args: tuple, kwargs: dict) -> Any:
+        """What decides which operators a call of `func` reaches, for the functions whose operators depend on
+        nothing else (PASS_ON: arithmetic, indexing, views, reductions, products, creation, a property read): the
+        function and its arguments' kinds (each tensor's dtype, dimensions, device and layout; each flag, string
+        and dtype as itself; each number as its type). None where the call must be watched whatever was seen
+        before: any other function (PyTorch branches on values in many: a pooling to size 1 is a mean, lp_pool
+        with p=inf is max_pool), a property set or deleted (it can free a tensor whose finalisers run inside),
+        an argument that requires grad (a graph would be built), any object the kinds above do not cover (the
+        student's own, a callable, which PyTorch may call back with the function mode off), a functorch transform
+        or a backward pass in progress."""
+        if canon not in PASS_ON and not (type(func) is types.MethodWrapperType and func.__name__ == "__get__"):
+            return None
         if _functorch_level() is not None or _autograd_node() is not None:
             return None
         sig = _kinds(args, 0)
@@ -223,7 +230,7 @@ class Guard:
     def call_watched(self, func: Any, args: tuple, kwargs: dict, key: Any):
         """Run a call with the dispatch mode on the stack; remember `key` as quiet where no operator under it
         stood for a forbidden name."""
-        flagged = self.flagged
+        flagged, ops = self.flagged, self.ops
         depth = torch._C._len_torch_dispatch_stack()
         torch._C._push_on_torch_dispatch_stack(self.dmode)
         try:
@@ -233,8 +240,8 @@ class Guard:
         if key is not None and self.flagged == flagged and not self.foreign_types:
             if len(self._quiet) >= _MAX_QUIET:  # kinds without end (a student's ever new strings): start over
                 self._quiet.clear()
-            try:
-                self._quiet.add(key)
+            try:  # with the operators it ran: a call passed on unwatched counts them again (reply.ops)
+                self._quiet[key] = self.ops - ops
             except TypeError:
                 pass
         return out
@@ -267,7 +274,7 @@ class Guard:
         self.autograd_ops = self.autograd_on and AUTOGRAD in self.active
         decided = self._decided.get(self.active)
         if decided is None:
-            decided = self._decided[self.active] = ({}, {}, {}, set())
+            decided = self._decided[self.active] = ({}, {}, {}, {})
         self._fn_match, self._op_match, self._plans, self._quiet = decided
         self.hits, self._seen, self.suppress = [], set(), 0
         self.ops = 0  # operators dispatched during the call: the judge finds a result computed by none suspect
@@ -610,6 +617,47 @@ def _requires_grad(args: tuple, kwargs: dict | None) -> bool:
     return False
 
 
+_GUARDS: weakref.WeakSet[Guard] = weakref.WeakSet()
+
+
+def _during_collection(phase: str, info: dict) -> None:
+    for guard in list(_GUARDS):
+        guard._collecting(phase)
+
+
+# The functions a call of which the function mode may pass on unwatched, once the same function with arguments of
+# the same kinds ran no operator a rule names: those whose operators depend on nothing but those kinds. The hot
+# loops of naive code are made of them. Everything else (torch.nn.functional, losses, pooling, interpolation, ...)
+# is watched every time: PyTorch branches on argument values there.
+_ARITHMETIC = (
+    "add sub mul div true_divide floor_divide remainder fmod neg negative abs pow exp log sqrt rsqrt square "
+    "reciprocal sign clamp clamp_min clamp_max clip maximum minimum"
+).split()
+_REDUCTIONS = "sum max min argmax argmin amax amin any all cumsum".split()
+_PRODUCTS = "matmul mm bmm dot mv outer".split()
+_COMPARISONS = "eq ne lt le gt ge logical_and logical_or logical_not where".split()
+_VIEWS = (
+    "view view_as reshape reshape_as permute transpose t unsqueeze squeeze flatten expand expand_as contiguous "
+    "clone detach to float double long int bool type_as repeat index_select gather masked_fill fill_ zero_ copy_ "
+    "new_zeros new_ones new_full new_empty new_tensor item tolist size dim stride numel nelement is_contiguous "
+    "data_ptr element_size"
+).split()
+_CREATION = (
+    "zeros ones empty full zeros_like ones_like empty_like full_like arange eye tensor stack cat randn rand randint "
+    "randn_like rand_like"
+).split()
+_DUNDERS = (
+    "getitem setitem add radd iadd sub rsub isub mul rmul imul truediv rtruediv itruediv floordiv rfloordiv mod "
+    "pow rpow ipow neg abs matmul rmatmul eq ne lt le gt ge and or xor invert len bool float int index"
+).split()
+PASS_ON = frozenset(
+    [f"torch.Tensor.{n}" for n in _ARITHMETIC + _REDUCTIONS + _PRODUCTS + _COMPARISONS + _VIEWS]
+    + [f"torch.Tensor.{n}_" for n in _ARITHMETIC]
+    + [f"torch.{n}" for n in _ARITHMETIC + _REDUCTIONS + _PRODUCTS + _COMPARISONS + _CREATION]
+    + [f"torch.Tensor.__{n}__" for n in _DUNDERS]
+)
+
+
 def _pop_dispatch_to(depth: int) -> None:
     while torch._C._len_torch_dispatch_stack() > depth:
         torch._C._pop_torch_dispatch_stack(None)
@@ -630,7 +678,7 @@ def _kinds(values: tuple | list, depth: int) -> tuple | None:
         if t in _PLAIN_TENSORS:
             if a.requires_grad:
                 return None
-            out.append((a.dtype, a.dim()))
+            out.append((a.dtype, a.dim(), a.device, a.layout))
         elif t in _BY_TYPE:
             out.append(t)
         elif t in _BY_VALUE:
@@ -704,9 +752,10 @@ class _FunctionMode(TorchFunctionMode):
             finally:
                 g.suppress -= 1
         if g.lazy:
-            g.ops += 1
-            key = g.watch_key(func, args, kwargs) if not types or types == _TENSOR_ONLY else None
-            if key is not None and key in g._quiet:
+            key = g.watch_key(func, canon, args, kwargs) if not types or types == _TENSOR_ONLY else None
+            ops = g._quiet.get(key) if key is not None else None
+            if ops is not None:
+                g.ops += ops
                 return func(*args, **kwargs)
             return g.call_watched(func, args, kwargs, key)
         return func(*args, **kwargs)

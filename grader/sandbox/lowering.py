@@ -71,10 +71,24 @@ _BATCHNORM = frozenset(
     }
 )
 _LAYERNORM = frozenset({"native_layer_norm", "layer_norm"})
+_ATTENTION = frozenset(
+    {
+        "scaled_dot_product_attention",
+        "_scaled_dot_product_attention_math",
+        "_scaled_dot_product_flash_attention_for_cpu",
+        "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_cudnn_attention",
+        "_scaled_dot_product_fused_attention_overrideable",
+    }
+)
 _GROUPNORM = frozenset({"native_group_norm", "group_norm"})
 _NORM = frozenset({"norm", "linalg_vector_norm", "frobenius_norm", "nuclear_norm", "linalg_norm", "linalg_matrix_norm"})
 ATEN_OPS: dict[str, frozenset[str]] = {
-    "torch.cdist": frozenset({"_cdist_forward", "_euclidean_dist", "cdist", "_cdist_backward"}),
+    # pdist of both sets' rows holds every distance of cdist(a, b) (its a-b block)
+    "torch.cdist": frozenset(
+        {"_cdist_forward", "_euclidean_dist", "cdist", "_cdist_backward", "_pdist_forward", "pdist", "_pdist_backward"}
+    ),
     "torch.dist": frozenset({"dist"}),
     "torch.Tensor.dist": frozenset({"dist"}),
     "torch.norm": _NORM,
@@ -132,7 +146,8 @@ ATEN_OPS: dict[str, frozenset[str]] = {
     ),
     "torch.nn.functional.nll_loss": frozenset({"nll_loss_forward", "nll_loss2d_forward", "nll_loss", "nll_loss_nd"}),
     "torch.nn.functional.log_softmax": frozenset({"_log_softmax", "log_softmax"}),
-    "torch.nn.functional.softmax": frozenset({"_softmax", "softmax"}),
+    # attention is softmax(q k^T) v: with k and v the identity, the softmax itself (the fused kernels run no _softmax)
+    "torch.nn.functional.softmax": frozenset({"_softmax", "softmax", "_safe_softmax", *_ATTENTION}),
     "torch.nn.functional.multi_margin_loss": frozenset({"multi_margin_loss"}),
     "torch.numel": frozenset(),
     "torch.Tensor.numel": frozenset(),

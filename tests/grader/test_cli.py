@@ -73,6 +73,14 @@ def test_a_part_without_an_assignment_grades_the_assignment_that_has_it(tmp_path
     assert [p.name for p in out.iterdir() if p.is_dir()] == []  # one assignment: its results in --out itself
 
 
+def test_results_land_in_one_place_for_each_assignment_by_default(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # grader-results/ is made here
+    assert main(["--course", str(ROOT), "grade", str(ROOT), "-a", "a1_knn", "--part", "warmup"]) == 0
+    assert json.loads((tmp_path / "grader-results" / "a1_knn" / "results.json").read_text())["tests"]
+    assert not (tmp_path / "grader-results" / "results.json").exists()
+    assert "grader-results/a1_knn/results.json" in capsys.readouterr().out
+
+
 def test_a_part_no_assignment_has_is_refused_with_each_assignments_parts(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     assert main(["grade", ".", "--part", "knnn", "--out", str(tmp_path / "out")]) == 2

@@ -183,3 +183,164 @@ def test_the_worker_runs_the_guard_as_configured(tmp_path, how):
     assert bool(r.forbidden_hits) == (how != "off"), r.forbidden_hits
     with pytest.raises(ValueError, match="SandboxConfig.guard: expected one of lazy, eager, off, found 'lazzy'"):
         SandboxConfig(root=tmp_path, student_files=[], guard="lazzy")
+
+
+# ---- attack review (branch attack-review): calls whose key was remembered quiet, then reached a forbidden operator
+
+ATTACKS = '''
+import torch
+import torch.nn.functional as F
+
+def lp_max(x, p):
+    """norm_type=inf makes lp_pool2d call max_pool2d (a float: keyed by its type only)."""
+    return F.lp_pool2d(x, p, 2)
+
+def global_pool(x, size):
+    """output size 1 makes adaptive_avg_pool2d a mean over H and W (an int: keyed by its type only)."""
+    return F.adaptive_avg_pool2d(x, size)
+
+def hinge_mean(x, reduction):
+    """torch.hinge_embedding_loss takes the reduction as an int (1 = mean): with y = 1 and margin 0 it is x.mean()."""
+    return torch.hinge_embedding_loss(x, torch.ones_like(x), 0.0, reduction)
+
+def smooth_mean(x, beta):
+    """beta == 0.0 makes smooth_l1_loss call l1_loss, whose reduction is aten::mean."""
+    return F.smooth_l1_loss(x, torch.zeros_like(x), beta=beta)
+
+def area_mean(x, scale):
+    """mode="area" is adaptive_avg_pool2d: a scale that leaves 1x1 is a mean."""
+    return F.interpolate(x, scale_factor=scale, mode="area")
+
+class Note:
+    def __init__(self, a, b, out):
+        self.a, self.b, self.out = a, b, out
+    def __del__(self):
+        self.out.append(torch.cdist(self.a, self.b))
+
+def on_release(a, b, use):
+    """A tensor kept only as another's .grad is freed inside the grad setter (a call the function mode passed on
+    unwatched, with the mode off): its attributes' finalisers run there."""
+    x = torch.zeros(2)
+    out = [a]
+    g = torch.zeros(2)
+    if use:
+        g.note = Note(a, b, out)
+    x.grad = g
+    del g
+    x.grad = None
+    return out[-1]
+'''
+
+X4 = torch.randn(2, 3, 4, 4)
+_MAXPOOL = ["torch.nn.functional.max_pool2d", "torch.max_pool2d"]
+ATTACK_CASES = {
+    "lp_pool2d_inf": ("lp_max", (X4.abs(), 2.0), (X4.abs(), float("inf")), _MAXPOOL),
+    "adaptive_avg_pool2d_1": ("global_pool", (X4, 2), (X4, 1), MEAN),
+    "hinge_embedding_loss_int_reduction": ("hinge_mean", (X4, 0), (X4, 1), MEAN),
+    "smooth_l1_loss_beta_0": ("smooth_mean", (X4, 1.0), (X4, 0.0), MEAN),
+    "interpolate_area_to_1x1": ("area_mean", (X4, 0.5), (X4, 0.25), MEAN),
+    "finaliser_in_grad_setter": ("on_release", (A, B, False), (A, B, True), ["torch.cdist"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ATTACK_CASES))
+def test_a_call_remembered_quiet_cannot_hide_a_forbidden_operator(tmp_path, case):
+    """The same function with arguments of the same kinds, first harmless, then reaching a forbidden operator
+    (a value PyTorch branches on: an int, a float; or a finaliser run inside the call): the lazy guard must see
+    what the guard watching every call sees."""
+    function, harmless, forbidden_use, forbidden = ATTACK_CASES[case]
+    student = tmp_path / "attacks.py"
+    student.write_text(ATTACKS)
+    namespace: dict = {}
+    exec(compile(ATTACKS, str(student), "exec"), namespace)
+    seen = {}
+    for lazy in (False, True):
+        guard = Guard(str(tmp_path), {str(student)}, guarded=forbidden, lazy=lazy)
+        got = []
+        for args in (harmless, harmless, forbidden_use):
+            guard.enter(forbidden)
+            try:
+                namespace[function](*args)
+            finally:
+                got.append(sorted({h["name"] for h in guard.exit()}))
+        seen[lazy] = got
+    assert seen[False][:2] == [[], []] and seen[False][2], seen[False]  # watching every call: caught
+    assert seen[True] == seen[False], (case, seen)
+
+
+def test_a_call_that_dispatched_nothing_is_not_counted_as_an_operator(tmp_path):
+    """reply.ops == 0 is how the judge finds a result remembered from an earlier call (checks.py); the lazy guard
+    counts every function call, so x.data_ptr() (no operator) hides a remembered result."""
+    src = (
+        "import torch\n"
+        "_memo = {}\n"
+        "def twice(x):\n"
+        "    k = x.data_ptr()\n"
+        "    if k not in _memo:\n"
+        "        _memo[k] = x * 2\n"
+        "    return _memo[k]\n"
+    )
+    student = tmp_path / "memo.py"
+    student.write_text(src)
+    x = torch.randn(3)
+    ops = {}
+    for lazy in (False, True):
+        namespace: dict = {}
+        exec(compile(src, str(student), "exec"), namespace)
+        guard = Guard(str(tmp_path), {str(student)}, guarded=["torch.cdist"], lazy=lazy)
+        for _ in range(2):
+            guard.enter(["torch.cdist"])
+            try:
+                namespace["twice"](x)
+            finally:
+                guard.exit()
+        ops[lazy] = guard.last_ops
+    assert ops[False] == 0
+    assert ops[True] == ops[False], ops
+
+
+EAGER_GAPS = '''
+import torch
+import torch.nn.functional as F
+
+def softmax_by_attention(x):
+    """softmax(x @ I) @ I: CPU's fused attention kernel, no softmax operator."""
+    n, c = x.shape
+    eye = torch.eye(c, dtype=x.dtype).view(1, 1, c, c)
+    return F.scaled_dot_product_attention(x.view(1, 1, n, c), eye, eye, scale=1.0).view(n, c)
+
+def cdist_by_pdist(a, b):
+    """pdist of the rows of both: the a-b block of the condensed matrix is cdist(a, b)."""
+    n, m = a.shape[0], b.shape[0]
+    d = F.pdist(torch.cat([a, b]))
+    rows = torch.arange(n).view(n, 1)
+    cols = torch.arange(m).view(1, m) + n
+    N = n + m
+    return d[rows * N - rows * (rows + 1) // 2 + cols - rows - 1]
+'''
+
+
+@pytest.mark.parametrize(
+    "function,args,forbidden,expected",
+    [
+        ("softmax_by_attention", (torch.randn(5, 4),), ["torch.nn.functional.softmax"], "softmax"),
+        ("cdist_by_pdist", (A, B), ["torch.cdist"], "cdist"),
+    ],
+)
+def test_forbidden_work_done_by_another_operator_is_seen(tmp_path, function, args, forbidden, expected):
+    """Not the lazy guard's doing (watching every call misses them too): PyTorch operators that do a forbidden
+    name's whole work under another operator's name."""
+    student = tmp_path / "gaps.py"
+    student.write_text(EAGER_GAPS)
+    namespace: dict = {}
+    exec(compile(EAGER_GAPS, str(student), "exec"), namespace)
+    value = namespace[function](*args)
+    want = torch.softmax(args[0], -1) if expected == "softmax" else torch.cdist(*args)
+    assert torch.allclose(value, want, atol=1e-6)
+    guard = Guard(str(tmp_path), {str(student)}, guarded=forbidden, lazy=False)
+    guard.enter(forbidden)
+    try:
+        namespace[function](*args)
+    finally:
+        hits = guard.exit()
+    assert hits, (function, "no hit")
