@@ -123,7 +123,23 @@ def _grade(args: argparse.Namespace) -> int:
             failed_floor = True
     if len(totals) > 1:
         print("\n" + "\n".join(f"{n:<16} {s:7.2f} / {m:g}" for n, s, m in totals))
+    if not args.hidden and path.is_dir():  # a student's working tree: what grading cannot see, said once
+        _remind(path, names, kit)
     return 1 if failed_floor else 0
+
+
+def _remind(path: Path, names: list[str], kit: Path) -> None:
+    """Before submitting: notebooks never run and inline questions not answered (graded by hand, not above)."""
+    from grader.course import manifest as manifests
+    from grader.kit.submit import notebook_reminders
+
+    lines = []
+    for name in names:
+        m = manifests.load(name, kit)
+        lines += notebook_reminders(path, m, kit)
+    if lines:
+        print("\nBefore you submit (graded by hand, not in the score above):", file=sys.stderr)
+        print("\n".join(f"  - {t}" for t in lines), file=sys.stderr)
 
 
 GRADING_SHARE = 0.6  # of a --deadline, what grading may use when a notebook report follows (the report gets the rest)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.course import manifest as manifests
+from grader.course.manifest import Manifest
 from grader.errors import GraderError
 from grader.judge.staticscan import find_function
 from grader.notebooks.answers import find_answers, never_run, questions, read_notebook
@@ -37,6 +38,35 @@ def unfinished(source: str, functions: list[str]) -> list[str]:
                         todo.append(name if fn is node else f"{name}.{fn.name}")
                         break
     return todo
+
+
+def notebook_reminders(path: Path, m: Manifest, kit: Path, strict: bool = False) -> list[str]:
+    """What to do before submitting `m`'s notebooks from `path`: each notebook never run (no outputs), each inline
+    question not answered. A notebook that cannot be read is an error with `strict` (submit), else a reminder."""
+    read: dict[str, Any] = {}
+    out = []
+    for nb in m.notebooks:
+        if not (path / nb).is_file():
+            continue
+        node, why = read_notebook((path / nb).read_bytes(), nb)
+        if node is None:
+            if strict:
+                raise GraderError(why.replace("; it was not run.", "."))
+            out.append(why.replace("; it was not run.", "."))
+            continue
+        read[nb] = node
+        if never_run(node):
+            out.append(
+                f"{nb} has no outputs: run it top to bottom (Kernel > Restart and run all) and save it, so its "
+                "plots and results are in your submission."
+            )
+    for a in find_answers(questions(m), read, kit):
+        if a.status != "answered" and a.notebook in read:
+            out.append(
+                f"inline question {a.id} in {a.notebook} is {a.status}"
+                + (f" ({a.message})" if a.message else ": write your answer below its '*Your answer:*' line.")
+            )
+    return out
 
 
 def build_submission(
@@ -73,23 +103,8 @@ def build_submission(
             + "\n  ".join(problems)
             + "\nFinish them, or pass --allow-incomplete to submit anyway."
         )
-    read: dict[str, Any] = {}
-    for nb in m.notebooks:
-        node, why = read_notebook((path / nb).read_bytes(), nb)
-        if node is None:
-            raise GraderError(why.replace("; it was not run.", "."))
-        read[nb] = node
-        if never_run(node):
-            warn(
-                f"{nb} has no outputs: run it top to bottom (Kernel > Restart and run all) and save it, so its "
-                "plots and results are in your submission."
-            )
-    todo = [a for a in find_answers(questions(m), read, kit) if a.status != "answered"]
-    for a in todo:
-        warn(
-            f"inline question {a.id} in {a.notebook} is {a.status}"
-            + (f" ({a.message})" if a.message else ": write your answer below its '*Your answer:*' line.")
-        )
+    for text in notebook_reminders(path, m, kit, strict=True):
+        warn(text)
     if out is None:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = path / f"{m.name}_submission_{stamp}.zip"

@@ -81,6 +81,45 @@ def test_results_land_in_one_place_for_each_assignment_by_default(tmp_path, caps
     assert "grader-results/a1_knn/results.json" in capsys.readouterr().out
 
 
+def test_grading_a_working_tree_reminds_once_of_notebooks_never_run_and_questions_unanswered(tmp_path, capsys):
+    import nbformat
+
+    sub = copy_submission(tmp_path / "sub")
+    (sub / "notebooks").mkdir()
+    for nb in ("pytorch101.ipynb", "knn.ipynb"):
+        node = nbformat.read(ROOT / "notebooks" / nb, as_version=4)
+        for cell in node.cells:  # as released: no outputs, questions not answered
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        nbformat.write(node, sub / "notebooks" / nb)
+    out = tmp_path / "out"
+    assert main(["--course", str(ROOT), "grade", str(sub), "-a", "a1_knn", "--part", "warmup", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("Before you submit (graded by hand, not in the score above):") == 1
+    assert "notebooks/pytorch101.ipynb has no outputs" in err and "notebooks/knn.ipynb has no outputs" in err
+    assert "inline question" in err
+    # the autograder's run (hidden checks) says nothing of the kind
+    assert (
+        main(
+            [
+                "--course",
+                str(ROOT),
+                "grade",
+                str(sub),
+                "-a",
+                "a1_knn",
+                "--part",
+                "warmup",
+                "--hidden",
+                "--out",
+                str(tmp_path / "out2"),
+            ]
+        )
+        == 0
+    )
+    assert "Before you submit" not in capsys.readouterr().err
+
+
 def test_a_part_no_assignment_has_is_refused_with_each_assignments_parts(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     assert main(["grade", ".", "--part", "knnn", "--out", str(tmp_path / "out")]) == 2
