@@ -248,7 +248,7 @@ class TwoLayerNet:
         hidden_size: int,
         output_size: int,
         dtype: torch.dtype = torch.float32,
-        device: str | torch.device = "cuda",
+        device: str | torch.device = "cpu",
         std: float = 1e-4,
     ):
         """
@@ -257,7 +257,9 @@ class TwoLayerNet:
         - hidden_size: H, the number of hidden units.
         - output_size: C, the number of classes.
         - dtype: the dtype of the parameters.
-        - device: the device of the parameters ('cuda' or 'cpu').
+        - device: where the parameters start ('cpu' or 'cuda'); `loss`, `train` and `predict` move them to the
+          device of the data they are given, so code that leaves it out works on a CPU (as the grader runs it)
+          and on a GPU alike.
         - std: the standard deviation of the initial weights.
         """
         self.params: dict[str, torch.Tensor] = {
@@ -267,8 +269,14 @@ class TwoLayerNet:
             "b2": torch.zeros(output_size, dtype=dtype, device=device),  # (C,)
         }
 
+    def _follow(self, X: Any) -> None:
+        """Move the parameters to the device of the data (the net follows its inputs, never a fixed device)."""
+        if isinstance(X, torch.Tensor) and self.params["W1"].device != X.device:
+            self.params = {k: v.to(X.device) for k, v in self.params.items()}
+
     def loss(self, X: torch.Tensor, y: torch.Tensor | None = None, reg: float = 0.0):
         """The scores (y None) or the loss and gradients (y given); see `nn_forward_backward`."""
+        self._follow(X)
         return _net().nn_forward_backward(self.params, X, y, reg)
 
     def train(
@@ -287,6 +295,7 @@ class TwoLayerNet:
         """Train the parameters by SGD; see `nn_train` for the inputs and the returned histories. (Under the
         grader's caps, see `set_training_caps`, it trains at most as much as they allow.)"""
         net = _net()
+        self._follow(X)
         num_train = X.shape[0] if isinstance(X, torch.Tensor) else 0
 
         def run(iters: Any, batch: Any, done: int) -> Any:
@@ -316,6 +325,7 @@ class TwoLayerNet:
     def predict(self, X: torch.Tensor) -> torch.Tensor:
         """int64 tensor of shape (N,), the predicted label of every row of X (N, D); see `nn_predict`."""
         net = _net()
+        self._follow(X)
         return net.nn_predict(self.params, net.nn_forward_backward, X)
 
     def save(self, path: str) -> None:

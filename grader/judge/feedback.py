@@ -8,6 +8,9 @@ from grader.sandbox.guard import describe_hit
 from grader.sandbox.isolation import SandboxError
 from grader.sandbox.lowering import GUARD_REMOVED
 
+# what PyTorch says when code asks for CUDA on a machine without it
+_NO_CUDA = ("Found no NVIDIA driver", "Torch not compiled with CUDA enabled", "No CUDA GPUs are available")
+
 
 def describe_error(err: SandboxError, function: str) -> str:
     """Feedback for a call that failed inside the sandbox."""
@@ -29,6 +32,13 @@ def describe_error(err: SandboxError, function: str) -> str:
         text = (
             f"{function} ran out of memory: it allocates more than the sandbox allows (look for a large "
             f"intermediate tensor).\n  {err.type_name}: {err.message[:300]}{where}"
+        )
+    elif err.kind == "exception" and any(s in err.message for s in _NO_CUDA):
+        text = (
+            f"{function} raised {err.type_name}: {err.message[:300]}{where}\n"
+            "  The grader runs your code on a CPU: it asked for CUDA. Take the device from the inputs "
+            "(`torch.zeros(n, device=x.device, dtype=x.dtype)`, `t.to(x.device)`) instead of writing 'cuda', "
+            "and it runs on a CPU and on a GPU alike."
         )
     elif err.kind == "exception":
         text = f"{function} raised {err.type_name}: {err.message}{where}"

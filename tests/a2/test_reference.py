@@ -723,3 +723,21 @@ def test_the_given_classes_come_from_the_kit():
     assert tln.TwoLayerNet is classifiers.TwoLayerNet
     for module in MODULES:
         assert not [n for n in ast.parse(inspect.getsource(module)).body if isinstance(n, ast.ClassDef)]
+
+
+def test_the_given_two_layer_net_follows_the_device_of_its_data():
+    """Code that leaves out `device=` (as the course's own notebooks sometimes do) works on the grader's CPU: the
+    given net starts on the CPU and moves its parameters to the data's device in loss, train and predict."""
+    from a2_linear.classifiers import TwoLayerNet
+
+    torch.manual_seed(0)
+    net = TwoLayerNet(4, 5, 3)
+    assert all(p.device.type == "cpu" for p in net.params.values())
+    X, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    loss, grads = net.loss(X, y, reg=0.1)
+    assert loss.device == X.device and set(grads) == set(net.params)
+    assert net.predict(X).shape == (6,)
+    if torch.cuda.is_available():  # and on a GPU, where the data is
+        Xc, yc = X.cuda(), y.cuda()
+        net.loss(Xc, yc)
+        assert all(p.is_cuda for p in net.params.values())

@@ -296,3 +296,26 @@ def test_no_room_below_the_command_line_writes_a_flag_into_an_error():
                     text = first.values[0] if isinstance(first, ast.JoinedStr) and first.values else first
                     literal = text.value if isinstance(text, ast.Constant) and isinstance(text.value, str) else ""
                     assert not literal.startswith("--"), f"{path.relative_to(ROOT)}:{node.lineno} names a flag"
+
+
+def test_code_that_asks_for_cuda_is_told_the_grader_runs_on_a_cpu(tmp_path, monkeypatch):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the code would run")
+    from grader.judge.runner import grade
+
+    sub = copy_submission(tmp_path / "sub")
+    replace_function(
+        sub / "a1_knn/pytorch101.py",
+        "create_tensor_of_pi",
+        """
+        def create_tensor_of_pi(M, N):
+            return torch.full((M, N), 3.14, device="cuda")
+        """,
+    )
+    result = grade(sub, "a1_knn", parts=["warmup"], kit=ROOT)
+    check = next(c for c in result.checks if c.function == "create_tensor_of_pi")
+    assert not check.passed
+    assert "The grader runs your code on a CPU: it asked for CUDA" in check.output, check.output
+    assert "device=x.device" in check.output
