@@ -70,6 +70,7 @@ class Run:
         self._scan_hits: dict[str, list[dict]] = {}  # what static_problem found, as rule hits
         self.timeout_cap: float | None = None  # --timeout: caps every call's time limit
         self.cache: dict = {}  # values the checks compute once per run (Ctx.cache)
+        self._said: set[str] = set()  # files whose syntax error a check's feedback has shown in full
 
     def time_limit(self, requested: float | None = None) -> float:
         """Seconds one call into student code may take: what a check asks for, else the manifest's
@@ -87,10 +88,14 @@ class Run:
         if part.file in self.staged.rejected:  # a link, too large, not UTF-8, or a refused archive
             raise CheckFailed(self.staged.rejected[part.file])
         if part.file in self.staged.syntax_errors:
-            raise CheckFailed(
-                f"{part.file} has a syntax error, so none of its functions can run:\n  "
-                + self.staged.syntax_errors[part.file]
-            )
+            error = self.staged.syntax_errors[part.file]
+            if part.file in self._said:  # once in full (the first of the file's checks), then named
+                line = error.split(":", 1)[0]
+                raise CheckFailed(
+                    f"{part.file} has a syntax error ({line}, shown in full above), so {graded} cannot run."
+                )
+            self._said.add(part.file)
+            raise CheckFailed(f"{part.file} has a syntax error, so none of its functions can run:\n  " + error)
         return part.module
 
     def static_problem(self, function: str) -> str | None:

@@ -319,3 +319,17 @@ def test_code_that_asks_for_cuda_is_told_the_grader_runs_on_a_cpu(tmp_path, monk
     assert not check.passed
     assert "The grader runs your code on a CPU: it asked for CUDA" in check.output, check.output
     assert "device=x.device" in check.output
+
+
+def test_a_syntax_error_is_shown_once_in_full_then_named(tmp_path):
+    from grader.judge.runner import grade
+
+    sub = copy_submission(tmp_path / "sub")
+    path = sub / "a1_knn/pytorch101.py"
+    path.write_text(path.read_text() + "\ndef broken(:\n    pass\n")
+    result = grade(sub, "a1_knn", parts=["warmup"], kit=ROOT)
+    outputs = [c.output for c in result.checks]
+    assert len(outputs) > 3 and not any(c.passed for c in result.checks)
+    full = [o for o in outputs if "so none of its functions can run" in o]
+    assert len(full) == 1 and outputs[0] == full[0] and "line" in full[0]
+    assert all("has a syntax error (a1_knn/pytorch101.py line" in o and "shown in full above" in o for o in outputs[1:])
