@@ -766,6 +766,11 @@ def _distances(ctx, function, num_train, num_test, shape, dtype):
         mistakes={
             "you return Euclidean distances; they should be squared (no square root)": expected.sqrt(),
             "your distances are laid out (num_test, num_train); the layout is (num_train, num_test)": expected.t(),
+            # dists[:, j] = ((x_train - x_test[j]) ** 2).sum(): the training images summed too
+            "you summed over every dimension (`.sum()` without `dim`), so each column holds one total; sum over "
+            "the feature dimensions only (`dim=1` on flattened images)": expected.sum(0, keepdim=True).expand_as(
+                expected
+            ),
         },
     )
 

@@ -417,3 +417,22 @@ def a1_checks():
     from grader.judge.loading import load_checks
 
     return sys.modules[load_checks(A1, hidden=False)[0].body.__module__]
+
+
+def test_distances_summed_over_every_dimension_are_named(tmp_path):
+    sub = copy_submission(tmp_path)
+    replace_function(
+        sub / "a1_knn/knn.py",
+        "compute_distances_one_loop",
+        """
+        def compute_distances_one_loop(x_train, x_test):
+            dists = x_train.new_zeros(x_train.shape[0], x_test.shape[0])
+            for j in range(x_test.shape[0]):
+                dists[:, j] = ((x_train - x_test[j]) ** 2).sum()
+            return dists
+        """,
+    )
+    result = grade(sub, "a1_knn", device="cpu", parts=["knn"])
+    assert failed(result) == {"compute_distances_one_loop"}
+    feedback = "\n".join(c.output for c in result.checks if not c.passed)
+    assert "Likely bug: you summed over every dimension (`.sum()` without `dim`)" in feedback, feedback
