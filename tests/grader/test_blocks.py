@@ -333,6 +333,19 @@ def test_without_oracles_the_kit_says_the_autograder_judges_again(tmp_path):
     assert "The autograder judges total again with the course's own square" in c.output
 
 
+@pytest.mark.slow
+def test_a_composite_not_written_yet_gets_no_note_about_its_blocks(tmp_path):
+    """A stub is its own problem: neither the kit's note nor a judgement with the course's blocks."""
+    stub = "def total(x):\n    raise NotImplementedError\n"
+    square = "def square(x):\n    return x * 3\n"
+    for oracles in (None, ORACLES):  # the kit, and the autograder
+        course = make_course(tmp_path / f"kit-{oracles is None}", oracles=oracles)
+        checks = graded(course, tmp_path / f"sub-{oracles is None}", square=square, total=stub)
+        c = checks["total"]
+        assert c.status == "failed" and c.output.startswith("total is not implemented yet"), c.output
+        assert "course's own" not in c.output and "judges total again" not in c.output, c.output
+
+
 # ---- the stand-ins: what crosses to the oracle process and back ------------------------------------------------
 
 MECHANICS_ORACLES = """
