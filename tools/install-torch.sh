@@ -27,9 +27,12 @@ case "$want" in
     "$py" -m pip install -q $pins
     ;;
   cpu)
-    echo "install: PyTorch for the CPU ($pins) from $index (TORCH=cuda for the CUDA build)"
-    if ! "$py" -m pip install -q --timeout 15 --retries 0 --index-url "$index" \
-        --extra-index-url https://pypi.org/simple $pins 2>/dev/null; then
+    # a quick look first (5 s at most): pip itself would wait on an index it cannot reach for a minute or more
+    if "$py" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + '/torch/', timeout=5)" \
+        "$index" >/dev/null 2>&1; then
+      echo "install: PyTorch for the CPU ($pins) from $index (TORCH=cuda for the CUDA build)"
+      "$py" -m pip install -q --index-url "$index" --extra-index-url https://pypi.org/simple $pins
+    else
       echo "install: $index could not be reached; PyTorch from the default index instead (it may bring CUDA libraries)"
       "$py" -m pip install -q $pins
     fi
