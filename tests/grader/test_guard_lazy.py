@@ -344,3 +344,229 @@ def test_forbidden_work_done_by_another_operator_is_seen(tmp_path, function, arg
     finally:
         hits = guard.exit()
     assert hits, (function, "no hit")
+
+
+# ---- attack review 2 (branch attack-review2): what a passed-on call's arguments can still hold, the operators it
+# counts, and finalisers the modes cannot see
+
+ATTACKS2 = '''
+import torch
+
+class Start:
+    """An index of the student's own: PyTorch calls __index__ inside the indexing call that received it."""
+    def __init__(self, a, b, out):
+        self.a, self.b, self.out = a, b, out
+    def __index__(self):
+        self.out.append(torch.cdist(self.a, self.b))
+        return 0
+
+def rows_from(a, b, use):
+    """x[start:]: a slice is keyed as a slice, whatever its start, stop and step are."""
+    out = [a]
+    start = Start(a, b, out) if use else 0
+    torch.zeros(4, 4)[start:]
+    return out[-1]
+
+def rows_into(a, b, use):
+    """The same in an assignment, inside an index tuple."""
+    out = [a]
+    start = Start(a, b, out) if use else 0
+    torch.zeros(4, 4)[start:, 0] = 1.0
+    return out[-1]
+
+class Node:
+    """A symbolic size of the student's own: PyTorch asks it whether it is an int inside the call."""
+    def __init__(self, a, b, out):
+        self.a, self.b, self.out = a, b, out
+    def is_int(self):
+        self.out.append(torch.cdist(self.a, self.b))
+        return True
+    def is_constant(self): return False
+    def is_symbolic(self): return False
+    def is_nested_int(self): return False
+    def is_bool(self): return False
+    def is_float(self): return False
+    def has_hint(self): return True
+    def guard_int(self, *a): return 2
+    def int_(self, *a): return 2
+    def expect_size(self, *a): return True
+    def constant_int(self): return None
+    def maybe_as_int(self): return None
+
+def sized(a, b, use):
+    """torch.Size is keyed as a Size, whatever it holds: here a SymInt around the student's node."""
+    out = [a]
+    n = torch.SymInt(Node(a, b, out)) if use else 2
+    try:
+        torch.zeros(4).view(torch.Size([n, 2]))
+    except RuntimeError:  # PyTorch refuses the size afterwards: the node's code has run by then
+        pass
+    return out[-1]
+'''
+
+ATTACK2_CASES = {
+    "student_object_in_a_slice": "rows_from",
+    "student_object_in_a_slice_in_an_index_tuple": "rows_into",
+    "symint_in_a_size": "sized",
+}
+
+
+@pytest.mark.parametrize("case", sorted(ATTACK2_CASES))
+def test_student_code_inside_an_argument_of_a_plain_kind_is_watched(tmp_path, case):
+    """A slice (and a torch.Size) is an argument of a plain kind by its type alone, but it holds any object: PyTorch
+    calls that object's Python (__index__, a SymInt's node) inside the call, with the function mode off. A call seen
+    harmless with plain ints must not pass on unwatched the same call with the student's object."""
+    function = ATTACK2_CASES[case]
+    student = tmp_path / "attacks2.py"
+    student.write_text(ATTACKS2)
+    namespace: dict = {}
+    exec(compile(ATTACKS2, str(student), "exec"), namespace)
+    assert torch.allclose(namespace[function](A, B, True), torch.cdist(A, B))
+    seen = {}
+    for lazy in (False, True):
+        guard = Guard(str(tmp_path), {str(student)}, guarded=["torch.cdist"], lazy=lazy)
+        got = []
+        for use in (False, False, True):
+            guard.enter(["torch.cdist"])
+            try:
+                namespace[function](A, B, use)
+            finally:
+                got.append(sorted({h["name"] for h in guard.exit()}))
+        seen[lazy] = got
+    assert seen[False] == [[], [], ["torch.cdist"]], seen[False]  # watching every call: caught
+    assert seen[True] == seen[False], (case, seen)
+
+
+OPS_COUNT = '''
+import torch
+
+_memo = {}
+
+def seed(x):
+    """Any earlier call of contiguous() on a transposed matrix (1 operator: the copy)."""
+    return x.t().contiguous()
+
+def remembered(x):
+    """contiguous() of a contiguous tensor dispatches nothing: the result is remembered, yet operators are counted."""
+    x = x.contiguous()
+    if "r" not in _memo:
+        _memo["r"] = x * 2
+    return _memo["r"]
+
+def packed(x):
+    """Honest: a contiguous copy (1 operator when x is not contiguous, none when it is)."""
+    return x.contiguous()
+'''
+
+
+@pytest.mark.parametrize(
+    "calls",
+    [
+        # lazy counts 1 operator for the last call, which computes nothing: the judge's check for a remembered
+        # result (reply.ops == 0) is passed
+        [("seed", "c"), ("remembered", "c"), ("remembered", "c")],
+        # lazy counts none for a call that copies: an honest result is judged remembered
+        [("packed", "c"), ("packed", "nc")],
+    ],
+    ids=["remembered_result_counted", "honest_copy_not_counted"],
+)
+def test_a_call_passed_on_counts_the_operators_it_dispatches_this_time(tmp_path, calls):
+    """reply.ops is the number of operators dispatched in the call; a call passed on unwatched adds those its key
+    ran the first time. But the same key can dispatch a different number: contiguous() copies or returns the tensor
+    itself by its strides, flatten(d, d) returns it by the ints' values."""
+    student = tmp_path / "ops.py"
+    student.write_text(OPS_COUNT)
+    x = torch.randn(3, 4)
+    inputs = {"c": x, "nc": x.t()}
+    ops = {}
+    for lazy in (False, True):
+        namespace: dict = {}
+        exec(compile(OPS_COUNT, str(student), "exec"), namespace)
+        guard = Guard(str(tmp_path), {str(student)}, guarded=["torch.cdist"], lazy=lazy)
+        got = []
+        for function, which in calls:
+            guard.enter(["torch.cdist"])
+            try:
+                namespace[function](inputs[which])
+            finally:
+                guard.exit()
+            got.append(guard.last_ops)
+        ops[lazy] = got
+    assert (ops[False][-1] == 0) == (calls[-1][0] == "remembered"), ops
+    assert ops[True] == ops[False], ops
+
+
+# -- not the lazy guard's doing: watching every call misses these too
+
+KERNEL_FINALISER = '''
+import torch
+
+class Note:
+    def __init__(self, a, b, out):
+        self.a, self.b, self.out = a, b, out
+    def __del__(self):
+        self.out.append(torch.cdist(self.a, self.b))
+
+def sparse_release(a, b, use):
+    """The values of a sparse tensor keep their storage alive (PyTorch keeps the storage's Python object, with the
+    attribute, while C++ holds it); zero_ replaces them inside its kernel, where both modes are off their stacks."""
+    out = [a]
+    v = torch.ones(2, dtype=torch.float64)
+    if use:
+        v.untyped_storage().note = Note(a, b, out)
+    s = torch.sparse_coo_tensor(torch.tensor([[0, 1]]), v, (3,))
+    del v
+    s.zero_()
+    return out[-1]
+'''
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_finaliser_run_inside_an_operators_kernel_is_watched(tmp_path, lazy):
+    student = tmp_path / "kernel.py"
+    student.write_text(KERNEL_FINALISER)
+    namespace: dict = {}
+    exec(compile(KERNEL_FINALISER, str(student), "exec"), namespace)
+    guard = Guard(str(tmp_path), {str(student)}, guarded=["torch.cdist"], lazy=lazy)
+    guard.enter(["torch.cdist"])
+    try:
+        value = namespace["sparse_release"](A, B, True)
+    finally:
+        hits = guard.exit()
+    assert torch.allclose(value, torch.cdist(A, B))  # the forbidden work was done
+    assert "torch.cdist" in {h["name"] for h in hits}, hits
+
+
+AFTER_THE_CALL = '''
+import torch
+
+class Filler:
+    def __init__(self, r, a, b):
+        self.r, self.a, self.b = r, a, b
+    def __del__(self):
+        self.r.copy_(torch.cdist(self.a, self.b))
+
+def distances(a, b):
+    """Returns zeros; the argument a (the worker's until its next request) carries a finaliser that fills them in
+    once the worker drops the request, outside the guarded call, before the judge fetches the kept result."""
+    r = torch.zeros(a.shape[0], b.shape[0], dtype=a.dtype)
+    a.note = Filler(r, a.clone(), b.clone())
+    return r
+'''
+
+
+@pytest.mark.parametrize("how", ["lazy", "eager"])
+def test_a_finaliser_run_after_the_guarded_call_is_watched(tmp_path, how):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "student.py").write_text(AFTER_THE_CALL)
+    cfg = SandboxConfig(
+        root=tmp_path, student_files=["pkg/student.py"], guarded=["torch.cdist"], call_timeout=60, memory_mb=2048,
+        guard=how,
+    )
+    with Sandbox(cfg) as sb:
+        r = sb.call("pkg.student", "distances", (A, B), forbidden=["torch.cdist"], keep=True)
+        value = sb.get(r.value)
+        later = sb.call("pkg.student", "distances", (A, B), forbidden=["torch.cdist"])
+    assert torch.allclose(value, torch.cdist(A, B))  # the forbidden work was done, and its result graded
+    assert "torch.cdist" in _names(r) + _names(later), (r.forbidden_hits, later.forbidden_hits)
