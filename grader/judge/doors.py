@@ -162,6 +162,11 @@ _DOOR_ATTRS = {
     "__torch_function__",
     "__torch_dispatch__",
     "_peer",  # a stand-in's link to the worker's protocol (grader.sandbox.proxy)
+    # a tensor's storage outlives it in C++: what is hung on its Python object runs (finalisers) inside PyTorch's
+    # kernels, where the guard's modes are off their stacks
+    "untyped_storage",
+    "storage",
+    "_typed_storage",
 }
 # builtins that hand out namespaces (`globals()["__builtins__"]`); `locals()` at module level is `globals()`
 _NAMESPACE_BUILTINS = {"globals", "vars", "locals", "__builtins__", "__loader__", "__spec__"}

