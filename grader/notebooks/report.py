@@ -47,6 +47,20 @@ def _e(text: Any) -> str:
     return html.escape(clean_text(text), quote=True)
 
 
+def _under(nb, index: int) -> str:
+    """' (under “Two loops”)': the heading a cell sits under, since JupyterLab shows headings, not cell numbers."""
+    for cell in reversed(nb.cells[:index]):
+        if cell.get("cell_type") != "markdown":
+            continue
+        src = cell.get("source", "")
+        src = "".join(src) if isinstance(src, list) else str(src)
+        heading = next((ln.lstrip("#").strip() for ln in src.splitlines() if ln.startswith("#")), None)
+        if heading:
+            heading = heading if len(heading) <= 60 else heading[:59] + "…"
+            return f" (under “{_e(heading)}”)"
+    return ""
+
+
 def _md(text: str, tags: list[str] | None = None, cell_id: str | None = None) -> Any:
     import nbformat
 
@@ -200,13 +214,15 @@ def build_notebook(
         if run.cells:
             lines.append("\nCells to look at:\n")
             lines += [
-                f"- [cell {i + 1}](#cell-id={cell_ids[(run.path, i)]}): {_e(v)}" for i, v in sorted(run.cells.items())
+                f"- [cell {i + 1}](#cell-id={cell_ids[(run.path, i)]}){_under(run.nb, i)}: {_e(v)}"
+                for i, v in sorted(run.cells.items())
             ]
         cells.append(_md("\n".join(lines), ["dlcv-page"], f"nb{k + 1}"))
         for i, cell in enumerate(run.nb.cells):
             cells.append(clean_cell(cell, cell_ids[(run.path, i)]))
             if i in run.cells:
-                cells.append(_md(f"**Cell {i + 1} {_e(run.cells[i])}.**", ["dlcv-flag"], f"nb{k + 1}-f{i + 1}"))
+                flag = f"**Cell {i + 1}{_under(run.nb, i)} {_e(run.cells[i])}.**"
+                cells.append(_md(flag, ["dlcv-flag"], f"nb{k + 1}-f{i + 1}"))
     return nb
 
 

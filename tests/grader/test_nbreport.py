@@ -633,3 +633,24 @@ def test_the_reference_a1_notebooks_run_in_the_sandbox_and_the_report_holds_plot
     score = f"{results['score']:.2f}".rstrip("0").rstrip(".")
     assert 'id="dlcv-scores"' in html and f"Score: {score} / " in html
     assert _executable(html) == []
+
+
+def test_a_flagged_cell_is_named_by_the_heading_it_sits_under():
+    """JupyterLab shows headings, not cell numbers: the report says which heading a flagged cell is under (the
+    student's text, escaped)."""
+    import nbformat
+
+    from grader.notebooks.report import _under
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_markdown_cell("Some text\n## Two loops\nmore"),
+        nbformat.v4.new_code_cell("compute()"),
+        nbformat.v4.new_markdown_cell("# <script>alert(1)</script> " + "long " * 20),
+        nbformat.v4.new_code_cell("other()"),
+    ]
+    assert _under(nb, 0) == ""
+    assert _under(nb, 2) == " (under “Two loops”)"
+    named = _under(nb, 4)
+    assert "<script>" not in named and "&lt;script&gt;" in named and named.endswith("…”)")
