@@ -688,8 +688,8 @@ def create_solver_instance(ctx):
         layout=layout,
         evaluate=lambda model, q, X, trained: E.two_layer_scores(q, X.to(q["W1"].dtype)),
         describe=lambda q: f"TwoLayerNet with {q['W1'].shape[1]} hidden units",
-        advice="tune the hidden size, weight scale, learning rate (and its decay), regularisation and number "
-        "of epochs on the validation set.",
+        advice="tune the hidden size, weight scale, learning rate (and its decay) and regularisation on the "
+        "validation set.",
     )
 
 

@@ -195,9 +195,15 @@ def judge_solver(
         f"{trained.seconds:.1f} s): {acc:.1f}% on the held-out test split of {ctx.dataset_name} "
         f"(target {target:g}%)"
     )
+    capped = (
+        f"the grader trains at most {run} epochs here (on {ctx.dataset_name}), so asking for more does not change "
+        "this result; "
+        if run < epochs
+        else ""
+    )
     ctx.expect(
         acc >= target,
-        f"the trained {model_type} reaches {acc:.1f}% on held-out data, below the target {target:g}%: {advice}",
+        f"the trained {model_type} reaches {acc:.1f}% on held-out data, below the target {target:g}%: {capped}{advice}",
     )
 
 

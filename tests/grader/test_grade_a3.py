@@ -423,6 +423,22 @@ class Solver(Solver):            # ... and trains 20 anyway, past any cap or tim
     assert failed(result) == {"create_solver_instance"}
 
 
+def test_a_solver_that_asks_for_more_epochs_than_the_cap_is_told_more_does_not_help(tmp_path):
+    sub = copy_submission(tmp_path, packages=("a3_networks",))
+    fc = sub / A3.part_of("create_solver_instance").file
+    text = fc.read_text()
+    text = text.replace("num_epochs=20,", "num_epochs=100,").replace(
+        '{"learning_rate": 2e-1}', '{"learning_rate": 1e-9}'
+    )
+    fc.write_text(text)  # 100 epochs asked (the cap on the offline set is 20), a learning rate that learns nothing
+    result = grade(sub, "a3_networks", device="cpu", parts=["fully_connected"])
+    mine = [c for c in result.checks if c.function == "create_solver_instance"]
+    assert len(mine) == 1 and not mine[0].passed, mine[0].output
+    out = mine[0].output
+    assert "20 of its 100 epochs" in out and "the grader trains at most 20 epochs here" in out, out
+    assert "asking for more does not change this result" in out and "number of epochs" not in out, out
+
+
 # ---- given code is the kit's; a crash in a composite's own lines is its own ----
 
 BROKEN_SGD = """
