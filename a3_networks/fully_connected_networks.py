@@ -21,6 +21,12 @@ Conventions for every function here (the grader checks them):
 - L2 regularisation is `reg * sum(W * W)` over the weight matrices only (never the biases), so its gradient is
   `2 * reg * W`; losses are averaged over the N examples of a batch.
 
+Data and targets: the grader trains on CIFAR-10 where it is installed, else on the offline digits (scikit-learn's
+8x8 digits drawn as 3x32x32 images; `grader grade` says which). create_solver_instance must reach 50% on CIFAR-10's
+test split (90% on the digits); the grader trains your Solver's choice itself, for at most 20 epochs and 30 s on the
+digits (120 s on CIFAR-10). get_three_layer_network_params and get_five_layer_network_params must overfit 50
+training images (100%) in 20 epochs of batch 25.
+
 Rules the grader enforces in this file (see `grader list --rules`):
 - Linear may not use:
   - torch.nn.functional.linear, torch.nn.functional.bilinear, torch.nn.Linear: it computes the

@@ -422,3 +422,22 @@ def test_each_module_docstring_states_the_rules_the_grader_enforces():
         assert block and block in modules[part.module].__doc__, part.module
     assert "torch.nn" not in m.parts[1].forbidden["compute_distances_no_loops"]  # narrow: F.relu, F.one_hot, ... fine
     assert all(name in m.why for p in m.parts for names in p.forbidden.values() for name in names)
+
+
+def test_the_knn_file_states_the_data_sets_and_targets_the_grader_uses():
+    import ast as _ast
+    from pathlib import Path as _Path
+
+    from grader.course import manifest
+
+    root = _Path(__file__).resolve().parents[2]
+    m = manifest.load("a1_knn", root)
+    doc = _ast.get_docstring(_ast.parse((root / "a1_knn/knn.py").read_text())) or ""
+    t = m.targets
+    assert "CIFAR-10" in doc and "offline digits" in doc
+    assert (
+        f"k=1 must reach {t['cifar10']['knn_k1_accuracy']:g}% on CIFAR-10 ({t['digits']['knn_k1_accuracy']:g}%" in doc
+    )
+    assert (
+        f"knn_cross_validate {t['cifar10']['knn_best_k_accuracy']:g}% ({t['digits']['knn_best_k_accuracy']:g}%" in doc
+    )

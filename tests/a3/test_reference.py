@@ -1103,3 +1103,25 @@ def test_no_region_is_needed_at_import_time():
                 n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.lineno <= r.begin + 1 <= n.end_lineno
             ]
             assert enclosing, f"{path.name} line {r.begin + 1}: a solution region outside any function"
+
+
+def test_the_files_state_the_data_sets_targets_and_caps_the_grader_uses():
+    """What the grader trains on, the targets there and its caps are written where the student reads them."""
+    import ast as _ast
+    from pathlib import Path as _Path
+
+    from assignments.a3_networks.training import SCALE
+    from grader.course import manifest
+
+    root = _Path(__file__).resolve().parents[2]
+    m = manifest.load("a3_networks", root)
+    doc = {p.file: _ast.get_docstring(_ast.parse((root / p.file).read_text())) or "" for p in m.parts}
+    fc, conv = doc["a3_networks/fully_connected_networks.py"], doc["a3_networks/convolutional_networks.py"]
+    for text in (fc, conv):
+        assert "CIFAR-10" in text and "offline digits" in text
+    t = m.targets
+    assert f"{t['cifar10']['two_layer_solver_accuracy']:g}% on CIFAR-10" in fc
+    assert f"({t['digits']['two_layer_solver_accuracy']:g}% on the digits)" in fc
+    assert f"at most {SCALE['digits']['fc_epochs']} epochs and {SCALE['digits']['fc_time_limit']:g} s" in fc
+    assert f"{t['cifar10']['conv_solver_accuracy']:g}%" in conv and f"({t['digits']['conv_solver_accuracy']:g}%" in conv
+    assert f"at most {SCALE['digits']['conv_epochs']} epochs" in conv
