@@ -393,6 +393,11 @@ def main(argv: list[str] | None = None) -> int:
     except GraderError as e:
         print(f"grader {args.command}: error: {shown(e)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `grader list | head`: the reader has what it wanted (Python's documented recipe)
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -207,6 +207,31 @@ QUESTION_KEYS = ("id", "notebook", "points", "tag", "prompt")
 DATASETS = ("cifar10", "digits")  # the data sets of dlcv.data.load_dataset (targets are per data set)
 
 
+def _pytorch_name(name: str, where: str) -> None:
+    """A forbidden name must name something of PyTorch (a module, function, class, method or property): a name
+    that names nothing would be shown to students as a rule and never be enforced. GraderError with the nearest
+    real name."""
+    import importlib
+
+    parts = name.split(".")
+    if parts[0] != "torch":
+        raise GraderError(f"{where}: {name!r} is not a PyTorch name (forbidden names start with 'torch.')")
+    obj: Any = importlib.import_module("torch")
+    for i, part in enumerate(parts[1:], start=1):
+        if hasattr(obj, part):
+            obj = getattr(obj, part)
+            continue
+        try:
+            obj = importlib.import_module(".".join(parts[: i + 1]))
+            continue
+        except ImportError:
+            pass
+        known = [n for n in dir(obj) if not n.startswith("__")]
+        close = difflib.get_close_matches(part, known, n=1, cutoff=0.6)
+        hint = f" (did you mean {'.'.join([*parts[:i], close[0]])!r}?)" if close else ""
+        raise GraderError(f"{where}: {name!r} names nothing in PyTorch: {'.'.join(parts[:i])} has no {part!r}{hint}")
+
+
 def _suggest(word: str, valid: Any) -> str:
     """` (did you mean 'x'?)` with the nearest valid word (case ignored), else the valid words."""
     valid = list(valid)
@@ -429,6 +454,9 @@ def _part(p: dict, i: int, where: str, graded: dict[str, str]) -> Part:
     forbidden_t = _table(p, "forbidden", pw)
     _graded_keys(forbidden_t, functions, graded, f"{pw} [parts.forbidden]")
     forbidden = {k: _strings(forbidden_t, k, f"{pw} [parts.forbidden]") for k in forbidden_t}
+    for k, names in forbidden.items():
+        for name in names:
+            _pytorch_name(name, f"{pw} [parts.forbidden] {k!r}")
     loops_t = _table(p, "max_loops", pw)
     _graded_keys(loops_t, functions, graded, f"{pw} [parts.max_loops]")
     max_loops = {}

@@ -333,3 +333,20 @@ def test_a_syntax_error_is_shown_once_in_full_then_named(tmp_path):
     full = [o for o in outputs if "so none of its functions can run" in o]
     assert len(full) == 1 and outputs[0] == full[0] and "line" in full[0]
     assert all("has a syntax error (a1_knn/pytorch101.py line" in o and "shown in full above" in o for o in outputs[1:])
+
+
+def test_a_closed_pipe_ends_the_listing_quietly():
+    """`grader list | head`: the reader goes away; no traceback, exit status 0."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen(
+        [sys.executable, "-m", "grader", "--course", str(ROOT), "list", "--hidden", "--rules"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    p.stdout.close()  # nobody reads: the first write meets a closed pipe
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

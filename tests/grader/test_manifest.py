@@ -129,6 +129,21 @@ WHERE = "assignments/demo/assignment.toml"
             f"{WHERE} [why]: the reason for 'torch.cdist' should be a sentence",
         ),
         (
+            ('f = ["torch.cdist"]', 'f = ["torch.cdst"]'),
+            f"{WHERE} [[parts]] #1 [parts.forbidden] 'f': 'torch.cdst' names nothing in PyTorch: torch has no 'cdst' "
+            "(did you mean 'torch.cdist'?)",
+        ),
+        (
+            ('f = ["torch.cdist"]', 'f = ["torch.nn.functinal.relu"]'),
+            f"{WHERE} [[parts]] #1 [parts.forbidden] 'f': 'torch.nn.functinal.relu' names nothing in PyTorch: "
+            "torch.nn has no 'functinal' (did you mean 'torch.nn.functional'?)",
+        ),
+        (
+            ('f = ["torch.cdist"]', 'f = ["numpy.linalg.norm"]'),
+            f"{WHERE} [[parts]] #1 [parts.forbidden] 'f': 'numpy.linalg.norm' is not a PyTorch name (forbidden names "
+            "start with 'torch.')",
+        ),
+        (
             ('f = ["torch.cdist"]', 'f = "torch.cdist"'),
             f"{WHERE} [[parts]] #1 [parts.forbidden]: 'f' should be a list of strings",
         ),
