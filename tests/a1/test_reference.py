@@ -441,3 +441,44 @@ def test_the_knn_file_states_the_data_sets_and_targets_the_grader_uses():
     assert (
         f"knn_cross_validate {t['cifar10']['knn_best_k_accuracy']:g}% ({t['digits']['knn_best_k_accuracy']:g}%" in doc
     )
+
+
+def test_the_notebooks_toy_vote_is_the_public_checks_and_catches_what_it_catches():
+    """Code that prints Correct: True on the notebook's toy cannot fail the public check's toy: they are the same,
+    and a tie broken by the nearest neighbour (not the smallest label) prints False in the notebook too."""
+    import io
+    import types
+    from contextlib import redirect_stdout
+    from pathlib import Path as _Path
+
+    import nbformat
+
+    from a1_knn import knn
+    from assignments.a1_knn.checks import _toy_dists
+
+    root = _Path(__file__).resolve().parents[2]
+    nb = nbformat.read(root / "notebooks/knn.ipynb", as_version=4)
+    cell = next(c.source for c in nb.cells if c.cell_type == "code" and "predict_labels(dists, y_train_toy" in c.source)
+    dists, y_train = _toy_dists("cpu")
+
+    def run(module) -> str:
+        scope = {"torch": torch, "knn": module}
+        out = io.StringIO()
+        with redirect_stdout(out):
+            exec(cell, scope)
+        assert torch.equal(scope["dists"], dists) and torch.equal(scope["y_train_toy"], y_train)
+        return out.getvalue()
+
+    assert run(knn).count("Correct: True") == 2
+
+    def nearest_on_tie(dists, y_train, k=1):
+        idx = dists.topk(k, dim=0, largest=False).indices  # (k, num_test), nearest first
+        labels = y_train[idx]
+        out = []
+        for j in range(labels.shape[1]):
+            counts = torch.bincount(labels[:, j])
+            best = (counts == counts.max()).nonzero().flatten().tolist()
+            out.append(next(int(v) for v in labels[:, j].tolist() if v in best))  # the nearest of the tied labels
+        return torch.tensor(out, dtype=torch.int64)
+
+    assert "Correct: False" in run(types.SimpleNamespace(predict_labels=nearest_on_tie))
