@@ -207,7 +207,7 @@ $(BIN)/grader: pyproject.toml
 grade: install            ## run the public checks: make grade A=a1_knn PART=knn (all of them without A)
 \t$(BIN)/grader grade . $(SELECT) $(ARGS)
 
-report: install           ## grade, run your notebooks in the sandbox, write grader-results/report.html (+ .pdf)
+report: install           ## grade, run your notebooks in the sandbox: grader-results/<assignment>/report.html
 \t$(BIN)/grader grade . --report --pdf $(SELECT) $(ARGS)
 
 submit: install           ## build the zip to upload: make submit A=a1_knn
@@ -373,7 +373,7 @@ the same rules with the reason for each. The grader runs your code on a CPU: tak
 ## 5. The report
 
 ```bash
-make report A={first.name}    # grades, runs your notebooks in the sandbox, writes grader-results/report.html (+ .pdf)
+make report A={first.name}    # grades and runs your notebooks: grader-results/{first.name}/report.html (+ .pdf)
 ```
 
 The report shows your notebooks as the staff will see them, with your answers to the inline questions.
