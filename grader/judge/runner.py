@@ -89,14 +89,16 @@ class Run:
         if part.file in self.staged.rejected:  # a link, too large, not UTF-8, or a refused archive
             raise CheckFailed(self.staged.rejected[part.file])
         if part.file in self.staged.syntax_errors:
-            error = self.staged.syntax_errors[part.file]
             if part.file in self._said:  # once in full (the first of the file's checks), then named
-                line = error.split(":", 1)[0]
                 raise CheckFailed(
-                    f"{part.file} has a syntax error ({line}, shown in full above), so {graded} cannot run."
+                    f"{part.file} has a syntax error (shown in full under the first of its checks), so {graded} "
+                    "cannot run."
                 )
             self._said.add(part.file)
-            raise CheckFailed(f"{part.file} has a syntax error, so none of its functions can run:\n  " + error)
+            raise CheckFailed(
+                f"{part.file} has a syntax error, so none of its functions can run:\n  "
+                + self.staged.syntax_errors[part.file]
+            )
         return part.module
 
     def static_problem(self, function: str) -> str | None:
