@@ -61,6 +61,14 @@ MEAN = ["torch.mean", "torch.Tensor.mean"]
 AUTOGRAD = list(AUTOGRAD_NAMES)
 
 
+def _load(path, source: str) -> tuple:
+    """Student code in a file of its own (the guard tells it by its file), and its namespace."""
+    path.write_text(source)
+    namespace: dict = {}
+    exec(compile(source, str(path), "exec"), namespace)
+    return path, namespace
+
+
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
     root = tmp_path_factory.mktemp("lazy")
@@ -141,10 +149,7 @@ def test_a_finaliser_run_by_a_collection_inside_an_unwatched_call_is_watched(tmp
 def test_the_lazy_guard_sees_what_watching_every_call_sees(tmp_path):
     """The same calls under a guard that watches every call and one that watches only where a rule can be
     broken: the same hits (the door tests of test_guard.py run under the lazy one)."""
-    student = tmp_path / "student.py"
-    student.write_text(STUDENT)
-    namespace: dict = {}
-    exec(compile(STUDENT, str(student), "exec"), namespace)
+    student, namespace = _load(tmp_path / "student.py", STUDENT)
     x = torch.randn(4, 3)
     calls = [
         ("absolute_error", (x, "sum"), MEAN),
@@ -251,10 +256,7 @@ def test_a_call_remembered_quiet_cannot_hide_a_forbidden_operator(tmp_path, case
     (a value PyTorch branches on: an int, a float; or a finaliser run inside the call): the lazy guard must see
     what the guard watching every call sees."""
     function, harmless, forbidden_use, forbidden = ATTACK_CASES[case]
-    student = tmp_path / "attacks.py"
-    student.write_text(ATTACKS)
-    namespace: dict = {}
-    exec(compile(ATTACKS, str(student), "exec"), namespace)
+    student, namespace = _load(tmp_path / "attacks.py", ATTACKS)
     seen = {}
     for lazy in (False, True):
         guard = Guard(str(tmp_path), {str(student)}, guarded=forbidden, lazy=lazy)
@@ -332,10 +334,7 @@ def cdist_by_pdist(a, b):
 def test_forbidden_work_done_by_another_operator_is_seen(tmp_path, function, args, forbidden, expected):
     """Not the lazy guard's doing (watching every call misses them too): PyTorch operators that do a forbidden
     name's whole work under another operator's name."""
-    student = tmp_path / "gaps.py"
-    student.write_text(EAGER_GAPS)
-    namespace: dict = {}
-    exec(compile(EAGER_GAPS, str(student), "exec"), namespace)
+    student, namespace = _load(tmp_path / "gaps.py", EAGER_GAPS)
     value = namespace[function](*args)
     want = torch.softmax(args[0], -1) if expected == "softmax" else torch.cdist(*args)
     assert torch.allclose(value, want, atol=1e-6)
@@ -419,10 +418,7 @@ def test_student_code_inside_an_argument_of_a_plain_kind_is_watched(tmp_path, ca
     calls that object's Python (__index__, a SymInt's node) inside the call, with the function mode off. A call seen
     harmless with plain ints must not pass on unwatched the same call with the student's object."""
     function = ATTACK2_CASES[case]
-    student = tmp_path / "attacks2.py"
-    student.write_text(ATTACKS2)
-    namespace: dict = {}
-    exec(compile(ATTACKS2, str(student), "exec"), namespace)
+    student, namespace = _load(tmp_path / "attacks2.py", ATTACKS2)
     assert torch.allclose(namespace[function](A, B, True), torch.cdist(A, B))
     seen = {}
     for lazy in (False, True):
@@ -525,10 +521,7 @@ def sparse_release(a, b, use):
 
 @pytest.mark.parametrize("lazy", [False, True])
 def test_a_finaliser_run_inside_an_operators_kernel_is_watched(tmp_path, lazy):
-    student = tmp_path / "kernel.py"
-    student.write_text(KERNEL_FINALISER)
-    namespace: dict = {}
-    exec(compile(KERNEL_FINALISER, str(student), "exec"), namespace)
+    student, namespace = _load(tmp_path / "kernel.py", KERNEL_FINALISER)
     guard = Guard(str(tmp_path), {str(student)}, guarded=["torch.cdist"], lazy=lazy)
     guard.enter(["torch.cdist"])
     try:
