@@ -20,7 +20,9 @@ Conventions for every function here (the grader checks them):
   result back is fine), and leave the inputs unchanged;
 - zero padding by hand or with `torch.nn.functional.pad` is fine; the naive layers may not hand their work to
   the given fast layers;
-- L2 regularisation is `reg * sum(W * W)` over the weights only (never biases, gamma or beta).
+- L2 regularisation is `reg * sum(W * W)` over the weights only (never biases, gamma or beta), gradient
+  `2 * reg * W`; `0.5 * reg * sum(W * W)` with gradient `reg * W` is accepted too, when the loss and every
+  gradient use it.
 
 Data and targets: the grader trains on CIFAR-10 where it is installed, else on the offline digits (scikit-learn's
 8x8 digits drawn as 3x32x32 images; `grader grade` says which). create_convolutional_solver_instance must reach 71%

@@ -19,7 +19,8 @@ Conventions for every function here (the grader checks them):
 - leave the inputs unchanged (work on new tensors), except that an update rule may update w in place (or
   return a new tensor) and keeps its state in config;
 - L2 regularisation is `reg * sum(W * W)` over the weight matrices only (never the biases), so its gradient is
-  `2 * reg * W`; losses are averaged over the N examples of a batch.
+  `2 * reg * W`; losses are averaged over the N examples of a batch. The course's text asks FullyConnectedNet for
+  `0.5 * reg * sum(W * W)` (gradient `reg * W`): that is accepted too, when the loss and every gradient use it.
 
 Data and targets: the grader trains on CIFAR-10 where it is installed, else on the offline digits (scikit-learn's
 8x8 digits drawn as 3x32x32 images; `grader grade` says which). create_solver_instance must reach 50% on CIFAR-10's

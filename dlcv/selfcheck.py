@@ -24,7 +24,8 @@ def _course_root(start: Path) -> Path:
 def check(assignment: str, part: str | None = None, *, device: str = "cpu", quiet: bool = False) -> dict:
     """Run the public checks of `assignment` (one `part`, or all) on your saved files.
 
-    Prints one line per check (PASS/FAIL, points, feedback) and returns Gradescope's results dict.
+    Prints the table `make grade` prints in a terminal (one line per check, feedback under failures) and returns
+    Gradescope's results dict.
     """
     if os.environ.get("DLCV_NOTEBOOK_REPORT"):
         # the grader is running this notebook for a report (in its sandbox, without the course's checks):
@@ -59,12 +60,13 @@ def check(assignment: str, part: str | None = None, *, device: str = "cpu", quie
             raise RuntimeError(f"the grader could not run:\n{proc.stderr.strip() or proc.stdout.strip()}")
         results = json.loads((Path(out) / "results.json").read_text())
     if not quiet:
-        for t in results["tests"]:
-            mark = "PASS" if t["status"] == "passed" else "FAIL"
-            print(f"{mark} {t['score']:5.2f}/{t['max_score']:<5.2f} {t['name']}")
-            if t["status"] != "passed" or t["output"].strip():
-                for line in t["output"].strip().splitlines():
-                    print(f"      {line}")
-        total = sum(t["max_score"] for t in results["tests"])
-        print(f"Score: {results['score']:.2f} / {total:.2f}")
+        print(terminal_table(proc.stdout))
     return results
+
+
+def terminal_table(stdout: str) -> str:
+    """The grader's table as `make grade` prints it in a terminal, word for word: the lines before its
+    "Sandbox:" line (how the code was isolated and where the reports went are not news in a notebook)."""
+    lines = stdout.rstrip("\n").splitlines()
+    end = next((i for i, line in enumerate(lines) if line.startswith("Sandbox: ")), len(lines))
+    return "\n".join(lines[:end])

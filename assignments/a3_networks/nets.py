@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from grader.judging import cpu64, describe_value, fmt_shape
+from grader.judging import cpu64, describe_value, fmt_shape, rel_error
 from grader.wire import Handle
 
 from .expected import net_loss
@@ -112,7 +112,9 @@ def net_expectations(scores: Callable, params: dict, X, y, reg: float):
     loss_mistakes = {
         "the regulariser is missing from the loss (reg * the sum of W * W over the weights)": none[0],
         "the regulariser is counted twice": double[0],
-        "the regulariser has a factor 1/2; this course's regulariser is reg * sum(W * W)": half[0],
+        "the regulariser has a factor 1/2 in the loss but not in the gradients: use reg * sum(W * W) with "
+        "gradients 2 * reg * W (this kit's convention), or 0.5 * reg * sum(W * W) with gradients reg * W (the "
+        "course's text for FullyConnectedNet), the same in the loss and every gradient": half[0],
     }
     groups = {
         "the biases are regularised too; only the weights are": [k for k in keys if k.startswith("b")],
@@ -131,14 +133,33 @@ def net_expectations(scores: Callable, params: dict, X, y, reg: float):
             grad_mistakes[k] = {
                 f"the regulariser's gradient 2 * reg * {k} is missing": none[1][k],
                 f"the regulariser's gradient is counted twice (4 * reg * {k})": double[1][k],
-                f"the regulariser's gradient is reg * {k}; the derivative of reg * sum({k} * {k}) is "
-                f"2 * reg * {k}": half[1][k],
+                f"the regulariser's gradient is reg * {k}, but the loss has reg * sum({k} * {k}), whose "
+                f"derivative is 2 * reg * {k} (a loss with 0.5 * reg * sum({k} * {k}) goes with reg * {k})": half[1][k],
             }
         else:
             grad_mistakes[k] = {
                 f"{k} is regularised; only the weights are (no 2 * reg * {k} in its gradient)": every[1][k]
             }
     return loss, grads, loss_mistakes, grad_mistakes
+
+
+def half_convention(loss: Any, grads: Any, scores: Callable, params: dict, X, y, reg: float, tol: float):
+    """(loss, grads) of the regulariser 0.5 * reg * sum(W * W) when the student's loss and every gradient agree with
+    it within `tol` (and not with the kit's reg * sum(W * W)); None otherwise. The course's own text asks for this
+    factor in FullyConnectedNet: either convention is right when the loss and its gradients use the same one."""
+    if reg == 0 or not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not isinstance(grads, dict):
+        return None
+    if set(grads) != set(params) or not all(isinstance(g, torch.Tensor) for g in grads.values()):
+        return None
+    p, Xc, yc = cpu64(params), cpu64(X), y.cpu()
+    full_loss = net_loss(scores, p, Xc, yc, reg)[0]
+    half_loss, half_grads = net_loss(scores, p, Xc, yc, 0.5 * reg)
+    if rel_error(loss, half_loss) > tol or rel_error(loss, full_loss) <= tol:
+        return None
+    for k, want in half_grads.items():
+        if tuple(grads[k].shape) != tuple(want.shape) or rel_error(grads[k], want) > tol:
+            return None
+    return half_loss, half_grads
 
 
 def judge_net_loss(
@@ -165,6 +186,14 @@ def judge_net_loss(
         ctx.expect_unchanged([X], reply, ["X"])
         loss, grads = ctx.expect_items(reply.value, 2, f"the result of {cls}.loss(X, y) (loss, grads)")
         want_loss, want_grads, loss_mistakes, grad_mistakes = net_expectations(scores, params, X, y, reg)
+        half = half_convention(loss, grads, scores, params, X, y, reg, tol)
+        if half is not None:  # the course's 0.5 * reg * sum(W * W), the same in the loss and every gradient
+            want_loss, want_grads = half
+            loss_mistakes, grad_mistakes = {}, {}
+            ctx.note(
+                f"{cls}'s regulariser is 0.5 * reg * sum(W * W), with gradients reg * W, in the loss and every "
+                "gradient: accepted (this kit's convention is reg * sum(W * W), gradients 2 * reg * W)."
+            )
         ctx.expect_loss(loss, want_loss.to(dtype), f"the loss {what}", bound=tol, mistakes=loss_mistakes)
         ctx.expect_type(grads, dict, f"grads {what}")
         if set(grads) != set(params):

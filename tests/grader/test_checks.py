@@ -255,6 +255,33 @@ def test_float32_precision_in_a_float64_computation_gets_a_hint():
     assert "float32 precision" in failure(ctx.expect_tensor, rounded, e, "out", bound=1e-10)
 
 
+def test_float32_hint_where_small_entries_come_from_large_terms():
+    """Batch normalisation's dx by the long chain rule, with 1/N as a float32 constant: its entries sum to zero
+    over the batch, so small entries carry the rounding of large terms. Every seed that fails the bound gets the
+    hint (a student saw "relative error 1.3e-08 exceeds the bound 1e-08" and nothing else)."""
+    N, f64 = 12, torch.float64
+    inv_n = torch.tensor(1.0 / N)  # float32: 0.0833333358...
+
+    def dx(x, dout, gamma, inv):
+        xc = x - x.mean(0)
+        std = torch.sqrt((xc**2).mean(0) + 1e-5)
+        dxh = dout * gamma
+        dvar = (dxh * xc * -0.5 * std**-3).sum(0)
+        dmu = (-dxh / std).sum(0) + dvar * (-2 * xc).sum(0) * inv
+        return dxh / std + dvar * 2 * xc * inv + dmu * inv
+
+    failed = 0
+    for seed in range(12):
+        g = torch.Generator().manual_seed(seed)
+        x = 4 * torch.randn(N, 5, generator=g, dtype=f64) + 3 * torch.randn(5, generator=g, dtype=f64)
+        gamma, dout = 1 + 0.3 * torch.randn(5, generator=g, dtype=f64), torch.randn(N, 5, generator=g, dtype=f64)
+        want, got = dx(x, dout, gamma, 1.0 / N), dx(x, dout, gamma, inv_n)
+        if judging.rel_error(got, want) > 1e-8:
+            failed += 1
+            assert "float32 precision" in failure(make_ctx().expect_tensor, got, want, "dx", bound=1e-8), seed
+    assert failed >= 3  # the case is real: several seeds fail the backward bound
+
+
 def test_no_float32_hint_for_a_real_error_or_another_dtype():
     ctx, e = make_ctx(), randn(6, 5)
     assert "float32" not in failure(ctx.expect_tensor, e * 1.001, e, "out", bound=1e-10)

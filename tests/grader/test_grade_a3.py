@@ -471,3 +471,27 @@ def test_a_crash_in_a_composites_own_lines_is_not_excused_by_a_broken_block(tmp_
     (solver,) = [c for c in result.checks if c.function == "create_solver_instance"]
     assert "create_solver_instance raised RuntimeError" in solver.output  # no CUDA here
     assert "this problem is create_solver_instance's own" in solver.output
+
+
+# ---- the course's 0.5 regulariser: right when the loss and every gradient use it ----------------
+
+
+def test_the_courses_half_regulariser_is_accepted_only_when_loss_and_gradients_agree(tmp_path):
+    sub = copy_submission(tmp_path, packages=("a3_networks",))
+    path = sub / "a3_networks" / "fully_connected_networks.py"
+    text = path.read_text()
+    fc = (  # FullyConnectedNet: 0.5 * reg * sum(W * W) with gradient reg * W, consistently
+        "            loss = loss + self.reg * (W * W).sum()\n"
+        '            grads[f"W{i}"] = grads[f"W{i}"] + 2 * self.reg * W\n'
+    )
+    two = "        loss = loss + self.reg * ((W1 * W1).sum() + (W2 * W2).sum())\n"  # TwoLayerNet: 0.5 in the loss only
+    assert text.count(fc) == 1 and text.count(two) == 1
+    text = text.replace(fc, fc.replace("self.reg * (W", "0.5 * self.reg * (W").replace("2 * self.reg", "self.reg"))
+    path.write_text(text.replace(two, two.replace("self.reg *", "0.5 * self.reg *")))
+    result = grade(sub, "a3_networks", device="cpu", parts=["fully_connected"])
+    assert failed(result) == {"TwoLayerNet"}, [c.output for c in result.checks if not c.passed]
+    fc_checks = [c for c in result.checks if c.function == "FullyConnectedNet"]
+    assert any("0.5 * reg * sum(W * W), with gradients reg * W" in c.output for c in fc_checks)
+    two_failed = [c.output for c in result.checks if c.function == "TwoLayerNet" and not c.passed]
+    assert any("factor 1/2 in the loss but not in the gradients" in out for out in two_failed), two_failed
+    assert not any("accepted" in out for out in two_failed)
