@@ -214,8 +214,10 @@ submit: install           ## build the zip to upload: make submit A=a1_knn
 \t@test -n "$(A)" || { echo "make submit: which assignment? For example: make submit A=a1_knn" >&2; exit 2; }
 \t$(BIN)/grader submit . --assignment $(A) $(ARGS)
 
+# Kernels talk to JupyterLab over localhost TCP, encrypted (CurveZMQ) where pyzmq can: unencrypted, ipykernel warns
+# at every kernel start that anyone on the machine could listen in. (Unix sockets would need short paths.)
 notebook: install         ## open JupyterLab on the notebooks
-\t$(BIN)/jupyter lab notebooks/ $(AS_ROOT) $(ARGS)
+\t$(BIN)/jupyter lab notebooks/ $(AS_ROOT) --KernelManager.transport_encryption=auto $(ARGS)
 
 notebooks: notebook
 """

@@ -6,10 +6,17 @@ record how they were called: nothing is installed."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -78,8 +85,75 @@ def test_make_report_and_notebook(kit):
     root = " --allow-root" if os.geteuid() == 0 else ""  # JupyterLab refuses root without it
     assert _calls(log) == [
         "grader grade . --report --pdf --assignment a2_linear",
-        f"jupyter lab notebooks/{root} --no-browser",
+        f"jupyter lab notebooks/{root} --KernelManager.transport_encryption=auto --no-browser",
     ]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _execute(url: str, code: str) -> str:
+    """Run `code` in a kernel through JupyterLab's websocket (as the browser does); its printed text."""
+    from tornado.websocket import websocket_connect
+
+    ws = await websocket_connect(url)
+    msg_id = uuid.uuid4().hex
+    header = {"msg_id": msg_id, "msg_type": "execute_request", "session": uuid.uuid4().hex, "username": "student"}
+    content = {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False}
+    ws.write_message(json.dumps({"header": {**header, "version": "5.3", "date": ""}, "parent_header": {},
+                                 "metadata": {}, "channel": "shell", "content": content}))  # fmt: skip
+    while True:
+        msg = json.loads(await asyncio.wait_for(ws.read_message(), 60))
+        if msg.get("msg_type") == "stream" and msg["parent_header"].get("msg_id") == msg_id:
+            ws.close()
+            return msg["content"]["text"]
+
+
+@pytest.mark.slow
+def test_make_notebook_starts_jupyterlab_that_runs_code_quietly(kit, tmp_path):
+    """The real JupyterLab (this environment's), started by the kit's `make notebook` as this user (root here, as
+    in many containers): it serves, starts a kernel, runs a cell, and no kernel warns about TCP without encryption
+    (ipykernel 7.3+ does at every start over plain TCP: the kit asks for CurveZMQ encryption)."""
+    pytest.importorskip("jupyterlab", reason="JupyterLab is not installed here (pip install -e '.[test]')")
+    k, _ = kit
+    shim = k / ".venv" / "bin" / "jupyter"
+    shim.write_text(f'#!/usr/bin/env bash\nexec "{sys.executable}" -m jupyter "$@"\n')
+    (k / "notebooks").mkdir()
+    port, token = _free_port(), uuid.uuid4().hex
+    env = {**os.environ, "MAKEFLAGS": "", "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces")}  # fmt: skip
+    args = f"ARGS=--no-browser --port={port} --ServerApp.port_retries=0 --IdentityProvider.token={token}"
+    lab = subprocess.Popen(["make", "-s", "notebook", args], cwd=k, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    base, auth = f"127.0.0.1:{port}", {"Authorization": f"token {token}"}
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(urllib.request.Request(f"http://{base}/api/status", headers=auth), timeout=1)
+                break
+            except OSError:
+                assert lab.poll() is None, lab.communicate()[0]
+                time.sleep(0.25)
+        new = urllib.request.Request(f"http://{base}/api/kernels", data=b'{"name": "python3"}', method="POST",
+                                     headers={**auth, "Content-Type": "application/json"})  # fmt: skip
+        kernel = json.load(urllib.request.urlopen(new, timeout=60))
+        url = f"ws://{base}/api/kernels/{kernel['id']}/channels?token={token}"
+        assert asyncio.run(_execute(url, "print(6 * 7)")).strip() == "42"
+    finally:
+        os.killpg(lab.pid, signal.SIGINT)  # JupyterLab asks to confirm a first Ctrl-C; a second one stops it
+        time.sleep(0.5)
+        os.killpg(lab.pid, signal.SIGINT)
+        try:
+            out = lab.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            os.killpg(lab.pid, signal.SIGKILL)
+            out = lab.communicate()[0]
+    assert "Jupyter Server" in out and "is running at" in out, out
+    assert "without encryption" not in out, out
 
 
 def test_make_help_lists_the_commands(kit):

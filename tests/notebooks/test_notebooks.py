@@ -138,6 +138,39 @@ def test_notebook_self_checks_each_of_its_parts(assignment, path):
 
 
 @pytest.mark.parametrize("assignment, path", NOTEBOOK_PARAMS)
+def test_the_first_cell_says_what_is_graded_by_hand(assignment, path):
+    """No surprise at submission: the first cell counts the notebook's inline questions (the manifest's, each a
+    cell tagged question:<id>) and their points, and asks for the notebook run and saved."""
+    m = next(m for m in _manifests() if m.name == assignment)
+    mine = [q for q in m.questions if q.notebook == path]
+    nb = _read(path)
+    first = " ".join(nb.cells[0].source.split())
+    tagged = [t for c in nb.cells for t in _tags(c) if t.startswith("question:")]
+    assert sorted(tagged) == sorted(f"question:{q.id}" for q in mine)
+    assert "**Graded by hand.**" in first and "top to bottom" in first and "save" in first
+    if mine:
+        total = sum(q.points for q in mine)
+        count = f"{len(mine)} inline question{'s' if len(mine) > 1 else ''}"
+        assert count in first and f"{total:g} in all" in first, first
+    else:
+        assert "Nothing in this notebook" in first, first
+
+
+TIMERS = {"knn.ipynb": "timed", "pytorch101.ipynb": "best_time", "linear_classifier.ipynb": "best_time"}
+
+
+@pytest.mark.parametrize("name, timer", sorted(TIMERS.items()))
+def test_speed_comparisons_run_on_one_thread(name, timer):
+    """Loops against vectorised code: the lesson's ordering must hold on a busy two-core laptop, where PyTorch's
+    threads compete for the cores (the one-loop distances ran 2.6 times slower than two loops there)."""
+    nb = _read(f"notebooks/{name}")
+    defs = [c.source for _, c in _code_cells(nb) if f"def {timer}(" in c.source]
+    assert len(defs) == 1, f"{name}: expected one cell defining {timer}()"
+    body = defs[0].split(f"def {timer}(", 1)[1].split("\ndef ", 1)[0]
+    assert "torch.set_num_threads(1)" in body and "finally:" in body and "torch.set_num_threads(threads)" in body
+
+
+@pytest.mark.parametrize("assignment, path", NOTEBOOK_PARAMS)
 def test_cells_that_draw_are_tagged_plot(assignment, path):
     nb = _read(path)
     for i, cell in _code_cells(nb):
@@ -224,8 +257,8 @@ def test_notebook_runs_on_the_reference(assignment, path, kernel_env, capsys):
             checked += 1
             out = _text_of(cell.outputs)
             assert "FAIL" not in out, f"{_where(path, i, cell)}: the self-check failed on the reference:\n{out}"
-            assert re.search(r"^PASS", out, re.M), f"{_where(path, i, cell)}: the self-check printed no PASS:\n{out}"
-            assert re.search(r"^Score: ", out, re.M), f"{_where(path, i, cell)}: the self-check printed no score"
+            assert re.search(r" PASS$", out, re.M), f"{_where(path, i, cell)}: the self-check printed no PASS:\n{out}"
+            assert re.search(r"^Total: ", out, re.M), f"{_where(path, i, cell)}: the self-check printed no total"
         if "plot" in _tags(cell):
             images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
             assert images, f"{_where(path, i, cell)} is tagged 'plot' but produced no image"
