@@ -85,9 +85,10 @@ def _enclosing(tree: ast.AST | None, line: int) -> str | None:
     return best
 
 
-def stub_source(text: str, where: str) -> tuple[str, list[list[str]]]:
+def stub_source(text: str, where: str, place: str | None = None) -> tuple[str, list[list[str]]]:
     """Replace every solution region of Python source `text`; returns (stubbed text, the removed lines
-    of each region)."""
+    of each region). `where` names the source in errors (for the staff); `place`, where given, in the stub's
+    message (for the student: a notebook cell by its heading, as JupyterLab shows no cell numbers)."""
     regions = find_regions(text, where)
     if not regions:
         return text, []
@@ -100,7 +101,7 @@ def stub_source(text: str, where: str) -> tuple[str, list[list[str]]]:
     for r in regions:
         out.extend(lines[pos : r.begin])
         name = _enclosing(tree, r.begin + 1)
-        what = f"{name} in {where}" if name else f"this part of {where}"
+        what = f"{name} in {place or where}" if name else f"this part of {place or where}"
         out.append(f'{r.indent}raise NotImplementedError("TODO: implement {what}")\n')
         removed.append(lines[r.begin + 1 : r.end])
         pos = r.end + 1
@@ -125,10 +126,17 @@ def stub_notebook(path: Path, where: str) -> tuple[str, list[list[str]]]:
     except Exception as e:
         raise GraderError(f"{where}: not a readable notebook ({type(e).__name__}: {e})") from None
     removed: list[list[str]] = []
+    heading = None  # the last Markdown heading above a cell: how a student finds it in JupyterLab
     for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown":
+            titles = [line.lstrip("#").strip() for line in cell.source.splitlines() if line.startswith("#")]
+            heading = next((t for t in reversed(titles) if t), heading)
         if cell.cell_type == "code":
+            place = f"{where}, the cell under the heading '{heading}'" if heading else None
             src, gone = (
-                stub_source(cell.source, f"{where} cell {i + 1}") if "SOLUTION" in cell.source else (cell.source, [])
+                stub_source(cell.source, f"{where} cell {i + 1}", place)
+                if "SOLUTION" in cell.source
+                else (cell.source, [])
             )
             cell.source = src.rstrip("\n")
             removed += gone

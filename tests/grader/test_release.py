@@ -14,7 +14,7 @@ from grader.course import manifest
 from grader.errors import GraderError
 from grader.judge.loading import load_checks
 from grader.judge.runner import grade
-from grader.kit.release import code_lines, find_regions, line_pairs, release, stub_source
+from grader.kit.release import code_lines, find_regions, line_pairs, release, stub_notebook, stub_source
 from grader.kit.submit import build_submission
 from tests.conftest import ROOT
 from tests.grader.gradescope_schema import validate
@@ -49,6 +49,33 @@ def test_regions_become_stubs_naming_the_function():
     exec(compile(text, "m.py", "exec"), ns)
     with pytest.raises(NotImplementedError, match="implement f"):
         ns["f"](3)
+
+
+def test_a_notebook_stub_names_the_heading_above_its_cell_not_a_cell_number(tmp_path):
+    """JupyterLab numbers no cells: a student finds a cell by the heading above it."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# The title\n\nSome words."),
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_markdown_cell("## 2. Choosing k\n\nMore words, # not a heading."),
+        nbformat.v4.new_markdown_cell("Words without a heading."),
+        nbformat.v4.new_code_cell("# TODO: choose k.\n# BEGIN SOLUTION\nk = 3\n# END SOLUTION"),
+        nbformat.v4.new_code_cell(
+            "def g():\n    # TODO: return 1.\n    # BEGIN SOLUTION\n    return 1\n    # END SOLUTION"
+        ),
+    ]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, str(path))
+    text, removed = stub_notebook(path, "notebooks/nb.ipynb")
+    cells = nbformat.reads(text, as_version=4).cells
+    assert cells[4].source.endswith(
+        'raise NotImplementedError("TODO: implement this part of notebooks/nb.ipynb, the cell under the heading '
+        "'2. Choosing k'\")"
+    )
+    assert "TODO: implement g in notebooks/nb.ipynb, the cell under the heading '2. Choosing k'" in cells[5].source
+    assert "cell 5" not in text and "cell 6" not in text and len(removed) == 2
 
 
 @pytest.mark.parametrize(
