@@ -12,7 +12,7 @@ The autograder's caps on training: while the grader judges a function that train
 test_one_param_set), it caps every call of `LinearClassifier.train` and `TwoLayerNet.train` (see
 `set_training_caps`): at most so many iterations, of at most so many examples each, and at most so many
 seconds per call. Your requests are recorded, and the feedback says what was capped ("trained for at most
-300 of your 3000 iterations"). The accuracy is still measured by the grader, on held-out data. Without caps
+150 of your 3000 iterations"). The accuracy is still measured by the grader, on held-out data. Without caps
 (your notebooks) the train methods do exactly what they are asked.
 """
 

@@ -19,7 +19,7 @@ Conventions the grader holds every function here to:
 - find_best_net gets the course's shapes (3x32x32 images as 3072 features, 10 classes), and its best net
   must reach 50% on the test split of CIFAR-10 (88% on the offline digits);
 - the grader caps the training find_best_net asks for, as `TwoLayerNet.train` runs it: per call at most
-  300 iterations, in batches of at most 200 examples, and 15 s on the offline digits (5000 iterations of
+  150 iterations, in batches of at most 200 examples, and 15 s on the offline digits (5000 iterations of
   batch 1000 and 60 s on CIFAR-10); the feedback says what was capped.
 
 Rules the grader enforces in this file (see `grader list --rules`):

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench import a1, a2, a3, batch, gradescope, guard, notebooks, sandbox
+from bench import a1, a2, a3, batch, gradescope, guard, kit, notebooks, sandbox
 from bench.common import Row, render
 
 SUITES = {
@@ -17,6 +17,7 @@ SUITES = {
     "batch": batch.run,
     "gradescope": gradescope.run,
     "guard": guard.run,
+    "kit": kit.run,
     "notebooks": notebooks.run,
     "sandbox": sandbox.run,
 }

@@ -299,3 +299,20 @@ def test_a_test_one_param_set_that_trains_too_long_is_capped_and_still_loses_its
     assert "in batches of at most 400 of your 1000" in text, text
     (record,) = [r.value for r in spy.replies["training_record"]]
     assert [(r["iters"], r["batch"]) for r in record] == [(2 * num_iters, 400)]
+
+
+@pytest.mark.slow
+def test_the_heaviest_search_with_a_wrong_selection_still_loses_its_points(tmp_path):
+    """The caps make training shorter, never wrong code right: the same heavy search keeping the last net
+    instead of the best fails the public check, with the caps still named."""
+    sub = heavy_submission(tmp_path)
+    path = sub / "a2_linear/two_layer_net.py"
+    text = path.read_text()
+    assert text.count("if val_acc > best_val_acc:") == 1
+    path.write_text(text.replace("if val_acc > best_val_acc:", "if True:  # keeps the last net, not the best"))
+    result = grade(sub, "a2_linear", device="cpu", parts=["two_layer"])
+    search = next(c for c in result.checks if c.function == "find_best_net")
+    assert not search.passed and search.score == 0
+    assert "below the target" in search.output and "the grader's caps" in search.output, search.output
+    assert "trained for at most" in search.output
+    assert {c.function for c in result.checks if not c.passed} == {"find_best_net"}

@@ -684,3 +684,36 @@ def test_blame_stays_with_the_function_that_fails(tmp_path):
     text = by_function["find_best_net"]
     assert "IndexError" in text and "find_best_net" in text
     assert "first" not in text and "nn_train" not in text, text  # no "fix nn_train first": it is right
+
+
+# ---- the hyperparameter searches: the judge trains every combination at once ---------------------
+
+
+def test_the_judges_search_trains_each_setting_as_if_alone():
+    """All combinations train together (one matrix product per step), yet a setting's weights do not depend on the
+    others in the list: a student's best combination trains the same whatever else they try."""
+    import sys
+
+    from grader.judge.loading import load_checks
+
+    checks = sys.modules[load_checks(A2, hidden=False)[0].body.__module__]
+    g = torch.Generator().manual_seed(0)
+    data = {"X_train": torch.randn(60, 7, generator=g), "y_train": torch.randint(0, 4, (60,), generator=g)}
+    for kind in ("svm", "softmax"):
+        both = checks.judge_sgd_many(kind, data, [(1e-3, 0.0), (0.5, 1e-2)], 20, torch.device("cpu"))
+        alone = checks.judge_sgd_many(kind, data, [(0.5, 1e-2)], 20, torch.device("cpu"))
+        assert torch.equal(both[1], alone[0]) and not torch.equal(both[0], both[1])
+        diverged = checks.judge_sgd_many(kind, data, [(1e30, 1.0), (0.5, 1e-2)], 20, torch.device("cpu"))
+        assert not torch.isfinite(diverged[0]).all() and torch.equal(diverged[1], alone[0])  # no harm to the other
+
+
+def test_a_search_that_never_leaves_the_start_misses_the_target(tmp_path):
+    sub = copy_submission(tmp_path, packages=("a2_linear",))
+    replace_function(
+        sub / "a2_linear" / "linear_classifier.py",
+        "svm_get_search_params",
+        "def svm_get_search_params():\n    return [1e-9, 2e-9], [1e-3, 1e-2]\n",
+    )
+    result = grade(sub, "a2_linear", device="cpu", parts=["linear"])
+    assert failed(result) == {"svm_get_search_params"}, feedback(result)
+    assert "the best of your 4 combinations reaches" in feedback(result) and "below the target" in feedback(result)
