@@ -53,6 +53,11 @@ def _install(kit: Path, torch_choice: str) -> tuple[float, dict, subprocess.Comp
     return wall, {**json.loads(build), "venv_mb": _du_mb(kit / ".venv"), "nvidia_mb": _du_mb(site / "nvidia")}, proc
 
 
+def _score(stdout: str) -> str:
+    total = [line for line in stdout.splitlines() if line.startswith("Total: ")]
+    return total[-1].split("  (")[0].removeprefix("Total: ") if total else "?"
+
+
 def run(repeat: int = 1) -> list[Row]:
     from grader.kit.release import release
 
@@ -64,7 +69,12 @@ def run(repeat: int = 1) -> list[Row]:
             wall, info, proc = _install(kit, "auto")
         except (RuntimeError, subprocess.SubprocessError) as e:  # offline, no make, ...: said in the table
             return [Row("kit", "make install (fresh kit, TORCH=auto)", 0.0, "", None, "s", note=f"failed: {e}"[:300])]
-        lines = len((proc.stdout + proc.stderr).strip().splitlines())
+        out = (proc.stdout + proc.stderr).strip().splitlines()
+        # pip's complaint about a missing local index of this machine's pip configuration is not the kit's
+        noise = [line for line in out if line.startswith("WARNING: Location 'file:")]
+        lines = f"{len(out) - len(noise)} lines of output" + (
+            f" (+{len(noise)} of pip about local indexes)" if noise else ""
+        )
         build = f"torch {info['version']}, " + (f"CUDA {info['cuda']}" if info["cuda"] else "CPU only")
         fell_back = "could not be reached" in proc.stdout
         rows.append(
@@ -75,8 +85,7 @@ def run(repeat: int = 1) -> list[Row]:
                 "",
                 None,
                 "s",
-                note=f"{build}; {lines} lines of output"
-                + ("; PyTorch's CPU index unreachable: fell back" if fell_back else ""),
+                note=f"{build}; {lines}" + ("; PyTorch's CPU index unreachable: fell back" if fell_back else ""),
             )
         )
         rows.append(
@@ -99,7 +108,7 @@ def run(repeat: int = 1) -> list[Row]:
                 "make install",
                 wall,
                 "s",
-                note=f"exit {grade.returncode} (a fresh kit's stubs fail their checks)",
+                note=f"exit {grade.returncode}; the fresh kit's stubs score {_score(grade.stdout)}",
             )
         )
         if info["cuda"]:
