@@ -350,7 +350,9 @@ make install        # .venv with PyTorch, the kit and JupyterLab (a few minutes 
 
 Without an NVIDIA GPU this installs PyTorch's CPU-only build, a fraction of the size of the CUDA one; a laptop is
 enough for every assignment. `make install TORCH=cuda` asks for the CUDA build. Every other command runs
-`make install` first when it is needed.
+`make install` first when it is needed. Measured on a two-core machine: with the CUDA build, `.venv` takes
+5.9 GB, 3.2 GB of it NVIDIA's CUDA libraries, and the install about 5 minutes; the CPU-only build leaves those
+libraries out. Where PyTorch's CPU index cannot be reached, the install says so and takes the default build.
 
 ## 2. Work through a notebook
 
