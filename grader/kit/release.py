@@ -298,20 +298,10 @@ done
 "$PY" -m venv "$ROOT/venv"
 VPY="$ROOT/venv/bin/python"
 "$VPY" -m pip install -q --upgrade pip
-# PyTorch's CPU-only build (a few hundred MB, where the default one brings GB of CUDA libraries to an image that
-# only ever runs on a CPU), pinned as the kit's pyproject.toml pins it. Where that index cannot be reached, the
-# default index's build is installed instead, after one quick try.
-pins="$("$VPY" - "$HERE/pyproject.toml" <<'EOF'
-import re, sys, tomllib
-deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
-print(" ".join(d for d in deps if re.match(r"torch(vision)?\\b", d)))
-EOF
-)"
-if ! "$VPY" -m pip install -q --timeout 15 --retries 0 --index-url "${{TORCH_CPU_INDEX:-{cpu_index}}}" \\
-    --extra-index-url https://pypi.org/simple $pins; then
-  echo "setup.sh: PyTorch's CPU-only index could not be used; installing $pins from the default index" >&2
-  "$VPY" -m pip install -q $pins
-fi
+# PyTorch's CPU-only build (where the default one brings GB of CUDA libraries to an image that only ever runs on a
+# CPU), pinned as the kit's pyproject.toml pins it, by the kit's own installer: it looks at PyTorch's index first
+# (5 s at most) and takes the default index's build, saying so, where that index cannot be reached
+(cd "$HERE" && TORCH_CPU_INDEX="${{TORCH_CPU_INDEX:-{cpu_index}}}" bash tools/install-torch.sh "$VPY" cpu)
 "$VPY" -m pip install -q "$HERE"
 # the image is usable: the grader imports and reads this assignment's manifest
 "$VPY" -m grader --course "$HERE" list -a {name} >/dev/null
@@ -520,7 +510,7 @@ def _bundle(student: Path, m: Manifest, bundles: Path) -> Path:
     (stubs, so no solution ships) plus this assignment's checks, hidden ones and oracles included."""
     bundles.mkdir(parents=True, exist_ok=True)
     path = bundles / f"{m.name}.zip"
-    wanted = {"grader", "dlcv", "pyproject.toml", "README.md", *{p.module.split(".")[0] for p in m.parts}}
+    wanted = {"grader", "dlcv", "tools", "pyproject.toml", "README.md", *{p.module.split(".")[0] for p in m.parts}}
     files = [
         (p, p.relative_to(student).as_posix())
         for p in sorted(student.rglob("*"))
