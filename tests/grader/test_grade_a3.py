@@ -495,3 +495,18 @@ def test_the_courses_half_regulariser_is_accepted_only_when_loss_and_gradients_a
     two_failed = [c.output for c in result.checks if c.function == "TwoLayerNet" and not c.passed]
     assert any("factor 1/2 in the loss but not in the gradients" in out for out in two_failed), two_failed
     assert not any("accepted" in out for out in two_failed)
+
+
+def test_a_solver_handed_over_trained_already_fails(tmp_path):
+    """The grader trains the model itself, with the student's hyperparameters: a model trained in the student's own
+    function is refused (its accuracy before the grader's training gives it away)."""
+    sub = copy_submission(tmp_path, packages=("a3_networks",))
+    path = sub / "a3_networks" / "fully_connected_networks.py"
+    text = path.read_text()
+    end = "        verbose=False,\n    )\n    # END SOLUTION\n    return solver\n"
+    assert text.count(end) == 1
+    path.write_text(text.replace(end, end.replace("    return solver\n", "    solver.train()\n    return solver\n")))
+    result = grade(sub, "a3_networks", device="cpu", parts=["fully_connected"])
+    assert failed(result) == {"create_solver_instance"}
+    out = next(c.output for c in result.checks if c.function == "create_solver_instance")
+    assert "is trained already" in out and "on held-out data before training" in out, out
