@@ -137,6 +137,22 @@ def label_files(root: str | os.PathLike | None = None) -> list[str]:
     return out
 
 
+def _sklearn_digits_file() -> str | None:
+    """The path of scikit-learn's digits.csv.gz (what sklearn.datasets.load_digits reads), found without importing
+    scikit-learn; None where it is not there."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("sklearn")
+    except (ImportError, ValueError):
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(folder, "datasets", "data", "digits.csv.gz")
+        if os.path.isfile(path):
+            return path
+    return None
+
+
 def load_digits_as_cifar() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """
     Load scikit-learn's handwritten digits in CIFAR-10's layout: the offline stand-in for CIFAR-10.
@@ -152,8 +168,10 @@ def load_digits_as_cifar() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, to
     - x_test: uint8 tensor of shape (297, 3, 32, 32).
     - y_test: int64 tensor of shape (297,).
     """
-    copy = os.environ.get("DLCV_DIGITS_FILE")
-    if copy:  # a copy of scikit-learn's digits.csv.gz (the grader gives its notebook kernel one where it must)
+    # a copy of scikit-learn's digits.csv.gz (the grader gives its notebook kernel one where it must), else the one
+    # in scikit-learn's package, read without importing scikit-learn (which takes seconds)
+    copy = os.environ.get("DLCV_DIGITS_FILE") or _sklearn_digits_file()
+    if copy:
         import numpy as np
 
         # what sklearn.datasets.load_digits does: load_gzip_compressed_csv_data("digits.csv.gz", delimiter=","),

@@ -207,6 +207,17 @@ def test_digits_split_is_deterministic(digits):
         assert torch.equal(a, b)
 
 
+def test_the_digits_load_without_importing_scikit_learn():
+    """scikit-learn's digits file is read where the package keeps it: importing scikit-learn costs every grading
+    about two seconds. The images are checked against load_digits below."""
+    import subprocess
+    import sys
+
+    code = "import sys, dlcv.data as d; d.load_digits_as_cifar(); print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_digits_images_are_the_sklearn_digits_upsampled_with_their_labels(digits):
     # Each image must be one of scikit-learn's digits, bilinearly upsampled to 32x32 and scaled from 0..16 to
     # 0..255, carrying that digit's label; together the two splits use every digit exactly once.
