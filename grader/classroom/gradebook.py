@@ -155,10 +155,16 @@ def _canvas_split(subs: list[Submission], records: dict[str, dict]) -> tuple[lis
     ready, review = [], []
     for s in subs:
         r = records.get(s.slug)
-        score = number_cell(r.get("score")) if r and r.get("status") == "graded" else ""
+        score = number_cell(r.get("score")) if r and r.get("status") == "graded" and not r.get("not_judged") else ""
         for st in s.students:
             if score:
                 ready.append((st, score))
+            elif r is not None and r.get("status") == "graded" and r.get("not_judged"):
+                why = (
+                    f"{r['not_judged']} check(s) could not be judged (an error in the course's checks: see "
+                    "grader_errors in results.json); fix them and grade again"
+                )
+                review.append((st, "not judged", why))
             elif r is None:
                 review.append((st, "pending", "not graded yet"))
             elif r.get("status") == "graded":
@@ -211,7 +217,8 @@ def canvas_notes(m: Manifest, canvas_id: int | None, subs: list[Submission], rec
     _, review = _canvas_split(subs, records)
     if review:
         notes.append(
-            f"canvas.csv leaves out {len(review)} student(s) without a score (error, timeout or not graded yet), so "
+            f"canvas.csv leaves out {len(review)} student(s) without a final score (error, timeout, a check that "
+            "could not be judged, or not graded yet), so "
             "their Canvas scores stay as they are: see canvas-review.csv"
         )
     return notes

@@ -93,6 +93,8 @@ def _summary(results: bytes | None) -> dict:
             "device": extra.get("device", ""),
             "grader_version": extra.get("grader_version", ""),
             "graded_digest": extra.get("digest", ""),
+            # checks that crashed (the course's error): their points held out, the score not final
+            "not_judged": sum(1 for c in extra.get("checks", []) if isinstance(c, dict) and c.get("held_out")),
         }
     except (ValueError, TypeError, KeyError, AttributeError):
         return {}

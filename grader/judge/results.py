@@ -14,7 +14,7 @@ class CheckResult:
     number: str
     score: float
     max_score: float
-    status: str  # "passed" | "failed"
+    status: str  # "passed" | "failed" | "error" (the check itself crashed: its points held out, max_score 0)
     visibility: str
     hidden: bool
     output: str
@@ -24,6 +24,7 @@ class CheckResult:
     # around it decide
     call_seconds: float = 0.0
     out_of_time: bool = False  # it failed (or was not run) because the grading's time budget ran out
+    held_out: float = 0.0  # status "error": the points it is worth, out of score and max_score until a regrade
     # what the feedback says, as data (a failed check only; readers use these, never the feedback's words):
     # the known mistakes it names ("Likely bug: ...", or several), each as the course describes it
     mistakes: list[str] = field(default_factory=list)

@@ -233,6 +233,8 @@ def run_check(
     to answer for, since a composite can make its blocks fail on purpose."""
     first = _run_body(run, spec)
     status, text, ctx = first.status, first.text, first.ctx
+    if status == "error":  # the check crashed: nobody's verdict, so no block is put in the dock either
+        return first.judgement(text)
     if status != "passed" and _unwritten(text, spec.function):  # its own stub: no block is to blame
         return first.judgement(_cut("\n".join(t for t in [text, *ctx.notes] if t)))
     broken = [b for b in run.manifest.blocks_of(spec.function) if b in failed]
@@ -255,6 +257,8 @@ def run_check(
         run.sandbox.restore()
     status, again, ctx = second.status, second.text, second.ctx
     blocks = ", ".join(culprits)
+    if status == "error":  # the check, or the course's oracle in it, crashed: the staff's error, as above
+        return second.judgement(again)
     if status == "passed":
         text = (
             f"{spec.function} is judged with the course's own {blocks} in place of yours, because yours failed "
@@ -332,15 +336,43 @@ def _judge(run: Run, spec: CheckSpec, ctx: Ctx, grader_errors: list[str], hits: 
         raise
     except SandboxError as e:  # a check that called the sandbox directly
         status, text = "failed", e.message
-    except Exception as e:
-        status = "failed"
-        text = (
-            f"the grader could not judge {spec.function}'s result ({type(e).__name__}: {e}). "
-            "If your function returns what its docstring says, please tell the course staff.\n"
-            + "".join(traceback.format_exception(e)[-3:])
-        )
-        grader_errors.append(f"{type(e).__name__}: {e}"[:MAX_GRADER_ERROR])
+    except Exception as e:  # the check itself crashed: the course's error, judged by nobody (see run_check)
+        status = "error"
+        text = GRADER_ERROR_TEXT.format(function=spec.function)
+        grader_errors.append(f"{type(e).__name__}: {e}{_where_in_checks(e, run.manifest)}"[:MAX_GRADER_ERROR])
     return status, text
+
+
+# The student reads this; the error itself (type, message, the check's file and line) goes to the staff only, in
+# results.json's grader_errors: a traceback would show the course's check code, hidden checks included.
+GRADER_ERROR_TEXT = (
+    "The grader could not judge {function} here: this check itself failed, an error in the course's grader rather "
+    "than a verdict on your code. Its points are held out of your total until the course staff have fixed the check "
+    "and graded it again; nothing for you to do (if it persists, tell the staff)."
+)
+
+
+def held_out_problem(results: list[CheckResult]) -> list[str]:
+    """The line that says which checks could not be judged (the grader's error) and what is held out."""
+    errors = [r for r in results if r.status == "error"]
+    if not errors:
+        return []
+    points = sum(r.held_out for r in errors)
+    return [
+        f"{len(errors)} check(s) could not be judged because of an error in the course's grader, not in your code "
+        f"({', '.join(r.number for r in errors)}): their {points:g} point(s) are held out of the total until the "
+        "staff have fixed the checks and graded again."
+    ]
+
+
+def _where_in_checks(e: BaseException, m: Manifest) -> str:
+    """' (at assignments/<name>/<file>:<line> in <function>)': the deepest frame of the assignment's own check
+    files in the traceback, for the staff; '' where none is (the engine's own code failed)."""
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename).parent == m.dir]
+    if not frames:
+        return ""
+    f = frames[-1]
+    return f" (at assignments/{m.name}/{Path(f.filename).name}:{f.lineno} in {f.name})"
 
 
 MAX_FEEDBACK = 8000  # characters of feedback per check (text from student code must not bloat the reports)
@@ -416,6 +448,7 @@ def grade(
                 if on_result:
                     on_result(r)
             results = _apply_refusals(m, results, sandbox.refusals)
+            problems += held_out_problem(results)
             sandbox_info = _sandbox_info(sandbox, results, budget, sandboxing)
             dataset_name = run.dataset_name
     part_results = [
@@ -537,8 +570,9 @@ def _check_result(
                 f"\n(The time allowed for grading this submission ({budget:g} s) ran out during this "
                 "check; the checks after it were not judged.)"
             )
-    if status != "passed":
+    if status == "failed":  # a check that crashed says nothing of the function: no composite is judged again for it
         failed.add(spec.function)
+    held_out = status == "error"  # its points count neither for nor against the student until the staff regrade
     return CheckResult(
         id=spec.id,
         title=spec.title,
@@ -546,7 +580,7 @@ def _check_result(
         part=run.manifest.part_of(spec.function).name,
         number=number,
         score=points if status == "passed" else 0.0,
-        max_score=points,
+        max_score=0.0 if held_out else points,
         status=status,
         visibility=spec.visibility,
         hidden=spec.hidden,
@@ -555,6 +589,7 @@ def _check_result(
         seconds=time.perf_counter() - t0,
         call_seconds=run.sandbox.stats.call_seconds - calls0,
         out_of_time=late,
+        held_out=points if held_out else 0.0,
         mistakes=verdict.mistakes if verdict else [],
         grader_errors=verdict.grader_errors if verdict else [],
         rule_hits=verdict.rule_hits if verdict else [],
@@ -589,6 +624,8 @@ def _apply_refusals(m: Manifest, results: list[CheckResult], refusals: list[dict
                 r,
                 status="failed",
                 score=0.0,
+                max_score=r.max_score + r.held_out,  # a crash after a refusal is no longer the grader's to answer for
+                held_out=0.0,
                 output=_cut(text if r.passed else f"{text}\n{r.output}"),
                 rule_hits=(hits + r.rule_hits)[:MAX_RULE_HITS],
             )

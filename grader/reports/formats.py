@@ -118,7 +118,7 @@ def gradescope(result: GradeResult) -> dict:
             "number": c.number,
             "score": round(c.score, 6),
             "max_score": round(c.max_score, 6),
-            "status": c.status,
+            "status": "passed" if c.passed else "failed",  # the schema's two (a grader error: 0 / 0, said so)
             "visibility": c.visibility,
             "output": c.output + (f"\n(seed {c.seed})" if c.status == "failed" else ""),
         }
@@ -154,6 +154,7 @@ def gradescope(result: GradeResult) -> dict:
                     "seconds": round(c.seconds, 3),
                     "call_seconds": round(c.call_seconds, 3),
                     "out_of_time": c.out_of_time,
+                    "held_out": c.held_out,  # a check that crashed: its points, out of the total until a regrade
                     "mistakes": list(c.mistakes),
                     "grader_errors": list(c.grader_errors),
                     "rule_hits": [dict(h) for h in c.rule_hits],
@@ -199,7 +200,8 @@ def junit(result: GradeResult) -> str:
         host = socket.gethostname()
     except OSError:
         host = ""
-    failures = [c for c in result.checks if not c.passed]
+    failures = [c for c in result.checks if c.status == "failed"]
+    errors = [c for c in result.checks if c.status == "error"]
     name = token(result.assignment, "assignment")
     suite = ET.Element(
         "testsuite",
@@ -208,7 +210,7 @@ def junit(result: GradeResult) -> str:
         hostname=token(host, "localhost"),
         tests=str(len(result.checks)),
         failures=str(len(failures)),
-        errors="0",
+        errors=str(len(errors)),
         skipped="0",
         time=seconds(result.execution_time),
         package=name,
@@ -230,7 +232,10 @@ def junit(result: GradeResult) -> str:
             name=token(c.id, "check"),
             time=seconds(c.seconds),
         )
-        if not c.passed:
+        if c.status == "error":  # the schema's "problem with the implementation of the test": the check crashed
+            f = ET.SubElement(case, "error", message=c.output.splitlines()[0][:200], type="grader error")
+            f.text = c.output
+        elif not c.passed:
             f = ET.SubElement(
                 case,
                 "failure",
@@ -266,7 +271,7 @@ def markdown(result: GradeResult) -> str:
     for c in result.checks:
         lines.append(
             f"| {md_inline(c.number)} | {md_inline(c.title)} | {_pts(c.score)} / {_pts(c.max_score)} | "
-            f"{'✅ passed' if c.passed else '❌ failed'} |"
+            f"{'✅ passed' if c.passed else '❌ failed' if c.status == 'failed' else '⚠️ not judged (grader error)'} |"
         )
     failed = [c for c in result.checks if not c.passed]
     if failed:
@@ -301,7 +306,7 @@ def table(result: GradeResult, color: bool = False, width: int | None = None) ->
             pr = next((p for p in result.parts if p.name == part), None)
             if pr:
                 out.append(f"{bold}{pr.title}{reset}  {_pts(pr.score)} / {_pts(pr.max_score)}")
-        mark = f"{green}PASS{reset}" if c.passed else f"{red}FAIL{reset}"
+        mark = f"{green}PASS{reset}" if c.passed else f"{red}FAIL{reset}" if c.status == "failed" else "NOT JUDGED"
         title = c.title if len(c.title) <= name_w else c.title[: name_w - 1] + "…"
         out.append(f"  {c.number:>5} {title:<{name_w}} {_pts(c.score):>6}/{_pts(c.max_score):<6} {mark}")
         if c.output and (not c.passed or c.output):

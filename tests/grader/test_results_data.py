@@ -117,7 +117,8 @@ def test_a_planted_bug_is_named_as_data_whatever_the_words(buggy):
     assert checks_["a1.warmup.reverse_rows"].mistakes == [REVERSED]
     assert checks_["a1.warmup.count_tensor_elements"].mistakes == [FIRST_DIM]
     for c in result.checks:
-        assert c.output == (REWORDED if not c.passed else c.output)  # no feedback word survives the rewording
+        if c.status == "failed":  # (a check that crashed says only that it could not judge: test_grader_errors)
+            assert c.output == REWORDED  # no feedback word survives the rewording
         if c.passed or c.function in ("normalize_columns", "create_tensor_of_pi"):
             assert c.mistakes == [], c.id
     assert any(s and s.startswith("Probable cause, you reversed the columns") for s in seen)  # judging's new words
