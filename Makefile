@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install system grade test test-fast test-platforms lint format bench cuda-check release clean
+.PHONY: help install system grade test test-fast test-assignment test-platforms lint format bench cuda-check release clean
 
 help:            ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,6 +27,10 @@ grade: install   ## grade the working tree (here: the reference solution), every
 
 test: install    ## the project's tests, slow ones (notebooks, full grading runs) included; not the platform emulation
 	$(BIN)/python -m pytest -m "not platform" $(PYTEST_ARGS)
+
+test-assignment: install ## one assignment's tests (reference, checks, corpus, mutants, notebooks): make test-assignment A=a1_knn
+	@test -n "$(A)" || { echo "make test-assignment: which assignment? For example: make test-assignment A=a1_knn" >&2; exit 2; }
+	$(BIN)/python -m pytest -m "not platform" --assignment=$(A) $(PYTEST_ARGS)
 
 test-platforms: install ## the bundle on an emulated Gradescope (setup.sh builds its image: minutes; root, cgroups)
 	$(BIN)/python -m pytest -m platform $(PYTEST_ARGS)

@@ -18,6 +18,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import dlcv
 from a1_knn import knn, pytorch101
 
+pytestmark = pytest.mark.assignment("a1_knn")  # make test-assignment A=a1_knn
+
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 FLOATS = [torch.float32, torch.float64]
 

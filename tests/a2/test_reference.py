@@ -22,6 +22,8 @@ from a2_linear import linear_classifier as lc
 from a2_linear import two_layer_net as tln
 from grader.kit.release import find_regions, stub_source
 
+pytestmark = pytest.mark.assignment("a2_linear")  # make test-assignment A=a2_linear
+
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 FLOATS = [torch.float32, torch.float64]
 LOSSES = [lc.svm_loss_naive, lc.svm_loss_vectorized, lc.softmax_loss_naive, lc.softmax_loss_vectorized]

@@ -15,6 +15,8 @@ from a3_networks import fully_connected_networks as fc
 from a3_networks import layer_utils
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.assignment("a3_networks")  # make test-assignment A=a3_networks
+
 spec = importlib.util.spec_from_file_location("a3_oracles", ROOT / "assignments" / "a3_networks" / "oracles.py")
 O = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(O)

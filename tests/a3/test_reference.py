@@ -27,6 +27,8 @@ from a3_networks import convolutional_networks as cn
 from a3_networks import fully_connected_networks as fc
 from grader.kit.release import find_regions, stub_source
 
+pytestmark = pytest.mark.assignment("a3_networks")  # make test-assignment A=a3_networks
+
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = [ROOT / "a3_networks" / "fully_connected_networks.py", ROOT / "a3_networks" / "convolutional_networks.py"]
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -12,6 +12,8 @@ import pytest
 from grader.judge.runner import grade
 from tests.conftest import ROOT, copy_submission
 
+pytestmark = pytest.mark.assignment("a1_knn")  # make test-assignment A=a1_knn
+
 CORPUS = Path(__file__).resolve().parent / "a1_knn"
 COPIES = sorted(d for d in CORPUS.iterdir() if d.is_dir() and any(d.glob("*.py")))
 

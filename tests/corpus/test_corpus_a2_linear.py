@@ -13,6 +13,8 @@ import pytest
 from grader.judge.runner import grade
 from tests.conftest import ROOT, copy_submission
 
+pytestmark = pytest.mark.assignment("a2_linear")  # make test-assignment A=a2_linear
+
 CORPUS = Path(__file__).resolve().parent / "a2_linear"
 COPIES = sorted(d for d in CORPUS.iterdir() if d.is_dir() and any(d.glob("*.py")))
 

@@ -14,6 +14,8 @@ import pytest
 from grader.judge.runner import grade
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.assignment("a3_networks")  # make test-assignment A=a3_networks
+
 CORPUS = Path(__file__).parent / "a3_networks"
 
 

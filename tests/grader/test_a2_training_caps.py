@@ -21,6 +21,8 @@ from grader.judge.runner import grade
 from grader.sandbox.host import Sandbox
 from tests.conftest import ROOT, copy_submission, replace_function
 
+pytestmark = pytest.mark.assignment("a2_linear")  # make test-assignment A=a2_linear
+
 A2 = manifest.load("a2_linear", ROOT)
 
 

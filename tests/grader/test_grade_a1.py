@@ -15,6 +15,8 @@ from tests.conftest import ROOT, copy_submission, course_allowing, replace_funct
 from tests.grader.gradescope_schema import validate
 from tests.grader.spy import SandboxSpy
 
+pytestmark = pytest.mark.assignment("a1_knn")  # make test-assignment A=a1_knn
+
 A1 = manifest.load("a1_knn", ROOT)
 POINTS = {f: pts for p in A1.parts for f, pts in p.functions.items()}
 

@@ -15,6 +15,8 @@ from grader.judge.runner import grade
 from tests.conftest import ROOT, copy_submission, course_allowing, replace_function
 from tests.grader.spy import SandboxSpy
 
+pytestmark = pytest.mark.assignment("a2_linear")  # make test-assignment A=a2_linear
+
 A2 = manifest.load("a2_linear", ROOT)
 POINTS = {f: pts for p in A2.parts for f, pts in p.functions.items()}
 

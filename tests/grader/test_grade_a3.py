@@ -10,6 +10,8 @@ from grader.course import manifest
 from grader.judge.runner import grade
 from tests.conftest import ROOT, copy_submission, replace_function
 
+pytestmark = pytest.mark.assignment("a3_networks")  # make test-assignment A=a3_networks
+
 A3 = manifest.load("a3_networks", ROOT)
 POINTS = {f: pts for p in A3.parts for f, pts in p.functions.items()}
 PART_POINTS = {p.name: p.points for p in A3.parts}

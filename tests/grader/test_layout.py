@@ -130,3 +130,25 @@ def test_the_names_check_files_import_stay():
     assert grader.checks is grader.judge.checks  # one module: one registry of checks, one Ctx class
     assert grader.judging is grader.judge.judging and grader.wire is grader.sandbox.wire
     from grader.checks import CheckFailed, Ctx, check, variant  # noqa: F401
+
+
+def test_one_assignments_tests_are_selected_by_name():
+    """`make test-assignment A=NAME` (pytest --assignment NAME): a module marked for another assignment is left out,
+    the notebook tests are kept by their `assignment` parameter, and an unknown name is refused, naming the real
+    ones."""
+
+    def collect(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+
+    out = collect("--assignment", "a1_knn", "tests/a1/test_reference.py", "tests/a2/test_reference.py",
+                  "tests/notebooks/test_notebooks.py").stdout  # fmt: skip
+    ids = [line for line in out.splitlines() if "::" in line]
+    assert ids and all(i.startswith(("tests/a1/", "tests/notebooks/")) for i in ids), ids
+    assert any("a1_knn:knn.ipynb" in i for i in ids) and not any("a2_linear:" in i for i in ids)
+    bad = collect("--assignment", "a5_nope", "tests/a1/test_reference.py")
+    assert bad.returncode != 0 and "no such assignment; the course has a1_knn, a2_linear, a3_networks" in bad.stderr

@@ -191,6 +191,7 @@ def _umask() -> int:
 
 
 NOTHING_NAMED = {"mistakes": [], "grader_errors": [], "rule_hits": []}
+KEPT = {"held_out": 0.0, **NOTHING_NAMED}  # nothing held out (no check crashed), nothing named
 
 
 def test_results_carry_each_checks_time_and_say_when_time_ran_out():
@@ -202,8 +203,22 @@ def test_results_carry_each_checks_time_and_say_when_time_ran_out():
     r.checks[0].call_seconds = 0.25  # the part of the check's time spent in the student's calls
     data = gradescope(r)
     assert data["extra_data"]["checks"] == [
-        {"id": "a1.warmup.pi", "seconds": 0.5, "call_seconds": 0.25, "out_of_time": True, "held_out": 0.0, **NOTHING_NAMED},
-        {"id": "a1.warmup.count", "seconds": 0.1, "call_seconds": 0.0, "out_of_time": False, "held_out": 0.0, **NOTHING_NAMED},
+        {
+            "id": "a1.warmup.pi",
+            "seconds": 0.5,
+            "call_seconds": 0.25,
+            "out_of_time": True,
+            "held_out": 0.0,
+            **NOTHING_NAMED,
+        },
+        {
+            "id": "a1.warmup.count",
+            "seconds": 0.1,
+            "call_seconds": 0.0,
+            "out_of_time": False,
+            "held_out": 0.0,
+            **NOTHING_NAMED,
+        },
     ]
     assert "1 check(s) could not be judged: the time allowed for grading this submission ran out" in data["output"]
     r.checks[0].out_of_time = False
