@@ -175,6 +175,20 @@ def _release(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new(args: argparse.Namespace) -> int:
+    from grader.course import manifest as manifests
+    from grader.kit.new import new_assignment
+
+    kit = Path(args.course).resolve() if args.course else manifests.course_root()
+    for path in new_assignment(kit, args.name, args.title):
+        print(f"wrote {path.relative_to(kit)}")
+    print(
+        f"Next: `make test-assignment A={args.name}` (the reference scores 100, the kit's stub 0), then "
+        "docs/writing-checks.md's checklist."
+    )
+    return 0
+
+
 def _submit(args: argparse.Namespace) -> int:
     from grader.course import manifest as manifests
     from grader.kit.submit import build_submission
@@ -326,6 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--assignment", "-a", action="append", help="only this assignment (repeatable)")
     r.add_argument("--force", action="store_true", help="replace an earlier release in --out")
     r.set_defaults(func=_release)
+
+    n = sub.add_parser(
+        "new", help="write the skeleton of a new assignment (package, manifest, checks, notebook, tests) that works"
+    )
+    n.add_argument("name", metavar="NAME", help="the assignment's package name, for example a4_rnn")
+    n.add_argument("--title", help='its title (default: "NAME: a new assignment")')
+    n.set_defaults(func=_new)
 
     s = sub.add_parser("submit", help="build the zip to upload")
     s.add_argument("path", nargs="?", default=".", help="your assignment folder (default: this folder)")
