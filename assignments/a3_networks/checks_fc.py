@@ -27,6 +27,9 @@ LINEAR = Layer(
     ("x", "w", "b"),
     reference=E.linear,
     forward_mistakes={"the bias b is not added": lambda x, w, b: x.reshape(x.shape[0], -1) @ w},
+    backward_mistakes={  # of another shape than db: named by the shape problem when the numbers prove it
+        "db": {"db sums dout over the wrong axis: sum over the examples, dout.sum(dim=0)": lambda v: v.dout.sum(1)}
+    },
     grad_hints={
         "dx": "dx has the shape of x, {shape}: reshape dout @ w.T back to it.",
         "dw": "dw has the shape of w, {shape}: (flattened x).T @ dout.",

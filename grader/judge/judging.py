@@ -220,7 +220,10 @@ def proven_mistakes(
         explains = torch.equal(g, alt) if exact else rel_error(g, alt) <= tol
         if not explains:
             continue
-        distinct = not torch.equal(alt, e) if exact else rel_error(alt, e) > 10 * tol
+        if alt.shape != e.shape:  # a mistake of another shape (a sum over the wrong axis) is distinct by its shape
+            distinct = True
+        else:
+            distinct = not torch.equal(alt, e) if exact else rel_error(alt, e) > 10 * tol
         if distinct and nontrivial(alt):
             found.append(desc)
     return found
@@ -390,12 +393,18 @@ def tensor_problems(
     layout = layout_problems(got, tuple(expected.shape), want_dtype, device)
     problems += layout
     if tuple(got.shape) != tuple(expected.shape):
+        at = len(problems) - len(layout)  # the shape problem
         if got.dim() == 2 and tuple(got.shape) == tuple(expected.shape)[::-1] and expected.numel() > 1:
             g, e = got.detach().to("cpu", torch.float64), expected.detach().to("cpu", torch.float64)
             tol = max(bound, MATCH_FLOOR) if expected.is_floating_point() else 0.0
             if nontrivial(e) and rel_error(g.t(), e) <= tol:
-                problems[len(problems) - len(layout)] += ": it is the transpose of the expected result"
+                problems[at] += ": it is the transpose of the expected result"
                 name_mistakes([TRANSPOSED])
+                return problems
+        # a named mistake of the shape found (a gradient summed over the wrong axis, a kept dimension)
+        why = known_mistakes(got, expected, bound, n=n, extra=mistakes) if mistakes else None
+        if why:
+            problems[at] += f". {why[:-1]}"
         return problems
     return problems + value_problems(got, expected, bound=bound, n=n, mistakes=mistakes)
 

@@ -109,6 +109,22 @@ def test_a_wrong_shape_stops_before_the_values_and_a_transpose_is_named_only_whe
     assert "expected shape (3, 5), found (5, 3)" in text and "expected dtype float64, found float32" in text
 
 
+def test_a_named_mistake_of_another_shape_is_named_when_the_numbers_prove_it():
+    """db summed over the wrong axis has another shape: the shape problem names it, and only where the values match."""
+    ctx, dout = make_ctx(), randn(4, 3)
+    db, wrong_axis = dout.sum(0), dout.sum(1)  # (3,) and (4,)
+    mistakes = {"db sums dout over the wrong axis: sum over the examples (dim 0)": wrong_axis}
+    text = failure(ctx.expect_tensor, wrong_axis.clone(), db, "db", bound=1e-10, mistakes=mistakes)
+    assert text == (
+        "db: expected shape (3,), found (4,). Likely bug: db sums dout over the wrong axis: sum over the examples "
+        "(dim 0)."
+    )
+    other = failure(ctx.expect_tensor, randn(4, seed=3), db, "db", bound=1e-10, mistakes=mistakes)
+    assert other == "db: expected shape (3,), found (4,)."  # the same wrong shape, other values: no name
+    kept = failure(ctx.expect_tensor, dout.sum(0, keepdim=True), db, "db", bound=1e-10, mistakes=mistakes)
+    assert kept == "db: expected shape (3,), found (1, 3)."
+
+
 def test_the_device_is_checked_and_the_values_still_compared():
     ctx, e = make_ctx(), randn(3)
     text = failure(ctx.expect_tensor, e * 3, e, "out", device="cuda")
