@@ -163,6 +163,20 @@ def _a_new_tensor(value: Any) -> bool:
     return isinstance(value, torch.Tensor) or (isinstance(value, Handle) and value.type == "Tensor")
 
 
+def _said_once(lines: list[str], names: list[str]) -> tuple[list[str], list[str]]:
+    """The same named mistake under several values is said once, after them: (lines without it, the shared ones)."""
+    markers = [" " + judging.LIKELY_BUG.split("{")[0].strip(), " " + judging.SEVERAL_MISTAKES.split("{")[0].strip()]
+
+    def tail(line: str) -> str:  # the sentence naming the mistake(s), where the line ends with one
+        at = [line.index(m) for m in markers if m in line]
+        return line[min(at) :] if at else ""
+
+    tails = [tail(line) for line in lines]
+    repeated = [t for t in dict.fromkeys(tails) if t and tails.count(t) > 1]
+    shared = [f"{', '.join(n for n, t in zip(names, tails) if t == r)}:{r}" for r in repeated]
+    return [line[: len(line) - len(t)] if t in repeated else line for line, t in zip(lines, tails)], shared
+
+
 class Ctx:
     """What a check sees: seeded inputs on the grading device, calls into the sandbox, judgements."""
 
@@ -504,7 +518,7 @@ class Ctx:
         if missing or unexpected:
             said = [f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else ""]
             raise CheckFailed(f"{name}: expected the keys {list(expected)}; " + ", ".join(s for s in said if s) + ".")
-        lines = []
+        lines, failed_keys = [], []
         for k, want in expected.items():
             what = f"{name}[{k!r}]"
             try:
@@ -522,12 +536,15 @@ class Ctx:
                     self.expect_close(got[k], float(want), what, bound=bound, n=n, mistakes=(mistakes or {}).get(k))
             except CheckFailed as e:
                 lines.append(str(e))
+                failed_keys.append(k)
         if len(lines) == 1:
             raise CheckFailed(lines[0])
         if lines:
+            lines, shared = _said_once(lines, [f"{name}[{k!r}]" for k in failed_keys])
             raise CheckFailed(
                 f"{name}: {len(lines)} of its {len(expected)} values are wrong.\n"
                 + "\n".join("  " + line.replace("\n", "\n  ") for line in lines)
+                + "".join(f"\n{line}" for line in shared)
             )
 
     def expect_close(

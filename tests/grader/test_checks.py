@@ -125,6 +125,19 @@ def test_a_named_mistake_of_another_shape_is_named_when_the_numbers_prove_it():
     assert kept == "db: expected shape (3,), found (1, 3)."
 
 
+def test_a_mistake_shared_by_several_values_is_said_once():
+    ctx = make_ctx()
+    want = {k: randn(3, 4, seed=i) for i, k in enumerate(("dWx", "dWh", "db"))}
+    same = "the gradient is not summed over the time steps"
+    got = {k: 3 * v for k, v in want.items()}
+    got["db"] = want["db"].clone()
+    text = failure(ctx.expect_dict, got, want, "grads", bound=1e-10, mistakes={k: {same: 3 * want[k]} for k in want})
+    assert text.count(f"Likely bug: {same}.") == 1, text
+    assert text.startswith("grads: 2 of its 3 values are wrong.")
+    assert text.endswith(f"grads['dWx'], grads['dWh']: Likely bug: {same}."), text
+    assert "grads['dWx']: relative error" in text and "grads['dWh']: relative error" in text
+
+
 def test_the_device_is_checked_and_the_values_still_compared():
     ctx, e = make_ctx(), randn(3)
     text = failure(ctx.expect_tensor, e * 3, e, "out", device="cuda")
