@@ -32,7 +32,17 @@ import torch
 import torch.nn.functional as F
 
 from grader.checks import CheckFailed, check
-from grader.judging import course_data, cpu64, describe_value, dtype_name, fmt_shape, one_thread, rel_error, same
+from grader.judging import (
+    course_data,
+    cpu64,
+    describe_value,
+    dtype_name,
+    fmt_shape,
+    one_thread,
+    rel_error,
+    same,
+    value_and_grad,
+)
 from grader.wire import Handle
 
 # How much the checks that train do, per data set. digits (the offline stand-in) is small and easy: short runs on
@@ -98,14 +108,6 @@ def softmax_data_loss(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, detach_
 
 
 DATA_LOSS = {"svm": svm_data_loss, "softmax": softmax_data_loss}
-
-
-def value_and_grad(fn: Callable[[torch.Tensor], torch.Tensor], W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    W = cpu64(W).requires_grad_(True)
-    with torch.enable_grad():
-        value = fn(W)
-        (grad,) = torch.autograd.grad(value, W)
-    return value.detach(), grad
 
 
 def linear_expectations(kind: str, W, X, y, reg: float, mistakes: bool = True):

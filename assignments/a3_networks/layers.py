@@ -22,9 +22,7 @@ from typing import Any
 import torch
 
 from grader.checks import CheckFailed
-from grader.judging import cpu64, dtype_name, fmt_shape, rel_error
-
-from .expected import vjp
+from grader.judging import cpu64, dtype_name, fmt_shape, rel_error, vjp
 
 FWD, BWD, NET = 1e-7, 1e-8, 1e-6  # float64 bounds: layers forward, layers backward, networks (the course's)
 LOW = 1e-4  # anything computed in float32

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -423,6 +423,26 @@ def message(name: str, problems: list[str], hint: str = "") -> str:
 
 
 # ---- the course's data and the judge's own computations --------------------------------------------------
+
+
+def vjp(fn: Callable, tensors: list[torch.Tensor], dout: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    """The expected gradients of a backward pass, by autograd: the gradients of sum(fn(*tensors) * dout) (of
+    fn(*tensors) itself when dout is None, a scalar) with respect to each tensor (zeros where fn does not use one).
+    Autograd is fine here, in the judge: only the student's code must do without it."""
+    leaves = [t.detach().requires_grad_(True) for t in tensors]
+    with torch.enable_grad():
+        out = fn(*leaves)
+        grads = torch.autograd.grad(out, leaves, grad_outputs=dout, allow_unused=True)
+    return tuple(torch.zeros_like(t) if g is None else g.detach() for g, t in zip(grads, leaves, strict=True))
+
+
+def value_and_grad(fn: Callable[[torch.Tensor], torch.Tensor], w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fn(w), its gradient) in float64 on the CPU, by autograd: a loss and its expected gradient."""
+    leaf = cpu64(w).requires_grad_(True)
+    with torch.enable_grad():
+        value = fn(leaf)
+        (grad,) = torch.autograd.grad(value, leaf)
+    return value.detach(), grad
 
 
 @contextlib.contextmanager
