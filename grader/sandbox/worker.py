@@ -288,11 +288,15 @@ class Worker:
             fn = self.handles[target["handle"]] if isinstance(target["handle"], int) else target["handle"]
         for part in target.get("attr", "").split(".") if target.get("attr") else []:
             fn = getattr(fn, part)
-        args, kwargs = list(req.get("args", [])), dict(req.get("kwargs", {}))
+        # the request's arguments are this frame's alone (popped from the request), so that they can be let go
+        # inside the guarded window below: a finaliser the student hung on one runs watched, not after the call
+        args, kwargs = list(req.pop("args", [])), dict(req.pop("kwargs", {}))
         _seed(req.get("seed", 0))
         forbidden = list(req.get("forbidden", []))
         guarded = bool(forbidden) and self.guard is not None and not self.guard_off
         hits: list[dict] = [h for h in self.import_hits if h["name"] in forbidden]
+        keep_args = bool(req.get("return_args"))
+        aliases: list[int] = []
         if guarded:
             self.guard.enter(forbidden)
         try:
@@ -303,15 +307,18 @@ class Worker:
 
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - t0
+            aliases = [i for i, a in enumerate(args) if value is a]
         finally:
             if guarded:
+                if not keep_args:  # what only the call held dies here, its finalisers watched (a collection
+                    args = kwargs = None  # of cycles, later, is watched by the guard's gc callback)
                 hits += self.guard.exit()
         out = {"ok": True, "seconds": seconds, "forbidden_hits": hits}
         if guarded:
             out["ops"] = self.guard.last_ops
-        out["aliases"] = [i for i, a in enumerate(args) if value is a]
+        out["aliases"] = aliases
         out["value"] = self._keep(value) if req.get("keep") else value
-        if req.get("return_args"):
+        if keep_args:
             out["args"] = args
         return out
 

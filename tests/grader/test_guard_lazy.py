@@ -553,11 +553,6 @@ def distances(a, b):
 '''
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap, the guard's before the lazy watch too: a finaliser on an argument runs when the worker drops "
-    "the request, after guard.exit(); closing it means dropping requests and collecting inside a guarded window",
-)
 @pytest.mark.parametrize("how", ["lazy", "eager"])
 def test_a_finaliser_run_after_the_guarded_call_is_watched(tmp_path, how):
     (tmp_path / "pkg").mkdir()
