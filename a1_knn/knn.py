@@ -11,7 +11,8 @@ For every function here:
 - compute distances from sums and products (see the rules below); everything else in PyTorch is yours to use.
 
 Data and targets: the grader uses CIFAR-10 where it is installed, else the offline digits (scikit-learn's 8x8
-digits drawn as 3x32x32 images; `grader grade` says which), 5000 training and 500 test images. KnnClassifier with
+digits drawn as 3x32x32 images; `grader grade` says which): 5000 training and 500 test images of CIFAR-10, all
+1500 and 297 of the digits. KnnClassifier with
 k=1 must reach 25% on CIFAR-10 (90% on the digits), and the best k of knn_cross_validate 28% (90% on the digits).
 
 Rules the grader enforces in this file (see `grader list --rules`):

@@ -26,7 +26,7 @@ Data and targets: the grader trains on CIFAR-10 where it is installed, else on t
 8x8 digits drawn as 3x32x32 images; `grader grade` says which). create_solver_instance must reach 50% on CIFAR-10's
 test split (90% on the digits); the grader trains your Solver's choice itself, for at most 20 epochs and 30 s on the
 digits (120 s on CIFAR-10). get_three_layer_network_params and get_five_layer_network_params must overfit 50
-training images (100%) in 20 epochs of batch 25.
+training images (100%; the grader accepts 49 of the 50) in 20 epochs of batch 25.
 
 Rules the grader enforces in this file (see `grader list --rules`):
 - Linear may not use:

@@ -253,8 +253,12 @@ def judge_overfit(
     except (KeyError, RuntimeError, IndexError, TypeError, ValueError) as e:
         ctx.fail(f"{setting}: the trained {unit}'s params could not be evaluated as a {unit}'s ({e}).")
     ctx.note(f"{setting}: {acc:.0f}% training accuracy")
+    # 49 of the 50 count as overfitting: with the course's own values, about one random start in a hundred leaves
+    # one example out after the given epochs, and a seed's bad luck must not cost anybody the points
+    need = 100.0 * (len(small["y_train"]) - 1) / len(small["y_train"])
     ctx.expect(
-        acc >= 100.0,
-        f"{setting}: the final training accuracy is {acc:.0f}%, not 100%. Try other values of "
-        "both, on a log scale (a larger weight scale, a larger learning rate, ...).",
+        acc >= need - 1e-9,
+        f"{setting}: the final training accuracy is {acc:.0f}%, not 100% (the grader accepts {need:.0f}%, one "
+        "example missed). Try other values of both, on a log scale (a larger weight scale, a larger learning "
+        "rate, ...).",
     )

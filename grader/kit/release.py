@@ -326,7 +326,8 @@ def _student_readme(ms: list[Manifest]) -> str:
 
 Each assignment is a Python package with functions marked `TODO` (each raises `NotImplementedError` until you
 write it) and notebooks in `notebooks/` that walk you through them. You write the code, the notebooks show you
-what it does, and the grader checks it the way the autograder will.
+what it does, and the grader checks it the way the autograder will. The notebooks' inline questions are graded
+by hand (the points after the `+` below): you submit the notebooks run and saved, with your answers in them.
 
 | assignment | title | parts | points (code + by hand) | files you write | notebooks |
 |---|---|---|---:|---|---|
@@ -370,7 +371,8 @@ docstring that lists what each function may not use (for example `torch.cdist` w
 and autograd everywhere you write backprop by hand) and how many loops it may run; the feedback names any rule you
 broke, with the line, and the modules the file may import. `.venv/bin/grader list --rules -a {first.name}` prints
 the same rules with the reason for each. The grader runs your code on a CPU: take the device from your inputs
-(`x.device`), never write `"cuda"`.
+(`x.device`), never write `"cuda"` (except where a function's docstring asks you to move tensors to the GPU
+yourself, as `mm_on_gpu` does: without a GPU the grader reads that code instead of running it).
 
 ## 5. The report
 
@@ -387,7 +389,7 @@ and your notebooks, **run and saved with their outputs**: the inline questions i
 are graded by hand (the points after the `+` above).
 
 ```bash
-make submit A={first.name}                           # builds {first.name}_submission.zip to upload
+make submit A={first.name}                           # builds {first.name}_submission_<date-time>.zip to upload
 make submit A={first.name} ARGS=--allow-incomplete   # the same with functions still unwritten
 ```
 

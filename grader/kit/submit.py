@@ -101,7 +101,8 @@ def build_submission(
         raise GraderError(
             "these functions are not implemented yet (they raise NotImplementedError):\n  "
             + "\n  ".join(problems)
-            + "\nFinish them, or pass --allow-incomplete to submit anyway."
+            + "\nFinish them, or pass --allow-incomplete to submit anyway (with make: make submit "
+            + f"A={m.name} ARGS=--allow-incomplete)."
         )
     for text in notebook_reminders(path, m, kit, strict=True):
         warn(text)
