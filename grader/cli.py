@@ -124,11 +124,11 @@ def _grade(args: argparse.Namespace) -> int:
     if len(totals) > 1:
         print("\n" + "\n".join(f"{n:<16} {s:7.2f} / {m:g}" for n, s, m in totals))
     if not args.hidden and path.is_dir():  # a student's working tree: what grading cannot see, said once
-        _remind(path, names, kit)
+        _remind(path, names, kit, report=bool(args.report or args.pdf))
     return 1 if failed_floor else 0
 
 
-def _remind(path: Path, names: list[str], kit: Path) -> None:
+def _remind(path: Path, names: list[str], kit: Path, report: bool = False) -> None:
     """Before submitting: notebooks never run and inline questions not answered (graded by hand, not above)."""
     from grader.course import manifest as manifests
     from grader.kit.submit import notebook_reminders
@@ -139,6 +139,8 @@ def _remind(path: Path, names: list[str], kit: Path) -> None:
         lines += notebook_reminders(path, m, kit)
     if lines:
         print("\nBefore you submit (graded by hand, not in the score above):", file=sys.stderr)
+        if report:  # the report's runs leave the student's files as they were: say so, or this reads as a failure
+            print("  (the report ran copies of your notebooks; your own files are unchanged)", file=sys.stderr)
         print("\n".join(f"  - {t}" for t in lines), file=sys.stderr)
 
 

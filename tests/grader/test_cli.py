@@ -118,6 +118,12 @@ def test_grading_a_working_tree_reminds_once_of_notebooks_never_run_and_question
         == 0
     )
     assert "Before you submit" not in capsys.readouterr().err
+    # after `grade --report`, which ran copies of the notebooks: the reminder says the student's files are unchanged
+    from grader import cli
+
+    cli._remind(sub, ["a1_knn"], ROOT, report=True)
+    err = capsys.readouterr().err
+    assert "(the report ran copies of your notebooks; your own files are unchanged)" in err and "has no outputs" in err
 
 
 def test_a_part_no_assignment_has_is_refused_with_each_assignments_parts(tmp_path, capsys, monkeypatch):
