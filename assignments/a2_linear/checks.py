@@ -394,6 +394,10 @@ def softmax_vectorized(ctx, cases):
 SPEED_FACTOR = 5.0  # the student's loss may take this many times the baseline ...
 SPEED_SLACK = 0.003  # ... plus this (seconds): a call's round trip through the sandbox
 HOPELESS = 10.0  # two timed runs in a row over this many times the allowance end the timing (it has failed)
+# The timed runs' dW must be the one of their own inputs (a memo's answer for other inputs is off by order 1), not
+# right to the last bit: in float32, scores near 100 put a hinge on its kink about once in 280 runs, where the
+# course's own vectorized loss flips it (relative error 3e-3). Correctness is judged by the other checks.
+TIMED_DW_BOUND = 5e-2
 VECTORIZED = {"svm": "svm_loss_vectorized", "softmax": "softmax_loss_vectorized"}
 
 
@@ -462,9 +466,9 @@ def judge_speed(
             # a function that remembers an earlier answer (by the inputs' identity or content) gains nothing.
             # New values cheaply: X scaled (its bias column kept), W moved a little, new labels
             X = base_X * (1 + 0.01 * i)
-            if offset:
-                X[:, -1] = 1
             W = base_W + ctx.randn(D, C, dtype=dtype, scale=1e-3)
+            if offset:  # the bias trick exactly as linear_problem has it: every class's bias `offset`, so that
+                X[:, -1], W[-1, :] = 1, offset  # score differences stay exact in float32 (no hinge flips a kink)
             y = ctx.randint(0, C, (N,))
             hW, hX, hy = ctx.put(W), ctx.put(X), ctx.put(y)
             reply = ctx.invoke(vectorized, hW, hX, hy, reg, keep=True)
@@ -477,7 +481,7 @@ def judge_speed(
         loss, dW = ctx.expect_items(ctx.fetch(handle), 2, f"the result of {vectorized}")
         want_loss, want_dW, _, _ = linear_expectations(kind, W, X, y, reg, mistakes=False)
         ctx.expect_loss(loss, want_loss.to(dtype), f"the loss of timed run {i} {what}", bound=BOUND[dtype], n=N)
-        ctx.expect_tensor(dW, want_dW.to(dtype), f"dW of timed run {i} {what}", bound=BOUND[dtype], n=N)
+        ctx.expect_tensor(dW, want_dW.to(dtype), f"dW of timed run {i} {what}", bound=TIMED_DW_BOUND, n=N)
     t_vec, t_ref = min(theirs), min(ours)
     allowed = SPEED_FACTOR * t_ref + SPEED_SLACK
     size = f"N={N}, D={D}, C={C}, {dtype_name(dtype)}"
