@@ -428,8 +428,15 @@ def dynamic_uses(source: str, qualname: str) -> list[Use]:
     tree = ast.parse(source)
     if find_function(tree, qualname) is None:
         return []
+    return file_doors(source, tree)
+
+
+def file_doors(source: str, tree: ast.Module | None = None) -> list[Use]:
+    """Every door in `source` (see `dynamic_uses`, which counts them against each function of the file), one per
+    name and line, by line. A file's doors do not depend on the function: a judge reading several functions of
+    one file reads them once (grader.judge.runner.Run)."""
     seen, out = set(), []
-    for u in sorted(_door_uses(tree), key=lambda u: (u.line, u.name)):
+    for u in sorted(_door_uses(tree or ast.parse(source)), key=lambda u: (u.line, u.name)):
         if (u.name, u.line) not in seen:
             seen.add((u.name, u.line))
             out.append(u)

@@ -8,6 +8,7 @@ run scores out of the assignment's points either way, and a wrong function loses
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import datetime as _dt
 import hashlib
@@ -35,12 +36,12 @@ from grader.course.rules import LOOP_KINDS
 from grader.errors import GraderError
 from grader.judge import judging
 from grader.judge.checks import CheckFailed, CheckSpec, Ctx
-from grader.judge.doors import describe_dynamic, dynamic_uses
+from grader.judge.doors import describe_dynamic, file_doors
 from grader.judge.feedback import describe_refusals, hit_record, reasons
-from grader.judge.imports import describe_imports, describe_unused, import_uses
+from grader.judge.imports import ImportScan, describe_imports, describe_unused, import_uses
 from grader.judge.loading import load_checks, load_oracles
 from grader.judge.results import CheckResult, GradeResult, PartResult
-from grader.judge.staticscan import loop_sites, scan
+from grader.judge.staticscan import Use, find_function, loop_sites, scan
 from grader.sandbox.host import Sandbox
 from grader.sandbox.isolation import Isolation, IsolationError, SandboxConfig, SandboxError, detect_isolation
 
@@ -57,6 +58,12 @@ def resolve_device(device: str) -> str:
     return device
 
 
+@dataclass(frozen=True)
+class _FileScan:
+    imports: ImportScan
+    doors: list[Use]
+
+
 class Run:
     """One grading run's context, passed explicitly to every check (through its Ctx)."""
 
@@ -69,6 +76,7 @@ class Run:
         self.dataset_name = "none (no check used a data set)"
         self._scans: dict[str, str | None] = {}
         self._scan_hits: dict[str, list[dict]] = {}  # what static_problem found, as rule hits
+        self._file_scans: dict[str, _FileScan] = {}  # what holds back every function of a file (see file_scan)
         self.timeout_cap: float | None = None  # --timeout: caps every call's time limit
         self.cache: dict = {}  # values the checks compute once per run (Ctx.cache)
         self._said: set[str] = set()  # files whose syntax error a check's feedback has shown in full
@@ -148,7 +156,7 @@ class Run:
                         f" ({LOOP_KINDS}); found {len(found)} (line {lines}). "
                         "Use vectorised tensor operations instead."
                     )
-                refused = import_uses(src, self.manifest.allowed_imports).refused
+                refused = self.file_scan(part.file, src).imports.refused
                 if refused:
                     problem = describe_imports(function, refused, self.manifest.allowed_imports, part.file) + (
                         f" {problem}" if problem else ""
@@ -157,7 +165,8 @@ class Run:
                         hit_record("import", u.name, file=part.file, line=u.line, function=function, found="source")
                         for u in refused
                     ] + hits
-                dynamic = dynamic_uses(src, function)
+                # a file's doors count against each function it defines (grader.judge.doors.dynamic_uses)
+                dynamic = self.file_scan(part.file, src).doors if find_function(ast.parse(src), function) else []
                 if dynamic:
                     problem = describe_dynamic(function, dynamic, part.file) + (f" {problem}" if problem else "")
                     hits = [
@@ -167,6 +176,13 @@ class Run:
             self._scans[function] = problem
             self._scan_hits[function] = hits[:MAX_RULE_HITS]
         return self._scans[function]
+
+    def file_scan(self, file: str, source: str) -> _FileScan:
+        """What reading a graded file finds that holds back every function of it (imports outside the list, doors),
+        read once per file and run: the file and the judge's loaded modules do not change within a run."""
+        if file not in self._file_scans:
+            self._file_scans[file] = _FileScan(import_uses(source, self.manifest.allowed_imports), file_doors(source))
+        return self._file_scans[file]
 
     def static_hits(self, function: str) -> list[dict]:
         """What `static_problem` found in `function`'s source, as rule hits (see grader.judge.feedback.hit_record)."""
@@ -433,8 +449,8 @@ def grade(
         problems = [f"{f} is missing from the submission." for f in staged.missing]
         problems += [f"syntax error in {msg}" for msg in staged.syntax_errors.values()]
         problems += list(dict.fromkeys(staged.rejected.values()))
-        problems += unused_imports(m, staged)
         run = Run(m, staged, None, device, dataset, kit)
+        problems += unused_imports(m, staged, run)
         run.timeout_cap = call_timeout
         config = _sandbox_config(m, kit, staged, run, device, budget, sandboxing, oracle_source)
         results: list[CheckResult] = []
@@ -484,15 +500,16 @@ def run_seed(secret: str, spec: CheckSpec) -> int:
     return int.from_bytes(digest[:4], "big") % 2**31
 
 
-def unused_imports(m: Manifest, staged: Staged) -> list[str]:
+def unused_imports(m: Manifest, staged: Staged, run: Run | None = None) -> list[str]:
     """A warning per graded file that imports modules outside the manifest's list and never uses them: such an
-    import costs nothing (a use of the module would hold the file back: see Run.static_problem)."""
+    import costs nothing (a use of the module would hold the file back: see Run.static_problem). `run`: the
+    grading's, whose reading of each file its checks reuse."""
     out = []
     for f in m.files:
         src = staged.sources.get(f)
         if src is None or f in staged.syntax_errors:
             continue
-        unused = import_uses(src, m.allowed_imports).unused
+        unused = (run.file_scan(f, src).imports if run else import_uses(src, m.allowed_imports)).unused
         if unused:
             out.append(describe_unused(unused, m.allowed_imports, f))
     return out

@@ -22,6 +22,16 @@ class Use:
 
 
 def import_aliases(tree: ast.Module) -> dict[str, str]:
+    """Each name the file's imports bind -> the dotted path it stands for. Read once per parsed tree (a scan asks
+    for it once per function it enters); a copy, so a caller may change it."""
+    cached = getattr(tree, "_grader_aliases", None)
+    if cached is None:
+        cached = _import_aliases(tree)
+        tree._grader_aliases = cached
+    return dict(cached)
+
+
+def _import_aliases(tree: ast.Module) -> dict[str, str]:
     names: dict[str, str] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
