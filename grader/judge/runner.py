@@ -456,6 +456,10 @@ def grade(
         results: list[CheckResult] = []
         with Sandbox(config) as sandbox:
             run.sandbox = sandbox
+            if not staged.refused:
+                sandbox.prestart()  # the worker loads while the judge reads the files and prepares the first check
+                for f in dict.fromkeys(s.function for s in specs):
+                    run.static_problem(f)
             numbers = _numbers(m, specs)
             failed: set[str] = set()  # graded functions that failed a check so far
             for spec in specs:

@@ -94,6 +94,7 @@ class Sandbox:
         self.refusals: list[dict] = []
         self._substitute_request: dict = {}
         self._seq = 0
+        self._pending_setup: tuple[int, float] | None = None  # (seq, deadline) of a start not yet answered
         self._deadline = (time.monotonic() + config.total_timeout) if config.total_timeout else None
         self._tmp = tempfile.TemporaryDirectory(prefix="grader-sandbox-")
         tmp = Path(self._tmp.name)
@@ -196,7 +197,24 @@ class Sandbox:
         ]
         return argv + bwrap_devices(self.config) + ["--", *py]
 
+    def prestart(self) -> None:
+        """Start the worker now without waiting for it: Python and PyTorch load in the worker while the judge
+        prepares its first check (a second or two of every grading). The first request waits for it to be ready;
+        a start that fails here is tried again there, where its error is reported."""
+        if self.proc is not None or self._pending_setup is not None or self.out_of_time():
+            return
+        try:
+            self._spawn()
+        except (SandboxError, OSError):
+            self._pending_setup = None
+            self._kill()
+
     def _start(self) -> None:
+        self._spawn()
+        self._complete_start()
+
+    def _spawn(self) -> None:
+        """Start the worker process and send it its configuration; `_complete_start` reads its answer."""
         t0 = time.perf_counter()
         env = {
             k: v
@@ -214,10 +232,11 @@ class Sandbox:
         )
         if self.config.device.startswith("cuda") and nvidia_library_dirs(self.config.hide):
             env["LD_LIBRARY_PATH"] = os.pathsep.join(nvidia_library_dirs(self.config.hide))  # libcuda, found only there
+        deadline = time.perf_counter() + self.config.startup_timeout
         try:
             proc = self._process.popen(
                 self._argv(self._process.info_fd()),
-                time.perf_counter() + self.config.startup_timeout,
+                deadline,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=self._stderr,
@@ -248,9 +267,21 @@ class Sandbox:
                 "guard": self.config.guard,
                 "allowed_imports": None if self.config.allowed_imports is None else list(self.config.allowed_imports),
             }  # never the oracles' source: the oracle process gets it below, the student's worker never
-            reply = self._roundtrip(
-                {"op": "setup", "config": cfg}, self.config.startup_timeout, "starting", max_reply=SMALL_REPLY_BYTES
-            )
+            timeout = self._limit(self.config.startup_timeout, "starting")
+            seq = self._send({"op": "setup", "config": cfg}, time.perf_counter() + timeout, "starting")
+            self._pending_setup = (seq, time.perf_counter() + timeout)
+        finally:
+            self.stats.start_seconds += time.perf_counter() - t0
+
+    def _complete_start(self) -> None:
+        """Wait for the started worker's answer to its configuration, then put in place what it must hold."""
+        t0 = time.perf_counter()
+        assert self._pending_setup is not None
+        seq, deadline = self._pending_setup
+        self._pending_setup = None
+        req = {"op": "setup"}
+        try:
+            reply = self._checked(self._receive(seq, deadline, "starting", SMALL_REPLY_BYTES), req)
             if self.role == "oracles":
                 self._load_oracles()
             elif self.substitution:  # a worker restarted in the middle of a check judged with oracles
@@ -277,6 +308,7 @@ class Sandbox:
 
     def _kill(self) -> None:
         """End the worker and everything it started (grader.sandbox.process.Confinement.kill), and close its pipes."""
+        self._pending_setup = None
         proc = self.proc
         if proc is None:
             return
@@ -298,6 +330,9 @@ class Sandbox:
         return self._deadline is not None and time.monotonic() >= self._deadline
 
     def _ensure(self) -> None:
+        if self._pending_setup is not None:  # started ahead (prestart): wait for it now
+            self._complete_start()
+            return
         if self.proc is None or self.proc.poll() is not None:
             self._limit(1.0, "starting the sandbox")  # no worker is started once the budget is spent
             self._kill()
@@ -320,7 +355,10 @@ class Sandbox:
     def _roundtrip(self, req: dict, timeout: float, doing: str, max_reply: int | None = None) -> dict:
         assert self.proc is not None
         timeout = self._limit(timeout, doing)
-        reply = self.exchange(req, time.perf_counter() + timeout, doing, max_reply)
+        return self._checked(self.exchange(req, time.perf_counter() + timeout, doing, max_reply), req)
+
+    def _checked(self, reply: dict, req: dict) -> dict:
+        """The reply to `req`, its refusals kept; a failure the worker reports raised as a SandboxError."""
         if reply.get("refused"):
             self._note_refusals(reply["refused"], req)
         if not reply.get("ok"):
@@ -370,6 +408,10 @@ class Sandbox:
         What the process asks in the meantime (MIDCALL: the student's worker calling the course's oracles, the
         oracle process calling back a student's function) is answered by `on_request` under the same deadline, so
         the time it takes counts against the request's own. Also used for the requests nested in those."""
+        return self._receive(self._send(req, deadline, doing), deadline, doing, max_reply)
+
+    def _send(self, req: dict, deadline: float, doing: str) -> int:
+        """Send one request by `deadline`; its sequence number."""
         if self.proc is None or self.proc.poll() is not None:
             raise SandboxError("crash", f"the sandbox is not running while {doing}")
         self._seq += 1
@@ -377,6 +419,10 @@ class Sandbox:
         t0 = time.perf_counter()
         self._write(wire.frame(wire.encode({**req, "seq": seq})), deadline, doing)
         self.stats.io_seconds += time.perf_counter() - t0
+        return seq
+
+    def _receive(self, seq: int, deadline: float, doing: str, max_reply: int | None = None) -> dict:
+        """The answer to request `seq` by `deadline`, answering what the process asks in the meantime."""
         while True:
             reply = self._read_message(deadline, doing, max_reply)
             if reply.get("op") == MIDCALL[self.role] and self.on_request is not None and "ok" not in reply:

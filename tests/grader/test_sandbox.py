@@ -309,3 +309,53 @@ def test_the_user_fallback_never_runs_code_as_the_judges_user():
 
     with pytest.raises(RuntimeError, match="unprivileged user: 'no-such-user-dlcv' is none here"):
         Confinement("user", "dlcv-test", max_processes=8, memory_bytes=None, run_as="no-such-user-dlcv")
+
+
+def _kit(tmp_path):
+    root = tmp_path / "kit"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "m.py").write_text("def double(x):\n    return 2 * x\n")
+    return SandboxConfig(root=root, student_files=["pkg/m.py"], call_timeout=10)
+
+
+def test_a_worker_started_ahead_answers_the_first_call_and_is_started_once(tmp_path):
+    with Sandbox(_kit(tmp_path)) as sb:
+        sb.prestart()
+        assert sb.proc is not None and sb.stats.starts == 1  # running before any request
+        sb.prestart()  # a second prestart starts nothing more
+        assert sb.call("pkg.m", "double", (torch.ones(2),)).value.tolist() == [2.0, 2.0]
+        assert sb.stats.starts == 1 and sb.info["worker"]["syscall_filter"]
+
+
+def test_a_worker_started_ahead_and_never_used_ends_with_the_sandbox(tmp_path):
+    import os
+
+    with Sandbox(_kit(tmp_path)) as sb:
+        sb.prestart()
+        pid = sb.proc.pid
+    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def test_a_worker_that_dies_while_starting_ahead_fails_one_request_then_starts_again(tmp_path):
+    import os
+    import signal
+
+    with Sandbox(_kit(tmp_path)) as sb:
+        sb.prestart()
+        os.kill(sb._child_pid or sb.proc.pid, signal.SIGKILL)  # the worker itself (bubblewrap's child, if any)
+        sb.proc.wait()
+        with pytest.raises(SandboxError, match="starting"):
+            sb.call("pkg.m", "double", (torch.ones(1),))
+        assert sb.call("pkg.m", "double", (torch.ones(1),)).value.tolist() == [2.0]
+        assert sb.stats.starts == 2
+
+
+def test_a_start_ahead_that_cannot_start_is_reported_by_the_first_request(tmp_path):
+    from dataclasses import replace
+
+    cfg = replace(_kit(tmp_path), python=str(tmp_path / "no-such-python"))
+    with Sandbox(cfg) as sb:
+        sb.prestart()  # says nothing: the error belongs to a check
+        with pytest.raises((SandboxError, OSError)):
+            sb.call("pkg.m", "double", (torch.ones(1),))
