@@ -366,6 +366,10 @@ class Guard:
         names = self._fn_match.get(canon)
         if names is None and canon.endswith(("__get__", "__set__", "__delete__")):
             names = ()  # reading a property is no use of it; setting requires_grad is autograd_use's
+        if names is None and canon.startswith("torch.ops.aten."):
+            # an ATen operator called by its name: the forbidden names it is, matched before PyTorch decomposes it
+            names = self.op_names(canon.removeprefix("torch.ops.aten."))
+            self._fn_match[canon] = names
         if names is None:
             found = [
                 n

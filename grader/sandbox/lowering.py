@@ -1,7 +1,16 @@
 """What each forbidden name is, for the worker's guard (grader.sandbox.guard): the ATen operators it lowers to
-(ATEN_OPS, `aten_ops`), the public name of a PyTorch callable as the function mode receives it (`canonical`),
-and the names autograd is reported under. A new forbidden name whose call PyTorch lowers to an operator of
-another name needs an entry in ATEN_OPS (tests/grader/test_guard.py probes each).
+(`aten_ops`), the public name of a PyTorch callable as the function mode receives it (`canonical`), and the names
+autograd is reported under.
+
+A forbidden name's operators are found one of two ways. Its own operator, derived from the name and this
+PyTorch's dispatcher: `torch.nn.functional.embedding` is aten::embedding, `torch.linalg.norm` is
+aten::linalg_norm, with their in-place forms. A call through `torch.ops.aten` is matched by that operator
+before PyTorch decomposes it, so `torch.ops.aten.rnn_tanh_cell(...)` is `torch.rnn_tanh_cell` even though no mode
+ever sees that operator run.
+Or ATEN_OPS, whose entry for a name is final: what PyTorch lowers it to under other names (cdist runs
+_euclidean_dist or _cdist_forward, by size), which only running it shows, and names whose ATen namesake is another
+operation (torch.nn.functional.unfold is im2col; aten::unfold is Tensor.unfold). A new forbidden name needs an
+entry only in those cases (tests/grader/test_guard.py probes every name of every manifest).
 """
 
 from __future__ import annotations
@@ -188,14 +197,61 @@ MAX_HITS = 20
 
 
 def aten_ops(name: str) -> frozenset[str]:
-    """The ATen operators `name` is detected by at the dispatcher (may be empty: see ATEN_OPS)."""
+    """The ATen operators `name` is detected by: those ATEN_OPS lists for it, else its own (`own_ops`); may be
+    empty (a composite of generic operators is caught by name, by the function mode)."""
     if name in NAMESPACES:
         ns = getattr(torch._C, NAMESPACES[name])
         ops = {n for n in dir(ns) if not n.startswith("__")}
         if name == "torch.nn":
             ops |= {"nll_loss_forward", "nll_loss2d_forward", "max_pool2d_with_indices_backward"}
         return frozenset(ops)
-    return ATEN_OPS.get(name, frozenset())
+    # a listed name's entry is final: torch.nn.functional.unfold is im2col, not aten::unfold (Tensor.unfold)
+    return ATEN_OPS[name] if name in ATEN_OPS else own_ops(name)
+
+
+# the prefix ATen gives the functions of a namespace: torch.linalg.norm is aten::linalg_norm
+_OP_PREFIX = {"torch.linalg.": "linalg_", "torch.special.": "special_", "torch.fft.": "fft_"}
+
+
+def own_ops(name: str) -> frozenset[str]:
+    """The operators of this PyTorch that are `name` itself: the ATen operator of its name and its in-place form
+    (`torch.nn.functional.embedding` -> embedding; `torch.Tensor.relu` -> relu, relu_). Empty for a module, a
+    class, a property, or a name ATen does not have (`torch.nn.Linear`, `torch.Size.numel`)."""
+    if not name.startswith("torch.") or name.startswith("torch.Size."):
+        return frozenset()
+    last = name.rsplit(".", 1)[-1]
+    prefix = next((p for ns, p in _OP_PREFIX.items() if name.startswith(ns)), "")
+    base = prefix + last.removesuffix("_")
+    if not base.isidentifier() or not base[0].islower():
+        return frozenset()
+    return frozenset(op for op in (base, base + "_") if is_aten_op(op))
+
+
+def is_aten_op(op: str) -> bool:
+    """Whether this PyTorch's dispatcher has an ATen operator of that name (any overload)."""
+    global _ATEN
+    if _ATEN is None:
+        _ATEN = frozenset(
+            s.name.removeprefix("aten::") for s in torch._C._jit_get_all_schemas() if s.name.startswith("aten::")
+        )
+    return op in _ATEN
+
+
+_ATEN: frozenset[str] | None = None
+
+
+def op_of(func: Any) -> str | None:
+    """The ATen operator a `torch.ops.aten` callable is (`rnn_tanh_cell` for torch.ops.aten.rnn_tanh_cell and
+    for its overload .default); None for anything else."""
+    if not type(func).__module__.startswith("torch._ops"):
+        return None
+    qual = getattr(func, "_qualified_op_name", None)  # an OpOverloadPacket: "aten::embedding"
+    if qual is None:
+        packet = getattr(func, "overloadpacket", None)  # an OpOverload
+        qual = getattr(packet, "_qualified_op_name", None)
+    if not isinstance(qual, str) or not qual.startswith("aten::"):
+        return None
+    return qual.removeprefix("aten::")
 
 
 def canonical(func: Any) -> str:
@@ -218,6 +274,9 @@ def canonical(func: Any) -> str:
         return f"torch.linalg.{name.removeprefix('linalg_')}"
     if module == "torch._C._special":
         return f"torch.special.{name.removeprefix('special_')}"
-    if module.startswith("torch._ops"):  # torch.ops.aten.x: the dispatch mode names it
+    op = op_of(func)
+    if op is not None:  # torch.ops.aten.x, or an overload of it: matched by its operator (see own_ops)
+        return f"torch.ops.aten.{op}"
+    if module.startswith("torch._ops"):  # another library's operator: the dispatch mode names what it runs
         return f"torch.ops.{getattr(func, '__name__', name)}"
     return f"{module}.{name}" if module else name

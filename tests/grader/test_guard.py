@@ -527,3 +527,59 @@ def test_autograd_allowed_in_must_name_given_files_of_the_kit():
     ):
         with pytest.raises(GraderError, match=why):
             _autograd_allowed_in({"autograd_allowed_in": bad}, files, toml, str(toml))
+
+
+def test_a_name_missing_from_the_table_gets_its_own_operator_from_the_dispatcher():
+    from grader.sandbox.lowering import ATEN_OPS, own_ops
+
+    assert "torch.nn.functional.embedding" not in ATEN_OPS and "torch.rnn_tanh_cell" not in ATEN_OPS
+    assert aten_ops("torch.nn.functional.embedding") == {"embedding"}
+    assert aten_ops("torch.rnn_tanh_cell") == {"rnn_tanh_cell"}
+    assert own_ops("torch.linalg.matrix_norm") == {"linalg_matrix_norm"}
+    assert own_ops("torch.Tensor.tanh_") == {"tanh", "tanh_"}
+    # no operator of that name: a class, a shape's method, a word ATen does not have
+    assert own_ops("torch.nn.RNN") == own_ops("torch.Size.numel") == own_ops("torch.nn.functional.no_such") == set()
+    # a listed name's entry is final: F.unfold is im2col, never aten::unfold (Tensor.unfold, a sliding view)
+    assert "unfold" not in aten_ops("torch.nn.functional.unfold")
+
+
+THROUGH_ATEN = """
+import torch
+
+def embed(W, idx):
+    return torch.ops.aten.embedding(W, idx)
+
+def rnn_cell(x, h, wx, wh):
+    return torch.ops.aten.rnn_tanh_cell.default(x, h, wx, wh)
+
+def lstm_cell(x, h, c, wx, wh):
+    return torch.ops.aten.lstm_cell(x, [h, c], wx, wh)
+
+def windows(x):
+    return x.unfold(2, 3, 1)
+
+def by_hand(W, idx):
+    return W[idx]
+"""
+
+
+def test_a_forbidden_operator_called_through_torch_ops_aten_is_caught_with_no_table_entry(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "rnn.py").write_text(THROUGH_ATEN)
+    names = ["torch.nn.functional.embedding", "torch.rnn_tanh_cell", "torch.lstm_cell", "torch.nn.functional.unfold"]
+    cfg = SandboxConfig(root=tmp_path, student_files=["pkg/rnn.py"], guarded=names, call_timeout=60)
+    W, idx = torch.randn(5, 3), torch.tensor([[0, 1], [4, 4]])
+    x, h, c = torch.randn(2, 3), torch.randn(2, 4), torch.randn(2, 4)
+
+    def hits(fn, *args):
+        return [hit["name"] for hit in sb.call("pkg.rnn", fn, args, forbidden=names).forbidden_hits]
+
+    with Sandbox(cfg) as sb:
+        assert hits("embed", W, idx) == ["torch.nn.functional.embedding"]
+        # composites PyTorch decomposes into mm/add/tanh before any mode sees them run: caught by their operator
+        assert hits("rnn_cell", x, h, torch.randn(4, 3), torch.randn(4, 4)) == ["torch.rnn_tanh_cell"]
+        assert hits("lstm_cell", x, h, c, torch.randn(16, 3), torch.randn(16, 4)) == ["torch.lstm_cell"]
+        # the same arithmetic by hand, and Tensor.unfold where only F.unfold is forbidden, stay allowed
+        assert hits("by_hand", W, idx) == []
+        assert hits("windows", torch.randn(1, 1, 4, 4)) == []
