@@ -240,7 +240,7 @@ def _rules(args: argparse.Namespace, kit: Path) -> int:
 
     ms = [manifests.load(name, kit) for name in ([args.assignment] if args.assignment else manifests.available(kit))]
     if not args.docstring:
-        print("\n\n".join(rules_table(m) for m in ms))
+        print("\n\n".join(rules_table(m) + _source_only(m) for m in ms))
         return 0
     blocks = []
     for m in ms:
@@ -252,6 +252,18 @@ def _rules(args: argparse.Namespace, kit: Path) -> int:
             )
     print("\n\n".join(blocks))
     return 0
+
+
+def _source_only(m) -> str:
+    """A line naming the forbidden names no run-time check can see (grader.sandbox.lowering.watched_at_run_time):
+    the static scan of the source is their only rule."""
+    from grader.sandbox.lowering import watched_at_run_time
+
+    names = sorted({n for p in m.parts for listed in p.forbidden.values() for n in listed})
+    unseen = [n for n in names if not watched_at_run_time(n)]
+    if not unseen:
+        return ""
+    return f"\n  found by reading the source only (no check can see them run): {', '.join(unseen)}"
 
 
 # the library's parameters (GraderError.option) and the flags that set them

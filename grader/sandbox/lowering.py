@@ -240,6 +240,29 @@ def is_aten_op(op: str) -> bool:
 _ATEN: frozenset[str] | None = None
 
 
+def watched_at_run_time(name: str) -> bool:
+    """Whether the guard can see a use of `name` while the code runs: a PyTorch function, method, module, class or
+    package. Not a shape's method (`torch.Size.numel`: a tuple's, which no mode of PyTorch's sees) nor a
+    property or constant: for those the static scan of the source is the only rule."""
+    import importlib
+
+    if name.startswith("torch.Size."):
+        return False
+    parts = name.split(".")
+    obj: Any = torch
+    for i, part in enumerate(parts[1:], start=1):
+        owner = obj
+        obj = getattr(owner, part, None)
+        if obj is None:
+            try:
+                obj = importlib.import_module(".".join(parts[: i + 1]))
+            except ImportError:
+                return False
+        if isinstance(owner, type) and isinstance(vars(owner).get(part), (property, types.GetSetDescriptorType)):
+            return False
+    return callable(obj) or isinstance(obj, types.ModuleType)
+
+
 def op_of(func: Any) -> str | None:
     """The ATen operator a `torch.ops.aten` callable is (`rnn_tanh_cell` for torch.ops.aten.rnn_tanh_cell and
     for its overload .default); None for anything else."""

@@ -1,6 +1,8 @@
 """The worker's operator-level guard (grader.sandbox.guard): every door to a forbidden operation or to autograd is
 watched, given code is exempt by its file only, and correct code that uses allowed utilities is left alone."""
 
+import contextlib
+import io
 import re
 import textwrap
 import tomllib
@@ -13,7 +15,7 @@ from grader.course.manifest import AUTOGRAD_NAMES
 from grader.judge.checks import forbidden_feedback
 from grader.sandbox.host import Sandbox
 from grader.sandbox.isolation import SandboxConfig
-from grader.sandbox.lowering import GUARD_REMOVED, aten_ops
+from grader.sandbox.lowering import GUARD_REMOVED, aten_ops, watched_at_run_time
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -407,8 +409,19 @@ PROBES = {
 }
 
 
-# found by the static scan only (tests/grader/test_import_rules.py): no PyTorch mode sees a torch.Size method
-STATIC_ONLY = {"torch.Size.numel"}
+def test_the_names_no_run_time_check_can_see_are_derived_and_said():
+    from grader.cli import main
+    from grader.sandbox.lowering import watched_at_run_time
+
+    # found by the static scan only (tests/grader/test_import_rules.py): no PyTorch mode sees a shape's method
+    assert {n for n in _manifest_names() if not watched_at_run_time(n)} == {"torch.Size.numel"}
+    assert not watched_at_run_time("torch.Tensor.shape") and not watched_at_run_time("torch.pi")
+    assert watched_at_run_time("torch.nn.LSTM") and watched_at_run_time("torch.linalg")
+    assert watched_at_run_time("torch.nn.functional.embedding") and watched_at_run_time("torch.Tensor.norm")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        main(["list", "--rules", "-a", "a1_knn"])
+    assert "found by reading the source only (no check can see them run): torch.Size.numel" in out.getvalue()
 
 
 def test_every_forbidden_name_of_every_manifest_is_detected(tmp_path):
@@ -425,7 +438,7 @@ def test_every_forbidden_name_of_every_manifest_is_detected(tmp_path):
         for i, (name, expr) in enumerate(sorted(PROBES.items())):
             if name == "torch.optim":  # an optimizer computes in its step: see the next test
                 continue
-            if name in STATIC_ONLY:
+            if not watched_at_run_time(name):  # the static scan's (see the test above)
                 continue
             hits = sb.call("pkg.probes", f"probe_{i}", (a2, c2, y2, x4, w4), forbidden=[name]).forbidden_hits
             assert [h["name"] for h in hits][:1] == [name], f"{name}: {expr} gave {hits}"
