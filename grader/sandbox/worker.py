@@ -297,6 +297,7 @@ class Worker:
         hits: list[dict] = [h for h in self.import_hits if h["name"] in forbidden]
         keep_args = bool(req.get("return_args"))
         aliases: list[int] = []
+        value = None
         if guarded:
             self.guard.enter(forbidden)
         try:
@@ -310,9 +311,16 @@ class Worker:
             aliases = [i for i, a in enumerate(args) if value is a]
         finally:
             if guarded:
+                grads: list = []  # new tensors whose originals required grad: flagged once the guard is off
                 if not keep_args:  # what only the call held dies here, its finalisers watched (a collection
                     args = kwargs = None  # of cycles, later, is watched by the guard's gc callback)
+                else:
+                    args = _fresh(args, grads)
+                if not req.get("keep"):  # the value goes back as new objects: the student's die here, watched
+                    value = _fresh(value, grads)
                 hits += self.guard.exit()
+                for t in grads:
+                    t.requires_grad_(True)
         out = {"ok": True, "seconds": seconds, "forbidden_hits": hits}
         if guarded:
             out["ops"] = self.guard.last_ops
@@ -343,6 +351,25 @@ class Worker:
             if refused:
                 reply["refused"] = refused
             self.send({**reply, "seq": seq})
+
+
+def _fresh(value: Any, grads: list) -> Any:
+    """`value` rebuilt of new objects where it is sent back (lists, tuples, dicts, tensors: a tensor as a new
+    tensor object on the same data), so the student's own objects die in the guarded call that made them, with
+    any finaliser hung on them, not after the reply has gone. Anything else is left as it is. The new tensors
+    whose originals required grad are added to `grads` (what the reply says of them must not change)."""
+    kind = type(value)
+    if kind in (list, tuple):
+        return kind(_fresh(v, grads) for v in value)
+    if kind is dict:
+        return {k: _fresh(v, grads) for k, v in value.items()}
+    torch = sys.modules.get("torch")
+    if torch is not None and kind in (torch.Tensor, torch.nn.Parameter):
+        new = value.detach()
+        if value.requires_grad:
+            grads.append(new)
+        return new
+    return value
 
 
 def _peek_seq(msg: bytes) -> int | None:

@@ -572,3 +572,42 @@ def test_a_finaliser_run_after_the_guarded_call_is_watched(tmp_path, how):
         later = sb.call("pkg.student", "distances", (A, B), forbidden=["torch.cdist"])
     assert torch.allclose(value, torch.cdist(A, B))  # the forbidden work was done, and its result graded
     assert "torch.cdist" in _names(r) + _names(later), (r.forbidden_hits, later.forbidden_hits)
+
+
+RETURNED = '''
+import torch
+
+done = []
+
+class Spy:
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+    def __del__(self):
+        done.append(torch.cdist(self.a, self.b))
+
+def distances(a, b):
+    """Returns zeros; the returned tensor carries a finaliser that runs the forbidden call once the worker drops
+    the value it sent back: after the call, unless the guard sees it go."""
+    r = torch.zeros(a.shape[0], b.shape[0], dtype=a.dtype)
+    r.note = Spy(a.clone(), b.clone())
+    return [r, {"same": r}]
+
+def ran():
+    return len(done)
+'''
+
+
+@pytest.mark.parametrize("how", ["lazy", "eager"])
+def test_a_finaliser_on_a_returned_value_runs_inside_the_guarded_call(tmp_path, how):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "student.py").write_text(RETURNED)
+    cfg = SandboxConfig(
+        root=tmp_path, student_files=["pkg/student.py"], guarded=["torch.cdist"], call_timeout=60, guard=how
+    )
+    with Sandbox(cfg) as sb:
+        r = sb.call("pkg.student", "distances", (A, B), forbidden=["torch.cdist"])
+        assert sb.call("pkg.student", "ran").value == 1  # the finaliser has run, and within the call's window:
+    assert "torch.cdist" in _names(r), r.forbidden_hits
+    value, nested = r.value
+    assert torch.equal(value, torch.zeros(3, 5, dtype=A.dtype)) and torch.equal(nested["same"], value)
