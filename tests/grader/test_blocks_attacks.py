@@ -278,13 +278,13 @@ def test_the_students_worker_never_holds_the_oracles(tmp_path):
     sent: list[dict] = []
     x = torch.arange(3.0)
     with Sandbox(cfg) as sb:
-        roundtrip = sb._roundtrip
+        send = sb._send  # every request to the worker goes through it, its setup included
 
         def spy(req, *a, **k):
             sent.append(req)
-            return roundtrip(req, *a, **k)
+            return send(req, *a, **k)
 
-        sb._roundtrip = spy
+        sb._send = spy
         found, value = sb.call("mini_pkg.work", "total", (x,)).value
         assert found == [] and torch.equal(value, torch.tensor(9.0))
         sb.substitute({"square": "mini_pkg.work", "Scaler": "mini_pkg.work"})

@@ -198,13 +198,13 @@ def test_the_worker_receives_the_allowed_modules_in_its_setup(tmp_path, monkeypa
     )
     assert cfg.allowed_imports == A1.allowed_imports and {"a1_knn", "dlcv", "torch"} <= set(cfg.allowed_imports)
     sent = []
-    original = Sandbox._roundtrip
+    original = Sandbox._send  # every request to the worker, its setup included
 
     def spy(self, msg, *args, **kwargs):
         sent.append(msg)
         return original(self, msg, *args, **kwargs)
 
-    monkeypatch.setattr(Sandbox, "_roundtrip", spy)
+    monkeypatch.setattr(Sandbox, "_send", spy)
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "__init__.py").write_text("")
     (tmp_path / "pkg" / "m.py").write_text("def f():\n    return 1\n")
