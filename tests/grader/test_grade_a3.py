@@ -425,6 +425,22 @@ class Solver(Solver):            # ... and trains 20 anyway, past any cap or tim
     assert failed(result) == {"create_solver_instance"}
 
 
+@pytest.mark.slow
+def test_a_conv_solver_that_barely_trains_misses_the_digits_target(tmp_path):
+    """The digits target (below the reference's worst run, see the manifest) still tells a Solver that learns from
+    one that hardly does: the reference's DeepConvNet with a learning rate a thousand times too small."""
+    sub = copy_submission(tmp_path, packages=("a3_networks",))
+    conv = sub / A3.part_of("create_convolutional_solver_instance").file
+    text = conv.read_text()
+    assert 'optim_config={"learning_rate": 2e-3}' in text
+    conv.write_text(text.replace('optim_config={"learning_rate": 2e-3}', 'optim_config={"learning_rate": 2e-6}'))
+    result = grade(sub, "a3_networks", device="cpu", parts=["convolutional"])
+    mine = [c for c in result.checks if c.function == "create_convolutional_solver_instance"]
+    target = A3.targets["digits"]["conv_solver_accuracy"]
+    assert len(mine) == 1 and not mine[0].passed and f"below the target {target:g}%" in mine[0].output, mine[0].output
+    assert failed(result) == {"create_convolutional_solver_instance"}
+
+
 def test_a_solver_that_asks_for_more_epochs_than_the_cap_is_told_more_does_not_help(tmp_path):
     sub = copy_submission(tmp_path, packages=("a3_networks",))
     fc = sub / A3.part_of("create_solver_instance").file
