@@ -539,11 +539,15 @@ def _bundle(student: Path, m: Manifest, bundles: Path) -> Path:
     return path
 
 
+PROBES_FILE = "probes.py"  # the guard's probes of an assignment's forbidden names (staff's tests)
+
+
 def _staff_only(m: Manifest) -> set[str]:
-    """Files of an assignment's folder that never ship to students: the hidden checks, and the oracles (the
-    correct building blocks a composite is judged with again: some are plain solutions). The public checks take
-    their expected values from modules of their own, never from the oracles."""
-    return {*m.hidden_checks, ORACLES_FILE}
+    """Files of an assignment's folder that never ship to students: the hidden checks, the oracles (the
+    correct building blocks a composite is judged with again: some are plain solutions), and the guard's probes
+    of its forbidden names (the course's own tests, tests/grader/test_guard.py). The public checks take their
+    expected values from modules of their own, never from the oracles."""
+    return {*m.hidden_checks, ORACLES_FILE, PROBES_FILE}
 
 
 def verify_student_kit(student: Path, removed: list[list[str]], ms: list[Manifest]) -> None:
