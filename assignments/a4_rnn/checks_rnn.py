@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import torch
 
-from grader.checks import check, variant
+from grader.checks import CheckFailed, check, variant
 from grader.judging import cpu64, fmt_shape, vjp
 
 from . import expected as E
-from .layers import BWD, FWD, Layer, bound, describe, judge_backward, judge_forward
+from .layers import BWD, FWD, Layer, bound, describe, judge_backward, judge_forward, kit_cache
 
 f64 = torch.float64
 
@@ -158,18 +158,20 @@ def word_embedding_backward(ctx, N, T, V, D, dtype):
     x, W = embedding_problem(ctx, N, T, V, D, dtype)
     try:
         judge_backward(ctx, EMBEDDING, [x, W], describe({"x": x, "W": W}))
-    except Exception:
-        out, cache = ctx.call("word_embedding_forward", x, W)
+    except CheckFailed:
         dout = ctx.randn(N, T, D, dtype=dtype)
-        dW = ctx.call("word_embedding_backward", dout, cache)
+        dW = ctx.call("word_embedding_backward", dout, kit_cache(ctx, EMBEDDING, [x, W]))
         if isinstance(dW, torch.Tensor) and dW.shape == W.shape and assigned(cpu64(dW), x.cpu(), cpu64(dout)):
             ctx.fail(
                 "dW: each row holds the gradient of one occurrence of its word only. Likely bug: dW[x] = dout "
                 "assigns, so a word seen several times keeps one of its gradients; add them all up "
                 "(dW.index_add_(0, x.flatten(), dout.reshape(-1, D)) on zeros).",
-                mistakes=["dW is assigned (dW[x] = dout), not accumulated: repeated words keep one gradient"],
+                mistakes=[ASSIGNED],
             )
         raise
+
+
+ASSIGNED = "dW is assigned (dW[x] = dout), not accumulated: a repeated word keeps one of its gradients"
 
 
 def assigned(dW: torch.Tensor, x: torch.Tensor, dout: torch.Tensor) -> bool:
