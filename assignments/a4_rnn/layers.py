@@ -131,53 +131,108 @@ def judge_backward(ctx, layer: Layer, inputs: list[torch.Tensor], what: str, n: 
         cache, own = got[-1], forward_is_right(got[:-1], want_outs, dtype)
     except CheckFailed:
         cache, own = None, False
-    if not own:
-        cache = kit_cache(ctx, layer, inputs)
-    reply = ctx.invoke(layer.backward, *douts, cache, return_args=True)
-    ctx.expect_unchanged(douts, reply, dnames)
-
-    idx = [layer.inputs.index(w) for w in layer.wrt]
     d64 = [cpu64(d) for d in douts]
-
-    def scalar(*ts):
-        full = list(args)
-        for i, t in zip(idx, ts, strict=True):
-            full[i] = t
-        return sum((o * d).sum() for o, d in zip(layer.reference(*full), d64, strict=True))
-
-    grads = vjp(scalar, [args[i] for i in idx])
+    grads = expected_grads(layer, args, d64)
     gnames = [f"d{w}" for w in layer.wrt]
     v = SimpleNamespace(
         **dict(zip(layer.inputs, args)), **dict(zip(dnames, d64)), **dict(zip(gnames, grads)), inputs=args
     )
-    label = f"{layer.backward}, {what}"
-    try:
+
+    def judge(given: Any) -> None:
+        reply = ctx.invoke(layer.backward, *douts, given, return_args=True)
+        ctx.expect_unchanged(douts, reply, dnames)
         expect_grads(
             ctx,
             reply.value,
             list(zip(gnames, grads)),
-            label,
+            f"{layer.backward}, {what}",
             dtype,
             bound(dtype, BWD),
             n=n,
             mistakes={g: {d: f(v) for d, f in table.items()} for g, table in layer.backward_mistakes.items()},
             hints=layer.hints,
         )
+
+    if own:
+        judge(cache)
+        return
+    fwd, bwd = layer.forward, layer.backward
+    try:
+        judge(kit_cache(ctx, layer, inputs))
     except CheckFailed as e:
-        if own:
-            raise
-        raise CheckFailed(
-            f"{e}\n(Your {layer.forward} gives wrong outputs on these inputs, so {layer.backward} was given the "
-            f"cache a right {layer.forward} makes, in the layout its docstring states: this problem is "
-            f"{layer.backward}'s own.)",
-            mistakes=e.mistakes,
-        ) from None
-    if not own:
-        ctx.note(
-            f"Your {layer.forward} gives wrong outputs on these inputs, so {layer.backward} was judged with the cache "
-            f"a right {layer.forward} makes (the layout its docstring states); with it, {layer.backward} is right. "
-            f"{layer.forward} loses points in its own checks only."
+        if cache is not None and agrees_with_own_forward(ctx, layer, inputs, d64):
+            ctx.note(
+                f"Your {fwd} gives wrong outputs on these inputs and {bwd} does not read the cache a right {fwd} "
+                f"makes, so {bwd} was judged against the derivative of your own {fwd} (centred differences along "
+                f"random directions, in float64), with your own cache; it matches. {fwd} loses points in its own "
+                "checks only."
+            )
+            return
+        own_too = (
+            f"; with your own {fwd}'s cache it does not match the derivative of your own {fwd} either"
+            if cache is not None
+            else ""
         )
+        raise CheckFailed(
+            f"{e}\n(Your {fwd} gives wrong outputs on these inputs, so {bwd} was given the cache a right {fwd} "
+            f"makes, in the layout its docstring states{own_too}: this problem is {bwd}'s own.)"
+        ) from None
+    ctx.note(
+        f"Your {fwd} gives wrong outputs on these inputs, so {bwd} was judged with the cache a right {fwd} makes "
+        f"(the layout its docstring states); with it, {bwd} is right. {fwd} loses points in its own checks only."
+    )
+
+
+def expected_grads(layer: Layer, args: list[torch.Tensor], douts: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """The reference's gradients (autograd, float64) of sum(out * dout) over its outputs, for `layer.wrt`."""
+    idx = [layer.inputs.index(w) for w in layer.wrt]
+
+    def scalar(*ts):
+        full = list(args)
+        for i, t in zip(idx, ts, strict=True):
+            full[i] = t
+        return sum((o * d).sum() for o, d in zip(layer.reference(*full), douts, strict=True))
+
+    return vjp(scalar, [args[i] for i in idx])
+
+
+STEP, DIRECTIONS, AGREE = 1e-6, 2, 1e-5  # centred differences: step, directions per input, relative agreement
+
+
+def agrees_with_own_forward(ctx, layer: Layer, inputs: list[torch.Tensor], douts: list[torch.Tensor]) -> bool:
+    """Whether the student's backward, given the cache of the student's own forward (both called in float64), is
+    the derivative of that forward: for each input of `layer.wrt`, along random directions u, <gradient, u> equals
+    the centred difference of sum(out * dout). The judge owns the directions and the arithmetic; any failure in
+    the student's code is a no."""
+    x64 = [t.to(ctx.device, torch.float64) if _float(t) else t for t in inputs]
+    d_dev = [d.to(ctx.device) for d in douts]
+    n_out = len(layer.outputs)
+
+    def objective(args: list[torch.Tensor]) -> float:
+        outs = ctx.expect_items(ctx.call(layer.forward, *args), n_out + 1, "forward's result")[:n_out]
+        if not all(isinstance(o, torch.Tensor) and o.shape == d.shape for o, d in zip(outs, douts, strict=True)):
+            raise CheckFailed("forward's outputs")
+        return sum(float((cpu64(o) * d).sum()) for o, d in zip(outs, douts, strict=True))
+
+    try:
+        cache = ctx.expect_items(ctx.call(layer.forward, *x64), n_out + 1, "forward's result")[-1]
+        got = ctx.call(layer.backward, *d_dev, cache)
+        got = (got,) if len(layer.wrt) == 1 else ctx.expect_items(got, len(layer.wrt), "backward's result")
+        gen = torch.Generator().manual_seed(ctx.seed + 7919)
+        for name, g in zip(layer.wrt, got, strict=True):
+            k = layer.inputs.index(name)
+            if not isinstance(g, torch.Tensor) or g.shape != x64[k].shape:
+                return False
+            for _ in range(DIRECTIONS):
+                u = torch.randn(*x64[k].shape, generator=gen, dtype=torch.float64)
+                moved = [[*x64[:k], x64[k] + e * u.to(ctx.device), *x64[k + 1 :]] for e in (STEP, -STEP)]
+                numeric = (objective(moved[0]) - objective(moved[1])) / (2 * STEP)
+                analytic = float((cpu64(g) * u).sum())
+                if not abs(numeric - analytic) <= AGREE * max(abs(numeric) + abs(analytic), 1e-3):
+                    return False
+    except CheckFailed:
+        return False
+    return True
 
 
 def expect_grads(

@@ -275,3 +275,43 @@ def test_a_forbidden_embedding_reached_through_torch_ops_aten_is_caught(tmp_path
     failed = [c for c in result.checks if not c.passed]
     assert lost(result) == {"word_embedding_forward": POINTS["word_embedding_forward"]}, [c.output for c in failed]
     assert all("torch.nn.functional.embedding" in c.output or "torch.embedding" in c.output for c in failed)
+
+
+OWN_LAYOUT = {  # gates read in PyTorch's order (a forward bug) and a cache of the student's own (a dict)
+    "lstm_step_forward": """
+        def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+            H = prev_h.shape[1]
+            a = x @ Wx + prev_h @ Wh + b
+            i, f = torch.sigmoid(a[:, :H]), torch.sigmoid(a[:, H : 2 * H])
+            g, o = torch.tanh(a[:, 2 * H : 3 * H]), torch.sigmoid(a[:, 3 * H :])
+            next_c = f * prev_c + i * g
+            next_h = o * torch.tanh(next_c)
+            return next_h, next_c, {"x": x, "h": prev_h, "c": prev_c, "Wx": Wx, "Wh": Wh, "gates": (i, f, g, o)}
+        """,
+    "lstm_step_backward": """
+        def lstm_step_backward(dnext_h, dnext_c, cache):
+            i, f, g, o = cache["gates"]
+            next_c = f * cache["c"] + i * g
+            tc = torch.tanh(next_c)
+            dc = dnext_c + dnext_h * o * (1 - tc * tc)
+            da = torch.cat([dc * g * i * (1 - i), dc * cache["c"] * f * (1 - f), dc * i * (1 - g * g),
+                            dnext_h * tc * o * (1 - o)], dim=1)
+            x, h = cache["x"], cache["h"]
+            return da @ cache["Wx"].t(), da @ cache["Wh"].t(), dc * f, x.t() @ da, h.t() @ da, da.sum(dim=0)
+        """,
+}
+
+
+@pytest.mark.slow
+def test_a_backward_reading_its_own_cache_is_judged_against_its_own_forward(tmp_path):
+    """A forward with a bug and a cache layout of the student's own: the backward cannot read the cache a right
+    forward makes, so it is judged against the numeric derivative of the student's own forward, and keeps its
+    points. (lstm_backward's given lines read the kit's layout: with a layout of its own it cannot work.)"""
+    sub = copy_submission(tmp_path / "submission", packages=("a4_rnn",))
+    for qualname, source in OWN_LAYOUT.items():
+        replace_function(sub / LSTM, qualname, source)
+    result = grade(sub, "a4_rnn", device="cpu", hidden=True, kit=ROOT)
+    checks = [c for c in result.checks if c.function == "lstm_step_backward"]
+    assert checks and all(c.passed for c in checks), [c.output for c in checks]
+    assert all("against the derivative of your own lstm_step_forward" in c.output for c in checks)
+    assert "lstm_step_forward" in lost(result) and "lstm_step_backward" not in lost(result)
