@@ -32,4 +32,5 @@ captioning = [
     variant(C.captioning_loss, "rnn_other_sizes", N=5, T=7, D=3, W=6, H=4),
     variant(C.captioning_loss, "lstm_other_sizes", N=4, T=5, D=6, W=3, H=5, cell_type="lstm"),
     variant(C.captioning_sample, "lstm_long", N=3, L=9, cell_type="lstm"),
+    variant(C.captioning_trains, "lstm", cell_type="lstm"),
 ]
