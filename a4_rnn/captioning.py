@@ -12,6 +12,11 @@ one word at a time, each chosen word fed back as the next input.
 Conventions (the grader checks them): tensors in the dtype and on the device of the model's parameters; the
 inputs unchanged; no regularisation; the gradients keyed like self.params.
 
+Data and target: the grader sets known parameters and compares loss, every gradient and sample with its own, and
+it trains your model itself (your loss, its Adam, 300 minibatches of 100) on captions of the offline digits, with
+a hidden size of 32 and word vectors of 16; at least 80% of the test digits' sampled captions must then name the
+right digit (the course's reference reaches about 95%).
+
 Rules the grader enforces in this file (see `grader list --rules`):
 - CaptioningRNN may not use:
   - torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU, torch.nn.RNNCell, torch.nn.LSTMCell,
