@@ -145,7 +145,7 @@ def judge_backward(ctx, layer: Layer, inputs: list[torch.Tensor], what: str, n: 
             ctx,
             reply.value,
             list(zip(gnames, grads)),
-            f"{layer.backward}, {what}",
+            f"{layer.backward} ({what})",
             dtype,
             bound(dtype, BWD),
             n=n,
@@ -251,12 +251,15 @@ def expect_grads(
     one), every problem of every gradient reported (grader.judging's expect_dict, keyed by the gradients' names)."""
     names = [w[0] for w in wants]
     got = (got,) if len(wants) == 1 else ctx.expect_items(got, len(wants), f"the result of {what} ({', '.join(names)})")
-    ctx.expect_dict(
-        dict(zip(names, got)),
-        {name: want.to(dtype) for name, want in wants},
-        what,
-        bound=tol,
-        n=n,
-        mistakes=mistakes,
-        hints=hints,
-    )
+    try:
+        ctx.expect_dict(
+            dict(zip(names, got)),
+            {name: want.to(dtype) for name, want in wants},
+            "the gradients",
+            bound=tol,
+            n=n,
+            mistakes=mistakes,
+            hints=hints,
+        )
+    except CheckFailed as e:
+        raise CheckFailed(f"{what}: {e}") from None
