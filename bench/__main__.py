@@ -7,13 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-from bench import a1, a2, a3, batch, gradescope, guard, kit, notebooks, sandbox
+from bench import a1, a2, a3, a4, batch, gradescope, guard, kit, notebooks, sandbox
 from bench.common import Row, render
 
 SUITES = {
     "a1": a1.run,
     "a2": a2.run,
     "a3": a3.run,
+    "a4": a4.run,
     "batch": batch.run,
     "gradescope": gradescope.run,
     "guard": guard.run,
