@@ -158,8 +158,6 @@ ATEN_OPS: dict[str, frozenset[str]] = {
     # attention is softmax(q k^T) v: with k and v the identity, the softmax itself (the fused kernels run no _softmax)
     "torch.nn.functional.softmax": frozenset({"_softmax", "softmax", "_safe_softmax", *_ATTENTION}),
     "torch.nn.functional.multi_margin_loss": frozenset({"multi_margin_loss"}),
-    "torch.nn.functional.embedding": frozenset({"embedding", "embedding_renorm_"}),
-    "torch.embedding": frozenset({"embedding"}),
     "torch.numel": frozenset(),
     "torch.Tensor.numel": frozenset(),
     "torch.Tensor.nelement": frozenset(),  # no op
