@@ -263,7 +263,8 @@ def notebook(name: str, title: str, question: str) -> str:
         v4.new_code_cell(
             "import os\nimport sys\n\n"
             'sys.path.insert(0, os.path.abspath(".."))  # the course folder: `import '
-            f"{name}` finds your code\n\n%load_ext autoreload\n%autoreload 2\n\nimport torch\n\nimport dlcv\n"
+            f"{name}` finds your code\n\n%matplotlib inline\n%load_ext autoreload\n%autoreload 2\n\n"
+            "import torch\n\nimport dlcv\n"
             f"import dlcv.selfcheck\nfrom {name} import layers\n\ndlcv.reset_seed(0)"
         ),
         v4.new_markdown_cell("## 1. An affine layer\n\nWrite `affine_forward` in `layers.py`, then run the cell."),

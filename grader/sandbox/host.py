@@ -537,6 +537,14 @@ class Sandbox:
             return SandboxError("crash", f"the process running your code was killed by {sig}{hint} while {doing}")
         if code is not None and code > 128 and self._child_pid is None and self.isolation.mode == "bwrap":
             return SandboxError("crash", f"the process running your code was killed (status {code}) while {doing}")
+        if doing == "starting":  # no code of the student's has run yet: the grader's environment is at fault
+            said = self.output_since(0, 400).strip()
+            return SandboxError(
+                "crash",
+                f"the grader's sandbox could not start (exit code {code}"
+                + (f": {said.splitlines()[-1][:300]}" if said else "")
+                + "): this is not your code's doing; tell the course staff",
+            )
         return SandboxError(
             "exit",
             f"the process running your code exited (exit code {code}) while {doing}; "

@@ -359,3 +359,18 @@ def test_a_start_ahead_that_cannot_start_is_reported_by_the_first_request(tmp_pa
         sb.prestart()  # says nothing: the error belongs to a check
         with pytest.raises((SandboxError, OSError)):
             sb.call("pkg.m", "double", (torch.ones(1),))
+
+
+def test_a_worker_that_cannot_start_blames_the_grader_not_the_student(tmp_path):
+    """A worker that dies before any student code ran (here: its Python cannot import the grader's runtime) is the
+    environment's fault: the error says so, and never tells the student not to call exit()."""
+    from dataclasses import replace
+
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'ModuleNotFoundError: No module named torch' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    cfg = replace(_kit(tmp_path), python=str(fake), isolation="none")
+    with Sandbox(cfg) as sb, pytest.raises(SandboxError) as e:
+        sb.call("pkg.m", "double", (torch.ones(1),))
+    assert "could not start" in e.value.message and "not your code's doing" in e.value.message, e.value.message
+    assert "No module named torch" in e.value.message and "exit()" not in e.value.message
