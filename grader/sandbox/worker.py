@@ -315,9 +315,9 @@ class Worker:
                 if not keep_args:  # what only the call held dies here, its finalisers watched (a collection
                     args = kwargs = None  # of cycles, later, is watched by the guard's gc callback)
                 else:
-                    args = _fresh(args, grads)
+                    args = self._fresh(args, grads)
                 if not req.get("keep"):  # the value goes back as new objects: the student's die here, watched
-                    value = _fresh(value, grads)
+                    value = self._fresh(value, grads)
                 hits += self.guard.exit()
                 for t in grads:
                     t.requires_grad_(True)
@@ -329,6 +329,16 @@ class Worker:
         if keep_args:
             out["args"] = args
         return out
+
+    def _fresh(self, value: Any, grads: list) -> Any:
+        """`_fresh(value)` made with the guard paused (its own detaching is no operator of the student's: a call
+        that computed nothing must still look so, see grader.judge.checks); the originals die on return, in the
+        caller's guarded window."""
+        saved = self.guard.pause()
+        try:
+            return _fresh(value, grads)
+        finally:
+            self.guard.resume(saved)
 
     def serve(self) -> None:
         while True:
