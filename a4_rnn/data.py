@@ -15,8 +15,8 @@ import torch
 import dlcv.data
 
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-SPECIAL = ("<NULL>", "<START>", "<END>")
-WORDS = (*SPECIAL, "a", "the", "digit", *NUMBERS)
+TOKENS = ("<NULL>", "<START>", "<END>")
+WORDS = (*TOKENS, "a", "the", "digit", *NUMBERS)
 MAX_LENGTH = 5  # words after <START>, <END> included
 
 
