@@ -68,7 +68,7 @@ class Solver:
         - batch_size: examples per step (default 100).
         - num_epochs: how many epochs to train for (default 10).
         - num_train_samples: how many training examples (drawn at random) the training accuracy is
-          measured on (default 1000; None means all).
+          measured on (default 1000; None means all; 0 means none: the history then holds 0.0).
         - num_val_samples: the same for the validation accuracy (default None: all).
         - device: the device to which each minibatch is moved (default 'cpu').
         - checkpoint_name: if not None, save a checkpoint to '<checkpoint_name>_epoch_<n>.pkl' at every

