@@ -20,9 +20,10 @@ module's globals, so a student class reusing a given name, or code claiming the 
 A function's own forbidden operations (conv2d for Conv) are never exempt, whichever file reached them.
 
 The guard is cheap while nothing is found (a dictionary lookup per call and per operator); the stack is
-walked only for a hit. The calls naive per-element code is made of (arithmetic, indexing, views, reductions on
-plain tensors, made by a student's own line) take a fast path: the function was decided harmless by name once,
-and the kinds of its arguments (see `Guard.watch_key`) were seen to reach no operator a rule names.
+walked only for a hit. The calls naive per-element code and training loops are made of (arithmetic, indexing,
+views, reductions on plain tensors, made directly by code that can be no forbidden module's or package's: see
+`Guard.caller_passes`) take a fast path: the function was decided harmless by name once, and the kinds of its
+arguments (see `Guard.watch_key`) were seen to reach no operator a rule names.
 
 After each call the guard checks that both modes are still in place and still work (a canary operation must be
 seen by both); if not, the call is reported as having removed the guard.
@@ -122,10 +123,11 @@ class Guard:
         self._plans: dict[Any, tuple] = {}
         self._quiet: dict = {}  # (function, arguments' kinds) seen to run no operator a rule names: its operators
         self._fast: dict = {}  # functions that can break a rule only by what they are given (see plan)
+        self._callers: dict[str, bool] = {}  # files whose direct calls take the fast path (see caller_passes)
         self.flagged = 0  # operators that stood for a forbidden name (or autograd), recorded or exempt
         self._gc_pushed = False
         # what is decided per function and per operator depends only on the forbidden names: kept per set of names
-        self._decided: dict[frozenset, tuple[dict, dict, dict, dict, dict]] = {}
+        self._decided: dict[frozenset, tuple[dict, ...]] = {}
         self._op_table: dict[str, list[str]] = {}
         for name in set(self.guarded):
             for op in aten_ops(name):
@@ -283,8 +285,8 @@ class Guard:
         self.autograd_ops = self.autograd_on and AUTOGRAD in self.active
         decided = self._decided.get(self.active)
         if decided is None:
-            decided = self._decided[self.active] = ({}, {}, {}, {}, {})
-        self._fn_match, self._op_match, self._plans, self._quiet, self._fast = decided
+            decided = self._decided[self.active] = ({}, {}, {}, {}, {}, {})
+        self._fn_match, self._op_match, self._plans, self._quiet, self._fast, self._callers = decided
         self.hits, self._seen, self.suppress = [], set(), 0
         self.ops = 0  # operators dispatched during the call: the judge finds a result computed by none suspect
         self.foreign_types = False  # a tensor subclass of the student's took part: the guard cannot see inside
@@ -513,6 +515,23 @@ class Guard:
             self.hits.append({"name": name, "op": op, "file": where[0], "function": where[1], "line": where[2]})
         return True
 
+    def caller_passes(self, filename: str) -> bool:
+        """Whether a call made directly by code of this file can be no use of a forbidden module or package: a
+        student's file ends `module_user`'s walk (no module of PyTorch's between), and a file outside the forbidden
+        packages (and outside the overrides that pass a call on) is no package's use (`package_user`)."""
+        if self.module_codes:
+            kind = self._kinds.get(filename)
+            if kind is None:
+                kind = self._kinds[filename] = self._classify(filename)
+            if kind != _STUDENT:
+                return False
+        if self.packages:
+            if filename.endswith(("overrides.py", "_python_dispatch.py")):
+                return False
+            if any(filename.startswith(d) for _, d in self.packages):
+                return False
+        return True
+
     def module_user(self, depth: int = 2, levels: int = 8) -> str | None:
         """A forbidden PyTorch module (torch.nn.Linear, ...) whose forward made this call, a few frames up."""
         f = sys._getframe(depth)
@@ -655,7 +674,7 @@ _ARITHMETIC = (
     "add sub mul div true_divide floor_divide remainder fmod neg negative abs pow exp log sqrt rsqrt square "
     "reciprocal sign clamp clamp_min clamp_max clip maximum minimum"
 ).split()
-_REDUCTIONS = "sum max min argmax argmin amax amin any all cumsum".split()
+_REDUCTIONS = "sum mean max min argmax argmin amax amin any all cumsum".split()
 _PRODUCTS = "matmul mm bmm dot mv outer".split()
 _COMPARISONS = "eq ne lt le gt ge logical_and logical_or logical_not where".split()
 _VIEWS = (
@@ -794,12 +813,12 @@ class _FunctionMode(TorchFunctionMode):
             except TypeError:
                 fast = None
             if fast is not None and _functorch_level() is None and _autograd_node() is None:
-                if g.module_codes or g.packages:  # used from a forbidden module's or package's code: not here
+                if g.module_codes or g.packages:  # used by a forbidden module's or package's code: not here
                     fn = sys._getframe(1).f_code.co_filename
-                    kind = g._kinds.get(fn)
-                    if kind is None:
-                        kind = g._kinds[fn] = g._classify(fn)
-                    if kind != _STUDENT:
+                    ok = g._callers.get(fn)
+                    if ok is None:
+                        ok = g._callers[fn] = g.caller_passes(fn)
+                    if not ok:
                         fast = None
                 if fast is not None and not (kwargs and fast[0] and kwargs.get("requires_grad")):
                     sig = _kinds(args, 0)
