@@ -31,6 +31,7 @@ seen by both); if not, the call is reported as having removed the guard.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import sysconfig
@@ -396,10 +397,10 @@ class Guard:
             self._op_match[opname] = names
         return names
 
-    def plan(self, func: Any) -> tuple[str, tuple[str, ...], str | None]:
+    def plan(self, func: Any) -> tuple[str, tuple[str, ...], str | None, bool]:
         """What a call of `func` is, decided once per function (and set of forbidden names): its canonical name,
-        the forbidden names it stands for, and the autograd name it is whatever its arguments (`_ARG_FLAG` where
-        that depends on a flag among them)."""
+        the forbidden names it stands for, the autograd name it is whatever its arguments (`_ARG_FLAG` where
+        that depends on a flag among them), and whether it is Python code not PyTorch's (`_outside_torch`)."""
         key = (func.__self__, func.__name__) if type(func) is types.MethodWrapperType else func
         try:
             p = self._plans.get(key)
@@ -407,12 +408,13 @@ class Guard:
             key, p = None, None
         if p is None:
             canon = self.canon(func)
-            p = (canon, self.function_names(canon), self._autograd_static(canon))
+            p = (canon, self.function_names(canon), self._autograd_static(canon), _outside_torch(func))
             if key is not None:
                 self._plans[key] = p
                 if (
                     (canon in PASS_ON or (type(func) is _METHOD_WRAPPER and func.__name__ == "__get__"))
                     and canon not in _STORAGE
+                    and not p[3]
                     and not p[1]
                     and p[2] in (None, _NOT_AUTOGRAD)
                 ):
@@ -514,6 +516,23 @@ class Guard:
             self._seen.add(key)
             self.hits.append({"name": name, "op": op, "file": where[0], "function": where[1], "line": where[2]})
         return True
+
+    def watching(self, fn: Callable) -> Callable:
+        """`fn`, student code that PyTorch calls inside a call the function mode is handling (with the mode off its
+        stack: a callback of Tensor.apply_, a function run by PyTorch's torch-function machinery), run with the
+        function mode back on its stack, so that what it calls is seen as any other call."""
+        mode = self.fmode
+
+        def watched(*args, **kwargs):
+            depth = torch._C._len_torch_function_stack()
+            torch._C._push_on_torch_function_stack(mode)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                while torch._C._len_torch_function_stack() > depth:
+                    torch._C._pop_torch_function_stack()
+
+        return watched
 
     def caller_passes(self, filename: str) -> bool:
         """Whether a call made directly by code of this file can be no use of a forbidden module or package: a
@@ -778,6 +797,35 @@ def _foreign(types) -> bool:
     return False
 
 
+# Tensor methods that call a Python callable among their arguments back inside the call (the function mode is off
+# its stack there): the callable is run with it back on (Guard.watching)
+_CALLS_BACK = frozenset({"torch.Tensor.apply_", "torch.Tensor.map_", "torch.Tensor.map2_"})
+_OUTSIDE: dict[types.CodeType, bool] = {}
+
+
+def _outside_torch(func: Any) -> bool:
+    """Whether `func` is Python code that is not PyTorch's own (a function, a bound method, a partial, an object
+    with a Python __call__): a function the function mode is asked to handle that PyTorch did not define is the
+    student's, and runs inside the handler with the mode off its stack."""
+    for _ in range(4):
+        if isinstance(func, functools.partial):
+            func = func.func
+        elif type(func) is types.MethodType:
+            func = func.__func__
+        else:
+            break
+    if type(func) is not types.FunctionType:
+        call = next((k.__dict__["__call__"] for k in type(func).__mro__ if "__call__" in k.__dict__), None)
+        if type(call) is not types.FunctionType:
+            return False
+        func = call
+    code = func.__code__
+    outside = _OUTSIDE.get(code)
+    if outside is None:
+        outside = _OUTSIDE[code] = not os.path.realpath(code.co_filename).startswith(_TORCH_DIR)
+    return outside
+
+
 def _ops_of(out: Any, args: tuple, ops: int, in_place: bool) -> int:
     """The operators a call passed on unwatched dispatched this time, from those its key's watched run counted
     (`ops`): a tensor result that is one of its arguments (contiguous() of a contiguous tensor) none unless the
@@ -837,7 +885,14 @@ class _FunctionMode(TorchFunctionMode):
         if types and _foreign(types):
             g.foreign_types = True  # a tensor subclass's own handler would run with this mode off the stack
         recorded = False
-        canon, names, static = g.plan(func)
+        canon, names, static, outside = g.plan(func)
+        # code of the student's that PyTorch runs inside this call, while this mode is off its stack: run with it on
+        wrapped = False
+        if canon in _CALLS_BACK:  # Tensor.apply_(callback), ...: called back for each element
+            args = tuple(g.watching(a) if callable(a) and not isinstance(a, torch.Tensor) else a for a in args)
+            wrapped = True
+        elif outside:  # a function of the student's, run by PyTorch's torch-function machinery
+            func, wrapped = g.watching(func), True
         if canon in _STORAGE:  # see _STORAGE: where no mode can follow
             recorded = g.hit(GUARD_REMOVED, None) or recorded
         for n in names:
@@ -861,7 +916,9 @@ class _FunctionMode(TorchFunctionMode):
             finally:
                 g.suppress -= 1
         if g.lazy:
-            key = g.watch_key(func, canon, args, kwargs) if not types or types == _TENSOR_ONLY else None
+            key = (
+                g.watch_key(func, canon, args, kwargs) if not wrapped and (not types or types == _TENSOR_ONLY) else None
+            )
             ops = g._quiet.get(key) if key is not None else None
             if ops is not None:
                 out = func(*args, **kwargs)

@@ -655,3 +655,49 @@ def test_a_call_passed_on_from_the_students_line_is_watched_from_a_forbidden_mod
         seen[lazy] = got
     assert seen[False] == [[], [], [], forbidden], seen[False]
     assert seen[True] == seen[False], seen
+
+
+CALLED_BACK = '''
+import torch
+from torch.overrides import handle_torch_function
+
+def _linear(x, use):
+    return torch.nn.Linear(4, 3)(x) if use else x
+
+def apply_(x, use):
+    """A forbidden module used inside a function Tensor.apply_ calls back for each element."""
+    found = [x]
+    torch.zeros(2, dtype=torch.float64).apply_(lambda v: found.append(_linear(x, use)) or v)
+    return found[-1]
+
+def map_(x, use):
+    found = [x]
+    t = torch.zeros(2, dtype=torch.float64)
+    t.map_(torch.ones(2, dtype=torch.float64), lambda a, b: found.append(_linear(x, use)) or a + b)
+    return found[-1]
+
+def handler(x, use):
+    """The student's own function run by PyTorch's torch-function machinery (the static scan refuses
+    torch.overrides; the guard must not rely on that)."""
+    return handle_torch_function(_linear, (x,), x, use)
+'''
+
+
+@pytest.mark.parametrize("how", [False, True])
+@pytest.mark.parametrize("function", ["apply_", "map_", "handler"])
+def test_student_code_pytorch_calls_back_is_watched_by_the_function_mode(tmp_path, function, how):
+    """PyTorch runs a callback (Tensor.apply_, Tensor.map_) or a torch-function handler's function with the
+    function mode switched off: a forbidden name no operator stands for (a PyTorch module) used there is still
+    found, lazy as eager, and the same callback without it is left alone."""
+    student, namespace = _load(tmp_path / "called_back.py", CALLED_BACK)
+    forbidden = ["torch.nn.Linear"]
+    guard = Guard(str(tmp_path), {str(student)}, guarded=forbidden, lazy=how)
+    x = torch.randn(2, 4)
+    got = []
+    for use in (False, False, True):
+        guard.enter(forbidden)
+        try:
+            namespace[function](x, use)
+        finally:
+            got.append(sorted({h["name"] for h in guard.exit()}))
+    assert got == [[], [], forbidden], got
