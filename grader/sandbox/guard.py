@@ -118,13 +118,14 @@ class Guard:
         self._guard_file = os.path.realpath(__file__)
         self._grader_dir = here
         self._kinds: dict[str, int] = {}
-        self._canon: dict[Any, str] = {}
+        self._canon: dict[int, tuple[Any, str]] = {}
         self._fn_match: dict[str, tuple[str, ...]] = {}
         self._op_match: dict[str, tuple[str, ...]] = {}
         self._plans: dict[Any, tuple] = {}
         self._quiet: dict = {}  # (function, arguments' kinds) seen to run no operator a rule names: its operators
         self._fast: dict = {}  # functions that can break a rule only by what they are given (see plan)
         self._callers: dict[str, bool] = {}  # files whose direct calls take the fast path (see caller_passes)
+        self._running: set[int] = set()  # functions of the student's being run watched (see watching)
         self.flagged = 0  # operators that stood for a forbidden name (or autograd), recorded or exempt
         self._gc_pushed = False
         # what is decided per function and per operator depends only on the forbidden names: kept per set of names
@@ -236,14 +237,16 @@ class Guard:
             if ks is None:
                 return None
             sig = (sig, tuple(kwargs), ks)
-        key = (func.__self__, func.__name__) if type(func) is types.MethodWrapperType else func
-        return (key, sig)
+        return (_func_key(func), sig)
 
     def call_watched(self, func: Any, args: tuple, kwargs: dict, key: Any):
         """Run a call with the dispatch mode on the stack; remember `key` as quiet where no operator under it
         stood for a forbidden name."""
-        flagged, ops = self.flagged, self.ops
         depth = torch._C._len_torch_dispatch_stack()
+        if depth and torch._C._get_dispatch_stack_at(depth - 1) is self.dmode:
+            # inside a call watched already (a callback it runs, Guard.watching): its operators are seen once
+            return func(*args, **kwargs)
+        flagged, ops = self.flagged, self.ops
         torch._C._push_on_torch_dispatch_stack(self.dmode)
         try:
             out = func(*args, **kwargs)
@@ -358,16 +361,13 @@ class Guard:
     def canon(self, func: Any) -> str:
         if isinstance(func, types.MethodWrapperType):  # a new object at every access: not cached
             return canonical(func)
-        try:
-            c = self._canon.get(func)
-        except TypeError:
-            c = None
-        if c is None:
-            c = canonical(func)
-            try:
-                self._canon[func] = c
-            except TypeError:
-                pass
+        entry = self._canon.get(id(func))  # by identity (see _func_key), kept alive with its entry
+        if entry is not None and entry[0] is func:
+            return entry[1]
+        c = canonical(func)
+        if len(self._canon) >= _MAX_QUIET:
+            self._canon.clear()
+        self._canon[id(func)] = (func, c)
         return c
 
     def function_names(self, canon: str) -> tuple[str, ...]:
@@ -401,26 +401,28 @@ class Guard:
         """What a call of `func` is, decided once per function (and set of forbidden names): its canonical name,
         the forbidden names it stands for, the autograd name it is whatever its arguments (`_ARG_FLAG` where
         that depends on a flag among them), and whether it is Python code not PyTorch's (`_outside_torch`)."""
-        key = (func.__self__, func.__name__) if type(func) is types.MethodWrapperType else func
-        try:
-            p = self._plans.get(key)
-        except TypeError:
-            key, p = None, None
-        if p is None:
-            canon = self.canon(func)
-            p = (canon, self.function_names(canon), self._autograd_static(canon), _outside_torch(func))
-            if key is not None:
-                self._plans[key] = p
-                if (
-                    (canon in PASS_ON or (type(func) is _METHOD_WRAPPER and func.__name__ == "__get__"))
-                    and canon not in _STORAGE
-                    and not p[3]
-                    and not p[1]
-                    and p[2] in (None, _NOT_AUTOGRAD)
-                ):
-                    # the function mode's fast path (_FunctionMode): nothing about the function itself can break a
-                    # rule; what its arguments are decides (requires_grad=True among them, where autograd is watched)
-                    self._fast[key] = (self.autograd_on and p[2] is None, _in_place(canon))
+        key, owner = _func_key(func), _func_owner(func)
+        entry = self._plans.get(key)
+        if entry is not None and entry[0] is owner:
+            return entry[1]
+        canon = self.canon(func)
+        p = (canon, self.function_names(canon), self._autograd_static(canon), _outside_torch(func))
+        if len(self._plans) >= _MAX_QUIET:  # functions without end (a student's ever new objects): start over
+            self._plans.clear()
+            self._fast.clear()
+        # keyed by identity (a student's object can hash and compare as anything), kept alive with its entry
+        self._plans[key] = (owner, p)
+        self._fast.pop(key, None)
+        if (
+            (canon in PASS_ON or (type(func) is _METHOD_WRAPPER and func.__name__ == "__get__"))
+            and canon not in _STORAGE
+            and not p[3]
+            and not p[1]
+            and p[2] in (None, _NOT_AUTOGRAD)
+        ):
+            # the function mode's fast path (_FunctionMode): nothing about the function itself can break a
+            # rule; what its arguments are decides (requires_grad=True among them, where autograd is watched)
+            self._fast[key] = (owner, self.autograd_on and p[2] is None, _in_place(canon))
         return p
 
     def _autograd_static(self, canon: str) -> str | None:
@@ -517,18 +519,24 @@ class Guard:
             self.hits.append({"name": name, "op": op, "file": where[0], "function": where[1], "line": where[2]})
         return True
 
-    def watching(self, fn: Callable) -> Callable:
+    def watching(self, fn: Callable, running: int | None = None) -> Callable:
         """`fn`, student code that PyTorch calls inside a call the function mode is handling (with the mode off its
         stack: a callback of Tensor.apply_, a function run by PyTorch's torch-function machinery), run with the
-        function mode back on its stack, so that what it calls is seen as any other call."""
-        mode = self.fmode
+        function mode back on its stack, so that what it calls is seen as any other call. `running`: the function's
+        id while it runs (a function that hands itself to the machinery again, as PyTorch's own Python functions
+        do, is then run as PyTorch runs it, not watched again without end)."""
+        mode, inside = self.fmode, self._running
 
         def watched(*args, **kwargs):
             depth = torch._C._len_torch_function_stack()
             torch._C._push_on_torch_function_stack(mode)
+            if running is not None:
+                inside.add(running)
             try:
                 return fn(*args, **kwargs)
             finally:
+                if running is not None:
+                    inside.discard(running)
                 while torch._C._len_torch_function_stack() > depth:
                     torch._C._pop_torch_function_stack()
 
@@ -736,8 +744,8 @@ def _pop_dispatch_to(depth: int) -> None:
 
 
 # argument kinds for watch_key: a number by its type (loops index with ever new ones), these by their value
-_BY_TYPE = frozenset({int, float, complex, type(None), type(Ellipsis)})
-_BY_VALUE = frozenset({bool, str, torch.dtype, torch.device, torch.layout, torch.memory_format})
+_BY_TYPE = frozenset(map(id, (int, float, complex, type(None), type(Ellipsis))))
+_BY_VALUE = frozenset(map(id, (bool, str, torch.dtype, torch.device, torch.layout, torch.memory_format)))
 _PLAIN_TENSORS = frozenset({torch.Tensor, torch.nn.Parameter})
 _TENSOR, _PARAMETER = torch.Tensor, torch.nn.Parameter
 _MAX_ITEMS = 32
@@ -752,9 +760,9 @@ def _kinds(values: tuple | list, depth: int) -> tuple | None:
             if a.requires_grad:
                 return None
             out.append((a.dtype, a.dim(), a.device, a.layout))
-        elif t in _BY_TYPE:
+        elif id(t) in _BY_TYPE:  # by identity: a student's class can hash and compare as int
             out.append(t)
-        elif t in _BY_VALUE:
+        elif id(t) in _BY_VALUE:
             out.append(a)
         elif t is slice:  # its bounds may be any object, whose __index__ PyTorch calls inside the call
             b, e, s = a.start, a.stop, a.step
@@ -776,22 +784,24 @@ def _kinds(values: tuple | list, depth: int) -> tuple | None:
 
 
 _TORCH_DIR = os.path.realpath(os.path.dirname(torch.__file__)) + os.sep
-_TYPES_SEEN: dict = {torch.Tensor: False}
+_TYPES_SEEN: dict[int, tuple[type, bool]] = {id(torch.Tensor): (torch.Tensor, False)}  # by identity, kept alive
 
 
 def _foreign(types) -> bool:
     """Whether a mode's `types` holds a tensor subclass whose handlers are not PyTorch's own: PyTorch runs such a
     handler with the guard's modes off their stacks, so what it does would go unseen."""
     for t in types:
-        seen = _TYPES_SEEN.get(t)
-        if seen is None:
+        entry = _TYPES_SEEN.get(id(t))
+        if entry is not None and entry[0] is t:
+            seen = entry[1]
+        else:
             seen = False
             for attr in ("__torch_function__", "__torch_dispatch__"):
                 fn = getattr(getattr(t, attr, None), "__func__", getattr(t, attr, None))
                 code = getattr(fn, "__code__", None)
                 if code is not None and not os.path.realpath(code.co_filename).startswith(_TORCH_DIR):
                     seen = True
-            _TYPES_SEEN[t] = seen
+            _TYPES_SEEN[id(t)] = (t, seen)
         if seen:
             return True
     return False
@@ -800,37 +810,80 @@ def _foreign(types) -> bool:
 # Tensor methods that call a Python callable among their arguments back inside the call (the function mode is off
 # its stack there): the callable is run with it back on (Guard.watching)
 _CALLS_BACK = frozenset({"torch.Tensor.apply_", "torch.Tensor.map_", "torch.Tensor.map2_"})
-_OUTSIDE: dict[types.CodeType, bool] = {}
+_TORCH_FILE: dict[types.CodeType, bool] = {}
+_C_CALLABLES = (
+    types.BuiltinFunctionType,
+    types.BuiltinMethodType,
+    types.MethodDescriptorType,
+    types.WrapperDescriptorType,
+    types.ClassMethodDescriptorType,
+    types.MethodWrapperType,
+)
 
 
-def _outside_torch(func: Any) -> bool:
-    """Whether `func` is Python code that is not PyTorch's own (a function, a bound method, a partial, an object
-    with a Python __call__): a function the function mode is asked to handle that PyTorch did not define is the
-    student's, and runs inside the handler with the mode off its stack."""
-    for _ in range(4):
-        if isinstance(func, functools.partial):
-            func = func.func
-        elif type(func) is types.MethodType:
-            func = func.__func__
-        else:
-            break
-    if type(func) is not types.FunctionType:
-        call = next((k.__dict__["__call__"] for k in type(func).__mro__ if "__call__" in k.__dict__), None)
-        if type(call) is not types.FunctionType:
-            return False
-        func = call
+def _outside_torch(func: Any, depth: int = 0) -> bool:
+    """Whether calling `func` runs Python code that is not PyTorch's own: a function the function mode is asked to
+    handle that PyTorch did not define is the student's, and runs inside the handler with the mode off its stack.
+    Followed through what wraps code: a bound method, a partial (its function and arguments), a decorated function
+    (`__wrapped__`: torch.no_grad() around the student's), an lru_cache, a class (its __init__), an object's
+    __call__. Decided without running any of the student's code (no getattr on the student's objects)."""
+    if depth > 6:
+        return True
+    t = type(func)
+    if t in _C_CALLABLES:
+        return False
+    if t is types.MethodType:
+        return _outside_torch(func.__func__, depth + 1)
+    if t is functools.partial:
+        parts = (func.func, *func.args, *func.keywords.values())
+        return any(_outside_torch(f, depth + 1) for f in parts if callable(f))
+    if t is types.FunctionType:
+        if not _torch_function_code(func):
+            return True
+        wrapped = dict.get(func.__dict__, "__wrapped__")
+        return wrapped is not None and _outside_torch(wrapped, depth + 1)
+    if isinstance(func, type):  # calling a class runs its __new__ and __init__
+        return True
+    if isinstance(func, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
+        return False
+    if t is functools._lru_cache_wrapper:
+        return _outside_torch(func.__wrapped__, depth + 1)
+    call = next((k.__dict__["__call__"] for k in t.__mro__ if "__call__" in k.__dict__), None)
+    if isinstance(call, (staticmethod, classmethod)):
+        call = call.__func__
+    return type(call) is types.FunctionType and _outside_torch(call, depth + 1)
+
+
+def _torch_function_code(func: types.FunctionType) -> bool:
+    """Whether a Python function is PyTorch's: its code comes from a file in PyTorch's folder. (Code compiled under a
+    file name of PyTorch's would pass: compile, exec and code objects are refused by the static scan; telling it by
+    its globals too would risk taking one of PyTorch's own functions for the student's, which would then dispatch
+    to itself through the mode without end.)"""
     code = func.__code__
-    outside = _OUTSIDE.get(code)
-    if outside is None:
-        outside = _OUTSIDE[code] = not os.path.realpath(code.co_filename).startswith(_TORCH_DIR)
-    return outside
+    in_torch = _TORCH_FILE.get(code)
+    if in_torch is None:
+        in_torch = _TORCH_FILE[code] = os.path.realpath(code.co_filename).startswith(_TORCH_DIR)
+    return in_torch
+
+
+def _func_owner(func: Any) -> Any:
+    """The object a function is known by: a property's descriptor for its __get__/__set__ (a method-wrapper is a new
+    object at every access), else the function itself."""
+    return func.__self__ if type(func) is _METHOD_WRAPPER else func
+
+
+def _func_key(func: Any) -> Any:
+    """What is decided of a function is kept under its identity, never its hash: student code can hand PyTorch's
+    torch-function machinery an object that hashes and compares as torch.add."""
+    return (id(func.__self__), func.__name__) if type(func) is _METHOD_WRAPPER else id(func)
 
 
 def _ops_of(out: Any, args: tuple, ops: int, in_place: bool) -> int:
     """The operators a call passed on unwatched dispatched this time, from those its key's watched run counted
     (`ops`): a tensor result that is one of its arguments (contiguous() of a contiguous tensor) none unless the
     function works in place, a new one at least one (its key's first run may have returned itself)."""
-    if type(out) in _PLAIN_TENSORS:
+    t = type(out)
+    if t is _TENSOR or t is _PARAMETER:
         for a in args:
             if out is a:
                 return ops if in_place else 0
@@ -852,13 +905,17 @@ class _FunctionMode(TorchFunctionMode):
             if g.canary:
                 g.canary_seen[0] = True
             return func(*args, **kwargs) if kwargs else func(*args)
-        if g.lazy and (not types or types == _TENSOR_ONLY):
+        if g.lazy and (not types or (len(types) == 1 and types[0] is _TENSOR)):
             # the fast path, for the calls naive code is made of (arithmetic, indexing, views on plain tensors, made
             # directly by a student's frame): the same decisions as below, taken with what was decided before
-            fkey = (func.__self__, func.__name__) if type(func) is _METHOD_WRAPPER else func
-            try:
-                fast = g._fast.get(fkey)
-            except TypeError:
+            if type(func) is _METHOD_WRAPPER:
+                owner = func.__self__
+                fkey = (id(owner), func.__name__)
+            else:
+                owner = func
+                fkey = id(func)
+            fast = g._fast.get(fkey)
+            if fast is not None and fast[0] is not owner:
                 fast = None
             if fast is not None and _functorch_level() is None and _autograd_node() is None:
                 if g.module_codes or g.packages:  # used by a forbidden module's or package's code: not here
@@ -868,7 +925,7 @@ class _FunctionMode(TorchFunctionMode):
                         ok = g._callers[fn] = g.caller_passes(fn)
                     if not ok:
                         fast = None
-                if fast is not None and not (kwargs and fast[0] and kwargs.get("requires_grad")):
+                if fast is not None and not (kwargs and fast[1] and kwargs.get("requires_grad")):
                     sig = _kinds(args, 0)
                     if sig is not None and kwargs:
                         ks = _kinds(tuple(kwargs.values()), 0)
@@ -879,7 +936,7 @@ class _FunctionMode(TorchFunctionMode):
                         if ops is None:
                             return g.call_watched(func, args, kwargs or {}, key)
                         out = func(*args, **kwargs) if kwargs else func(*args)
-                        g.ops += _ops_of(out, args, ops, fast[1])
+                        g.ops += _ops_of(out, args, ops, fast[2])
                         return out
         kwargs = kwargs or {}
         if types and _foreign(types):
@@ -889,10 +946,12 @@ class _FunctionMode(TorchFunctionMode):
         # code of the student's that PyTorch runs inside this call, while this mode is off its stack: run with it on
         wrapped = False
         if canon in _CALLS_BACK:  # Tensor.apply_(callback), ...: called back for each element
-            args = tuple(g.watching(a) if callable(a) and not isinstance(a, torch.Tensor) else a for a in args)
+            args = tuple(g.watching(a) if callable(a) else a for a in args)
+            if kwargs:
+                kwargs = {k: g.watching(v) if callable(v) else v for k, v in kwargs.items()}
             wrapped = True
-        elif outside:  # a function of the student's, run by PyTorch's torch-function machinery
-            func, wrapped = g.watching(func), True
+        elif outside and id(func) not in g._running:  # a function of the student's, run by PyTorch's machinery
+            func, wrapped = g.watching(func, id(func)), True
         if canon in _STORAGE:  # see _STORAGE: where no mode can follow
             recorded = g.hit(GUARD_REMOVED, None) or recorded
         for n in names:
@@ -917,7 +976,9 @@ class _FunctionMode(TorchFunctionMode):
                 g.suppress -= 1
         if g.lazy:
             key = (
-                g.watch_key(func, canon, args, kwargs) if not wrapped and (not types or types == _TENSOR_ONLY) else None
+                g.watch_key(func, canon, args, kwargs)
+                if not wrapped and (not types or (len(types) == 1 and types[0] is _TENSOR))
+                else None
             )
             ops = g._quiet.get(key) if key is not None else None
             if ops is not None:

@@ -412,6 +412,19 @@ ATTACK2_CASES = {
 }
 
 
+def _cdist_uses(tmp_path, student, function, lazy: bool) -> list[list[str]]:
+    """The names a guard (forbidding torch.cdist) found in each of three calls: harmless twice, then the use."""
+    guard = Guard(str(tmp_path), {str(student)}, guarded=["torch.cdist"], lazy=lazy)
+    got = []
+    for use in (False, False, True):
+        guard.enter(["torch.cdist"])
+        try:
+            function(A, B, use)
+        finally:
+            got.append(sorted({h["name"] for h in guard.exit()}))
+    return got
+
+
 @pytest.mark.parametrize("case", sorted(ATTACK2_CASES))
 def test_student_code_inside_an_argument_of_a_plain_kind_is_watched(tmp_path, case):
     """A slice (and a torch.Size) is an argument of a plain kind by its type alone, but it holds any object: PyTorch
@@ -420,17 +433,7 @@ def test_student_code_inside_an_argument_of_a_plain_kind_is_watched(tmp_path, ca
     function = ATTACK2_CASES[case]
     student, namespace = _load(tmp_path / "attacks2.py", ATTACKS2)
     assert torch.allclose(namespace[function](A, B, True), torch.cdist(A, B))
-    seen = {}
-    for lazy in (False, True):
-        guard = Guard(str(tmp_path), {str(student)}, guarded=["torch.cdist"], lazy=lazy)
-        got = []
-        for use in (False, False, True):
-            guard.enter(["torch.cdist"])
-            try:
-                namespace[function](A, B, use)
-            finally:
-                got.append(sorted({h["name"] for h in guard.exit()}))
-        seen[lazy] = got
+    seen = {lazy: _cdist_uses(tmp_path, student, namespace[function], lazy) for lazy in (False, True)}
     assert seen[False] == [[], [], ["torch.cdist"]], seen[False]  # watching every call: caught
     assert seen[True] == seen[False], (case, seen)
 
@@ -680,11 +683,35 @@ def handler(x, use):
     """The student's own function run by PyTorch's torch-function machinery (the static scan refuses
     torch.overrides; the guard must not rely on that)."""
     return handle_torch_function(_linear, (x,), x, use)
+
+def map_keyword(x, use):
+    found = [x]
+    t = torch.zeros(2, dtype=torch.float64)
+    t.map_(torch.ones(2, dtype=torch.float64), callable=lambda a, b: found.append(_linear(x, use)) or a + b)
+    return found[-1]
+
+@torch.no_grad()
+def _decorated(x, use):
+    return _linear(x, use)
+
+def handler_decorated(x, use):
+    """The function PyTorch runs is PyTorch's own wrapper (torch.no_grad's) around the student's."""
+    return handle_torch_function(_decorated, (x,), x, use)
+
+def _again(x, use):
+    """PyTorch's own pattern: a function that hands itself to the machinery while a mode is on."""
+    from torch.overrides import has_torch_function
+    if has_torch_function((x,)):
+        return handle_torch_function(_again, (x,), x, use)
+    return x * 2
+
+def handler_again(x, use):
+    return handle_torch_function(_again, (x,), x, use)
 '''
 
 
 @pytest.mark.parametrize("how", [False, True])
-@pytest.mark.parametrize("function", ["apply_", "map_", "handler"])
+@pytest.mark.parametrize("function", ["apply_", "map_", "handler", "map_keyword", "handler_decorated"])
 def test_student_code_pytorch_calls_back_is_watched_by_the_function_mode(tmp_path, function, how):
     """PyTorch runs a callback (Tensor.apply_, Tensor.map_) or a torch-function handler's function with the
     function mode switched off: a forbidden name no operator stands for (a PyTorch module) used there is still
@@ -701,3 +728,73 @@ def test_student_code_pytorch_calls_back_is_watched_by_the_function_mode(tmp_pat
         finally:
             got.append(sorted({h["name"] for h in guard.exit()}))
     assert got == [[], [], forbidden], got
+
+
+def test_a_function_that_hands_itself_to_the_machinery_again_still_runs(tmp_path):
+    """PyTorch's own Python functions dispatch to themselves while a mode is on: run watched, such a function must
+    not dispatch to itself without end (a RecursionError would fail code that broke no rule)."""
+    student, namespace = _load(tmp_path / "called_back.py", CALLED_BACK)
+    x = torch.randn(2, 4)
+    for how in (False, True):
+        guard = Guard(str(tmp_path), {str(student)}, guarded=["torch.nn.Linear"], lazy=how)
+        guard.enter(["torch.nn.Linear"])
+        try:
+            out = namespace["handler_again"](x, False)
+        finally:
+            hits = guard.exit()
+        assert torch.equal(out, x * 2) and hits == [], (how, hits)
+
+
+LOOKALIKES = '''
+import torch
+
+class _AsTensor(type(torch.Tensor)):
+    """Its classes hash as int and compare equal to int and to torch.Tensor."""
+    def __hash__(cls):
+        return hash(int)
+    def __eq__(cls, other):
+        return other is int or other is torch.Tensor or type.__eq__(cls, other)
+
+class _AsInt(type):
+    def __hash__(cls):
+        return hash(int)
+    def __eq__(cls, other):
+        return other is int or type.__eq__(cls, other)
+
+state = {}
+
+class Key(torch.Tensor, metaclass=_AsTensor):
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        state["out"] = torch.cdist(state["a"], state["b"])
+        return state["out"]
+
+class Row(metaclass=_AsInt):
+    def __index__(self):
+        state["out"] = torch.cdist(state["a"], state["b"])
+        return 0
+
+def tensor_subclass(a, b, use):
+    """An index that is a tensor subclass whose class passes for torch.Tensor and for int."""
+    state.update(a=a, b=b, out=a)
+    x = torch.zeros(4, 4)
+    x[torch.zeros(()).as_subclass(Key)] if use else x[0]
+    return state["out"]
+
+def index_object(a, b, use):
+    """An index whose class passes for int: PyTorch calls its __index__ inside the call."""
+    state.update(a=a, b=b, out=a)
+    torch.zeros(4, 4)[Row() if use else 0]
+    return state["out"]
+'''
+
+
+@pytest.mark.parametrize("function", ["tensor_subclass", "index_object"])
+def test_a_class_that_hashes_and_compares_as_a_plain_kind_is_watched(tmp_path, function):
+    """The guard's caches hold PyTorch's types and functions by identity: a student's class whose metaclass makes it
+    hash and compare equal to int (or torch.Tensor) must not take the place of a call seen harmless (warmed by
+    indexing with an int), lazy as eager."""
+    student, namespace = _load(tmp_path / "lookalikes.py", LOOKALIKES)
+    seen = {lazy: _cdist_uses(tmp_path, student, namespace[function], lazy) for lazy in (False, True)}
+    assert seen[False][:2] == [[], []] and "torch.cdist" in seen[False][2], seen
+    assert seen[True] == seen[False], seen
