@@ -707,11 +707,13 @@ _COMPARISONS = "eq ne lt le gt ge logical_and logical_or logical_not where".spli
 _VIEWS = (
     "view view_as reshape reshape_as permute transpose t unsqueeze squeeze flatten expand expand_as contiguous "
     "clone detach to float double long int bool type_as repeat index_select gather masked_fill fill_ zero_ copy_ "
-    "new_zeros new_ones new_full new_empty new_tensor item tolist size dim stride numel nelement is_contiguous "
+    "new_zeros new_ones new_full new_empty item tolist size dim stride numel nelement is_contiguous "
     "data_ptr element_size"
 ).split()
+# (not torch.tensor nor Tensor.new_tensor: given a tensor they warn inside the call, every time, and a warning runs
+# Python's warnings hooks, which student code can replace, there)
 _CREATION = (
-    "zeros ones empty full zeros_like ones_like empty_like full_like arange eye tensor stack cat randn rand randint "
+    "zeros ones empty full zeros_like ones_like empty_like full_like arange eye stack cat randn rand randint "
     "randn_like rand_like"
 ).split()
 _DUNDERS = (

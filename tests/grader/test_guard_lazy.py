@@ -798,3 +798,34 @@ def test_a_class_that_hashes_and_compares_as_a_plain_kind_is_watched(tmp_path, f
     seen = {lazy: _cdist_uses(tmp_path, student, namespace[function], lazy) for lazy in (False, True)}
     assert seen[False][:2] == [[], []] and "torch.cdist" in seen[False][2], seen
     assert seen[True] == seen[False], seen
+
+
+WARNED = '''
+import torch
+import torch.nn.functional as F
+
+state = {"use": False}
+
+def _show(message, category, filename, lineno, file=None, line=None):
+    if state["use"]:
+        state["out"] = torch.cdist(state["a"], state["b"])
+
+def warned(a, b, use):
+    """A warnings hook of the student's (the warnings module reached through torch.nn.functional), run by a
+    warning PyTorch gives inside torch.tensor (copy-constructing from a tensor), every time."""
+    F.warnings.showwarning = _show
+    F.warnings.simplefilter("always")
+    state.update(use=use, a=a, b=b, out=a)
+    torch.tensor(a)
+    return state["out"]
+'''
+
+
+def test_a_warnings_hook_run_inside_a_call_is_watched(tmp_path):
+    student, namespace = _load(tmp_path / "warned.py", WARNED)
+    import warnings
+
+    with warnings.catch_warnings():  # the student's hook and filter go with this block
+        seen = {lazy: _cdist_uses(tmp_path, student, namespace["warned"], lazy) for lazy in (False, True)}
+    assert seen[False] == [[], [], ["torch.cdist"]], seen
+    assert seen[True] == seen[False], seen
