@@ -813,14 +813,23 @@ def _foreign(types) -> bool:
 # its stack there): the callable is run with it back on (Guard.watching)
 _CALLS_BACK = frozenset({"torch.Tensor.apply_", "torch.Tensor.map_", "torch.Tensor.map2_"})
 _TORCH_FILE: dict[types.CodeType, bool] = {}
-_C_CALLABLES = (
-    types.BuiltinFunctionType,
-    types.BuiltinMethodType,
-    types.MethodDescriptorType,
-    types.WrapperDescriptorType,
-    types.ClassMethodDescriptorType,
-    types.MethodWrapperType,
+_C_CALLABLES = frozenset(  # by identity: a student's class can compare equal to any of them
+    map(
+        id,
+        (
+            types.BuiltinFunctionType,
+            types.BuiltinMethodType,
+            types.MethodDescriptorType,
+            types.WrapperDescriptorType,
+            types.ClassMethodDescriptorType,
+            types.MethodWrapperType,
+        ),
+    )
 )
+# read through PyTorch's and Python's own descriptors, so that no class or metaclass of the student's runs here
+_MRO = type.__dict__["__mro__"].__get__
+_CLASS_DICT = type.__dict__["__dict__"].__get__
+_PARTIAL_PARTS = tuple(functools.partial.__dict__[n].__get__ for n in ("func", "args", "keywords"))
 
 
 def _outside_torch(func: Any, depth: int = 0) -> bool:
@@ -832,25 +841,26 @@ def _outside_torch(func: Any, depth: int = 0) -> bool:
     if depth > 6:
         return True
     t = type(func)
-    if t in _C_CALLABLES:
+    if id(t) in _C_CALLABLES:
         return False
     if t is types.MethodType:
         return _outside_torch(func.__func__, depth + 1)
-    if t is functools.partial:
-        parts = (func.func, *func.args, *func.keywords.values())
-        return any(_outside_torch(f, depth + 1) for f in parts if callable(f))
+    if issubclass(t, functools.partial):
+        f, args, keywords = (get(func) for get in _PARTIAL_PARTS)
+        if t is not functools.partial:
+            return True  # a partial of the student's own class: its __call__ may be its own
+        return any(_outside_torch(x, depth + 1) for x in (f, *args, *dict.values(keywords)) if callable(x))
     if t is types.FunctionType:
         if not _torch_function_code(func):
             return True
         wrapped = dict.get(func.__dict__, "__wrapped__")
         return wrapped is not None and _outside_torch(wrapped, depth + 1)
-    if isinstance(func, type):  # calling a class runs its __new__ and __init__
+    if issubclass(t, type):  # calling a class runs its __new__ and __init__
         return True
-    if isinstance(func, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
-        return False
     if t is functools._lru_cache_wrapper:
         return _outside_torch(func.__wrapped__, depth + 1)
-    call = next((k.__dict__["__call__"] for k in t.__mro__ if "__call__" in k.__dict__), None)
+    # anything else (torch.ops.aten.x, an object of the student's): its class's __call__
+    call = next((_CLASS_DICT(k)["__call__"] for k in _MRO(t) if "__call__" in _CLASS_DICT(k)), None)
     if isinstance(call, (staticmethod, classmethod)):
         call = call.__func__
     return type(call) is types.FunctionType and _outside_torch(call, depth + 1)
