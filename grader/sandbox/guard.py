@@ -37,6 +37,7 @@ import sys
 import sysconfig
 import threading
 import types
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -297,6 +298,7 @@ class Guard:
         self.thread = threading.get_ident()
         self._base = (torch._C._len_torch_function_stack(), torch._C._len_torch_dispatch_stack())
         self._gc_pushed = False
+        _silence_warnings()
         torch._C._push_on_torch_function_stack(self.fmode)
         if not self.lazy:
             torch._C._push_on_torch_dispatch_stack(self.dmode)
@@ -351,6 +353,7 @@ class Guard:
             torch._C._pop_torch_dispatch_stack(None)
         while torch._C._len_torch_function_stack() > self._base[0]:
             torch._C._pop_torch_function_stack()
+        _unsilence_warnings()
         hits = list(self.hits)
         if removed or self.foreign_types:
             hits.append({"name": GUARD_REMOVED, "op": None, "file": None, "function": None, "line": None})
@@ -878,6 +881,39 @@ def _torch_function_code(func: types.FunctionType) -> bool:
     return in_torch
 
 
+# Warnings during a guarded call. PyTorch warns inside some calls (torch.tensor of a tensor, x.T of a 3-d tensor),
+# and a warning runs Python's warnings machinery there: hooks that student code can replace (warnings.showwarning,
+# formatwarning, linecache, sys.stderr), with the function mode off its stack. While a call runs, the first filter
+# ignores every warning, so no hook runs; a call is passed on unwatched only while that filter is still first in the
+# warnings module Python uses (student code that changes it gets every call watched).
+_IGNORE_ALL = ("ignore", None, Warning, None, 0)
+_WARNINGS_DICT = vars(warnings)
+_MODULES = sys.modules  # the interpreter's own table, which the warnings machinery reads
+
+
+def _silence_warnings() -> None:
+    filters = _WARNINGS_DICT.get("filters")
+    if type(filters) is not list:
+        filters = _WARNINGS_DICT["filters"] = []
+    if not (filters and filters[0] is _IGNORE_ALL):
+        filters.insert(0, _IGNORE_ALL)
+        warnings._filters_mutated()
+
+
+def _unsilence_warnings() -> None:
+    filters = _WARNINGS_DICT.get("filters")
+    if type(filters) is list and filters and filters[0] is _IGNORE_ALL:
+        del filters[0]
+        warnings._filters_mutated()
+
+
+def _warnings_silent() -> bool:
+    filters = _WARNINGS_DICT.get("filters")
+    return (
+        type(filters) is list and bool(filters) and filters[0] is _IGNORE_ALL and _MODULES.get("warnings") is warnings
+    )
+
+
 def _func_owner(func: Any) -> Any:
     """The object a function is known by: a property's descriptor for its __get__/__set__ (a method-wrapper is a new
     object at every access), else the function itself."""
@@ -944,7 +980,7 @@ class _FunctionMode(TorchFunctionMode):
                         sig = None if ks is None else (sig, tuple(kwargs), ks)
                     if sig is not None:
                         key = (fkey, sig)
-                        ops = g._quiet.get(key)
+                        ops = g._quiet.get(key) if _warnings_silent() else None
                         if ops is None:
                             return g.call_watched(func, args, kwargs or {}, key)
                         out = func(*args, **kwargs) if kwargs else func(*args)
@@ -992,7 +1028,7 @@ class _FunctionMode(TorchFunctionMode):
                 if not wrapped and (not types or (len(types) == 1 and types[0] is _TENSOR))
                 else None
             )
-            ops = g._quiet.get(key) if key is not None else None
+            ops = g._quiet.get(key) if key is not None and _warnings_silent() else None
             if ops is not None:
                 out = func(*args, **kwargs)
                 g.ops += _ops_of(out, args, ops, _in_place(canon))
