@@ -74,7 +74,6 @@ def _library_roots() -> tuple[str, ...]:
 _STUDENT, _EXEMPT, _KIT, _LIBRARY, _STOP, _SKIP = range(6)
 _ARG_FLAG = "<a flag among the arguments>"  # plan(): requires_grad_(flag), x.requires_grad = flag
 _NOT_AUTOGRAD = "<no forbidden autograd name>"  # plan(): an autograd function whose names are all allowed
-_TENSOR_ONLY = (torch.Tensor,)
 # A tensor's storage lives on in C++ after the tensor: finalisers hung on its Python object run inside PyTorch's
 # kernels (a sparse tensor's zero_ freeing its values), with both modes off their stacks. Graded code has no use for
 # it: reaching it counts as going around the guard (the static scan refuses the names too).
@@ -230,15 +229,8 @@ class Guard:
             return None
         if _functorch_level() is not None or _autograd_node() is not None:
             return None
-        sig = _kinds(args, 0)
-        if sig is None:
-            return None
-        if kwargs:
-            ks = _kinds(tuple(kwargs.values()), 0)
-            if ks is None:
-                return None
-            sig = (sig, tuple(kwargs), ks)
-        return (_func_key(func), sig)
+        sig = _signature(args, kwargs)
+        return None if sig is None else (_func_key(func), sig)
 
     def call_watched(self, func: Any, args: tuple, kwargs: dict, key: Any):
         """Run a call with the dispatch mode on the stack; remember `key` as quiet where no operator under it
@@ -410,12 +402,12 @@ class Guard:
             return entry[1]
         canon = self.canon(func)
         p = (canon, self.function_names(canon), self._autograd_static(canon), _outside_torch(func))
-        if len(self._plans) >= _MAX_QUIET:  # functions without end (a student's ever new objects): start over
-            self._plans.clear()
+        if len(self._plans) >= _MAX_QUIET:  # functions without end (a student's ever new objects): start over,
+            self._plans.clear()  # with what was learnt under their ids
             self._fast.clear()
+            self._quiet.clear()
         # keyed by identity (a student's object can hash and compare as anything), kept alive with its entry
         self._plans[key] = (owner, p)
-        self._fast.pop(key, None)
         if (
             (canon in PASS_ON or (type(func) is _METHOD_WRAPPER and func.__name__ == "__get__"))
             and canon not in _STORAGE
@@ -466,11 +458,12 @@ class Guard:
         g = self.exempt_codes.get(code)
         if g is not None and frame.f_globals is g:
             return _EXEMPT
-        fn = code.co_filename
+        return self._file_kind(code.co_filename)
+
+    def _file_kind(self, fn: str) -> int:
         k = self._kinds.get(fn)
         if k is None:
-            k = self._classify(fn)
-            self._kinds[fn] = k
+            k = self._kinds[fn] = self._classify(fn)
         return k
 
     def _classify(self, fn: str) -> int:
@@ -549,12 +542,8 @@ class Guard:
         """Whether a call made directly by code of this file can be no use of a forbidden module or package: a
         student's file ends `module_user`'s walk (no module of PyTorch's between), and a file outside the forbidden
         packages (and outside the overrides that pass a call on) is no package's use (`package_user`)."""
-        if self.module_codes:
-            kind = self._kinds.get(filename)
-            if kind is None:
-                kind = self._kinds[filename] = self._classify(filename)
-            if kind != _STUDENT:
-                return False
+        if self.module_codes and self._file_kind(filename) != _STUDENT:
+            return False
         if self.packages:
             if filename.endswith(("overrides.py", "_python_dispatch.py")):
                 return False
@@ -565,7 +554,7 @@ class Guard:
     def module_user(self, depth: int = 2, levels: int = 8) -> str | None:
         """A forbidden PyTorch module (torch.nn.Linear, ...) whose forward made this call, a few frames up."""
         f = sys._getframe(depth)
-        codes, kinds = self.module_codes, self._kinds
+        codes = self.module_codes
         for _ in range(levels):
             if f is None:
                 return None
@@ -573,9 +562,7 @@ class Guard:
             name = codes.get(code)
             if name is not None:
                 return name
-            k = kinds.get(code.co_filename)
-            if k is None:
-                k = kinds[code.co_filename] = self._classify(code.co_filename)
+            k = self._file_kind(code.co_filename)
             if k == _STUDENT:  # the student's own code made the call: no module of PyTorch's between
                 return None
             f = f.f_back
@@ -751,10 +738,19 @@ def _pop_dispatch_to(depth: int) -> None:
 # argument kinds for watch_key: a number by its type (loops index with ever new ones), these by their value
 _BY_TYPE = frozenset(map(id, (int, float, complex, type(None), type(Ellipsis))))
 _BY_VALUE = frozenset(map(id, (bool, str, torch.dtype, torch.device, torch.layout, torch.memory_format)))
-_PLAIN_TENSORS = frozenset({torch.Tensor, torch.nn.Parameter})
 _TENSOR, _PARAMETER = torch.Tensor, torch.nn.Parameter
 _MAX_ITEMS = 32
 _MAX_QUIET = 50_000
+
+
+def _signature(args: tuple, kwargs: dict | None) -> tuple | None:
+    """The kinds of a call's arguments (see Guard.watch_key), keywords with their names; None where one is of no
+    kind that can be passed on."""
+    sig = _kinds(args, 0)
+    if sig is None or not kwargs:
+        return sig
+    ks = _kinds(tuple(kwargs.values()), 0)
+    return None if ks is None else (sig, tuple(kwargs), ks)
 
 
 def _kinds(values: tuple | list, depth: int) -> tuple | None:
@@ -959,7 +955,7 @@ class _FunctionMode(TorchFunctionMode):
         if g.lazy and (not types or (len(types) == 1 and types[0] is _TENSOR)):
             # the fast path, for the calls naive code is made of (arithmetic, indexing, views on plain tensors, made
             # directly by a student's frame): the same decisions as below, taken with what was decided before
-            if type(func) is _METHOD_WRAPPER:
+            if type(func) is _METHOD_WRAPPER:  # _func_owner and _func_key, inlined on the hot path
                 owner = func.__self__
                 fkey = (id(owner), func.__name__)
             else:
@@ -977,10 +973,7 @@ class _FunctionMode(TorchFunctionMode):
                     if not ok:
                         fast = None
                 if fast is not None and not (kwargs and fast[1] and kwargs.get("requires_grad")):
-                    sig = _kinds(args, 0)
-                    if sig is not None and kwargs:
-                        ks = _kinds(tuple(kwargs.values()), 0)
-                        sig = None if ks is None else (sig, tuple(kwargs), ks)
+                    sig = _signature(args, kwargs) if kwargs else _kinds(args, 0)
                     if sig is not None:
                         key = (fkey, sig)
                         ops = g._quiet.get(key) if _warnings_silent() else None
