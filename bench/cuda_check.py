@@ -355,8 +355,8 @@ def cuda_status() -> tuple[int | None, str]:
 def sandbox_sees_cuda(kit: Path, isolation: str) -> tuple[bool, str, dict]:
     """Start one sandbox worker on CUDA, as a grading would (same isolation, same hidden paths), and ask it for
     the GPU: (True, its name, the isolation) or (False, the reason, the isolation)."""
-    from dlcv.data import label_files
-    from grader.judge.runner import choose_isolation
+    from grader.course.datafiles import label_files
+    from grader.judge.opening import choose_isolation
     from grader.sandbox.host import Sandbox
     from grader.sandbox.isolation import SandboxConfig, SandboxError
 

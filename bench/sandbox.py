@@ -3,6 +3,7 @@ whole grading of A1 to A3 under bubblewrap against the same grading with no OS i
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,22 +75,50 @@ def run(repeat: int = 5) -> list[Row]:
                 note=f"{r_iso.sandbox['worker_starts']} worker start(s), score {r_iso.score:g}",
             )
         )
+    rows.append(_command_line(ROOT, repeat))
     rows += _walls(ROOT, strongest, repeat)
     rows += _guard(ROOT, strongest)
     return rows
 
 
+CLI = "import sys; from grader.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def _command_line(root: Path, repeat: int) -> Row:
+    """`grader grade` on A1 with hidden checks, the whole process, against the same process importing PyTorch
+    before it starts the worker (as it did before grader.judge.opening): the two imports one after the other."""
+    with tempfile.TemporaryDirectory() as tmp:
+        args = ["grade", str(root), "--assignment", "a1_knn", "--hidden", "--out", tmp]
+        times: dict[str, list[float]] = {"now": [], "after": []}
+        for i in range(repeat + 1):  # alternating; the first pair warms the caches
+            for how, code in (("now", CLI), ("after", "import torch; " + CLI)):
+                t0 = time.perf_counter()
+                subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, cwd=tmp)
+                if i:
+                    times[how].append(time.perf_counter() - t0)
+    return Row(
+        "sandbox",
+        "`grader grade -a a1_knn --hidden`, whole process",
+        statistics.median(times["now"]),
+        "the same, the judge importing PyTorch first",
+        statistics.median(times["after"]),
+        "s",
+        note="the worker starts before the judge imports PyTorch: their imports run side by side",
+    )
+
+
 def _guard(root: Path, mode: str) -> list[Row]:
     """The reference's A1 to A3, public and hidden checks, graded with the guard as it runs (lazy), with the guard
     watching the operators under every call (eager, as before), and with no guard (the baseline), alternating.
-    Target: A1 to A3 in at most 30 s with every protection on."""
+    Then the same A1 to A3 (lazy guard) as `grader grade` grades them, each worker started while the assignment
+    before it is graded (grader.judge.runner.Ahead). Target: A1 to A3 in at most 30 s with every protection on."""
     from unittest import mock
 
-    from grader.judge import runner
+    from grader.judge import opening, runner
 
     def watching(how: str):
-        real = runner._sandbox_config
-        return mock.patch.object(runner, "_sandbox_config", lambda *a, **k: replace(real(*a, **k), guard=how))
+        real = opening.sandbox_config
+        return mock.patch.object(opening, "sandbox_config", lambda *a, **k: replace(real(*a, **k), guard=how))
 
     total = {"lazy": 0.0, "eager": 0.0, "off": 0.0}
     scores = dict.fromkeys(total, 0.0)
@@ -100,7 +129,21 @@ def _guard(root: Path, mode: str) -> list[Row]:
                 result = runner.grade(root, name, device="cpu", hidden=True, isolation=mode)
             total[how] += time.perf_counter() - t0
             scores[how] += result.score
+    names = ["a1_knn", "a2_linear", "a3_networks"]
+    t0 = time.perf_counter()
+    with runner.Ahead(root, names, device="cpu", hidden=True, isolation=mode) as ahead:
+        ahead_score = sum(ahead.grade(name).score for name in names)
+    ahead_wall = time.perf_counter() - t0
     rows = [
+        Row(
+            "sandbox",
+            f"grading A1 to A3, hidden, {mode}, as `grader grade` does (wall)",
+            ahead_wall,
+            "one after the other, as below",
+            total["lazy"],
+            "s",
+            note=f"each worker started while the assignment before is graded; target: <= 30 s; score {ahead_score:g}",
+        ),
         Row(
             "sandbox",
             f"grading A1 to A3, hidden, {mode}, guard (wall)",
@@ -129,13 +172,13 @@ def _walls(root: Path, mode: str, repeat: int) -> list[Row]:
     (SandboxConfig.walls, which only this bench turns off). Target: at most 10% more grading time."""
     from unittest import mock
 
-    from grader.judge import runner
+    from grader.judge import opening, runner
     from grader.sandbox.host import Sandbox
     from grader.sandbox.isolation import SandboxConfig
 
     def without_walls():
-        real = runner._sandbox_config
-        return mock.patch.object(runner, "_sandbox_config", lambda *a, **k: replace(real(*a, **k), walls=False))
+        real = opening.sandbox_config
+        return mock.patch.object(opening, "sandbox_config", lambda *a, **k: replace(real(*a, **k), walls=False))
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -117,26 +117,6 @@ def _cifar_tensors(dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def label_files(root: str | os.PathLike | None = None) -> list[str]:
-    """
-    The files and folders from which a data set's test labels could be read: scikit-learn's digits file and the
-    CIFAR-10 root. The grader's sandbox hides them from the code it grades (test labels stay with the judge).
-    """
-    import importlib.util
-
-    out = [os.path.abspath(_resolve_root(root))]
-    spec = importlib.util.find_spec("sklearn")
-    if spec is not None and spec.submodule_search_locations:
-        for base in spec.submodule_search_locations:
-            data = os.path.join(base, "datasets", "data")
-            out += (
-                [os.path.join(data, f) for f in sorted(os.listdir(data)) if f.startswith("digits")]
-                if os.path.isdir(data)
-                else []
-            )
-    return out
-
-
 def _sklearn_digits_file() -> str | None:
     """The path of scikit-learn's digits.csv.gz (what sklearn.datasets.load_digits reads), found without importing
     scikit-learn; None where it is not there."""

@@ -16,7 +16,7 @@ def _with_parts(names: list[str], parts: list[str], kit: Path) -> list[str]:
     none has them all."""
     from grader.course import manifest as manifests
 
-    have = {n: [p.name for p in manifests.load(n, kit).parts] for n in names}
+    have = {n: [p.name for p in manifests.load(n, kit, check_names=False).parts] for n in names}
     chosen = [n for n in names if set(parts) <= set(have[n])]
     if not chosen:
         listed = "; ".join(f"{n}: {', '.join(ps)}" for n, ps in have.items())
@@ -27,8 +27,7 @@ def _with_parts(names: list[str], parts: list[str], kit: Path) -> list[str]:
 
 def _grade(args: argparse.Namespace) -> int:
     from grader.course import manifest as manifests
-    from grader.judge.loading import assignments_in
-    from grader.judge.runner import grade
+    from grader.judge.opening import open_ahead
     from grader.reports import formats as report
 
     kit = Path(args.course).resolve() if args.course else manifests.course_root()
@@ -36,7 +35,7 @@ def _grade(args: argparse.Namespace) -> int:
     if args.assignment:
         names = [args.assignment]
     else:
-        names = assignments_in(path, kit) if path.is_dir() else []
+        names = manifests.assignments_in(path, kit) if path.is_dir() else []
         if not names:
             available = manifests.available(kit)
             if len(available) == 1:
@@ -54,73 +53,78 @@ def _grade(args: argparse.Namespace) -> int:
     ends = time.monotonic() + args.deadline if args.deadline is not None else None
     failed_floor = False
     totals = []
-    for name in names:
+    options = {
+        "kit": kit,
+        "device": args.device,
+        "hidden": args.hidden,
+        "dataset": args.dataset,
+        "call_timeout": args.timeout,
+        "isolation": args.sandbox,
+        "allow_weak_sandbox": args.allow_weak_sandbox,
+    }
+    # the first worker starts before the judge imports PyTorch (the two imports run side by side), each later one
+    # while the assignment before it is graded
+    first = open_ahead(path, names[0], **options)
+    from grader.judge.runner import Ahead
 
-        def progress(r, _name=name):
-            if args.verbose:
-                print(
-                    f"  {r.number:>5} {r.id:<50} {r.status:<6} {r.seconds:7.2f} s"
-                    f" (student calls {r.call_seconds:.2f} s)",
-                    file=sys.stderr,
-                    flush=True,
-                )
+    with Ahead(path, names, first=first, **options) as ahead:
+        for name in names:
 
-        share = None
-        if ends is not None:  # grading first (its share when a report follows), then the report in what is left
-            left = ends - time.monotonic() - WRITE_MARGIN
-            share = left * (GRADING_SHARE if (args.report or args.pdf) else 1.0)
-            if share < 1:
-                report_share = f", and the notebook report {1 - GRADING_SHARE:.0%} of the rest" if args.report else ""
-                raise GraderError(
-                    f"--deadline {args.deadline:g}: too short to grade {name}: {WRITE_MARGIN:g} s are kept for "
-                    f"writing the results{report_share}"
-                )
-        result = grade(
-            path,
-            name,
-            device=args.device,
-            hidden=args.hidden,
-            parts=args.part or None,
-            dataset=args.dataset,
-            kit=kit,
-            call_timeout=args.timeout,
-            on_result=progress,
-            isolation=args.sandbox,
-            allow_weak_sandbox=args.allow_weak_sandbox,
-            time_budget=share,
-            seed_secret=args.seed_secret,
-        )
-        out = out_root if (args.out and len(names) == 1) else out_root / name  # one place for each assignment
-        if args.report or args.pdf:  # the notebooks, run in the sandbox, and the report for manual grading
-            from grader.notebooks.report import attach
+            def progress(r, _name=name):
+                if args.verbose:
+                    print(
+                        f"  {r.number:>5} {r.id:<50} {r.status:<6} {r.seconds:7.2f} s"
+                        f" (student calls {r.call_seconds:.2f} s)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
 
-            if ends is not None:  # the grade is on disk before the notebooks run: a platform's kill cannot lose it
-                _write(report, result, out)
-
-            report_lines = attach(
-                result,
-                path,
-                name,
-                kit=kit,
-                out=out,
-                pdf=args.pdf,
-                dataset=args.dataset,
-                isolation=args.sandbox,
-                allow_weak_sandbox=args.allow_weak_sandbox,
-                budget=None if ends is None else ends - time.monotonic() - WRITE_MARGIN,
+            share = None
+            if ends is not None:  # grading first (its share when a report follows), then the report in what is left
+                left = ends - time.monotonic() - WRITE_MARGIN
+                share = left * (GRADING_SHARE if (args.report or args.pdf) else 1.0)
+                if share < 1:
+                    report_share = (
+                        f", and the notebook report {1 - GRADING_SHARE:.0%} of the rest" if args.report else ""
+                    )
+                    raise GraderError(
+                        f"--deadline {args.deadline:g}: too short to grade {name}: {WRITE_MARGIN:g} s are kept for "
+                        f"writing the results{report_share}"
+                    )
+            result = ahead.grade(
+                name, parts=args.part or None, on_result=progress, time_budget=share, seed_secret=args.seed_secret
             )
-        paths = _write(report, result, out)
-        if args.format == "json":
-            print(json.dumps(report.gradescope(result), indent=2, default=str))
-        else:
-            print(report.table(result, color=color))
-            print(sandbox_line(result.sandbox.get("isolation", {})))
-            print(f"Reports: {paths['json']}, {paths['junit']}, {paths['markdown']}")
-            if args.report or args.pdf:
-                print("\n".join(report_lines))
-        totals.append((name, result.score, result.max_score))
-        if args.fail_under is not None and result.score < args.fail_under * result.max_score / 100:
-            failed_floor = True
+            out = out_root if (args.out and len(names) == 1) else out_root / name  # one place for each assignment
+            if args.report or args.pdf:  # the notebooks, run in the sandbox, and the report for manual grading
+                from grader.notebooks.report import attach
+
+                if ends is not None:  # the grade is on disk before the notebooks run: a platform's kill cannot lose it
+                    _write(report, result, out)
+
+                report_lines = attach(
+                    result,
+                    path,
+                    name,
+                    kit=kit,
+                    out=out,
+                    pdf=args.pdf,
+                    dataset=args.dataset,
+                    isolation=args.sandbox,
+                    allow_weak_sandbox=args.allow_weak_sandbox,
+                    budget=None if ends is None else ends - time.monotonic() - WRITE_MARGIN,
+                )
+            paths = _write(report, result, out)
+            if args.format == "json":
+                print(json.dumps(report.gradescope(result), indent=2, default=str))
+            else:
+                print(report.table(result, color=color))
+                print(sandbox_line(result.sandbox.get("isolation", {})))
+                print(f"Reports: {paths['json']}, {paths['junit']}, {paths['markdown']}")
+                if args.report or args.pdf:
+                    print("\n".join(report_lines))
+            totals.append((name, result.score, result.max_score))
+            if args.fail_under is not None and result.score < args.fail_under * result.max_score / 100:
+                failed_floor = True
     if len(totals) > 1:
         print("\n" + "\n".join(f"{n:<16} {s:7.2f} / {m:g}" for n, s, m in totals))
     if not args.hidden and path.is_dir():  # a student's working tree: what grading cannot see, said once

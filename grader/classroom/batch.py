@@ -131,7 +131,7 @@ def canvas_id_option(value: Any) -> int:
 
 def run_batch(o: Options, on_progress: Callable[[int, int], None] | None = None, stream: Any = None) -> Summary:
     """Grade every submission in `o.input` into `o.out` (see the module docstring)."""
-    from grader.judge.runner import choose_isolation, resolve_device
+    from grader.judge.opening import choose_isolation, resolve_device
 
     t0 = time.perf_counter()
     if o.canvas_id is not None:

@@ -159,7 +159,20 @@ def available(root: Path) -> list[str]:
     return sorted(p.parent.name for p in (root / "assignments").glob("*/assignment.toml"))
 
 
-def load(name: str, root: Path) -> Manifest:
+def assignments_in(submission: Path, kit: Path) -> list[str]:
+    """The assignments whose files a submission folder holds (all of them for the instructor's repo)."""
+    names = []
+    for name in available(kit):
+        m = load(name, kit, check_names=False)
+        if submission.is_dir() and any((submission / f).is_file() for f in m.files):
+            names.append(name)
+    return names
+
+
+def load(name: str, root: Path, *, check_names: bool = True) -> Manifest:
+    """The manifest of assignment `name` under `root`, checked. `check_names=False` leaves out one check, that
+    each forbidden name names something of PyTorch (it imports PyTorch): for reading a manifest before the judge
+    imports PyTorch (grader.judge.opening); grade() loads it again with the check."""
     path = root / "assignments" / name / "assignment.toml"
     if not path.is_file():
         names = ", ".join(available(root)) or "none"
@@ -168,7 +181,7 @@ def load(name: str, root: Path) -> Manifest:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise GraderError(f"{path}: not valid TOML: {e}") from None
-    return _parse(data, path, shown=f"assignments/{name}/assignment.toml")
+    return _parse(data, path, shown=f"assignments/{name}/assignment.toml", check_names=check_names)
 
 
 # The keys a manifest may have; any other key is an error (a typo must not turn a rule off).
@@ -305,7 +318,7 @@ def _graded_keys(table: dict, functions: dict, graded: dict[str, str], where: st
         raise GraderError(f"{where}: {key!r} is not a function this part grades{_suggest(key, list(functions))}")
 
 
-def _parse(data: dict, path: Path, shown: str | None = None) -> Manifest:
+def _parse(data: dict, path: Path, shown: str | None = None, check_names: bool = True) -> Manifest:
     where = shown or str(path)
     _known_keys(data, TOP_KEYS, where)
     raw_parts = _need(data, "parts", list, where)
@@ -318,7 +331,7 @@ def _parse(data: dict, path: Path, shown: str | None = None) -> Manifest:
             if f in graded:
                 raise GraderError(f"{where}: function {f!r} is graded in two parts ({graded[f]} and {p.get('name')})")
             graded[f] = str(p.get("name", f"#{i + 1}"))
-    parts = [_part(p, i, where, graded) for i, p in enumerate(raw_parts)]
+    parts = [_part(p, i, where, graded, check_names) for i, p in enumerate(raw_parts)]
     _check_blocks(parts, where)
     files = _strings(data, "files", where, sorted({p.file for p in parts}))
     missing = [p.file for p in parts if p.file not in files]
@@ -440,7 +453,7 @@ def _canvas_assignment_id(data: dict, where: str) -> int | None:
     return value
 
 
-def _part(p: dict, i: int, where: str, graded: dict[str, str]) -> Part:
+def _part(p: dict, i: int, where: str, graded: dict[str, str], check_names: bool = True) -> Part:
     pw = f"{where} [[parts]] #{i + 1}"
     _known_keys(p, PART_KEYS, pw)
     functions = {}
@@ -454,7 +467,7 @@ def _part(p: dict, i: int, where: str, graded: dict[str, str]) -> Part:
     forbidden_t = _table(p, "forbidden", pw)
     _graded_keys(forbidden_t, functions, graded, f"{pw} [parts.forbidden]")
     forbidden = {k: _strings(forbidden_t, k, f"{pw} [parts.forbidden]") for k in forbidden_t}
-    for k, names in forbidden.items():
+    for k, names in forbidden.items() if check_names else ():
         for name in names:
             _pytorch_name(name, f"{pw} [parts.forbidden] {k!r}")
     loops_t = _table(p, "max_loops", pw)

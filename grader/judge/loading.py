@@ -9,10 +9,10 @@ import sys
 import zlib
 from pathlib import Path
 
-from grader.course import manifest as manifests
 from grader.course.manifest import Manifest
 from grader.errors import GraderError
 from grader.judge.checks import CheckSpec, collect
+from grader.judge.opening import ORACLES_FILE, oracle_source
 
 
 def _checks_package(m: Manifest) -> str:
@@ -26,18 +26,15 @@ def _checks_package(m: Manifest) -> str:
     return pkg
 
 
-ORACLES_FILE = "oracles.py"
-
-
 def load_oracles(m: Manifest) -> tuple[str | None, set[str]]:
     """The assignment's oracles (`oracles.py`: ORACLES, a graded name -> a correct function or class): its source,
     which the oracle process compiles (never the student's worker), and the names it covers. Every building block
     the manifest declares needs one. The student kit has no oracles.py (some oracles are plain solutions): there,
     no composite is judged again."""
     path = m.dir / ORACLES_FILE
-    if not path.is_file():
+    source = oracle_source(m)
+    if source is None:
         return None, set()
-    source = path.read_text()
     module = importlib.import_module(f"{_checks_package(m)}.{path.stem}")
     table = getattr(module, "ORACLES", None)
     if not isinstance(table, dict):
@@ -102,13 +99,3 @@ def load_checks(m: Manifest, hidden: bool) -> list[CheckSpec]:
     if unchecked:
         raise GraderError(f"{m.dir}: no check grades {sorted(unchecked)}")
     return specs
-
-
-def assignments_in(submission: Path, kit: Path) -> list[str]:
-    """The assignments whose files a submission folder holds (all of them for the instructor's repo)."""
-    names = []
-    for name in manifests.available(kit):
-        m = manifests.load(name, kit)
-        if submission.is_dir() and any((submission / f).is_file() for f in m.files):
-            names.append(name)
-    return names

@@ -17,7 +17,6 @@ import re
 import resource
 import secrets
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -25,13 +24,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from dlcv.data import label_files, load_dataset  # imported before any student code runs
+from dlcv.data import load_dataset  # imported before any student code runs
 from grader import __version__
 from grader.course import manifest as manifests
-from grader.course.intake import Staged, stage
-from grader.course.manifest import AUTOGRAD_NAMES, Manifest
+from grader.course.intake import Staged
+from grader.course.manifest import Manifest
 from grader.course.rules import LOOP_KINDS
 from grader.errors import GraderError
 from grader.judge import judging
@@ -40,22 +37,11 @@ from grader.judge.doors import describe_dynamic, file_doors
 from grader.judge.feedback import describe_refusals, hit_record, reasons
 from grader.judge.imports import ImportScan, describe_imports, describe_unused, import_uses
 from grader.judge.loading import load_checks, load_oracles
+from grader.judge.opening import Opened, grading_key, open_ahead, open_grading, resolve_device, time_limit
 from grader.judge.results import CheckResult, GradeResult, PartResult
 from grader.judge.staticscan import Use, find_function, loop_sites, scan
 from grader.sandbox.host import Sandbox
-from grader.sandbox.isolation import Isolation, IsolationError, SandboxConfig, SandboxError, detect_isolation
-
-
-def resolve_device(device: str) -> str:
-    if device not in ("auto", "cpu", "cuda"):
-        raise GraderError(f"expected auto, cpu or cuda, found {device!r}", option="device")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise GraderError(
-            "cuda was asked for, but no CUDA device is available on this machine (use cpu or auto)", option="device"
-        )
-    return device
+from grader.sandbox.isolation import Isolation, SandboxError
 
 
 @dataclass(frozen=True)
@@ -84,8 +70,7 @@ class Run:
     def time_limit(self, requested: float | None = None) -> float:
         """Seconds one call into student code may take: what a check asks for, else the manifest's
         call_timeout, never more than --timeout. The only place the cap is applied."""
-        limit = requested or self.manifest.call_timeout
-        return min(limit, self.timeout_cap) if self.timeout_cap else limit
+        return time_limit(self.manifest, self.timeout_cap, requested)
 
     def file_of(self, module: str) -> str:
         return next((p.file for p in self.manifest.parts if p.module == module), module.replace(".", "/") + ".py")
@@ -398,6 +383,46 @@ def _cut(text: str) -> str:
     return text if len(text) <= MAX_FEEDBACK else text[:MAX_FEEDBACK] + "\n... (feedback cut: too long)"
 
 
+class Ahead:
+    """Grade assignments of one submission one after the other, each one's worker started while the one before it
+    is graded: a worker's start (`import torch`, 1.5 s to 2 s) is most of what a short grading waits for.
+    `open_options` are grade()'s options that decide a grading's sandbox (kit, device, hidden, dataset,
+    call_timeout, isolation, allow_weak_sandbox); the rest are given to each `grade` call. `first`: the first
+    grading, opened before the judge imported PyTorch (`grader grade` does)."""
+
+    def __init__(self, submission: Path, names: list[str], first: Opened | None = None, **open_options: Any) -> None:
+        self.submission, self.names, self.options = submission, list(names), open_options
+        self._next: Opened | None = first  # the first grading, opened already (`open_ahead`)
+
+    def __enter__(self) -> Ahead:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._next is not None:
+            self._next.close()
+            self._next = None
+
+    def grade(self, name: str, **options: Any) -> GradeResult:
+        """grade(submission, name, ...); once its first check is in (its worker ready), the next name's grading
+        is opened."""
+        opened, self._next = self._next, None
+        at = self.names.index(name) + 1 if name in self.names else len(self.names)
+        pending = self.names[at : at + 1]  # the grading to open once this one's first check is in
+        on_result = options.pop("on_result", None)
+
+        def then(r: CheckResult) -> None:
+            if pending:
+                self._next = open_ahead(self.submission, pending.pop(), **self.options)
+            if on_result:
+                on_result(r)
+
+        try:
+            return grade(self.submission, name, opened=opened, on_result=then, **self.options, **options)
+        finally:
+            if opened is not None:  # closed by grade(), unless it refused its options before opening anything
+                opened.close()
+
+
 def grade(
     submission: Path,
     assignment: str,
@@ -413,6 +438,7 @@ def grade(
     allow_weak_sandbox: bool = False,
     time_budget: float | None = None,
     seed_secret: str | None = None,
+    opened: Opened | None = None,
 ) -> GradeResult:
     """Grade `submission` (a folder or a zip) against `assignment`; returns the result (writes nothing).
 
@@ -426,7 +452,10 @@ def grade(
 
     Student code runs under the strongest isolation the machine allows (`isolation`: auto, bwrap, user or
     none; see grader.sandbox.isolation). With `hidden`, a run without OS isolation is refused unless
-    `allow_weak_sandbox`: hidden checks are what a clever student would most like to read."""
+    `allow_weak_sandbox`: hidden checks are what a clever student would most like to read.
+
+    `opened`: this grading opened ahead (`open_grading`, through `Ahead`), its worker started; closed and opened
+    again when it was opened for another grading (another submission, assignment or option)."""
     t_start = time.perf_counter()
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     kit = kit or manifests.course_root()
@@ -436,41 +465,51 @@ def grade(
     device = resolve_device(device)
     if seed_secret is not None and not (0 < len(seed_secret) <= 200):
         raise GraderError(f"expected 1 to 200 characters, found {len(seed_secret)}", option="seed_secret")
-    secret = seed_secret or secrets.token_hex(16)
-    specs = [replace(s, seed=run_seed(secret, s)) for s in _chosen_checks(m, load_checks(m, hidden), parts)]
-    oracle_source, oracle_names = load_oracles(m)
-    points = _points(m, specs)
     if time_budget is not None and time_budget <= 0:
         raise GraderError(f"no time is left for grading (a budget of {time_budget:g} s)", option="time_budget")
-    budget = m.grading_timeout if time_budget is None else min(m.grading_timeout, time_budget)
-    sandboxing = choose_isolation(isolation, hidden=hidden, allow_weak=allow_weak_sandbox)
-    with tempfile.TemporaryDirectory(prefix="grader-stage-") as tmp:
-        staged = stage(m, kit, Path(submission), Path(tmp) / "kit")
+    key = grading_key(
+        submission,
+        m.name,
+        kit=kit,
+        device=device,
+        hidden=hidden,
+        dataset=dataset,
+        call_timeout=call_timeout,
+        isolation=isolation,
+        allow_weak_sandbox=allow_weak_sandbox,
+    )
+    if opened is not None and opened.key != key:  # opened for another grading: never used for this one
+        opened.close()
+        opened = None
+    with opened or open_grading(key) as opened:  # the worker starts while the checks load
+        staged, sandbox, sandboxing = opened.staged, opened.sandbox, opened.sandboxing
+        secret = seed_secret or secrets.token_hex(16)
+        specs = [replace(s, seed=run_seed(secret, s)) for s in _chosen_checks(m, load_checks(m, hidden), parts)]
+        _, oracle_names = load_oracles(m)
+        points = _points(m, specs)
+        budget = m.grading_timeout if time_budget is None else min(m.grading_timeout, time_budget)
         problems = [f"{f} is missing from the submission." for f in staged.missing]
         problems += [f"syntax error in {msg}" for msg in staged.syntax_errors.values()]
         problems += list(dict.fromkeys(staged.rejected.values()))
-        run = Run(m, staged, None, device, dataset, kit)
-        problems += unused_imports(m, staged, run)
+        run = Run(m, staged, sandbox, device, dataset, kit)
         run.timeout_cap = call_timeout
-        config = _sandbox_config(m, kit, staged, run, device, budget, sandboxing, oracle_source)
+        problems += unused_imports(m, staged, run)
         results: list[CheckResult] = []
-        with Sandbox(config) as sandbox:
-            run.sandbox = sandbox
-            if not staged.refused:
-                sandbox.prestart()  # the worker loads while the judge reads the files and prepares the first check
-                for f in dict.fromkeys(s.function for s in specs):
-                    run.static_problem(f)
-            numbers = _numbers(m, specs)
-            failed: set[str] = set()  # graded functions that failed a check so far
-            for spec in specs:
-                r = _check_result(run, spec, failed, oracle_names, points[spec.id], numbers[spec.id], budget)
-                results.append(r)
-                if on_result:
-                    on_result(r)
-            results = _apply_refusals(m, results, sandbox.refusals)
-            problems += held_out_problem(results)
-            sandbox_info = _sandbox_info(sandbox, results, budget, sandboxing)
-            dataset_name = run.dataset_name
+        sandbox.start_clock(budget)
+        if not staged.refused:
+            for f in dict.fromkeys(s.function for s in specs):
+                run.static_problem(f)
+        numbers = _numbers(m, specs)
+        failed: set[str] = set()  # graded functions that failed a check so far
+        for spec in specs:
+            r = _check_result(run, spec, failed, oracle_names, points[spec.id], numbers[spec.id], budget)
+            results.append(r)
+            if on_result:
+                on_result(r)
+        results = _apply_refusals(m, results, sandbox.refusals)
+        problems += held_out_problem(results)
+        sandbox_info = _sandbox_info(sandbox, results, budget, sandboxing)
+        dataset_name = run.dataset_name
     part_results = [
         PartResult(p.name, p.title, sum(r.score for r in mine), sum(r.max_score for r in mine))
         for p in m.parts
@@ -539,35 +578,6 @@ def _numbers(m: Manifest, specs: list[CheckSpec]) -> dict[str, str]:
         counters[part] = counters.get(part, 0) + 1
         numbers[spec.id] = f"{part_index[part]}.{counters[part]}"
     return numbers
-
-
-def _sandbox_config(
-    m: Manifest,
-    kit: Path,
-    staged: Staged,
-    run: Run,
-    device: str,
-    budget: float,
-    sandboxing: Isolation,
-    oracle_source: str,
-) -> SandboxConfig:
-    """The worker's sandbox for this grading: the staged tree, the guard's names, the limits, what it must not
-    read (the course, the data's labels)."""
-    return SandboxConfig(
-        root=staged.root,
-        student_files=staged.present,
-        device=device,
-        guarded=m.guarded_names(),
-        exempt=m.autograd_allowed_in,
-        exempt_names=AUTOGRAD_NAMES,
-        call_timeout=run.time_limit(),
-        memory_mb=m.memory_mb,
-        total_timeout=budget,
-        isolation=sandboxing.mode,
-        hide=[str(kit), *label_files()],
-        allowed_imports=list(m.allowed_imports),
-        oracles={"source": oracle_source, "assignment": m.name} if oracle_source else None,
-    )
 
 
 def _check_result(
@@ -680,24 +690,3 @@ OUT_OF_TIME = (
     "check. The checks before it took the time (each check's time is in the results); make your code faster, "
     "or ask the course staff."
 )
-
-WEAK_SANDBOX_HELP = (
-    "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; `make install` does it where it "
-    "can) and allow user namespaces, or run the grader as root where Python is readable by other "
-    "users; --allow-weak-sandbox grades anyway"
-)
-
-
-def choose_isolation(want: str, *, hidden: bool, allow_weak: bool) -> Isolation:
-    """The isolation a grading run will use; refuses a run with hidden checks and no OS isolation."""
-    try:
-        chosen = detect_isolation(sys.executable, want)
-    except IsolationError as e:
-        raise GraderError(f"{want} is not possible here: {e}", option="isolation") from None
-    if hidden and not chosen.strong and not allow_weak:
-        why = chosen.why_not_stronger or "no isolation was asked for ($GRADER_SANDBOX or --sandbox none)"
-        raise GraderError(
-            f"refusing to grade with hidden checks without an OS sandbox ({why}). "
-            f"To enable isolation, {WEAK_SANDBOX_HELP}."
-        )
-    return chosen

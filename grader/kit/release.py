@@ -21,7 +21,7 @@ from pathlib import Path
 from grader.course import manifest as manifests
 from grader.course.manifest import Manifest
 from grader.errors import GraderError
-from grader.judge.loading import ORACLES_FILE
+from grader.judge.opening import ORACLES_FILE
 
 BEGIN = re.compile(r"^(\s*)# BEGIN SOLUTION\s*$")
 END = re.compile(r"^(\s*)# END SOLUTION\s*$")

@@ -124,7 +124,7 @@ class KernelSandbox:
         """The `user` fallback protects scikit-learn's digits file from the unprivileged user (the worker must
         not read the test labels), but the notebooks, run after grading, train on it: the kernel gets a copy
         in its own tree, and dlcv.data reads it from $DLCV_DIGITS_FILE."""
-        from dlcv.data import label_files
+        from grader.course.datafiles import label_files
 
         for f in label_files():
             if os.path.basename(f) == "digits.csv.gz" and os.path.isfile(f):

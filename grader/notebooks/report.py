@@ -380,7 +380,7 @@ def _attach(
 ) -> list[str]:
     from grader.course import manifest as manifests
     from grader.course.intake import stage
-    from grader.judge.runner import choose_isolation
+    from grader.judge.opening import choose_isolation
     from grader.notebooks.answers import find_answers, questions
     from grader.notebooks.execute import execute_notebooks
 

@@ -18,11 +18,10 @@ import struct
 import subprocess
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from grader.sandbox import wire
-from grader.sandbox.guard import hit_records
 from grader.sandbox.isolation import (
     SANDBOX_ROOT,
     SMALL_REPLY_BYTES,
@@ -43,7 +42,13 @@ from grader.sandbox.process import (
     make_readable,
     protect,
 )
-from grader.sandbox.wire import Handle
+
+if TYPE_CHECKING:
+    from grader.sandbox.wire import Handle
+
+# The judge opens a grading (stages it, starts its worker) before it imports PyTorch itself
+# (grader.judge.opening): this module imports the wire format and the guard, which import PyTorch, only where a
+# message is written or read, so the judge's `import torch` runs while the worker's does.
 
 # The files of the grader package the worker runs, relative to it: what worker.py imports, and no more
 # (tests/grader/test_layout.py keeps this list equal to the worker's imports).
@@ -325,6 +330,16 @@ class Sandbox:
             self.stats.peak_rss_mb = max(self.stats.peak_rss_mb, self._process.peak_rss_mb())
         return self.stats.peak_rss_mb
 
+    def start_clock(self, total_timeout: float | None) -> None:
+        """Start the grading's time budget now: a sandbox opened ahead of its grading (grader.judge.runner.Ahead)
+        starts its worker while another grading runs, and that time is not this grading's. A start still waiting for
+        its answer gets its whole startup time from now."""
+        self.config = replace(self.config, total_timeout=total_timeout)
+        self._deadline = (time.monotonic() + total_timeout) if total_timeout else None
+        if self._pending_setup is not None:
+            seq, _ = self._pending_setup
+            self._pending_setup = (seq, time.perf_counter() + self._limit(self.config.startup_timeout, "starting"))
+
     def out_of_time(self) -> bool:
         """Whether the grading's time budget has run out (every later request fails at once)."""
         return self._deadline is not None and time.monotonic() >= self._deadline
@@ -412,6 +427,8 @@ class Sandbox:
 
     def _send(self, req: dict, deadline: float, doing: str) -> int:
         """Send one request by `deadline`; its sequence number."""
+        from grader.sandbox import wire
+
         if self.proc is None or self.proc.poll() is not None:
             raise SandboxError("crash", f"the sandbox is not running while {doing}")
         self._seq += 1
@@ -423,6 +440,8 @@ class Sandbox:
 
     def _receive(self, seq: int, deadline: float, doing: str, max_reply: int | None = None) -> dict:
         """The answer to request `seq` by `deadline`, answering what the process asks in the meantime."""
+        from grader.sandbox import wire
+
         while True:
             reply = self._read_message(deadline, doing, max_reply)
             if reply.get("op") == MIDCALL[self.role] and self.on_request is not None and "ok" not in reply:
@@ -442,6 +461,8 @@ class Sandbox:
 
     def _read_message(self, deadline: float, doing: str, max_reply: int | None) -> dict:
         """One message from the process, at most `max_reply` bytes (the configured bound without it), decoded."""
+        from grader.sandbox import wire
+
         fd = self.proc.stdout.fileno()
         header = self._read(fd, 8, deadline, doing)
         (n,) = struct.unpack(">Q", header)
@@ -637,6 +658,8 @@ class Sandbox:
             raise
         finally:
             self.stats.call_seconds += time.perf_counter() - t0
+        from grader.sandbox.guard import hit_records
+
         hits = reply.get("forbidden_hits")
         return Reply(
             value=reply.get("value"),

@@ -370,3 +370,19 @@ def test_visualize_dataset_grid(digits):
     # Every image in row r shows class r: compare a cell with the images of that class.
     cell = torch.from_numpy(grid[2 + 34 * 7 : 2 + 34 * 7 + 32, 2 : 2 + 32]).permute(2, 0, 1)  # (3, 32, 32)
     assert any(torch.equal(cell, img) for img in x_train[y_train == 7])
+
+
+def test_the_grader_hides_the_places_the_loader_reads(tmp_path, monkeypatch):
+    """grader.course.datafiles finds the label files without PyTorch; it must name the CIFAR-10 root the loader
+    reads (argument, $DLCV_CIFAR_ROOT, default) and the digits file it reads, or the sandbox would leave them open."""
+    from dlcv.data import _resolve_root, _sklearn_digits_file
+    from grader.course.datafiles import cifar_root, label_files
+
+    for root in (None, str(tmp_path / "given")):
+        assert cifar_root(root) == _resolve_root(root)
+        monkeypatch.setenv("DLCV_CIFAR_ROOT", str(tmp_path / "from-env"))
+        assert cifar_root(root) == _resolve_root(root)
+        monkeypatch.delenv("DLCV_CIFAR_ROOT")
+    hidden = label_files()
+    assert os.path.abspath(_resolve_root(None)) in hidden
+    assert _sklearn_digits_file() in hidden

@@ -189,12 +189,11 @@ def test_a_bad_allowed_imports_is_refused_at_load_naming_the_key(tmp_path, extra
 
 
 def test_the_worker_receives_the_allowed_modules_in_its_setup(tmp_path, monkeypatch):
-    from grader.judge import runner
+    from grader.judge import opening
 
-    run = run_for(A1, {})
     staged = Staged(root=tmp_path, present=[], missing=[])
-    cfg = runner._sandbox_config(
-        A1, ROOT, staged, run, "cpu", 60.0, runner.choose_isolation("none", hidden=False, allow_weak=True), ""
+    cfg = opening.sandbox_config(
+        A1, ROOT, staged, "cpu", None, opening.choose_isolation("none", hidden=False, allow_weak=True), ""
     )
     assert cfg.allowed_imports == A1.allowed_imports and {"a1_knn", "dlcv", "torch"} <= set(cfg.allowed_imports)
     sent = []

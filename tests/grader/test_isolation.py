@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlcv.data import label_files
 from grader.course import manifest as manifests
+from grader.course.datafiles import label_files
 from grader.sandbox.host import Sandbox
 from grader.sandbox.isolation import SandboxConfig, SandboxError, detect_isolation
 from tests.conftest import processes_with

@@ -337,6 +337,25 @@ def test_a_worker_started_ahead_and_never_used_ends_with_the_sandbox(tmp_path):
     assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
 
 
+def test_a_sandbox_opened_ahead_gets_its_whole_budget_from_its_grading_on(tmp_path):
+    """A sandbox opened while another grading runs: its time budget starts with its own grading (start_clock), so a
+    budget spent while it waited is whole again, and one given then runs out as any budget does."""
+    from dataclasses import replace
+
+    with Sandbox(replace(_kit(tmp_path), total_timeout=0.3)) as sb:
+        sb.prestart()
+        time.sleep(0.5)
+        assert sb.out_of_time()  # without the restart, no request could run
+        sb.start_clock(60.0)
+        assert not sb.out_of_time() and sb.config.total_timeout == 60.0
+        assert sb.call("pkg.m", "double", (torch.ones(1),)).value.tolist() == [2.0]
+        assert sb.stats.starts == 1  # the worker started ahead was used
+        sb.start_clock(0.2)
+        time.sleep(0.3)
+        with pytest.raises(SandboxError, match=r"time allowed for grading this submission \(0.2 s\) ran out"):
+            sb.call("pkg.m", "double", (torch.ones(1),))
+
+
 def test_a_worker_that_dies_while_starting_ahead_fails_one_request_then_starts_again(tmp_path):
     import os
     import signal

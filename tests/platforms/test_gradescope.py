@@ -155,7 +155,11 @@ def hostile(name: str, image: Image, marker: str) -> dict[str, bytes]:
     ]
     # the data set's label file, as the image's own Python finds it (scikit-learn's digits)
     found = subprocess.run(
-        [str(image.root / "venv" / "bin" / "python"), "-c", "from dlcv.data import label_files; print(label_files())"],
+        [
+            str(image.root / "venv" / "bin" / "python"),
+            "-c",
+            "from grader.course.datafiles import label_files; print(label_files())",
+        ],
         capture_output=True,
         text=True,
         check=True,
