@@ -65,9 +65,15 @@ def _grade(args: argparse.Namespace) -> int:
     # the first worker starts before the judge imports PyTorch (the two imports run side by side), each later one
     # while the assignment before it is graded
     first = open_ahead(path, names[0], **options)
-    from grader.judge.runner import Ahead
+    try:
+        from grader.judge.runner import Ahead
 
-    with Ahead(path, names, first=first, **options) as ahead:
+        ahead = Ahead(path, names, first=first, **options)
+    except BaseException:  # an interrupt while PyTorch loads: the opened grading ends here, not at exit
+        if first is not None:
+            first.close()
+        raise
+    with ahead:
         for name in names:
 
             def progress(r, _name=name):

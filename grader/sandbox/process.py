@@ -29,6 +29,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +210,9 @@ class Cgroup:
     def __init__(self, name: str, pids_max: int, memory_bytes: int | None) -> None:
         self.dirs: list[Path] = []
         self.settings: list[str] = []
+        # removed by `remove`, or when this process exits without that (an interrupted grading): its processes
+        # killed first, so the folder can go
+        self._end = weakref.finalize(self, _kill_and_remove, self.dirs)
         if os.getuid() != 0:
             return
         if (self.ROOT / "cgroup.controllers").exists():  # v2
@@ -281,32 +285,42 @@ class Cgroup:
 
     def kill(self) -> None:
         """SIGKILL every process in the cgroup, a process that left the sandboxed process's session included."""
-        for d in self.dirs:
-            if (d / "cgroup.kill").exists():  # v2 (Linux 5.14): the kernel kills them all at once
-                with contextlib.suppress(OSError):
-                    (d / "cgroup.kill").write_text("1")
-                continue
-            for _ in range(20):  # v1: until none is left (one may fork while the others are killed)
-                try:
-                    pids = [int(p) for p in (d / "cgroup.procs").read_text().split()]
-                except OSError:
-                    break
-                if not pids:
-                    break
-                for pid in pids:
-                    with contextlib.suppress(OSError):
-                        os.kill(pid, signal.SIGKILL)
-                time.sleep(0.01)
+        _kill_members(self.dirs)
 
     def remove(self) -> None:
-        for d in self.dirs:
-            for _ in range(50):
-                try:
-                    d.rmdir()
-                    break
-                except OSError:
-                    time.sleep(0.02)
-        self.dirs = []
+        self._end()
+
+
+def _kill_members(dirs: list[Path]) -> None:
+    for d in dirs:
+        if (d / "cgroup.kill").exists():  # v2 (Linux 5.14): the kernel kills them all at once
+            with contextlib.suppress(OSError):
+                (d / "cgroup.kill").write_text("1")
+            continue
+        for _ in range(20):  # v1: until none is left (one may fork while the others are killed)
+            try:
+                pids = [int(p) for p in (d / "cgroup.procs").read_text().split()]
+            except OSError:
+                break
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.01)
+
+
+def _kill_and_remove(dirs: list[Path]) -> None:
+    """The cgroup's end: its processes killed, its folders removed (the kernel refuses while a process is in)."""
+    _kill_members(dirs)
+    for d in dirs:
+        for _ in range(50):
+            try:
+                d.rmdir()
+                break
+            except OSError:
+                time.sleep(0.02)
+    dirs.clear()
 
 
 # ---- bubblewrap's --info-fd --------------------------------------------------------------------------------

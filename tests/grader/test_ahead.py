@@ -106,3 +106,66 @@ def test_grader_grade_starts_its_worker_before_the_judge_imports_pytorch(tmp_pat
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "0 [(False, True)]", out.stdout[-2000:]
+
+
+def test_auto_means_the_cpu_without_pytorch_where_no_gpu_device_file_is_there():
+    """`--device auto` is decided before the judge imports PyTorch where no GPU can be there (no NVIDIA, WSL or
+    ROCm device file); `cuda` asked for on such a machine is refused by PyTorch's own answer."""
+    import subprocess
+    import sys
+
+    if any(os.path.exists(f) for f in opening.GPU_DEVICE_FILES):
+        pytest.skip("a GPU device file is here: auto asks PyTorch")
+    code = (
+        "import sys; from grader.judge.opening import resolve_device; "
+        "print(resolve_device('auto'), 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["cpu", "False"]
+    with pytest.raises(GraderError, match="no CUDA device is available"):
+        opening.resolve_device("cuda")
+
+
+def test_an_interrupt_while_the_judge_loads_pytorch_ends_the_opened_grading(monkeypatch, tmp_path):
+    """`grader grade` opens its first grading before it imports the runner (PyTorch, seconds): a Ctrl-C in that
+    while ends the worker and removes the staged copy and the cgroup, as an interrupt later does."""
+    import sys
+    import types
+
+    from grader import cli
+
+    seen = []
+    real = opening.open_ahead
+    monkeypatch.setattr(opening, "open_ahead", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+
+    class Interrupted(types.ModuleType):
+        def __getattr__(self, name):
+            if name != "Ahead":
+                raise AttributeError(name)
+            raise KeyboardInterrupt  # Ctrl-C while `import torch` runs for the runner
+
+    monkeypatch.setitem(sys.modules, "grader.judge.runner", Interrupted("grader.judge.runner"))
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(["grade", str(ROOT), "--assignment", "a1_knn", "--device", "cpu", "--out", str(tmp_path / "out")])
+    assert seen and seen[0] is not None
+    sandbox = seen[0].sandbox
+    assert sandbox.proc is None and not seen[0].staged.root.exists() and not sandbox._cgroup.dirs
+
+
+def test_a_cgroup_left_open_is_removed_when_the_judge_exits(tmp_path):
+    """A grading that never closed (the judge interrupted, its exception printed): the cgroup's processes are
+    killed and its folders removed when the process exits, not left in /sys/fs/cgroup."""
+    import subprocess
+    import sys
+
+    if os.getuid() != 0:
+        pytest.skip("cgroups are made by root only")
+    code = (
+        "from grader.sandbox.process import Cgroup; import subprocess; "
+        "c = Cgroup('grader-test-exit', 16, 1 << 30); print(*c.dirs); "
+        "subprocess.Popen(['sleep', '60'], preexec_fn=c.join)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    made = out.stdout.split()
+    assert made, out.stderr  # this machine lets root make cgroups
+    assert not any(os.path.exists(d) for d in made)
