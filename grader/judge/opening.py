@@ -156,7 +156,6 @@ class Opened:
     and the sandbox with its worker starting. Closing it ends the worker and removes the staged copy."""
 
     key: GradingKey
-    manifest: Manifest
     staged: Staged
     sandbox: Sandbox
     sandboxing: Isolation
@@ -172,11 +171,13 @@ class Opened:
         self.close()
 
 
-def open_grading(key: GradingKey) -> Opened:
+def open_grading(key: GradingKey, m: Manifest | None = None) -> Opened:
     """Stage the submission and start its worker without waiting for it (Python and PyTorch load there while the
-    judge loads its checks, or grades another assignment). Raises what the isolation or the staging refuses."""
+    judge loads its checks, or grades another assignment). `m`: the assignment's manifest, read already. Raises
+    what the isolation or the staging refuses."""
     kit = Path(key.kit)
-    m = manifests.load(key.assignment, kit, check_names=False)  # grade() loads it again, every name checked
+    # read before PyTorch is imported: grade() reads it again with every forbidden name checked
+    m = m or manifests.load(key.assignment, kit, check_names=False)
     sandboxing = choose_isolation(key.isolation, hidden=key.hidden, allow_weak=key.allow_weak_sandbox)
     stack = contextlib.ExitStack()
     try:
@@ -189,7 +190,7 @@ def open_grading(key: GradingKey) -> Opened:
     except BaseException:
         stack.close()
         raise
-    return Opened(key, m, staged, sandbox, sandboxing, stack)
+    return Opened(key, staged, sandbox, sandboxing, stack)
 
 
 def open_ahead(submission: Path, assignment: str, **options) -> Opened | None:

@@ -37,7 +37,7 @@ from grader.judge.doors import describe_dynamic, file_doors
 from grader.judge.feedback import describe_refusals, hit_record, reasons
 from grader.judge.imports import ImportScan, describe_imports, describe_unused, import_uses
 from grader.judge.loading import load_checks, load_oracles
-from grader.judge.opening import Opened, grading_key, open_ahead, open_grading, resolve_device, time_limit
+from grader.judge.opening import Opened, grading_key, open_ahead, open_grading, time_limit
 from grader.judge.results import CheckResult, GradeResult, PartResult
 from grader.judge.staticscan import Use, find_function, loop_sites, scan
 from grader.sandbox.host import Sandbox
@@ -462,7 +462,6 @@ def grade(
     m = manifests.load(assignment, kit)
     if call_timeout is not None and call_timeout <= 0:
         raise GraderError(f"expected a positive number of seconds, found {call_timeout:g}", option="call_timeout")
-    device = resolve_device(device)
     if seed_secret is not None and not (0 < len(seed_secret) <= 200):
         raise GraderError(f"expected 1 to 200 characters, found {len(seed_secret)}", option="seed_secret")
     if time_budget is not None and time_budget <= 0:
@@ -477,11 +476,12 @@ def grade(
         call_timeout=call_timeout,
         isolation=isolation,
         allow_weak_sandbox=allow_weak_sandbox,
-    )
+    )  # the device resolved: cpu or cuda
+    device = key.device
     if opened is not None and opened.key != key:  # opened for another grading: never used for this one
         opened.close()
         opened = None
-    with opened or open_grading(key) as opened:  # the worker starts while the checks load
+    with opened or open_grading(key, m) as opened:  # the worker starts while the checks load
         staged, sandbox, sandboxing = opened.staged, opened.sandbox, opened.sandboxing
         secret = seed_secret or secrets.token_hex(16)
         specs = [replace(s, seed=run_seed(secret, s)) for s in _chosen_checks(m, load_checks(m, hidden), parts)]

@@ -58,10 +58,10 @@ def test_an_error_opening_the_next_grading_is_reported_by_that_grading(monkeypat
     error: the current one ends normally, and the next grading opens again and reports it."""
     real = opening.open_grading
 
-    def refuse_a4(key):
+    def refuse_a4(key, *manifest):
         if key.assignment == "a4_rnn":
             raise GraderError("refused for the test", option="submission")
-        return real(key)
+        return real(key, *manifest)
 
     monkeypatch.setattr(opening, "open_grading", refuse_a4)  # opening ahead
     monkeypatch.setattr(runner, "open_grading", refuse_a4)  # and grade() itself
