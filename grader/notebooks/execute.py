@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ class NotebookRun:
     kernel_starts: int = 0
     never_run: bool = False  # the submitted file had no output at all (the student never ran it)
     peak_rss_mb: float = 0.0  # the kernel's largest peak resident set while it ran this notebook (VmHWM)
+    kernel_ahead: bool = False  # its kernel was started while the notebook before ran (kernel_seconds: the wait)
 
     def summary(self) -> dict:
         return {
@@ -75,6 +77,7 @@ class NotebookRun:
             "seconds": round(self.seconds, 3),
             "kernel_seconds": round(self.kernel_seconds, 3),
             "kernel_starts": self.kernel_starts,
+            "kernel_ahead": self.kernel_ahead,
             "kernel_peak_rss_mb": round(self.peak_rss_mb, 1),
             "cells": {str(k + 1): v for k, v in sorted(self.cells.items())},
         }
@@ -121,8 +124,17 @@ async def _responsive(kc: Any, timeout: float) -> bool:
 
 
 async def _execute(
-    nb: Any, kernel: KernelSandbox, lim: Limits, run: NotebookRun, out_of_time: str = "the notebook's time limit"
+    nb: Any,
+    kernel: KernelSandbox,
+    lim: Limits,
+    run: NotebookRun,
+    out_of_time: str = "the notebook's time limit",
+    *,
+    started: bool = False,
+    on_ready: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
+    """Run `nb`'s cells in `kernel` (its process started already when `started`); `on_ready` is awaited once the
+    kernel answers, before the first cell (the next notebook's kernel starts then)."""
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     t0 = time.monotonic()
@@ -139,12 +151,13 @@ async def _execute(
         raise_on_iopub_timeout=False,
     )
 
-    async def fresh() -> None:  # a start never outlasts the notebook's time (a kernel that hangs as it starts)
-        await asyncio.wait_for(kernel.start(), max(1.0, min(STARTUP_TIMEOUT, deadline - time.monotonic())))
+    async def fresh(launch: bool = True) -> None:  # never outlasts the notebook's time (a kernel that hangs)
+        if launch:
+            await asyncio.wait_for(kernel.start(), max(1.0, min(STARTUP_TIMEOUT, deadline - time.monotonic())))
         await asyncio.wait_for(kernel.connect(client), max(1.0, min(STARTUP_TIMEOUT, deadline - time.monotonic())))
 
     try:
-        await fresh()
+        await fresh(launch=not started)
     except Exception as e:
         run.status = "failed"
         run.message = (
@@ -152,6 +165,8 @@ async def _execute(
             f"{str(e)[:200]}). {kernel.output(600).strip()}"
         ).strip()
         return
+    if on_ready is not None:
+        await on_ready()
     alive = True
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code" or not cell.source.strip():
@@ -208,6 +223,67 @@ async def _execute(
     kernel.kill()
 
 
+class _Kernels:
+    """The sandboxed kernels of one report: a fresh kernel for each notebook and, where the machine has room for
+    two (`ahead`), the next notebook's kernel started as soon as the one before answers, so that its start
+    (`import torch`, one to three seconds) runs beside that notebook's cells instead of after them. At most two
+    sandboxes, each running one kernel at a time; all on one event loop."""
+
+    def __init__(self, make: Callable[[], KernelSandbox], ahead: bool) -> None:
+        self.make, self.ahead = make, ahead
+        self.runner = asyncio.Runner()
+        self.made: list[KernelSandbox] = []
+        self.idle: list[KernelSandbox] = []  # sandboxes whose kernel has ended
+        self.spare: KernelSandbox | None = None  # its kernel's process started ahead, nothing run in it yet
+
+    def _sandbox(self) -> KernelSandbox:
+        if self.idle:
+            return self.idle.pop()
+        kernel = self.make()
+        self.made.append(kernel)
+        return kernel
+
+    def take(self) -> tuple[KernelSandbox, bool]:
+        """The next notebook's kernel sandbox, and whether its kernel's process was started ahead."""
+        if self.spare is not None:
+            kernel, self.spare = self.spare, None
+            return kernel, True
+        return self._sandbox(), False
+
+    def done(self, kernel: KernelSandbox) -> None:
+        kernel.kill()
+        self.idle.append(kernel)
+
+    async def start_next(self) -> None:
+        """Start the next notebook's kernel's process now (where there is room), without waiting for it."""
+        if not self.ahead or self.spare is not None:
+            return
+        kernel = self._sandbox()
+        try:
+            await kernel.start()
+        except Exception:  # the next notebook starts its own and reports why it could not
+            self.done(kernel)
+            return
+        self.spare = kernel
+
+    def close(self) -> None:
+        try:
+            for kernel in self.made:
+                kernel.close()
+        finally:
+            self.runner.close()
+
+
+def room_for_two_kernels(memory_mb: int) -> bool:
+    """Whether a second kernel may start while one runs: two CPUs or more to run on (affinity and cgroup CPU
+    quotas: not Gradescope's default half CPU) and at least a kernel's memory limit free (MemAvailable and cgroup
+    limits: not a 768 MB container)."""
+    from grader.sandbox.process import headroom
+
+    cpus, free_mb = headroom()
+    return cpus >= 2 and free_mb >= memory_mb
+
+
 def execute_notebooks(
     m: Manifest,
     staged_root: Path,
@@ -220,13 +296,15 @@ def execute_notebooks(
     hide: list[str] | None = None,
     lim: Limits | None = None,
     budget: float | None = None,
+    ahead: bool | None = None,
 ) -> list[NotebookRun]:
     """Run each of the manifest's notebooks that the submission holds (`notebooks`: manifest path -> the
     submitted copy) on the staged tree `staged_root`, one fresh sandboxed kernel each; in manifest order.
 
     `budget`: seconds for all of them (what a platform's clock leaves after grading). A notebook gets what is left
     of it, at most its own limit; one that would start with less than MIN_NOTEBOOK_SECONDS left is not run (status
-    skipped; its answers are still read from the file as submitted), and cells that the budget cuts off say so."""
+    skipped; its answers are still read from the file as submitted), and cells that the budget cuts off say so.
+    `ahead`: start each next notebook's kernel while the one before runs (None: where `room_for_two_kernels`)."""
     lim = lim or limits(m)
     budget_end = time.monotonic() + budget if budget is not None else None
     problems = problems or {}
@@ -234,7 +312,13 @@ def execute_notebooks(
     if lim.training_scale < 1:
         env["DLCV_TRAINING_SCALE"] = repr(lim.training_scale)
     runs: list[NotebookRun] = []
-    kernel: KernelSandbox | None = None
+    submitted = [path for path in m.notebooks if path in notebooks]
+    kernels = _Kernels(
+        lambda: KernelSandbox(
+            staged_root, isolation, memory_mb=lim.memory_mb, device=device, env=env, hide=hide, read_only=read_only
+        ),
+        ahead=(room_for_two_kernels(lim.memory_mb) if ahead is None else ahead) and len(submitted) > 1,
+    )
     try:
         for path in m.notebooks:
             if path not in notebooks:
@@ -270,27 +354,21 @@ def execute_notebooks(
                 if left < lim.notebook_timeout:
                     own = dataclasses.replace(lim, notebook_timeout=left)
                     why = "the autograder's time for running notebooks"
-            if kernel is None:
-                kernel = KernelSandbox(
-                    staged_root,
-                    isolation,
-                    memory_mb=lim.memory_mb,
-                    device=device,
-                    env=env,
-                    hide=hide,
-                    read_only=read_only,
-                )
+            kernel, run.kernel_ahead = kernels.take()
+            then = kernels.start_next if path != submitted[-1] else None  # the next kernel, once this one answers
             starts, seconds = kernel.starts, kernel.start_seconds
             t0 = time.perf_counter()
-            asyncio.run(_execute(nb, kernel, own, run, why))
+            try:
+                kernels.runner.run(_execute(nb, kernel, own, run, why, started=run.kernel_ahead, on_ready=then))
+            finally:
+                kernels.done(kernel)
             run.seconds = time.perf_counter() - t0
             run.kernel_seconds = kernel.start_seconds - seconds
-            run.kernel_starts = kernel.starts - starts
+            run.kernel_starts = kernel.starts - starts + run.kernel_ahead
             run.peak_rss_mb, kernel.peak_rss_mb = kernel.peak_rss_mb, 0.0
             runs.append(run)
     finally:
-        if kernel is not None:
-            kernel.close()
+        kernels.close()
     return runs
 
 

@@ -200,6 +200,83 @@ def protect(paths: list[str]) -> list[str]:
 # ---- a cgroup for the process and everything it starts ------------------------------------------------
 
 
+def own_cgroup(controller: str, root: Path = Path("/sys/fs/cgroup")) -> Path:
+    """This process's cgroup of `controller` ("" for v2's unified hierarchy) as a folder, as /proc/self/cgroup
+    names it; the hierarchy's root where it names none or the folder is not there (a container's own view)."""
+    base = root / controller if controller else root
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return base
+    for line in lines:
+        _, names, path = line.split(":", 2)
+        if (controller and controller in names.split(",")) or (not controller and names == ""):
+            inner = base / path.lstrip("/")
+            return inner if inner.is_dir() else base
+    return base
+
+
+def _read_int(path: Path) -> int | None:
+    """A cgroup file's number; None when it is missing, unreadable or says "max" (no limit)."""
+    try:
+        text = path.read_text().split()
+    except OSError:
+        return None
+    try:
+        return int(text[0]) if text else None
+    except ValueError:
+        return None
+
+
+def _inactive_file(d: Path) -> int:
+    """Page cache in cgroup `d` the kernel can reclaim before it runs out (memory.stat's inactive file pages)."""
+    try:
+        for line in (d / "memory.stat").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key in ("inactive_file", "total_inactive_file"):
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _cpu_quota(d: Path, v2: bool) -> float:
+    """The CPUs cgroup `d`'s CPU quota allows (cpu.max, or v1's cfs_quota_us over cfs_period_us); inf for none."""
+    if v2:
+        try:
+            quota, period = (d / "cpu.max").read_text().split()[:2]
+            return int(quota) / int(period)
+        except (OSError, ValueError):  # "max": no quota
+            return float("inf")
+    quota, period = _read_int(d / "cpu.cfs_quota_us"), _read_int(d / "cpu.cfs_period_us")
+    return quota / period if quota is not None and quota > 0 and period else float("inf")
+
+
+def headroom(root: Path = Path("/sys/fs/cgroup")) -> tuple[float, float]:
+    """(CPUs, MB of memory) this process can still use: the CPUs it may run on, under every cgroup CPU quota
+    from its own cgroup up to the hierarchy's root (a container's `--cpus 0.5`, Gradescope's half CPU), and the
+    memory the machine has available (MemAvailable), under every cgroup memory limit on that path less what the
+    cgroup uses (a container's 768 MB). What it cannot read counts as no limit."""
+    cpus = float(len(os.sched_getaffinity(0)))
+    memory = float("inf")
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        with open("/proc/meminfo") as f:
+            memory = int(next(line for line in f if line.startswith("MemAvailable:")).split()[1]) * 1024
+    v2 = (root / "cgroup.controllers").exists()
+    for controller in [""] if v2 else ["cpu", "memory"]:
+        base = root / controller if controller else root
+        own = own_cgroup(controller, root)
+        for d in [own, *(p for p in own.parents if p == base or base in p.parents)]:
+            if controller != "memory":
+                cpus = min(cpus, _cpu_quota(d, v2))
+            if controller != "cpu":
+                names = ("memory.max", "memory.current") if v2 else ("memory.limit_in_bytes", "memory.usage_in_bytes")
+                limit, used = _read_int(d / names[0]), _read_int(d / names[1])
+                if limit is not None and used is not None and limit < 1 << 60:
+                    memory = min(memory, limit - max(0, used - _inactive_file(d)))
+    return cpus, max(0.0, memory / 2**20)
+
+
 class Cgroup:
     """Limits that hold for the sandboxed process's tree together: how many processes there are (a fork bomb) and
     how much memory they hold (children each under their own address-space limit). Best effort: it needs root and
@@ -228,16 +305,8 @@ class Cgroup:
         /proc/self/cgroup names it; "" is v2's unified hierarchy), so the limits the grader itself runs under (a
         container's, a cluster job's, a platform's 768 MB) hold for the sandbox too; else the hierarchy's root."""
         base = self.ROOT / controller if controller else self.ROOT
-        try:
-            lines = Path("/proc/self/cgroup").read_text().splitlines()
-        except OSError:
-            return [base]
-        for line in lines:
-            _, names, path = line.split(":", 2)
-            if (controller and controller in names.split(",")) or (not controller and names == ""):
-                inner = base / path.lstrip("/")
-                return [inner, base] if inner != base and inner.is_dir() else [base]
-        return [base]
+        inner = own_cgroup(controller, self.ROOT)
+        return [inner, base] if inner != base else [base]
 
     def _make(self, places: list[Path], name: str, values: list[tuple[str, int | None]]) -> None:
         # v2 enables no controller below a cgroup that holds processes: then the limits cannot be written in the
