@@ -98,7 +98,12 @@ def _grade(args: argparse.Namespace) -> int:
                         f"writing the results{report_share}"
                     )
             result = ahead.grade(
-                name, parts=args.part or None, on_result=progress, time_budget=share, seed_secret=args.seed_secret
+                name,
+                parts=args.part or None,
+                on_result=progress,
+                time_budget=share,
+                seed_secret=args.seed_secret,
+                workers=None if args.workers == "auto" else int(args.workers),
             )
             out = out_root if (args.out and len(names) == 1) else out_root / name  # one place for each assignment
             if args.report or args.pdf:  # the notebooks, run in the sandbox, and the report for manual grading
@@ -324,6 +329,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--allow-weak-sandbox", action="store_true", help="grade with --hidden even where no OS sandbox is available"
+    )
+    g.add_argument(
+        "--workers",
+        choices=["auto", "1", "2"],
+        default="auto",
+        help="sandboxed workers grading at once: with 2, the checks that train a model run on a second worker "
+        "beside the first (bubblewrap only); auto: 2 where the machine has two CPUs and the memory for it",
     )
     g.add_argument(
         "--deadline",

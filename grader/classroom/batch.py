@@ -105,8 +105,11 @@ class Summary:
     notes: list[str] = field(default_factory=list)  # what to know before importing (canvas.csv)
 
 
-def grade_args(o: Options) -> list[str]:
+def grade_args(o: Options, jobs: int = 1) -> list[str]:
+    """`grader grade`'s options for each job; `jobs`: gradings run at once on this machine."""
     args = ["--device", o.device, "--sandbox", o.sandbox]
+    if o.scheduler or jobs > 1:  # the jobs fill the cores: no second worker inside one grading
+        args += ["--workers", "1"]
     if o.hidden:
         args.append("--hidden")
     if o.allow_weak_sandbox:
@@ -183,7 +186,7 @@ def _run(o: Options, m: Manifest, t0: float, on_progress: Callable | None, strea
     limit = o.limit or m.grading_timeout + LIMIT_MARGIN
     jobs_n = o.jobs or os.cpu_count() or 1
     threads = max(1, (os.cpu_count() or 1) // jobs_n)
-    args = grade_args(o)
+    args = grade_args(o, jobs_n)
     runner = DaskRunner(o.scheduler) if o.scheduler else LocalRunner(jobs_n)
     summary.where = runner.where
     print(

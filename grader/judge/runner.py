@@ -36,6 +36,7 @@ from grader.judge.checks import CheckFailed, CheckSpec, Ctx
 from grader.judge.doors import describe_dynamic, file_doors
 from grader.judge.feedback import describe_refusals, hit_record, reasons
 from grader.judge.imports import ImportScan, describe_imports, describe_unused, import_uses
+from grader.judge.lanes import Beside, Early, beside_checks, beside_room
 from grader.judge.loading import load_checks, load_oracles
 from grader.judge.opening import Opened, grading_key, open_ahead, open_grading, time_limit
 from grader.judge.results import CheckResult, GradeResult, PartResult
@@ -220,7 +221,11 @@ class Judgement:
 
 
 def run_check(
-    run: Run, spec: CheckSpec, failed: set[str] | frozenset = frozenset(), oracles: set[str] | frozenset = frozenset()
+    run: Run,
+    spec: CheckSpec,
+    failed: set[str] | frozenset = frozenset(),
+    oracles: set[str] | frozenset = frozenset(),
+    first: _Body | None = None,
 ) -> Judgement:
     """Run one check; returns its Judgement (status, feedback, and what the feedback names as data). `failed`: the
     graded functions that failed a check earlier in this run; `oracles`: the graded names the assignment's
@@ -231,8 +236,10 @@ def run_check(
     broken block costs its own points only, and a composite's own mistakes (an error in its own lines, a wrong
     result with correct blocks) still cost the composite's. Only a block's own checks can put the oracle in its
     place: what happens while the composite runs (an error raised in a block's lines, say) is the composite's
-    to answer for, since a composite can make its blocks fail on purpose."""
-    first = _run_body(run, spec)
+    to answer for, since a composite can make its blocks fail on purpose.
+
+    `first`: the check's body run already, ahead of its turn, by a second worker (grader.judge.lanes)."""
+    first = first or _run_body(run, spec)
     status, text, ctx = first.status, first.text, first.ctx
     if status == "error":  # the check crashed: nobody's verdict, so no block is put in the dock either
         return first.judgement(text)
@@ -439,6 +446,7 @@ def grade(
     time_budget: float | None = None,
     seed_secret: str | None = None,
     opened: Opened | None = None,
+    workers: int | None = None,
 ) -> GradeResult:
     """Grade `submission` (a folder or a zip) against `assignment`; returns the result (writes nothing).
 
@@ -455,7 +463,12 @@ def grade(
     `allow_weak_sandbox`: hidden checks are what a clever student would most like to read.
 
     `opened`: this grading opened ahead (`open_grading`, through `Ahead`), its worker started; closed and opened
-    again when it was opened for another grading (another submission, assignment or option)."""
+    again when it was opened for another grading (another submission, assignment or option).
+
+    `workers`: 2 grades the checks that train on a second worker beside the first (grader.judge.lanes), 1 never;
+    None (the default) where the machine has room for it (two CPUs, a worker's memory free) under bubblewrap."""
+    if workers not in (None, 1, 2):
+        raise GraderError(f"expected 1 or 2 workers, found {workers!r}", option="workers")
     t_start = time.perf_counter()
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     kit = kit or manifests.course_root()
@@ -494,22 +507,42 @@ def grade(
         run = Run(m, staged, sandbox, device, dataset, kit)
         run.timeout_cap = call_timeout
         problems += unused_imports(m, staged, run)
-        results: list[CheckResult] = []
         sandbox.start_clock(budget)
         if not staged.refused:
             for f in dict.fromkeys(s.function for s in specs):
                 run.static_problem(f)
         numbers = _numbers(m, specs)
         failed: set[str] = set()  # graded functions that failed a check so far
-        for spec in specs:
-            r = _check_result(run, spec, failed, oracle_names, points[spec.id], numbers[spec.id], budget)
-            results.append(r)
-            if on_result:
-                on_result(r)
-        results = _apply_refusals(m, results, sandbox.refusals)
+        early = _beside(run, specs, workers, sandboxing, budget)
+        judged: dict[int, CheckResult] = {}
+        with early or contextlib.nullcontext():
+            index = {s.id: i for i, s in enumerate(specs)}
+
+            def judge(spec: CheckSpec, failed: set[str], ahead: Early | None = None) -> None:
+                r = _check_result(run, spec, failed, oracle_names, points[spec.id], numbers[spec.id], budget, ahead)
+                judged[index[spec.id]] = r
+                if on_result:
+                    on_result(r)
+
+            for spec in specs:
+                if not (early and early.has(spec)):  # a check that trains waits for the second worker, or for the end
+                    judge(spec, failed)
+
+            def before(spec: CheckSpec) -> set[str]:  # no other check has its function as a block: what failed before
+                return {r.function for j, r in judged.items() if j < index[spec.id] and r.status == "failed"}
+
+            while early and (spec := early.claim()) is not None:
+                judge(spec, before(spec))
+            for spec_id, ahead in (early.taken() if early else {}).items():
+                judge(specs[index[spec_id]], before(specs[index[spec_id]]), ahead.wait())
+        results = [judged[i] for i in range(len(specs))]
+        refusals = sandbox.refusals + (early.sandbox.refusals if early else [])
+        results = _apply_refusals(m, results, refusals)
         problems += held_out_problem(results)
         sandbox_info = _sandbox_info(sandbox, results, budget, sandboxing)
-        dataset_name = run.dataset_name
+        if early:
+            sandbox_info["beside"] = early.info()
+        dataset_name = run.dataset_name if run._dataset is not None or not early else early.run.dataset_name
     part_results = [
         PartResult(p.name, p.title, sum(r.score for r in mine), sum(r.max_score for r in mine))
         for p in m.parts
@@ -534,6 +567,19 @@ def grade(
         started_at=started,
         seed_secret=secret,
     )
+
+
+def _beside(
+    run: Run, specs: list[CheckSpec], workers: int | None, sandboxing: Isolation, budget: float
+) -> Beside | None:
+    """The second worker for the checks that train (grader.judge.lanes), where `workers` asks for two, or (None)
+    where the machine has room for it; only under bubblewrap, where each worker has its own namespaces."""
+    if workers == 1 or run.sandbox is None or sandboxing.mode != "bwrap":
+        return None
+    chosen = beside_checks(run, specs)
+    if not chosen or (workers is None and not beside_room(run.manifest.memory_mb)):
+        return None
+    return Beside(run, chosen, budget, _run_body)
 
 
 def run_seed(secret: str, spec: CheckSpec) -> int:
@@ -581,21 +627,29 @@ def _numbers(m: Manifest, specs: list[CheckSpec]) -> dict[str, str]:
 
 
 def _check_result(
-    run: Run, spec: CheckSpec, failed: set[str], oracle_names: set[str], points: float, number: str, budget: float
+    run: Run,
+    spec: CheckSpec,
+    failed: set[str],
+    oracle_names: set[str],
+    points: float,
+    number: str,
+    budget: float,
+    early: Early | None = None,
 ) -> CheckResult:
-    """One check's result: judged, or failed at once when the archive was refused or the time is spent."""
+    """One check's result: judged, or failed at once when the archive was refused or the time is spent. `early`:
+    its body, run by the second worker ahead of its turn (within the budget: it stands)."""
     t0 = time.perf_counter()
     calls0 = run.sandbox.stats.call_seconds
-    late = run.sandbox.out_of_time()
+    late = run.sandbox.out_of_time() and early is None
     verdict = None
     if run.staged.refused:  # a refused archive (corrupt, hostile): every check fails with the reason
         status, text = "failed", run.staged.refused
     elif late:
         status, text = "failed", OUT_OF_TIME.format(function=spec.function, budget=budget)
     else:
-        verdict = run_check(run, spec, failed, oracle_names)
+        verdict = run_check(run, spec, failed, oracle_names, first=early.body if early else None)
         status, text = verdict.status, verdict.text
-        late = status != "passed" and run.sandbox.out_of_time()
+        late = status != "passed" and (run.sandbox.out_of_time() if early is None else early.late)
         if late:
             text += (
                 f"\n(The time allowed for grading this submission ({budget:g} s) ran out during this "
@@ -617,8 +671,8 @@ def _check_result(
         hidden=spec.hidden,
         output=text,
         seed=spec.seed,
-        seconds=time.perf_counter() - t0,
-        call_seconds=run.sandbox.stats.call_seconds - calls0,
+        seconds=time.perf_counter() - t0 + (early.seconds if early else 0.0),
+        call_seconds=run.sandbox.stats.call_seconds - calls0 + (early.call_seconds if early else 0.0),
         out_of_time=late,
         held_out=points if held_out else 0.0,
         mistakes=verdict.mistakes if verdict else [],

@@ -170,6 +170,10 @@ class Sandbox:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def stop(self) -> None:
+        """End the worker now: a request waiting on it fails at once (close() still follows)."""
+        self._kill()
+
     def close(self) -> None:
         if self._relay is not None:
             self._relay.close()
