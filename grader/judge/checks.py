@@ -354,10 +354,7 @@ class Ctx:
     def cache(self, key: Any, factory: Callable[[], Any]) -> Any:
         """`factory()`, computed once per grading run under `key` (data prepared, a model trained by the judge);
         later checks of the run get the same object back, so they must not modify it."""
-        store = self.run.cache
-        if key not in store:
-            store[key] = factory()
-        return store[key]
+        return self.run.cached(key, factory)
 
     @property
     def dataset_name(self) -> str:

@@ -10,8 +10,8 @@ the second worker took is judged in its own turn, from what its body found, exac
   building block ([parts.blocks]), so the set of functions that failed earlier, which decides whether a composite
   is judged again with the course's blocks, is the same for every check; that judging again (`run_check`) happens
   in the check's turn, on the first worker, as it always did;
-- its file is in the submission, reads, and holds no statically refused code (those checks fail at once anyway,
-  with feedback that names the file once);
+- its file is in the submission, reads, and holds no statically refused code (those checks fail at once anyway);
+  with a syntax error in any graded file, no check goes beside (its feedback names the file once, in order);
 - the time budget is the same for both workers, started together; a check the second worker finished within it
   stands, one it never began is graded by the first in its turn;
 - the first worker grades the other checks in order first, then takes the checks that train that are left; the
@@ -21,7 +21,8 @@ the second worker took is judged in its own turn, from what its body found, exac
   and cgroup; the staged tree read-only for both); what either worker's audit hook refused fails the file's checks.
 
 Nothing of the check's own code changes: the same `body(ctx)` runs with a `Ctx` on a `Run` whose sandbox is the
-second worker. Values a check caches for the run (`Ctx.cache`) are the judge's own (data, models trained here).
+second worker. Values a check caches for the run (`Ctx.cache`) are the judge's own (data, models trained here),
+computed once for both threads (Run.cached, under the run's lock), as the data set is.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def beside_room(memory_mb: int) -> bool:
 def beside_checks(run: Any, specs: list[CheckSpec]) -> list[CheckSpec]:
     """The checks, in order, that the second worker may grade ahead of their turn (see the module's docstring)."""
     m, staged = run.manifest, run.staged
-    if staged.refused:
+    if staged.refused or staged.syntax_errors:  # feedback that names a broken file once, under its first check
         return []
     blocks = {b for s in specs for b in m.blocks_of(s.function)}
     out = []

@@ -17,6 +17,7 @@ import re
 import resource
 import secrets
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -59,8 +60,10 @@ class Run:
     ) -> None:
         self.manifest, self.staged, self.sandbox, self.device, self.kit = m, staged, sandbox, device, kit
         self.dataset_request = dataset
-        self._dataset: Any = None
-        self.dataset_name = "none (no check used a data set)"
+        # what the run computes once, shared with a second worker's thread (grader.judge.lanes: a shallow copy of
+        # this run): the data set and the checks' cached values, each computed under the lock
+        self._once: dict[str, Any] = {"dataset": None, "dataset_name": "none (no check used a data set)"}
+        self._lock = threading.RLock()
         self._scans: dict[str, str | None] = {}
         self._scan_hits: dict[str, list[dict]] = {}  # what static_problem found, as rule hits
         self._file_scans: dict[str, _FileScan] = {}  # what holds back every function of a file (see file_scan)
@@ -175,13 +178,25 @@ class Run:
         self.static_problem(function)
         return self._scan_hits.get(function, [])
 
+    @property
+    def dataset_name(self) -> str:
+        return self._once["dataset_name"]
+
     def dataset(self):
-        if self._dataset is None:
-            with contextlib.redirect_stdout(sys.stderr):  # stdout may carry --format json
-                *arrays, info = load_dataset(self.dataset_request)
-            self._dataset = (*arrays, info)
-            self.dataset_name = info["name"] if isinstance(info, dict) else info.name
-        return self._dataset
+        with self._lock:
+            if self._once["dataset"] is None:
+                with contextlib.redirect_stdout(sys.stderr):  # stdout may carry --format json
+                    *arrays, info = load_dataset(self.dataset_request)
+                self._once["dataset"] = (*arrays, info)
+                self._once["dataset_name"] = info["name"] if isinstance(info, dict) else info.name
+            return self._once["dataset"]
+
+    def cached(self, key: Any, factory: Callable[[], Any]) -> Any:
+        """`factory()`, computed once per run under `key` (see Ctx.cache)."""
+        with self._lock:
+            if key not in self.cache:
+                self.cache[key] = factory()
+            return self.cache[key]
 
     def target(self, key: str) -> float:
         self.dataset()
@@ -542,7 +557,7 @@ def grade(
         sandbox_info = _sandbox_info(sandbox, results, budget, sandboxing)
         if early:
             sandbox_info["beside"] = early.info()
-        dataset_name = run.dataset_name if run._dataset is not None or not early else early.run.dataset_name
+        dataset_name = run.dataset_name
     part_results = [
         PartResult(p.name, p.title, sum(r.score for r in mine), sum(r.max_score for r in mine))
         for p in m.parts

@@ -55,6 +55,11 @@ class FakeRun:
         self.device, self.timeout_cap, self.cache = "cpu", None, {}
         self.dataset_name, self._name, self._images, self.loads = "none", dataset_name, images, 0
 
+    def cached(self, key, factory):
+        if key not in self.cache:
+            self.cache[key] = factory()
+        return self.cache[key]
+
     def dataset(self):
         if self.dataset_name == "none":
             self.loads += 1

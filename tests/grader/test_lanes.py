@@ -196,3 +196,68 @@ def test_the_command_line_asks_for_one_worker_or_two(tmp_path, monkeypatch, caps
         input=tmp_path, assignment="a2_linear", out=tmp_path / "b", kit=tmp_path, scheduler="tcp://x:1"
     )
     assert batch.grade_args(cluster, jobs=1)[-2:] == ["--workers", "1"]
+
+
+def test_the_data_set_and_cached_values_are_computed_once_for_both_threads(monkeypatch):
+    """The second worker's thread works on a shallow copy of the run: the data set and Ctx.cache's values are
+    computed once, under the run's lock, however the two threads meet."""
+    import copy
+    import threading
+    from types import SimpleNamespace
+
+    from grader.course import manifest as manifests
+    from grader.judge import runner
+    from tests.conftest import ROOT
+
+    loads, built = [], []
+
+    def load(_request):
+        loads.append(1)
+        time.sleep(0.2)
+        return 1, 2, 3, 4, {"name": "digits"}
+
+    def build():
+        built.append(1)
+        time.sleep(0.2)
+        return object()
+
+    monkeypatch.setattr(runner, "load_dataset", load)
+    m = manifests.load("a2_linear", ROOT)
+    staged = SimpleNamespace(sources={}, missing=[], rejected={}, syntax_errors={}, refused=None)
+    first = runner.Run(m, staged, None, "cpu", None, ROOT)
+    second = copy.copy(first)
+    got: list = []
+    threads = [
+        threading.Thread(target=lambda r=r: got.append((r.dataset(), r.cached("k", build)))) for r in (first, second)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(loads) == 1 and len(built) == 1
+    assert got[0][1] is got[1][1] and first.dataset_name == second.dataset_name == "digits"
+
+
+def test_one_thread_blocks_of_both_threads_leave_each_threads_count_as_it_was():
+    """The judge's one_thread() blocks may overlap (a check that trains in the judge on each thread). PyTorch's
+    thread count is each thread's own (OpenMP's): a block on one thread neither sets nor restores the other's."""
+    import threading
+
+    import torch
+
+    from grader.judge.judging import one_thread
+
+    before = torch.get_num_threads()
+    inside: list[int] = []
+
+    def other():
+        with one_thread():
+            inside.append(torch.get_num_threads())
+        inside.append(torch.get_num_threads())
+
+    with one_thread():
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+        assert torch.get_num_threads() == 1
+    assert inside[0] == 1 and torch.get_num_threads() == before
