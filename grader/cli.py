@@ -123,6 +123,7 @@ def _grade(args: argparse.Namespace) -> int:
                     isolation=args.sandbox,
                     allow_weak_sandbox=args.allow_weak_sandbox,
                     budget=None if ends is None else ends - time.monotonic() - WRITE_MARGIN,
+                    kernels_ahead=False if args.workers == "1" else None,
                 )
             paths = _write(report, result, out)
             if args.format == "json":
@@ -335,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "1", "2"],
         default="auto",
         help="sandboxed workers grading at once: with 2, the checks that train a model run on a second worker "
-        "beside the first (bubblewrap only); auto: 2 where the machine has two CPUs and the memory for it",
+        "beside the first (bubblewrap only); auto: 2 where the machine has two CPUs and the memory for it; with 1, "
+        "--report also starts one notebook kernel at a time",
     )
     g.add_argument(
         "--deadline",

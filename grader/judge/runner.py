@@ -37,7 +37,7 @@ from grader.judge.checks import CheckFailed, CheckSpec, Ctx
 from grader.judge.doors import describe_dynamic, file_doors
 from grader.judge.feedback import describe_refusals, hit_record, reasons
 from grader.judge.imports import ImportScan, describe_imports, describe_unused, import_uses
-from grader.judge.lanes import Beside, Early, beside_checks, beside_room
+from grader.judge.lanes import Beside, Early, beside_checks, beside_room, run_early
 from grader.judge.loading import load_checks, load_oracles
 from grader.judge.opening import Opened, grading_key, open_ahead, open_grading, time_limit
 from grader.judge.results import CheckResult, GradeResult, PartResult
@@ -528,7 +528,7 @@ def grade(
                 run.static_problem(f)
         numbers = _numbers(m, specs)
         failed: set[str] = set()  # graded functions that failed a check so far
-        early = _beside(run, specs, workers, sandboxing, budget)
+        early = _beside(run, specs, workers, sandboxing)
         judged: dict[int, CheckResult] = {}
         with early or contextlib.nullcontext():
             index = {s.id: i for i, s in enumerate(specs)}
@@ -540,18 +540,27 @@ def grade(
                     on_result(r)
 
             for spec in specs:
-                if not (early and early.has(spec)):  # a check that trains waits for the second worker, or for the end
+                if not (early and early.has(spec)):  # a check that trains waits for the second worker, or the end
                     judge(spec, failed)
-
-            def before(spec: CheckSpec) -> set[str]:  # no other check has its function as a block: what failed before
-                return {r.function for j, r in judged.items() if j < index[spec.id] and r.status == "failed"}
-
-            while early and (spec := early.claim()) is not None:
-                judge(spec, before(spec))
-            for spec_id, ahead in (early.taken() if early else {}).items():
-                judge(specs[index[spec_id]], before(specs[index[spec_id]]), ahead.wait())
+            if early:
+                mine = {}  # what is left of the checks that train, run here while the second worker runs its last
+                while (spec := early.claim()) is not None:
+                    mine[spec.id] = run_early(_run_body, run, spec)
+                ran = {**early.finish(), **mine}  # the second worker has ended
+                for spec in sorted((s for s in specs if s.id in ran), key=lambda s: index[s.id]):
+                    # no other check has its function as a block: what failed before it decides as in order
+                    before = {r.function for j, r in judged.items() if j < index[spec.id] and r.status == "failed"}
+                    ahead = ran[spec.id]
+                    if ahead.error is not None:
+                        raise ahead.error
+                    if ahead.body.status == "passed":
+                        judge(spec, before, ahead)
+                    else:  # graded again alone, exactly as with one worker (its feedback, its time)
+                        early.again.append(spec.id)
+                        judge(spec, before)
         results = [judged[i] for i in range(len(specs))]
-        refusals = sandbox.refusals + (early.sandbox.refusals if early else [])
+        beside = early.sandbox.refusals if early else []
+        refusals = sandbox.refusals + [r for r in beside if r not in sandbox.refusals]
         results = _apply_refusals(m, results, refusals)
         problems += held_out_problem(results)
         sandbox_info = _sandbox_info(sandbox, results, budget, sandboxing)
@@ -584,9 +593,7 @@ def grade(
     )
 
 
-def _beside(
-    run: Run, specs: list[CheckSpec], workers: int | None, sandboxing: Isolation, budget: float
-) -> Beside | None:
+def _beside(run: Run, specs: list[CheckSpec], workers: int | None, sandboxing: Isolation) -> Beside | None:
     """The second worker for the checks that train (grader.judge.lanes), where `workers` asks for two, or (None)
     where the machine has room for it; only under bubblewrap, where each worker has its own namespaces."""
     if workers == 1 or run.sandbox is None or sandboxing.mode != "bwrap":
@@ -594,7 +601,10 @@ def _beside(
     chosen = beside_checks(run, specs)
     if not chosen or (workers is None and not beside_room(run.manifest.memory_mb)):
         return None
-    return Beside(run, chosen, budget, _run_body)
+    try:
+        return Beside(run, chosen, _run_body)
+    except (OSError, SandboxError):  # no second worker to be had: one grades every check
+        return None
 
 
 def run_seed(secret: str, spec: CheckSpec) -> int:
@@ -652,7 +662,7 @@ def _check_result(
     early: Early | None = None,
 ) -> CheckResult:
     """One check's result: judged, or failed at once when the archive was refused or the time is spent. `early`:
-    its body, run by the second worker ahead of its turn (within the budget: it stands)."""
+    its body, run and passed by the second worker ahead of its turn (it stands)."""
     t0 = time.perf_counter()
     calls0 = run.sandbox.stats.call_seconds
     late = run.sandbox.out_of_time() and early is None
@@ -664,7 +674,7 @@ def _check_result(
     else:
         verdict = run_check(run, spec, failed, oracle_names, first=early.body if early else None)
         status, text = verdict.status, verdict.text
-        late = status != "passed" and (run.sandbox.out_of_time() if early is None else early.late)
+        late = status != "passed" and run.sandbox.out_of_time()  # (what the second worker ran passed)
         if late:
             text += (
                 f"\n(The time allowed for grading this submission ({budget:g} s) ran out during this "

@@ -304,7 +304,8 @@ def execute_notebooks(
     `budget`: seconds for all of them (what a platform's clock leaves after grading). A notebook gets what is left
     of it, at most its own limit; one that would start with less than MIN_NOTEBOOK_SECONDS left is not run (status
     skipped; its answers are still read from the file as submitted), and cells that the budget cuts off say so.
-    `ahead`: start each next notebook's kernel while the one before runs (None: where `room_for_two_kernels`)."""
+    `ahead`: start each next notebook's kernel while the one before runs (None: where `room_for_two_kernels`),
+    under bubblewrap only."""
     lim = lim or limits(m)
     budget_end = time.monotonic() + budget if budget is not None else None
     problems = problems or {}
@@ -317,7 +318,11 @@ def execute_notebooks(
         lambda: KernelSandbox(
             staged_root, isolation, memory_mb=lim.memory_mb, device=device, env=env, hide=hide, read_only=read_only
         ),
-        ahead=(room_for_two_kernels(lim.memory_mb) if ahead is None else ahead) and len(submitted) > 1,
+        # under bubblewrap only: elsewhere a notebook's code could reach the next kernel before the judge does
+        # (the same user, the host's /tmp, the connection folder it may write until the judge connects)
+        ahead=(room_for_two_kernels(lim.memory_mb) if ahead is None else ahead)
+        and len(submitted) > 1
+        and isolation.mode == "bwrap",
     )
     try:
         for path in m.notebooks:

@@ -342,10 +342,13 @@ def attach(
     isolation: str = "auto",
     allow_weak_sandbox: bool = False,
     budget: float | None = None,
+    kernels_ahead: bool | None = None,
 ) -> list[str]:
     """`grader grade --report`: run the submission's notebooks in the sandbox, write the report into `out`, and
     record the answers and the notebooks' outcome in `result.notebooks` (results.json's extra_data). Returns
-    lines for the terminal. Nothing here changes the score, and a failure here is reported, never raised."""
+    lines for the terminal. Nothing here changes the score, and a failure here is reported, never raised.
+    `kernels_ahead`: start each next notebook's kernel while the one before runs (None: where there is room;
+    grader.notebooks.execute)."""
     try:
         return _attach(
             result,
@@ -358,6 +361,7 @@ def attach(
             isolation=isolation,
             allow_weak_sandbox=allow_weak_sandbox,
             budget=budget,
+            kernels_ahead=kernels_ahead,
         )
     except Exception as e:
         why = f"{type(e).__name__}: {str(e)[:500]}"
@@ -377,6 +381,7 @@ def _attach(
     isolation: str,
     allow_weak_sandbox: bool,
     budget: float | None = None,
+    kernels_ahead: bool | None = None,
 ) -> list[str]:
     from grader.course import manifest as manifests
     from grader.course.intake import stage
@@ -404,6 +409,7 @@ def _attach(
             device=result.device,
             hide=[str(kit)],
             budget=None if budget is None else budget - (time.perf_counter() - t0),
+            ahead=kernels_ahead,
         )
         notebooks_digest = _hash_notebooks(notebooks)
     executed = {r.path: r.nb for r in runs if r.nb is not None}

@@ -100,6 +100,7 @@ class Sandbox:
         self._substitute_request: dict = {}
         self._seq = 0
         self._pending_setup: tuple[int, float] | None = None  # (seq, deadline) of a start not yet answered
+        self._stopped = False  # stop(): no worker is started again
         self._deadline = (time.monotonic() + config.total_timeout) if config.total_timeout else None
         self._tmp = tempfile.TemporaryDirectory(prefix="grader-sandbox-")
         tmp = Path(self._tmp.name)
@@ -171,8 +172,15 @@ class Sandbox:
         self.close()
 
     def stop(self) -> None:
-        """End the worker now: a request waiting on it fails at once (close() still follows)."""
-        self._kill()
+        """End the worker now, from another thread than the one using it: its processes are killed (a request
+        waiting on it fails at once) and no worker is started again; its pipes are left for close()."""
+        self._stopped = True
+        self.stats.peak_rss_mb = max(self.stats.peak_rss_mb, self._process.kill())
+
+    def share_clock(self, other: Sandbox) -> None:
+        """Run on `other`'s time budget, to the same moment (a second worker of the same grading)."""
+        self.config = replace(self.config, total_timeout=other.config.total_timeout)
+        self._deadline = other._deadline
 
     def close(self) -> None:
         if self._relay is not None:
@@ -349,6 +357,8 @@ class Sandbox:
         return self._deadline is not None and time.monotonic() >= self._deadline
 
     def _ensure(self) -> None:
+        if self._stopped:
+            raise SandboxError("crash", "the grading ended before this request (its worker was stopped)")
         if self._pending_setup is not None:  # started ahead (prestart): wait for it now
             self._complete_start()
             return

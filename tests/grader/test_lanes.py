@@ -90,6 +90,7 @@ def test_a_broken_block_is_judged_in_the_composites_turn_as_with_one_worker(tmp_
         "a2.two_layer.find_best_net.two_hidden_sizes"  # a hidden check: not in a public run
     }
     assert _outcome(two) == _outcome(one)
+    assert two.sandbox["beside"]["graded_again"] == ["a2.two_layer.find_best_net"]  # it failed on the second
     best = next(c for c in two.checks if c.id == "a2.two_layer.find_best_net")
     assert best.passed and "judged with the course's own nn_train" in best.output, best.output
     assert all(not c.passed for c in two.checks if c.function == "nn_train")
@@ -144,6 +145,67 @@ def test_a_hang_on_the_second_worker_ends_with_the_grading(tmp_path, seconds_wor
     assert not best.passed and best.score == 0
     assert all(c.passed for c in result.checks if c.function != "find_best_net")
     _gone(seconds_workers)
+
+
+def test_a_second_worker_that_cannot_work_costs_the_student_nothing(tmp_path, monkeypatch):
+    """The second worker dies at every request (as it would when the machine ran out of memory, or it could not
+    start): the checks it took fail there, are graded again on the first worker, and the reference keeps full
+    marks."""
+    from grader.sandbox.isolation import SandboxError
+
+    class Dying(lanes.Sandbox):
+        def _ensure(self):
+            raise SandboxError("crash", "the worker died (test)")
+
+    from grader.judge import runner
+
+    monkeypatch.setattr(lanes, "Sandbox", Dying)
+    made: list[lanes.Beside] = []
+    real_init, real_body = lanes.Beside.__init__, runner._run_body
+    alone: list[bool] = []
+
+    def spy_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        made.append(self)
+
+    def spy_body(run, spec):  # graded again on the first worker only once the second has ended
+        if spec.function == "find_best_net" and not isinstance(run.sandbox, Dying):
+            alone.append(made[0].sandbox._stopped and not made[0]._thread.is_alive())
+        return real_body(run, spec)
+
+    monkeypatch.setattr(lanes.Beside, "__init__", spy_init)
+    monkeypatch.setattr(runner, "_run_body", spy_body)
+    sub = copy_submission(tmp_path / "sub", ("a2_linear",))
+    result = grade(sub, "a2_linear", device="cpu", parts=["two_layer"], workers=2)
+    assert result.score == pytest.approx(result.max_score)
+    assert result.sandbox["beside"]["graded_again"] == ["a2.two_layer.find_best_net"]
+    assert alone == [True]
+
+
+def test_both_workers_share_one_budget_and_the_last_check_beside_is_waited_for(tmp_path, monkeypatch):
+    """The second worker runs to the first worker's deadline, not one of its own started later; a slow last
+    check on it is waited for and judged in its place."""
+    real_init, real_run = lanes.Beside.__init__, lanes.run_early
+    made: list[lanes.Beside] = []
+
+    def spy_init(self, run, *args, **kwargs):
+        real_init(self, run, *args, **kwargs)
+        made.append(self)
+        assert self.sandbox._deadline == run.sandbox._deadline is not None
+
+    def slow(run_body, run, spec, catch=False):
+        if catch:  # the second worker's thread: its check ends well after the first worker is done
+            time.sleep(3)
+        return real_run(run_body, run, spec, catch)
+
+    monkeypatch.setattr(lanes.Beside, "__init__", spy_init)
+    monkeypatch.setattr(lanes, "run_early", slow)
+    sub = copy_submission(tmp_path / "sub", ("a2_linear",))
+    result = grade(sub, "a2_linear", device="cpu", parts=["two_layer"], workers=2, time_budget=600)
+    assert made and result.score == pytest.approx(result.max_score)
+    assert result.sandbox["beside"]["checks"] == ["a2.two_layer.find_best_net"]
+    best = next(c for c in result.checks if c.id == "a2.two_layer.find_best_net")
+    assert best.passed and best.seconds >= 3  # its place in the order, its time the second worker's
 
 
 def test_an_interrupt_ends_the_second_worker(tmp_path, seconds_workers):
