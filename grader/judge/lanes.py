@@ -44,7 +44,8 @@ HEAVY_SECONDS = 300.0  # a check whose calls may take this long trains a model: 
 
 def beside_room(memory_mb: int) -> bool:
     """Two CPUs or more to run on and a worker's memory limit free (grader.sandbox.process.headroom): not a
-    platform's half CPU or 768 MB."""
+    platform's half CPU or 768 MB. Should both workers still fill the memory, the kernel ends a worker before the
+    judge (each worker's oom_score_adj is 1000), and what failed beside is graded again alone."""
     from grader.sandbox.process import headroom
 
     cpus, free_mb = headroom()
@@ -65,7 +66,6 @@ def beside_checks(run: Any, specs: list[CheckSpec]) -> list[CheckSpec]:
             and s.function not in blocks
             and file not in staged.missing
             and file not in staged.rejected
-            and file not in staged.syntax_errors
             and not run.static_problem(s.function)
         ):
             out.append(s)
