@@ -35,6 +35,7 @@ from typing import Any
 
 CLONE_NEWNET = 0x40000000
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
 
 # the `user` fallback's live workers and kernels started by this process (their first process): what one of them
 # leaves behind is killed without touching another's
@@ -438,9 +439,11 @@ class Confinement:
         self._info: tuple[int, int] | None = None
         # resolved here, in the judge: the child between fork and exec should load no library
         try:
-            self._unshare: Any = ctypes.CDLL(None, use_errno=True).unshare
+            libc = ctypes.CDLL(None, use_errno=True)
+            self._unshare: Any = libc.unshare
+            self._prctl: Any = libc.prctl
         except (OSError, AttributeError):
-            self._unshare = None
+            self._unshare = self._prctl = None
 
     # -- starting -----------------------------------------------------------------------------
     def info_fd(self) -> int | None:
@@ -457,8 +460,10 @@ class Confinement:
 
     def preexec(self) -> None:
         """In the child, between fork and exec (nothing of the sandboxed program has run yet): the cgroup, no core
-        files; outside bubblewrap a network namespace of its own where the kernel allows it (as root); and under
-        the `user` fallback, the unprivileged user, for good (groups, gid, then uid)."""
+        files; outside bubblewrap a network namespace of its own where the kernel allows it (as root); under
+        the `user` fallback, the unprivileged user, for good (groups, gid, then uid); and a SIGKILL when the
+        judge's thread that started it ends (prctl PR_SET_PDEATHSIG), so a judge killed outright (a platform's hard
+        timeout, `grader batch`'s limit) leaves no bubblewrap behind, which its own session would otherwise keep."""
         self.cgroup.join()
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if self.mode != "bwrap" and self._unshare is not None:
@@ -467,6 +472,8 @@ class Confinement:
             os.setgroups([])
             os.setgid(self.run_as[1])
             os.setuid(self.run_as[0])
+        if self._prctl is not None:  # after the user changed (that clears it): killed with the judge's thread
+            self._prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
     def popen(self, argv: list[str], deadline: float, **kwargs: Any) -> subprocess.Popen:
         """Start `argv` (built with `info_fd()` under bubblewrap) in a session of its own, and wait for

@@ -393,3 +393,52 @@ def test_a_worker_that_cannot_start_blames_the_grader_not_the_student(tmp_path):
         sb.call("pkg.m", "double", (torch.ones(1),))
     assert "could not start" in e.value.message and "not your code's doing" in e.value.message, e.value.message
     assert "No module named torch" in e.value.message and "exit()" not in e.value.message
+
+
+KILLED_JUDGE = """
+import sys, time
+from pathlib import Path
+from grader.sandbox.host import Sandbox
+from grader.sandbox.isolation import SandboxConfig
+root = Path(sys.argv[1])
+sb = Sandbox(SandboxConfig(root=root, student_files=[], isolation=sys.argv[2]))
+sb._ensure()
+print(sb._tmp.name, sb._child_pid, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("mode", ["bwrap", "none"])
+def test_a_judge_killed_outright_leaves_no_worker(tmp_path, mode):
+    """A judge killed with SIGKILL (a platform's hard timeout, `grader batch`'s limit per submission) runs no
+    clean-up: its worker, in a session of its own, is ended by the kernel with the judge's thread
+    (PR_SET_PDEATHSIG); before, bubblewrap stayed, asleep, in its cgroup."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from grader.sandbox.isolation import IsolationError, detect_isolation
+    from tests.conftest import ROOT, processes_with
+
+    try:
+        detect_isolation(want=mode)
+    except IsolationError as e:
+        pytest.skip(str(e))
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    judge = subprocess.Popen(
+        [sys.executable, "-c", KILLED_JUDGE, str(tmp_path), mode], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        folder, _ = judge.stdout.readline().split()
+        assert processes_with(folder), "the worker should be running"
+    finally:
+        judge.send_signal(signal.SIGKILL)
+        judge.wait()
+    deadline = time.monotonic() + 10
+    while processes_with(folder) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not processes_with(folder), f"the worker outlived its judge: {processes_with(folder)}"
+    for d in Path("/sys/fs/cgroup").glob(f"*/grader-{judge.pid}-*"):  # the folders a SIGKILL leaves (see README)
+        d.rmdir()
